@@ -1,0 +1,130 @@
+import type { DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import postgres, { type Sql } from "postgres";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { ClusterService } from "../gen/sluice/v1/cluster_service_pb.js";
+import { JobService } from "../gen/sluice/v1/job_service_pb.js";
+import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
+import { type ServerConfig, ServerDefaults } from "./config.js";
+import { type EmbeddedDatabase, startEmbeddedDatabase } from "./database/embedded.js";
+import { migrate } from "./database/migrate.js";
+import { Dispatcher } from "./dispatch/dispatcher.js";
+import { type Listener, listen } from "./http/listen.js";
+import { LeaseExpiry } from "./maintenance/lease-expiry.js";
+import { clusterService } from "./services/cluster-service.js";
+import type { ServiceDeps } from "./services/deps.js";
+import { HealthState } from "./services/health-service.js";
+import { jobService } from "./services/job-service.js";
+import { Reflection } from "./services/reflection-service.js";
+import { runnerService } from "./services/runner-service.js";
+import { ClusterDirectory } from "./store/clusters.js";
+
+export interface SluiceServer {
+  /** Base URL of the API, e.g. http://127.0.0.1:8080. */
+  url: string;
+  port: number;
+  /** The database pool (tests read state through it). */
+  sql: Sql;
+  /** Stops taking work, lets in-flight requests finish, closes the database. */
+  stop(): Promise<void>;
+}
+
+export interface ServerLogger {
+  info(message: string): void;
+  error(message: string, error?: unknown): void;
+}
+
+const quietLogger: ServerLogger = { info() {}, error() {} };
+
+/** The largest request body accepted (a subtask list of many inputs can be large). */
+const READ_MAX_BYTES = 512 * 1024 * 1024;
+
+/**
+ * Builds and starts a server: database (embedded unless a URL is given),
+ * migrations, the dispatcher, background duties and the HTTP listener. Tests
+ * start it on port 0; `sluice server` starts it from the command line.
+ */
+export async function buildServer(overrides: Partial<ServerConfig> = {}, logger: ServerLogger = quietLogger): Promise<SluiceServer> {
+  const config: ServerConfig = { ...ServerDefaults, ...overrides };
+  let embedded: EmbeddedDatabase | undefined;
+  let databaseUrl = config.databaseUrl;
+  if (!databaseUrl) {
+    logger.info(`starting embedded PostgreSQL in ${config.dataDir}`);
+    embedded = await startEmbeddedDatabase(config.dataDir);
+    databaseUrl = embedded.url;
+  }
+  const sql = postgres(databaseUrl, { max: config.poolSize, onnotice: () => {} });
+  try {
+    const applied = await migrate(sql);
+    if (applied.length > 0) logger.info(`applied migrations: ${applied.join(", ")}`);
+  } catch (e) {
+    await sql.end({ timeout: 1 });
+    await embedded?.stop();
+    throw e;
+  }
+
+  const onError = (e: unknown) => logger.error("background error", e);
+  const clusters = new ClusterDirectory(sql);
+  const dispatcher = new Dispatcher(sql, onError);
+  await dispatcher.start();
+  const leaseExpiry = new LeaseExpiry(sql, config.leaseExpiry, onError);
+  leaseExpiry.start();
+
+  const deps: ServiceDeps = { sql, clusters, dispatcher, leaseTtlMs: config.leaseTtlMs };
+  const apiServices: DescService[] = [JobService, ClusterService, RunnerService];
+  const health = new HealthState(apiServices.map((s) => s.typeName));
+  const reflection = new Reflection([...apiServices, Health, ReflectionV1, ReflectionV1alpha]);
+  const routes = (router: ConnectRouter) => {
+    router.service(JobService, jobService(deps));
+    router.service(ClusterService, clusterService(deps));
+    router.service(RunnerService, runnerService(deps));
+    router.service(Health, health.service());
+    router.service(ReflectionV1, reflection.v1());
+    router.service(ReflectionV1alpha, reflection.v1alpha());
+  };
+  const handler = connectNodeAdapter({
+    routes,
+    readMaxBytes: READ_MAX_BYTES,
+    interceptors: [internalErrors(logger)],
+  });
+  const listener: Listener = await listen(handler, config.host, config.port);
+  const host = listener.host.includes(":") ? `[${listener.host}]` : listener.host;
+  const url = `http://${host}:${listener.port}`;
+  logger.info(`Sluice is listening on ${url}`);
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    port: listener.port,
+    sql,
+    stop: () =>
+      (stopping ??= (async () => {
+        health.shutDown();
+        leaseExpiry.stop();
+        // Ends the work streams, so that connections can drain.
+        await dispatcher.stop();
+        await listener.close();
+        await sql.end({ timeout: 5 });
+        await embedded?.stop();
+      })()),
+  };
+}
+
+/**
+ * Lets only ConnectErrors cross the wire as they are; anything else is an
+ * internal error, logged here with its stack and reported without internals.
+ */
+function internalErrors(logger: ServerLogger): Interceptor {
+  return (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (e) {
+      if (e instanceof ConnectError) throw e;
+      logger.error(`${req.method.parent.typeName}/${req.method.name} failed`, e);
+      throw new ConnectError(`internal error: ${(e as Error)?.message ?? String(e)}`, Code.Internal);
+    }
+  };
+}

@@ -1,0 +1,46 @@
+import { LeaseExpiryDefaults, type LeaseExpiryConfig } from "./maintenance/lease-expiry.js";
+
+export interface ServerConfig {
+  /** Interface to listen on. */
+  host: string;
+  /** Port to listen on; 0 picks a free one. */
+  port: number;
+  /** PostgreSQL to use; when absent an embedded one is started in `dataDir`. */
+  databaseUrl?: string;
+  /** Where the embedded PostgreSQL keeps its data. */
+  dataDir: string;
+  /** How long a lease lasts unless the runner extends it. */
+  leaseTtlMs: number;
+  /** Connections in the pool for API requests and leasing. */
+  poolSize: number;
+  leaseExpiry: LeaseExpiryConfig;
+}
+
+export const ServerDefaults: ServerConfig = {
+  host: "127.0.0.1",
+  port: 8080,
+  dataDir: ".sluice",
+  leaseTtlMs: 30_000,
+  poolSize: 10,
+  leaseExpiry: LeaseExpiryDefaults,
+};
+
+/** Settings from the environment: SLUICE_HOST, SLUICE_PORT, DATABASE_URL, SLUICE_DATA_DIR, SLUICE_LEASE_TTL_MS. */
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const int = (name: string, fallback: number) => {
+    const raw = env[name];
+    if (raw === undefined || raw === "") return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got "${raw}"`);
+    return n;
+  };
+  return {
+    ...ServerDefaults,
+    host: env.SLUICE_HOST || ServerDefaults.host,
+    port: int("SLUICE_PORT", ServerDefaults.port),
+    databaseUrl: env.DATABASE_URL || undefined,
+    dataDir: env.SLUICE_DATA_DIR || ServerDefaults.dataDir,
+    leaseTtlMs: int("SLUICE_LEASE_TTL_MS", ServerDefaults.leaseTtlMs),
+    poolSize: int("SLUICE_DB_POOL_SIZE", ServerDefaults.poolSize),
+  };
+}

@@ -1,0 +1,75 @@
+import type { Sql } from "postgres";
+import { CANCEL_CHANNEL, TASKS_CHANNEL } from "../store/insert-tasks.js";
+import { RunnerStream, type RunnerStreamOptions } from "./runner-stream.js";
+
+/**
+ * Hands work to the runner streams attached to this server. It LISTENs for
+ * ready work (payload: a cluster id) and cancelled jobs (payload: a job id), on
+ * one connection, and wakes only the streams of the cluster concerned.
+ */
+export class Dispatcher {
+  private readonly streams = new Map<string, RunnerStream>();
+  private readonly byCluster = new Map<number, Set<RunnerStream>>();
+  private unlisten: (() => Promise<void>)[] = [];
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly onError: (error: unknown) => void,
+  ) {}
+
+  async start(): Promise<void> {
+    // onlisten runs again after the listening connection reconnects:
+    // notifications may have been missed meanwhile, so every stream looks again.
+    const tasks = await this.sql.listen(TASKS_CHANNEL, (payload) => this.wakeCluster(Number(payload)), () => this.wakeAll());
+    const cancels = await this.sql.listen(CANCEL_CHANNEL, (jobId) => this.cancelJob(jobId, `job ${jobId} was cancelled or failed`));
+    this.unlisten = [tasks.unlisten, cancels.unlisten];
+  }
+
+  async stop(): Promise<void> {
+    for (const stream of this.streams.values()) stream.close();
+    this.streams.clear();
+    this.byCluster.clear();
+    await Promise.all(this.unlisten.map((u) => u().catch(() => {})));
+  }
+
+  /** Attaches a runner's stream; a stream of the same runner id is replaced. */
+  attach(options: Omit<RunnerStreamOptions, "onError">): RunnerStream {
+    this.streams.get(options.runnerId)?.close();
+    const stream = new RunnerStream(this.sql, { ...options, onError: this.onError });
+    this.streams.set(options.runnerId, stream);
+    let set = this.byCluster.get(options.clusterId);
+    if (!set) this.byCluster.set(options.clusterId, (set = new Set()));
+    set.add(stream);
+    stream.pump();
+    return stream;
+  }
+
+  detach(stream: RunnerStream): void {
+    stream.close();
+    if (this.streams.get(stream.runnerId) === stream) this.streams.delete(stream.runnerId);
+    this.byCluster.get(stream.clusterId)?.delete(stream);
+  }
+
+  /** A runner reported results: free its slots and lease more for it. */
+  reported(runnerId: string, taskIds: readonly string[]): void {
+    this.streams.get(runnerId)?.reported(taskIds);
+  }
+
+  /** Tells runners on this server to stop the tasks of a job they hold. */
+  cancelJob(jobId: string, reason: string): void {
+    for (const stream of this.streams.values()) stream.cancelJob(jobId, reason);
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  private wakeCluster(clusterId: number): void {
+    const set = this.byCluster.get(clusterId);
+    if (set) for (const stream of set) stream.pump();
+  }
+
+  private wakeAll(): void {
+    for (const stream of this.streams.values()) stream.pump();
+  }
+}

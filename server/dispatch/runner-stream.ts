@@ -1,0 +1,152 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { Sql } from "postgres";
+import {
+  LeasedTaskSchema,
+  type TaskLease,
+  TaskLeaseSchema,
+  type WorkResponse,
+  WorkResponseSchema,
+} from "../../gen/sluice/v1/runner_service_pb.js";
+import { formatVersion } from "../validation.js";
+import { type Capability, leaseTasks } from "../store/lease-tasks.js";
+import { EventQueue } from "./event-queue.js";
+
+/** The most tasks leased by one statement for one stream. */
+export const LEASE_BATCH_MAX = 500;
+
+export interface RunnerStreamOptions {
+  runnerId: string;
+  clusterId: number;
+  clusterSlug: string;
+  capabilities: Capability[];
+  /** Tasks the runner may hold at once: its concurrency plus its prefetch. */
+  capacity: number;
+  /** Tasks leased before a reconnect that the runner still executes. */
+  carried: number;
+  leaseTtlMs: number;
+  onError: (error: unknown) => void;
+}
+
+interface HeldTask {
+  jobId: string;
+  lease: number;
+}
+
+/**
+ * One runner's work stream on this server. It leases tasks for the runner's
+ * free capacity and pushes them down the stream; it never leases more than the
+ * runner can hold, and it is woken (never polled) when work may be ready or
+ * capacity was freed.
+ */
+export class RunnerStream {
+  readonly events = new EventQueue<WorkResponse>();
+  private readonly held = new Map<string, HeldTask>();
+  private carried: number;
+  private pumping = false;
+  private again = false;
+  private idleSent = false;
+
+  constructor(
+    private readonly sql: Sql,
+    readonly options: RunnerStreamOptions,
+  ) {
+    this.carried = options.carried;
+  }
+
+  get runnerId(): string {
+    return this.options.runnerId;
+  }
+
+  get clusterId(): number {
+    return this.options.clusterId;
+  }
+
+  get free(): number {
+    return this.options.capacity - this.held.size - this.carried;
+  }
+
+  /** The runner reported these tasks (accepted or refused): their slots are free. */
+  reported(taskIds: readonly string[]): void {
+    for (const id of taskIds) {
+      if (!this.held.delete(id) && this.carried > 0) this.carried--;
+    }
+    this.pump();
+  }
+
+  /** Tells the runner to stop the tasks it holds of a cancelled or failed job. */
+  cancelJob(jobId: string, reason: string): void {
+    const tasks: TaskLease[] = [];
+    for (const [taskId, held] of this.held) {
+      if (held.jobId === jobId) tasks.push(create(TaskLeaseSchema, { taskId, lease: held.lease }));
+    }
+    if (tasks.length > 0) {
+      this.events.push(create(WorkResponseSchema, { event: { case: "cancellation", value: { tasks, reason } } }));
+    }
+  }
+
+  close(): void {
+    this.events.close();
+  }
+
+  /**
+   * Leases work for the free capacity until there is none or no ready work is
+   * left. Calls while a lease runs are folded into one more round.
+   */
+  pump(): void {
+    if (this.events.isClosed) return;
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = true;
+    this.leaseLoop()
+      .catch((e) => this.options.onError(e))
+      .finally(() => {
+        this.pumping = false;
+      });
+  }
+
+  private async leaseLoop(): Promise<void> {
+    for (;;) {
+      this.again = false;
+      const want = Math.min(this.free, LEASE_BATCH_MAX);
+      if (want <= 0 || this.events.isClosed) return;
+      const o = this.options;
+      const rows = await leaseTasks(this.sql, o.clusterId, o.capabilities, want, o.runnerId, o.leaseTtlMs);
+      if (rows.length > 0) {
+        this.idleSent = false;
+        for (const r of rows) this.held.set(r.id, { jobId: r.job_id, lease: r.lease });
+        this.events.push(
+          create(WorkResponseSchema, {
+            event: {
+              case: "assignment",
+              value: {
+                tasks: rows.map((r) =>
+                  create(LeasedTaskSchema, {
+                    id: r.id,
+                    jobId: r.job_id,
+                    identifier: { name: r.name, version: formatVersion(r.major, r.minor) },
+                    input: r.input,
+                    lease: r.lease,
+                    leaseExpiresAt: timestampFromDate(r.lease_expires_at),
+                    failures: r.failures,
+                    maxRetries: r.max_retries,
+                    cluster: o.clusterSlug,
+                  }),
+                ),
+              },
+            },
+          }),
+        );
+      }
+      if (rows.length < want && !this.again) {
+        if (this.held.size === 0 && this.carried === 0 && !this.idleSent) {
+          this.idleSent = true;
+          this.events.push(create(WorkResponseSchema, { event: { case: "idle", value: {} } }));
+        }
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,27 @@
+import { type ServerConfig, configFromEnv } from "./config.js";
+import { buildServer } from "./build-server.js";
+
+/**
+ * Runs a server until SIGINT or SIGTERM: then it stops taking work, lets
+ * in-flight requests finish, stops the embedded PostgreSQL and exits 0.
+ */
+export async function runServer(overrides: Partial<ServerConfig> = {}): Promise<void> {
+  const config = { ...configFromEnv(), ...overrides };
+  const server = await buildServer(config, {
+    info: (m) => console.log(m),
+    error: (m, e) => console.error(m, e instanceof Error ? (e.stack ?? e.message) : (e ?? "")),
+  });
+  await new Promise<void>((resolve) => {
+    const shutdown = (signal: string) => {
+      console.log(`${signal}: shutting down`);
+      server.stop().then(resolve, (e) => {
+        console.error("shutdown failed", e);
+        process.exitCode = 1;
+        resolve();
+      });
+    };
+    process.once("SIGINT", () => shutdown("SIGINT"));
+    process.once("SIGTERM", () => shutdown("SIGTERM"));
+  });
+  console.log("stopped");
+}

@@ -1,0 +1,71 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { type Job, JobSchema, JobState } from "../../gen/sluice/v1/job_pb.js";
+import { type Task, TaskSchema, TaskState } from "../../gen/sluice/v1/task_pb.js";
+import type { JobStateName, JobWithCounts, TaskRowOut, TaskStateName } from "../store/read-jobs.js";
+import { formatVersion } from "../validation.js";
+
+export const jobStateToProto: Record<JobStateName, JobState> = {
+  queued: JobState.QUEUED,
+  started: JobState.STARTED,
+  completed: JobState.COMPLETED,
+  failed: JobState.FAILED,
+  cancelled: JobState.CANCELLED,
+};
+
+export const jobStateFromProto = new Map<JobState, JobStateName>(
+  Object.entries(jobStateToProto).map(([name, value]) => [value, name as JobStateName]),
+);
+
+const taskStateToProto: Record<TaskStateName, TaskState> = {
+  queued: TaskState.QUEUED,
+  running: TaskState.RUNNING,
+  computed: TaskState.COMPUTED,
+  failed: TaskState.FAILED,
+  cancelled: TaskState.CANCELLED,
+};
+
+const ts = (d: Date | null) => (d ? timestampFromDate(d) : undefined);
+
+export function jobToProto(row: JobWithCounts, clusterSlug: string): Job {
+  return create(JobSchema, {
+    id: row.id,
+    name: row.name,
+    cluster: clusterSlug,
+    state: jobStateToProto[row.state],
+    createdAt: ts(row.created_at),
+    startedAt: ts(row.started_at),
+    finishedAt: ts(row.finished_at),
+    taskCounts: {
+      queued: row.queued,
+      running: row.running,
+      computed: row.computed,
+      failed: row.failed,
+      cancelled: row.cancelled,
+    },
+  });
+}
+
+export function taskToProto(row: TaskRowOut, clusterSlug: string): Task {
+  return create(TaskSchema, {
+    id: row.id,
+    jobId: row.job_id,
+    parentId: row.parent_id ?? "",
+    identifier: { name: row.name, version: formatVersion(row.major, row.minor) },
+    state: taskStateToProto[row.state],
+    input: row.input,
+    dependsOn: row.depends_on,
+    maxRetries: row.max_retries,
+    failures: row.failures,
+    attempts: row.lease,
+    cluster: clusterSlug,
+    lastError:
+      row.error_message === null
+        ? undefined
+        : { message: row.error_message, stack: row.error_stack ?? "", attempt: row.error_attempt ?? 0 },
+    display: row.display ?? "",
+    createdAt: ts(row.created_at),
+    startedAt: ts(row.started_at),
+    finishedAt: ts(row.finished_at),
+  });
+}

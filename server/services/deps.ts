@@ -1,0 +1,23 @@
+import type { Sql } from "postgres";
+import type { Dispatcher } from "../dispatch/dispatcher.js";
+import type { ClusterDirectory } from "../store/clusters.js";
+import { notFound } from "../validation.js";
+
+/** What the API services need from the server. */
+export interface ServiceDeps {
+  sql: Sql;
+  clusters: ClusterDirectory;
+  dispatcher: Dispatcher;
+  leaseTtlMs: number;
+}
+
+/** Resolves cluster slugs to ids, failing with NotFound for the first unknown one. */
+export async function requireClusters(clusters: ClusterDirectory, slugs: readonly string[]): Promise<Map<string, number>> {
+  const ids = await clusters.ids(slugs);
+  for (const slug of slugs) {
+    if (!ids.has(slug)) {
+      throw notFound(`cluster "${slug}" does not exist: create it first (sluice clusters create ${slug})`);
+    }
+  }
+  return ids;
+}

@@ -1,0 +1,91 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { JobService } from "../../gen/sluice/v1/job_service_pb.js";
+import { cancelJob } from "../store/cancel-job.js";
+import { getJob, getJobTasks, listJobs, type JobStateName } from "../store/read-jobs.js";
+import { retryJob } from "../store/retry-job.js";
+import { submitJob } from "../store/submit-job.js";
+import { addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
+import { checkName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
+import { jobStateFromProto, jobToProto, taskToProto } from "./convert.js";
+import { type ServiceDeps, requireClusters } from "./deps.js";
+
+const DEFAULT_PAGE_SIZE = 100;
+const MAX_PAGE_SIZE = 1000;
+
+export function jobService({ sql, clusters }: ServiceDeps): ServiceImpl<typeof JobService> {
+  async function readJob(id: string) {
+    const job = await getJob(sql, id);
+    if (!job) throw notFound(`job ${id} does not exist`);
+    return jobToProto(job, await clusters.slug(job.cluster_id));
+  }
+
+  return {
+    async submitJob(req) {
+      checkName(req.name, "job name");
+      const cluster = req.cluster === "" ? "default" : req.cluster;
+      if (req.tasks.length === 0) throw invalid("a job needs at least one root task in tasks");
+      const ids = await requireClusters(clusters, [cluster, ...clusterSlugsOf(req.tasks)]);
+      const plan = emptyPlan();
+      addSubmissions(plan, req.tasks, {
+        where: "tasks",
+        jobId: null,
+        parentId: null,
+        defaultClusterId: ids.get(cluster)!,
+        clusterIds: ids,
+      });
+      const row = await submitJob(sql, req.name, ids.get(cluster)!, plan);
+      const counts = { queued: plan.rows.length, running: 0, computed: 0, failed: 0, cancelled: 0 };
+      return { job: jobToProto({ ...row, ...counts }, cluster) };
+    },
+
+    async getJob(req) {
+      const id = parseId(req.id, "job id");
+      const job = await readJob(id);
+      const tasks = await getJobTasks(sql, id);
+      const slugs = new Map<number, string>();
+      for (const t of tasks) if (!slugs.has(t.cluster_id)) slugs.set(t.cluster_id, await clusters.slug(t.cluster_id));
+      return { job, tasks: tasks.map((t) => taskToProto(t, slugs.get(t.cluster_id)!)) };
+    },
+
+    async listJobs(req) {
+      const states = req.states.map((s) => {
+        const name = jobStateFromProto.get(s);
+        if (!name) throw invalid(`states: ${s} is not a job state; use QUEUED, STARTED, COMPLETED, FAILED or CANCELLED`);
+        return name;
+      });
+      const clusterId = req.cluster === "" ? null : (await requireClusters(clusters, [req.cluster])).get(req.cluster)!;
+      if (req.pageSize > MAX_PAGE_SIZE) throw invalid(`page_size is ${req.pageSize}; the limit is ${MAX_PAGE_SIZE}`);
+      const limit = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : req.pageSize;
+      const beforeId = req.pageToken === "" ? null : parseId(req.pageToken, "page_token");
+      const rows = await listJobs(sql, {
+        states: [...new Set<JobStateName>(states)],
+        clusterId,
+        name: req.name,
+        createdAfter: req.createdAfter ? timestampDate(req.createdAfter) : null,
+        createdBefore: req.createdBefore ? timestampDate(req.createdBefore) : null,
+        beforeId,
+        limit,
+      });
+      const jobs = [];
+      for (const r of rows) jobs.push(jobToProto(r, await clusters.slug(r.cluster_id)));
+      return { jobs, nextPageToken: rows.length === limit ? rows[rows.length - 1].id : "" };
+    },
+
+    async cancelJob(req) {
+      const id = parseId(req.id, "job id");
+      const outcome = await cancelJob(sql, id);
+      if (outcome.kind === "missing") throw notFound(`job ${id} does not exist`);
+      if (outcome.kind === "finished") throw failedPrecondition(`job ${id} is already ${outcome.state}; only queued or started jobs can be cancelled`);
+      return { job: await readJob(id) };
+    },
+
+    async retryJob(req) {
+      const id = parseId(req.id, "job id");
+      const outcome = await retryJob(sql, id);
+      if (outcome.kind === "missing") throw notFound(`job ${id} does not exist`);
+      if (outcome.kind === "not-failed") throw failedPrecondition(`job ${id} is ${outcome.state}; only failed or cancelled jobs can be retried`);
+      return { job: await readJob(id) };
+    },
+  };
+}

@@ -1,0 +1,157 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, type ServiceImpl } from "@connectrpc/connect";
+import {
+  ResultOutcomeSchema,
+  RunnerService,
+  TaskLeaseSchema,
+  type TaskResult,
+  WorkResponseSchema,
+} from "../../gen/sluice/v1/runner_service_pb.js";
+import { type TaskResultIn, recordResults } from "../store/complete-tasks.js";
+import type { Capability } from "../store/lease-tasks.js";
+import { extendLeases } from "../store/leases.js";
+import { addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
+import { invalid, parseId, parseIdentifier } from "../validation.js";
+import { type ServiceDeps, requireClusters } from "./deps.js";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const MAX_RESULTS_PER_CALL = 5_000;
+const MAX_CONCURRENCY = 10_000;
+
+function checkRunnerId(runnerId: string): string {
+  if (!UUID.test(runnerId)) throw invalid(`runner_id must be a UUID the runner chose for itself, got ${JSON.stringify(runnerId)}`);
+  return runnerId.toLowerCase();
+}
+
+export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDeps): ServiceImpl<typeof RunnerService> {
+  return {
+    async *work(req, ctx) {
+      const runnerId = checkRunnerId(req.runnerId);
+      if (req.tasks.length === 0) throw invalid("tasks is empty: a runner must register at least one task it can execute");
+      const capabilities: Capability[] = req.tasks.map((t, i) => parseIdentifier(t.name, t.version, `tasks[${i}]`));
+      if (req.concurrency < 1 || req.concurrency > MAX_CONCURRENCY) {
+        throw invalid(`concurrency must be between 1 and ${MAX_CONCURRENCY}, got ${req.concurrency}`);
+      }
+      if (req.prefetch > MAX_CONCURRENCY) throw invalid(`prefetch must be at most ${MAX_CONCURRENCY}, got ${req.prefetch}`);
+      const slug = req.cluster === "" ? "default" : req.cluster;
+      const clusterId = (await requireClusters(clusters, [slug])).get(slug)!;
+
+      const stream = dispatcher.attach({
+        runnerId,
+        clusterId,
+        clusterSlug: slug,
+        capabilities,
+        capacity: req.concurrency + req.prefetch,
+        carried: req.inFlight,
+        leaseTtlMs,
+      });
+      const detach = () => dispatcher.detach(stream);
+      ctx.signal.addEventListener("abort", detach, { once: true });
+      try {
+        yield create(WorkResponseSchema, { event: { case: "started", value: { leaseTtlMs } } });
+        for await (const event of stream.events) yield event;
+      } finally {
+        ctx.signal.removeEventListener("abort", detach);
+        detach();
+      }
+    },
+
+    async completeTasks(req) {
+      const runnerId = checkRunnerId(req.runnerId);
+      if (req.results.length > MAX_RESULTS_PER_CALL) {
+        throw invalid(`${req.results.length} results in one call; send at most ${MAX_RESULTS_PER_CALL}`);
+      }
+      const seen = new Set<string>();
+      for (const [i, r] of req.results.entries()) {
+        if (!r.task) throw invalid(`results[${i}]: task is missing`);
+        parseId(r.task.taskId, `results[${i}].task.task_id`);
+        parseId(r.jobId, `results[${i}].job_id`);
+        if (r.outcome.case === undefined) throw invalid(`results[${i}]: set computed or failed`);
+        if (seen.has(r.task.taskId)) throw invalid(`results[${i}]: task ${r.task.taskId} is reported twice in one call`);
+        seen.add(r.task.taskId);
+      }
+
+      // Subtasks are validated per result: a bad subtask list refuses that
+      // result (InvalidArgument) and records nothing for it, not the batch.
+      const slugs = req.results.flatMap((r) => (r.outcome.case === "computed" ? clusterSlugsOf(r.outcome.value.subtasks) : []));
+      const known = await clusters.ids([...new Set(slugs)]);
+      const valid: TaskResultIn[] = [];
+      const rejected = new Map<string, string>();
+      for (const r of req.results) {
+        try {
+          valid.push(await toResultIn(r, known, (slug) => clusters.id(slug)));
+        } catch (e) {
+          rejected.set(r.task!.taskId, (e as Error).message);
+        }
+      }
+      const recorded = valid.length > 0 ? await recordResults(sql, valid) : { outcomes: [], failedJobs: [] };
+      for (const job of recorded.failedJobs) dispatcher.cancelJob(job, `job ${job} failed`);
+      dispatcher.reported(runnerId, req.results.map((r) => r.task!.taskId));
+
+      const byTask = new Map(recorded.outcomes.map((o) => [o.taskId, o]));
+      return {
+        outcomes: req.results.map((r) => {
+          const taskId = r.task!.taskId;
+          const reason = rejected.get(taskId);
+          if (reason !== undefined) {
+            return create(ResultOutcomeSchema, { taskId, accepted: false, code: codeName(Code.InvalidArgument), message: reason });
+          }
+          const o = byTask.get(taskId)!;
+          return create(ResultOutcomeSchema, {
+            taskId,
+            accepted: o.accepted,
+            code: o.code === undefined ? "" : codeName(o.code),
+            message: o.message ?? "",
+          });
+        }),
+      };
+    },
+
+    async extendLeases(req) {
+      checkRunnerId(req.runnerId);
+      const leases = req.leases.map((l, i) => ({ taskId: parseId(l.taskId, `leases[${i}].task_id`), lease: l.lease }));
+      if (leases.length === 0) return { leaseExpiresAt: timestampFromDate(new Date(Date.now() + leaseTtlMs)), lost: [] };
+      const { expiresAt, lost } = await extendLeases(sql, leases, leaseTtlMs);
+      return {
+        leaseExpiresAt: timestampFromDate(expiresAt),
+        lost: lost.map((l) => create(TaskLeaseSchema, { taskId: l.taskId, lease: l.lease })),
+      };
+    },
+  };
+}
+
+async function toResultIn(
+  r: TaskResult,
+  known: ReadonlyMap<string, number>,
+  lookup: (slug: string) => Promise<number | undefined>,
+): Promise<TaskResultIn> {
+  const base = { taskId: r.task!.taskId, lease: r.task!.lease, jobId: r.jobId };
+  if (r.outcome.case === "failed") return { ...base, failure: { message: r.outcome.value.message, stack: r.outcome.value.stack } };
+  const subtasks = r.outcome.value!.subtasks;
+  if (subtasks.length === 0) return base;
+  const clusterIds = new Map(known);
+  for (const slug of clusterSlugsOf(subtasks)) {
+    if (!clusterIds.has(slug)) {
+      const id = await lookup(slug);
+      if (id === undefined) throw invalid(`subtasks of task ${base.taskId}: cluster "${slug}" does not exist; create it first`);
+      clusterIds.set(slug, id);
+    }
+  }
+  // Subtasks without a cluster inherit the parent's, filled in when the
+  // completion is recorded.
+  const plan = emptyPlan();
+  addSubmissions(plan, subtasks, {
+    where: `subtasks of task ${base.taskId}`,
+    jobId: base.jobId,
+    parentId: base.taskId,
+    defaultClusterId: null,
+    clusterIds,
+  });
+  return { ...base, subtasks: plan };
+}
+
+/** Connect's code names as they appear on the wire, e.g. "failed_precondition". */
+function codeName(code: Code): string {
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+}

@@ -1,0 +1,28 @@
+import type { Sql } from "postgres";
+import { retryOnDeadlock } from "./deadlock.js";
+import { CANCEL_CHANNEL } from "./insert-tasks.js";
+import type { JobStateName } from "./read-jobs.js";
+
+export type CancelOutcome = { kind: "cancelled" } | { kind: "missing" } | { kind: "finished"; state: JobStateName };
+
+/**
+ * Cancels a queued or started job: its queued and running tasks become
+ * cancelled (so later results for them are refused) and servers are told to
+ * stop the runners that hold them. The job row is locked first, as every writer
+ * of a job's tasks does.
+ */
+export async function cancelJob(sql: Sql, jobId: string): Promise<CancelOutcome> {
+  return retryOnDeadlock(() =>
+    sql.begin(async (tx) => {
+      const [job] = await tx<{ state: JobStateName }[]>`SELECT state FROM jobs WHERE id = ${jobId} FOR NO KEY UPDATE`;
+      if (!job) return { kind: "missing" } as const;
+      if (job.state !== "queued" && job.state !== "started") return { kind: "finished", state: job.state } as const;
+      await tx`
+        UPDATE tasks SET state = 'cancelled', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
+        WHERE job_id = ${jobId} AND state IN ('queued', 'running')`;
+      await tx`UPDATE jobs SET state = 'cancelled', finished_at = now() WHERE id = ${jobId}`;
+      await tx`SELECT pg_notify(${CANCEL_CHANNEL}, ${jobId})`;
+      return { kind: "cancelled" } as const;
+    }),
+  );
+}

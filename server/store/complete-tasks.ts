@@ -1,0 +1,210 @@
+import { Code } from "@connectrpc/connect";
+import type { Sql, TransactionSql } from "postgres";
+import { type TaskPlan, appendPlan, emptyPlan } from "../task-plan.js";
+import { retryOnDeadlock } from "./deadlock.js";
+import { CANCEL_CHANNEL, TASKS_CHANNEL, taskInsertCtes } from "./insert-tasks.js";
+
+/** A runner's report on one task it held. */
+export interface TaskResultIn {
+  taskId: string;
+  lease: number;
+  jobId: string;
+  /** Present when the task succeeded: the subtasks it submitted, already validated. */
+  subtasks?: TaskPlan;
+  /** Present when the task threw. */
+  failure?: { message: string; stack: string };
+}
+
+export interface ResultOutcome {
+  taskId: string;
+  accepted: boolean;
+  code?: Code;
+  message?: string;
+}
+
+export interface RecordedResults {
+  outcomes: ResultOutcome[];
+  /** Jobs that failed because a task ran out of retries. */
+  failedJobs: string[];
+}
+
+/**
+ * Records a batch of task results in one transaction:
+ *
+ * 1. lock the jobs involved, in id order (every writer that touches a job's
+ *    tasks locks the job first, so completions, cancellations and retries of a
+ *    job never deadlock);
+ * 2. mark succeeded tasks computed and insert their subtasks, fenced by the lease
+ *    number, so a result from a runner whose lease expired changes nothing;
+ * 3. re-queue or fail the tasks that threw;
+ * 4. count down the dependencies of tasks waiting on the computed ones;
+ * 5. update each job once per batch (its open-task count, completed, failed) and
+ *    cancel the rest of the jobs that failed;
+ * 6. NOTIFY once per cluster that got ready work and once per failed job.
+ */
+export async function recordResults(sql: Sql, results: readonly TaskResultIn[]): Promise<RecordedResults> {
+  return retryOnDeadlock(() => sql.begin((tx) => recordInTransaction(tx, results)));
+}
+
+interface DoneRow {
+  id: string;
+  job_id: string;
+  cluster_id: number;
+  has_dependents: boolean;
+}
+
+interface FailedRow {
+  id: string;
+  job_id: string;
+  state: "queued" | "failed";
+  cluster_id: number;
+  deps_left: number;
+}
+
+async function recordInTransaction(tx: TransactionSql, results: readonly TaskResultIn[]): Promise<RecordedResults> {
+  const jobIds = [...new Set(results.map((r) => r.jobId))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
+  await tx`SELECT id FROM jobs WHERE id = ANY(${jobIds}::bigint[]) ORDER BY id FOR NO KEY UPDATE`;
+
+  const succeeded = results.filter((r) => r.failure === undefined);
+  const threw = results.filter((r) => r.failure !== undefined);
+
+  const done: DoneRow[] =
+    succeeded.length === 0
+      ? []
+      : await tx<DoneRow[]>`
+        UPDATE tasks t
+        SET state = 'computed', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
+        FROM unnest(${succeeded.map((r) => r.taskId)}::bigint[], ${succeeded.map((r) => r.lease)}::int[],
+                    ${succeeded.map((r) => r.jobId)}::bigint[]) AS c(id, lease, job_id)
+        WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running'
+        RETURNING t.id, t.job_id, t.cluster_id, t.has_dependents`;
+
+  const failed: FailedRow[] =
+    threw.length === 0
+      ? []
+      : await tx<FailedRow[]>`
+        UPDATE tasks t
+        SET state = (CASE WHEN t.failures < t.max_retries THEN 'queued' ELSE 'failed' END)::task_state,
+            failures = t.failures + 1,
+            error_message = c.message, error_stack = c.stack, error_attempt = t.lease,
+            runner_id = NULL, lease_expires_at = NULL,
+            finished_at = CASE WHEN t.failures < t.max_retries THEN NULL ELSE now() END
+        FROM json_to_recordset(${JSON.stringify(
+          threw.map((r) => ({ id: r.taskId, lease: r.lease, job_id: r.jobId, message: r.failure!.message, stack: r.failure!.stack })),
+        )}::text::json) AS c(id bigint, lease int, job_id bigint, message text, stack text)
+        WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running'
+        RETURNING t.id, t.job_id, t.state, t.cluster_id, t.deps_left`;
+
+  const readyClusters = new Set<string>();
+  const jobDelta = new Map<string, number>();
+  const bump = (job: string, n: number) => jobDelta.set(job, (jobDelta.get(job) ?? 0) + n);
+
+  // Subtasks of the tasks whose completion was accepted, in one insert.
+  const parentCluster = new Map(done.map((d) => [d.id, d.cluster_id]));
+  const plan = emptyPlan();
+  for (const r of succeeded) {
+    const cluster = parentCluster.get(r.taskId);
+    if (cluster !== undefined && r.subtasks && r.subtasks.rows.length > 0) {
+      for (const row of r.subtasks.rows) row.clusterId ??= cluster;
+      appendPlan(plan, r.subtasks);
+      bump(r.jobId, r.subtasks.rows.length);
+      for (const row of r.subtasks.rows) if (row.depsLeft === 0) readyClusters.add(String(row.clusterId));
+    }
+  }
+  if (plan.rows.length > 0) {
+    await tx`WITH ${taskInsertCtes(tx, plan, tx`NULL::bigint`)} SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM deps)`;
+  }
+
+  for (const d of done) bump(d.job_id, -1);
+
+  const withDependents = done.filter((d) => d.has_dependents).map((d) => d.id);
+  if (withDependents.length > 0) {
+    const woken = await tx<{ cluster_id: number }[]>`
+      UPDATE tasks t SET deps_left = t.deps_left - d.n
+      FROM (
+        SELECT task_id, count(*)::int AS n FROM task_dependencies
+        WHERE depends_on = ANY(${withDependents}::bigint[]) GROUP BY task_id
+      ) AS d
+      WHERE t.id = d.task_id
+      RETURNING t.cluster_id, t.deps_left, t.state`;
+    for (const w of woken as unknown as { cluster_id: number; deps_left: number; state: string }[]) {
+      if (w.deps_left === 0 && w.state === "queued") readyClusters.add(String(w.cluster_id));
+    }
+  }
+
+  const failedJobs = new Set<string>();
+  for (const f of failed) {
+    if (f.state === "failed") failedJobs.add(f.job_id);
+    else if (f.deps_left === 0) readyClusters.add(String(f.cluster_id));
+  }
+
+  const jobUpdates = [...new Set([...jobDelta.keys(), ...failedJobs])].map((id) => ({
+    id,
+    delta: jobDelta.get(id) ?? 0,
+    fail: failedJobs.has(id),
+  }));
+  if (jobUpdates.length > 0) {
+    await tx`
+      UPDATE jobs j
+      SET open_tasks = j.open_tasks + c.delta,
+          state = (CASE WHEN c.fail THEN 'failed' WHEN j.open_tasks + c.delta = 0 THEN 'completed' ELSE 'started' END)::job_state,
+          started_at = coalesce(j.started_at, now()),
+          finished_at = CASE WHEN c.fail OR j.open_tasks + c.delta = 0 THEN now() ELSE j.finished_at END
+      FROM json_to_recordset(${JSON.stringify(jobUpdates)}::text::json) AS c(id bigint, delta int, fail bool)
+      WHERE j.id = c.id`;
+  }
+  if (failedJobs.size > 0) {
+    await tx`
+      UPDATE tasks SET state = 'cancelled', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
+      WHERE job_id = ANY(${[...failedJobs]}::bigint[]) AND state IN ('queued', 'running')`;
+  }
+  if (readyClusters.size > 0 || failedJobs.size > 0) {
+    await tx`
+      SELECT pg_notify(${TASKS_CHANNEL}, c) FROM unnest(${[...readyClusters]}::text[]) AS c
+      UNION ALL
+      SELECT pg_notify(${CANCEL_CHANNEL}, j) FROM unnest(${[...failedJobs]}::text[]) AS j`;
+  }
+
+  const acceptedIds = new Set([...parentCluster.keys(), ...failed.map((f) => f.id)]);
+  const refused = results.filter((r) => !acceptedIds.has(r.taskId));
+  const reasons = refused.length === 0 ? new Map<string, ResultOutcome>() : await explainRefusals(tx, refused);
+  return {
+    outcomes: results.map((r) => (acceptedIds.has(r.taskId) ? { taskId: r.taskId, accepted: true } : reasons.get(r.taskId)!)),
+    failedJobs: [...failedJobs],
+  };
+}
+
+interface RefusalRow {
+  id: string;
+  job_id: string;
+  state: string;
+  lease: number;
+  job_state: string;
+}
+
+/** Says, for each refused result, why, in words that tell the runner what happened. */
+async function explainRefusals(tx: TransactionSql, refused: readonly TaskResultIn[]): Promise<Map<string, ResultOutcome>> {
+  const rows = await tx<RefusalRow[]>`
+    SELECT t.id, t.job_id, t.state, t.lease, j.state AS job_state
+    FROM tasks t JOIN jobs j ON j.id = t.job_id
+    WHERE t.id = ANY(${refused.map((r) => r.taskId)}::bigint[])`;
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  const out = new Map<string, ResultOutcome>();
+  for (const r of refused) {
+    const row = byId.get(r.taskId);
+    const refuse = (code: Code, message: string) => out.set(r.taskId, { taskId: r.taskId, accepted: false, code, message });
+    if (!row) refuse(Code.NotFound, `task ${r.taskId} does not exist`);
+    else if (row.job_id !== r.jobId) refuse(Code.InvalidArgument, `task ${r.taskId} belongs to job ${row.job_id}, not job ${r.jobId}`);
+    else if (row.job_state === "cancelled")
+      refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: its job ${row.job_id} was cancelled`);
+    else if (row.job_state === "failed")
+      refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: its job ${row.job_id} failed and its other tasks were cancelled`);
+    else if (row.lease !== r.lease)
+      refuse(
+        Code.FailedPrecondition,
+        `task ${r.taskId} was not recorded: lease ${r.lease} expired and the task was leased again (lease ${row.lease}); another runner owns it now`,
+      );
+    else refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: it is ${row.state}, not running`);
+  }
+  return out;
+}

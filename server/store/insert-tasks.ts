@@ -1,0 +1,60 @@
+import type { PendingQuery, Row, Sql, TransactionSql } from "postgres";
+import type { TaskPlan } from "../task-plan.js";
+
+/** The channel a server listens on for ready work; the payload is a cluster id. */
+export const TASKS_CHANNEL = "sluice_tasks";
+/** The channel for cancelled jobs; the payload is a job id. */
+export const CANCEL_CHANNEL = "sluice_cancel";
+
+/**
+ * CTEs (`ids`, `inserted`, `deps`) that insert the planned tasks and their
+ * dependency edges in the statement they are part of. Ids are drawn from the
+ * sequence per batch position first, so that edges can name tasks inserted in
+ * the same statement. Rows travel as one JSON parameter: postgres.js array
+ * parameters mangle booleans and nulls, and one parameter keeps the statement
+ * prepared whatever the batch size.
+ *
+ * `jobId` is an SQL expression for rows whose plan has no job id (a new job).
+ */
+export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId: PendingQuery<Row[]>) {
+  const rows = JSON.stringify(
+    plan.rows.map((r) => ({
+      ord: r.ord,
+      job_id: r.jobId,
+      parent_id: r.parentId,
+      cluster_id: r.clusterId,
+      name: r.name,
+      major: r.major,
+      minor: r.minor,
+      display: r.display,
+      input: Buffer.from(r.input.buffer, r.input.byteOffset, r.input.byteLength).toString("base64"),
+      max_retries: r.maxRetries,
+      deps_left: r.depsLeft,
+      has_dependents: r.hasDependents,
+    })),
+  );
+  return sql`
+    ids AS (
+      SELECT ord, nextval('tasks_id_seq') AS id FROM generate_series(1, ${plan.rows.length}::int) AS ord
+    ), inserted AS (
+      INSERT INTO tasks (id, job_id, parent_id, cluster_id, name, major, minor, display, input, max_retries, deps_left, has_dependents)
+      SELECT ids.id, coalesce(r.job_id, ${jobId}), r.parent_id, r.cluster_id, r.name, r.major, r.minor, r.display,
+             decode(r.input, 'base64'), r.max_retries, r.deps_left, r.has_dependents
+      FROM json_to_recordset(${rows}::text::json) AS r(ord int, job_id bigint, parent_id bigint, cluster_id int, name text,
+             major int, minor int, display text, input text, max_retries int, deps_left int, has_dependents bool)
+      JOIN ids USING (ord)
+      RETURNING 1
+    ), deps AS (
+      INSERT INTO task_dependencies (depends_on, task_id)
+      SELECT a.id, b.id
+      FROM unnest(${plan.depFrom}::int[], ${plan.depTo}::int[]) AS d(from_ord, to_ord)
+      JOIN ids a ON a.ord = d.from_ord
+      JOIN ids b ON b.ord = d.to_ord
+      RETURNING 1
+    )`;
+}
+
+/** Cluster ids (as NOTIFY payloads) of planned tasks that are ready at once. */
+export function readyClusters(plan: TaskPlan): string[] {
+  return [...new Set(plan.rows.filter((r) => r.depsLeft === 0).map((r) => String(r.clusterId)))];
+}

@@ -1,0 +1,70 @@
+import type { Sql } from "postgres";
+
+/** A task identifier a runner can execute: same name and major, minor up to `minor`. */
+export interface Capability {
+  name: string;
+  major: number;
+  minor: number;
+}
+
+export interface LeasedTaskRow {
+  id: string;
+  job_id: string;
+  name: string;
+  major: number;
+  minor: number;
+  input: Buffer;
+  lease: number;
+  lease_expires_at: Date;
+  failures: number;
+  max_retries: number;
+  cluster_id: number;
+}
+
+/**
+ * Leases up to `limit` ready tasks of a cluster that the runner can execute, in
+ * one statement, and marks their jobs started.
+ *
+ * The inner SELECT walks the partial index `tasks_ready (cluster_id, id)` (the
+ * exact predicate), joining the runner's capabilities, and SKIP LOCKED lets
+ * concurrent leases from other streams and servers pass each other instead of
+ * queueing on the same rows. The job update uses SKIP LOCKED as well: a job row
+ * locked by a completion is already started, and one locked by a cancellation is
+ * about to be cancelled, so neither needs the update and leasing never waits.
+ */
+export async function leaseTasks(
+  sql: Sql,
+  clusterId: number,
+  capabilities: readonly Capability[],
+  limit: number,
+  runnerId: string,
+  leaseTtlMs: number,
+): Promise<LeasedTaskRow[]> {
+  return sql<LeasedTaskRow[]>`
+    WITH picked AS (
+      SELECT t.id
+      FROM tasks t
+      JOIN unnest(${capabilities.map((c) => c.name)}::text[], ${capabilities.map((c) => c.major)}::int[],
+                  ${capabilities.map((c) => c.minor)}::int[]) AS k(name, major, minor)
+        ON t.name = k.name AND t.major = k.major AND t.minor <= k.minor
+      WHERE t.cluster_id = ${clusterId} AND t.state = 'queued' AND t.deps_left = 0
+      ORDER BY t.id
+      LIMIT ${limit}
+      FOR UPDATE OF t SKIP LOCKED
+    ), leased AS (
+      UPDATE tasks t
+      SET state = 'running', lease = t.lease + 1, runner_id = ${runnerId}::uuid,
+          lease_expires_at = now() + ${leaseTtlMs}::int * interval '1 millisecond',
+          started_at = coalesce(t.started_at, now())
+      FROM picked WHERE t.id = picked.id
+      RETURNING t.id, t.job_id, t.name, t.major, t.minor, t.input, t.lease, t.lease_expires_at,
+                t.failures, t.max_retries, t.cluster_id
+    ), started AS (
+      UPDATE jobs j SET state = 'started', started_at = now()
+      WHERE j.id IN (
+        SELECT id FROM jobs WHERE id IN (SELECT job_id FROM leased) AND state = 'queued'
+        FOR NO KEY UPDATE SKIP LOCKED
+      )
+    )
+    SELECT * FROM leased ORDER BY id`;
+}

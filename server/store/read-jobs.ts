@@ -1,0 +1,97 @@
+import type { Sql } from "postgres";
+
+export type JobStateName = "queued" | "started" | "completed" | "failed" | "cancelled";
+export type TaskStateName = "queued" | "running" | "computed" | "failed" | "cancelled";
+
+export interface JobRow {
+  id: string;
+  name: string;
+  cluster_id: number;
+  state: JobStateName;
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+}
+
+export interface TaskCountsRow {
+  queued: number;
+  running: number;
+  computed: number;
+  failed: number;
+  cancelled: number;
+}
+
+export type JobWithCounts = JobRow & TaskCountsRow;
+
+export interface TaskRowOut {
+  id: string;
+  job_id: string;
+  parent_id: string | null;
+  cluster_id: number;
+  name: string;
+  major: number;
+  minor: number;
+  display: string | null;
+  state: TaskStateName;
+  input: Buffer;
+  max_retries: number;
+  failures: number;
+  lease: number;
+  error_message: string | null;
+  error_stack: string | null;
+  error_attempt: number | null;
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+  depends_on: string[];
+}
+
+const COUNTS = `
+  count(*) FILTER (WHERE t.state = 'queued')::int AS queued,
+  count(*) FILTER (WHERE t.state = 'running')::int AS running,
+  count(*) FILTER (WHERE t.state = 'computed')::int AS computed,
+  count(*) FILTER (WHERE t.state = 'failed')::int AS failed,
+  count(*) FILTER (WHERE t.state = 'cancelled')::int AS cancelled`;
+
+export async function getJob(sql: Sql, id: string): Promise<JobWithCounts | null> {
+  const [row] = await sql<JobWithCounts[]>`
+    SELECT j.id, j.name, j.cluster_id, j.state, j.created_at, j.started_at, j.finished_at, c.*
+    FROM jobs j, LATERAL (SELECT ${sql.unsafe(COUNTS)} FROM tasks t WHERE t.job_id = j.id) c
+    WHERE j.id = ${id}`;
+  return row ?? null;
+}
+
+export async function getJobTasks(sql: Sql, jobId: string): Promise<TaskRowOut[]> {
+  return sql<TaskRowOut[]>`
+    SELECT t.id, t.job_id, t.parent_id, t.cluster_id, t.name, t.major, t.minor, t.display, t.state, t.input,
+           t.max_retries, t.failures, t.lease, t.error_message, t.error_stack, t.error_attempt,
+           t.created_at, t.started_at, t.finished_at,
+           coalesce((SELECT array_agg(d.depends_on::text ORDER BY d.depends_on) FROM task_dependencies d WHERE d.task_id = t.id), '{}') AS depends_on
+    FROM tasks t WHERE t.job_id = ${jobId} ORDER BY t.id`;
+}
+
+export interface JobFilter {
+  states: JobStateName[];
+  clusterId: number | null;
+  name: string;
+  createdAfter: Date | null;
+  createdBefore: Date | null;
+  /** Only jobs with an id below this one (the page token). */
+  beforeId: string | null;
+  limit: number;
+}
+
+/** Jobs matching the filter, newest first, with their task counts. */
+export async function listJobs(sql: Sql, f: JobFilter): Promise<JobWithCounts[]> {
+  return sql<JobWithCounts[]>`
+    SELECT j.id, j.name, j.cluster_id, j.state, j.created_at, j.started_at, j.finished_at, c.*
+    FROM jobs j, LATERAL (SELECT ${sql.unsafe(COUNTS)} FROM tasks t WHERE t.job_id = j.id) c
+    WHERE (cardinality(${f.states}::job_state[]) = 0 OR j.state = ANY(${f.states}::job_state[]))
+      AND (${f.clusterId}::int IS NULL OR j.cluster_id = ${f.clusterId}::int)
+      AND (${f.name}::text = '' OR strpos(lower(j.name), lower(${f.name}::text)) > 0)
+      AND (${f.createdAfter}::timestamptz IS NULL OR j.created_at >= ${f.createdAfter}::timestamptz)
+      AND (${f.createdBefore}::timestamptz IS NULL OR j.created_at < ${f.createdBefore}::timestamptz)
+      AND (${f.beforeId}::bigint IS NULL OR j.id < ${f.beforeId}::bigint)
+    ORDER BY j.id DESC
+    LIMIT ${f.limit}`;
+}

@@ -1,0 +1,145 @@
+import type { TaskSubmission } from "../gen/sluice/v1/task_pb.js";
+import {
+  MAX_RETRIES_LIMIT,
+  MAX_TASK_INPUT_BYTES,
+  MAX_TASKS_PER_SUBMISSION,
+  invalid,
+  parseIdentifier,
+} from "./validation.js";
+
+/** One task to insert, with its dependencies resolved to positions in the batch. */
+export interface TaskRow {
+  /** 1-based position in the whole insert batch; ids are assigned by position. */
+  ord: number;
+  jobId: string | null;
+  parentId: string | null;
+  /** null: the parent task's cluster, filled in once the parent is known. */
+  clusterId: number | null;
+  name: string;
+  major: number;
+  minor: number;
+  display: string | null;
+  input: Uint8Array;
+  maxRetries: number;
+  depsLeft: number;
+  hasDependents: boolean;
+}
+
+/** Tasks to insert and their dependency edges, as batch positions. */
+export interface TaskPlan {
+  rows: TaskRow[];
+  depFrom: number[];
+  depTo: number[];
+}
+
+export function emptyPlan(): TaskPlan {
+  return { rows: [], depFrom: [], depTo: [] };
+}
+
+/** Every cluster slug the submissions name explicitly. */
+export function clusterSlugsOf(submissions: readonly TaskSubmission[]): string[] {
+  return [...new Set(submissions.map((s) => s.cluster).filter((c) => c !== ""))];
+}
+
+export interface PlanContext {
+  /** Names the submission in error messages, e.g. "task 3" or "subtask 2 of task 17". */
+  where: string;
+  jobId: string | null;
+  parentId: string | null;
+  /** The cluster of submissions that name none; null for the parent's. */
+  defaultClusterId: number | null;
+  clusterIds: ReadonlyMap<string, number>;
+}
+
+/**
+ * Validates a list of submissions made together (the root tasks of a job, or the
+ * subtasks of one completed task) and appends them to `plan`. Throws
+ * InvalidArgument, naming the offending submission, for a bad identifier, an
+ * empty or oversized input, an unknown dependency index or a dependency cycle.
+ */
+export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmission[], ctx: PlanContext): void {
+  if (submissions.length > MAX_TASKS_PER_SUBMISSION) {
+    throw invalid(`${ctx.where}: ${submissions.length} tasks submitted at once; the limit is ${MAX_TASKS_PER_SUBMISSION}`);
+  }
+  const base = plan.rows.length;
+  const hasDependents = new Array<boolean>(submissions.length).fill(false);
+  const deps: number[][] = [];
+  submissions.forEach((s, i) => {
+    const where = `${ctx.where}, task ${i}`;
+    if (!s.identifier) throw invalid(`${where}: identifier is missing`);
+    parseIdentifier(s.identifier.name, s.identifier.version, where);
+    if (s.input.length === 0) {
+      throw invalid(`${where}: input is empty; a task needs a serialized input (use "{}" for a task without fields)`);
+    }
+    if (s.input.length > MAX_TASK_INPUT_BYTES) {
+      throw invalid(
+        `${where}: input is ${s.input.length} bytes; the limit is ${MAX_TASK_INPUT_BYTES} bytes (1 MiB): pass large data through the job cache`,
+      );
+    }
+    if (s.maxRetries > MAX_RETRIES_LIMIT) {
+      throw invalid(`${where}: max_retries is ${s.maxRetries}; the limit is ${MAX_RETRIES_LIMIT}`);
+    }
+    const own = [...new Set(s.dependsOn)];
+    for (const d of own) {
+      if (d >= submissions.length) {
+        throw invalid(
+          `${where}: depends_on names task ${d}, but only ${submissions.length} tasks were submitted together (indices 0 to ${submissions.length - 1})`,
+        );
+      }
+      if (d === i) throw invalid(`${where}: a task cannot depend on itself`);
+      hasDependents[d] = true;
+    }
+    deps.push(own);
+  });
+  checkAcyclic(deps, ctx.where);
+  submissions.forEach((s, i) => {
+    const id = s.identifier!;
+    const parsed = parseIdentifier(id.name, id.version, ctx.where);
+    plan.rows.push({
+      ord: base + i + 1,
+      jobId: ctx.jobId,
+      parentId: ctx.parentId,
+      clusterId: s.cluster === "" ? ctx.defaultClusterId : ctx.clusterIds.get(s.cluster)!,
+      name: parsed.name,
+      major: parsed.major,
+      minor: parsed.minor,
+      display: s.display === "" ? null : s.display,
+      input: s.input,
+      maxRetries: s.maxRetries,
+      depsLeft: deps[i].length,
+      hasDependents: hasDependents[i],
+    });
+    for (const d of deps[i]) {
+      plan.depFrom.push(base + d + 1);
+      plan.depTo.push(base + i + 1);
+    }
+  });
+}
+
+/** Kahn's algorithm: throws InvalidArgument naming the tasks on a cycle. */
+function checkAcyclic(deps: number[][], where: string): void {
+  const n = deps.length;
+  const indegree = deps.map((d) => d.length);
+  const dependents: number[][] = Array.from({ length: n }, () => []);
+  deps.forEach((ds, i) => ds.forEach((d) => dependents[d].push(i)));
+  const ready: number[] = [];
+  indegree.forEach((deg, i) => deg === 0 && ready.push(i));
+  let seen = 0;
+  while (ready.length > 0) {
+    const i = ready.pop()!;
+    seen++;
+    for (const j of dependents[i]) if (--indegree[j] === 0) ready.push(j);
+  }
+  if (seen < n) {
+    const onCycle = indegree.flatMap((deg, i) => (deg > 0 ? [i] : []));
+    throw invalid(`${where}: depends_on forms a cycle among tasks ${onCycle.join(", ")}; dependencies must form a DAG`);
+  }
+}
+
+/** Appends `source` to `target`, renumbering its batch positions. */
+export function appendPlan(target: TaskPlan, source: TaskPlan): void {
+  const offset = target.rows.length;
+  for (const r of source.rows) target.rows.push({ ...r, ord: r.ord + offset });
+  for (const f of source.depFrom) target.depFrom.push(f + offset);
+  for (const t of source.depTo) target.depTo.push(t + offset);
+}

@@ -1,0 +1,69 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/** The largest task input accepted, in bytes. Larger data belongs in the job cache. */
+export const MAX_TASK_INPUT_BYTES = 1024 * 1024;
+/** The most tasks one submission (a job, or the subtasks of one completion) may create. */
+export const MAX_TASKS_PER_SUBMISSION = 100_000;
+export const MAX_RETRIES_LIMIT = 100;
+
+export function invalid(message: string): ConnectError {
+  return new ConnectError(message, Code.InvalidArgument);
+}
+
+export function notFound(message: string): ConnectError {
+  return new ConnectError(message, Code.NotFound);
+}
+
+export function failedPrecondition(message: string): ConnectError {
+  return new ConnectError(message, Code.FailedPrecondition);
+}
+
+/** Parses a job or task id (a positive decimal integer sent as a string). */
+export function parseId(value: string, what: string): string {
+  if (!/^[1-9]\d{0,18}$/.test(value)) {
+    throw invalid(`${what} must be a positive decimal number such as "42", got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export function checkSlug(slug: string, what = "cluster"): string {
+  if (!SLUG.test(slug)) {
+    throw invalid(
+      `${what} slug ${JSON.stringify(slug)} is invalid: use 1 to 63 lower-case letters, digits and dashes, starting and ending with a letter or digit`,
+    );
+  }
+  return slug;
+}
+
+export interface ParsedIdentifier {
+  name: string;
+  major: number;
+  minor: number;
+}
+
+const VERSION = /^v(\d{1,6})\.(\d{1,6})$/;
+
+/** Validates a task identifier: a name without whitespace and a "vMAJOR.MINOR" version. */
+export function parseIdentifier(name: string, version: string, where: string): ParsedIdentifier {
+  if (name.length === 0 || name.length > 200 || /\s/.test(name)) {
+    throw invalid(`${where}: task name ${JSON.stringify(name)} is invalid: use 1 to 200 characters without whitespace`);
+  }
+  const match = VERSION.exec(version);
+  if (!match) {
+    throw invalid(`${where}: version ${JSON.stringify(version)} of task "${name}" is invalid: use "vMAJOR.MINOR", e.g. "v1.0"`);
+  }
+  return { name, major: Number(match[1]), minor: Number(match[2]) };
+}
+
+export function formatVersion(major: number, minor: number): string {
+  return `v${major}.${minor}`;
+}
+
+export function checkName(name: string, what: string): string {
+  if (name.trim().length === 0 || name.length > 200) {
+    throw invalid(`${what} must be 1 to 200 characters, got ${name.length === 0 ? "an empty name" : `${name.length} characters`}`);
+  }
+  return name;
+}
