@@ -1,0 +1,80 @@
+import { create } from "@bufbuild/protobuf";
+import { type TaskSubmission, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
+import { type Task, identifierOf, serializeInput } from "./task.js";
+
+/** Options for a subtask. */
+export interface SubtaskOptions {
+  /** Subtasks, submitted earlier by the same task, that must be computed first. */
+  dependsOn?: readonly SubtaskHandle[];
+  /** How often the subtask is retried after it throws before the job fails. */
+  maxRetries?: number;
+  /** Run it on another cluster (the parent's by default). */
+  cluster?: string;
+  /** A name to show for the subtask instead of its identifier. */
+  display?: string;
+}
+
+/** A subtask submitted from `execute`, to name in another subtask's `dependsOn`. */
+export interface SubtaskHandle {
+  readonly index: number;
+  readonly owner: object;
+}
+
+/** What a task sees of its execution. */
+export interface ExecutionContext {
+  /** The job the task belongs to. */
+  readonly jobId: string;
+  /** The task's id. */
+  readonly taskId: string;
+  /** Which lease (attempt) this is, from 1. */
+  readonly attempt: number;
+  /** Aborted when the task's job is cancelled or fails, or its lease is lost. */
+  readonly signal: AbortSignal;
+  /**
+   * Submits a subtask. Subtasks are created only if this task completes
+   * successfully, atomically with its completion.
+   */
+  submitSubtask(task: Task<any>, options?: SubtaskOptions): SubtaskHandle;
+  /** Submits several subtasks with the same options. */
+  submitSubtasks(tasks: readonly Task<any>[], options?: SubtaskOptions): SubtaskHandle[];
+}
+
+/** The context of one task attempt; collects the subtasks it submits. */
+export class TaskContext implements ExecutionContext {
+  readonly subtasks: TaskSubmission[] = [];
+
+  constructor(
+    readonly jobId: string,
+    readonly taskId: string,
+    readonly attempt: number,
+    readonly signal: AbortSignal,
+  ) {}
+
+  submitSubtask(task: Task<any>, options: SubtaskOptions = {}): SubtaskHandle {
+    const dependsOn = (options.dependsOn ?? []).map((h) => {
+      if (h.owner !== this) {
+        throw new Error("dependsOn names a subtask that this task did not submit: a subtask can only depend on its siblings");
+      }
+      return h.index;
+    });
+    const maxRetries = options.maxRetries ?? 0;
+    if (!Number.isInteger(maxRetries) || maxRetries < 0 || maxRetries > 100) {
+      throw new RangeError(`maxRetries must be an integer from 0 to 100, got ${maxRetries}`);
+    }
+    this.subtasks.push(
+      create(TaskSubmissionSchema, {
+        identifier: identifierOf(task),
+        input: serializeInput(task),
+        dependsOn,
+        maxRetries,
+        cluster: options.cluster ?? "",
+        display: options.display ?? "",
+      }),
+    );
+    return { index: this.subtasks.length - 1, owner: this };
+  }
+
+  submitSubtasks(tasks: readonly Task<any>[], options?: SubtaskOptions): SubtaskHandle[] {
+    return tasks.map((t) => this.submitSubtask(t, options));
+  }
+}

@@ -1,0 +1,182 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Client as ConnectClient } from "@connectrpc/connect";
+import { type Job as JobMessage, JobState } from "../gen/sluice/v1/job_pb.js";
+import { JobService } from "../gen/sluice/v1/job_service_pb.js";
+import { type Task as TaskMessage, TaskState, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
+import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
+
+export type JobStateName = "queued" | "started" | "completed" | "failed" | "cancelled";
+export type TaskStateName = "queued" | "running" | "computed" | "failed" | "cancelled";
+
+export interface Job {
+  id: string;
+  name: string;
+  cluster: string;
+  state: JobStateName;
+  createdAt: Date;
+  startedAt?: Date;
+  finishedAt?: Date;
+  taskCounts: Record<TaskStateName, number>;
+}
+
+export interface TaskInfo {
+  id: string;
+  jobId: string;
+  parentId?: string;
+  identifier: TaskIdentifier;
+  display?: string;
+  state: TaskStateName;
+  /** The task's input, parsed from its JSON. */
+  input: unknown;
+  dependsOn: string[];
+  maxRetries: number;
+  failures: number;
+  attempts: number;
+  cluster: string;
+  lastError?: { message: string; stack: string; attempt: number };
+  createdAt: Date;
+  startedAt?: Date;
+  finishedAt?: Date;
+}
+
+export interface JobDetails extends Job {
+  tasks: TaskInfo[];
+}
+
+export interface SubmitOptions {
+  /** Cluster slug; "default" when omitted. */
+  cluster?: string;
+  /** How often the root task is retried after it throws. */
+  maxRetries?: number;
+}
+
+export interface JobFilter {
+  states?: JobStateName[];
+  cluster?: string;
+  /** Jobs whose name contains this text, ignoring case. */
+  name?: string;
+  createdAfter?: Date;
+  createdBefore?: Date;
+  /** At most this many jobs, newest first (default 100). */
+  limit?: number;
+}
+
+const jobStates: Record<JobStateName, JobState> = {
+  queued: JobState.QUEUED,
+  started: JobState.STARTED,
+  completed: JobState.COMPLETED,
+  failed: JobState.FAILED,
+  cancelled: JobState.CANCELLED,
+};
+const jobStateNames = new Map(Object.entries(jobStates).map(([k, v]) => [v, k as JobStateName]));
+const taskStateNames = new Map<TaskState, TaskStateName>([
+  [TaskState.QUEUED, "queued"],
+  [TaskState.RUNNING, "running"],
+  [TaskState.COMPUTED, "computed"],
+  [TaskState.FAILED, "failed"],
+  [TaskState.CANCELLED, "cancelled"],
+]);
+
+const date = (t: Timestamp | undefined) => (t ? timestampDate(t) : undefined);
+const decoder = new TextDecoder();
+
+export function jobFromMessage(m: JobMessage): Job {
+  const c = m.taskCounts;
+  return {
+    id: m.id,
+    name: m.name,
+    cluster: m.cluster,
+    state: jobStateNames.get(m.state) ?? "queued",
+    createdAt: date(m.createdAt)!,
+    startedAt: date(m.startedAt),
+    finishedAt: date(m.finishedAt),
+    taskCounts: {
+      queued: c?.queued ?? 0,
+      running: c?.running ?? 0,
+      computed: c?.computed ?? 0,
+      failed: c?.failed ?? 0,
+      cancelled: c?.cancelled ?? 0,
+    },
+  };
+}
+
+function taskFromMessage(m: TaskMessage): TaskInfo {
+  let input: unknown;
+  try {
+    input = JSON.parse(decoder.decode(m.input));
+  } catch {
+    input = m.input;
+  }
+  return {
+    id: m.id,
+    jobId: m.jobId,
+    parentId: m.parentId || undefined,
+    identifier: { name: m.identifier?.name ?? "", version: m.identifier?.version ?? "" },
+    display: m.display || undefined,
+    state: taskStateNames.get(m.state) ?? "queued",
+    input,
+    dependsOn: m.dependsOn,
+    maxRetries: m.maxRetries,
+    failures: m.failures,
+    attempts: m.attempts,
+    cluster: m.cluster,
+    lastError: m.lastError ? { message: m.lastError.message, stack: m.lastError.stack, attempt: m.lastError.attempt } : undefined,
+    createdAt: date(m.createdAt)!,
+    startedAt: date(m.startedAt),
+    finishedAt: date(m.finishedAt),
+  };
+}
+
+/** Submits, reads, lists, cancels and retries jobs. */
+export class JobClient {
+  constructor(private readonly api: ConnectClient<typeof JobService>) {}
+
+  /** Submits a job whose root task is `task`. */
+  async submit(name: string, task: Task<any>, options: SubmitOptions = {}): Promise<Job> {
+    const root = create(TaskSubmissionSchema, {
+      identifier: identifierOf(task),
+      input: serializeInput(task),
+      maxRetries: options.maxRetries ?? 0,
+    });
+    const res = await this.api.submitJob({ name, cluster: options.cluster ?? "default", tasks: [root] });
+    return jobFromMessage(res.job!);
+  }
+
+  /** A job with all its tasks. */
+  async get(id: string): Promise<JobDetails> {
+    const res = await this.api.getJob({ id });
+    return { ...jobFromMessage(res.job!), tasks: res.tasks.map(taskFromMessage) };
+  }
+
+  /** Jobs matching the filter, newest first. */
+  async list(filter: JobFilter = {}): Promise<Job[]> {
+    const limit = filter.limit ?? 100;
+    const jobs: Job[] = [];
+    let pageToken = "";
+    do {
+      const res = await this.api.listJobs({
+        states: (filter.states ?? []).map((s) => jobStates[s]),
+        cluster: filter.cluster ?? "",
+        name: filter.name ?? "",
+        createdAfter: filter.createdAfter ? timestampFromDate(filter.createdAfter) : undefined,
+        createdBefore: filter.createdBefore ? timestampFromDate(filter.createdBefore) : undefined,
+        pageSize: Math.min(1000, limit - jobs.length),
+        pageToken,
+      });
+      jobs.push(...res.jobs.map(jobFromMessage));
+      pageToken = res.nextPageToken;
+    } while (pageToken !== "" && jobs.length < limit);
+    return jobs;
+  }
+
+  /** Cancels a queued or started job. */
+  async cancel(id: string): Promise<Job> {
+    return jobFromMessage((await this.api.cancelJob({ id })).job!);
+  }
+
+  /** Queues the failed and cancelled tasks of a failed or cancelled job again. */
+  async retry(id: string): Promise<Job> {
+    return jobFromMessage((await this.api.retryJob({ id })).job!);
+  }
+}

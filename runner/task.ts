@@ -1,0 +1,88 @@
+import type { ExecutionContext } from "./context.js";
+
+/** Names a kind of task: its name and its version, "vMAJOR.MINOR". */
+export interface TaskIdentifier {
+  name: string;
+  version: string;
+}
+
+/** The largest serialized task input the server accepts. */
+export const MAX_TASK_INPUT_BYTES = 1024 * 1024;
+
+/**
+ * A unit of work. Subclass it, give it a static `identifier` (the name defaults
+ * to the class name, the version to "v0.0") and implement `execute`. A task is
+ * constructed from its input fields, which are serialized as JSON when it is
+ * submitted and handed back to the constructor on the runner:
+ *
+ * ```ts
+ * class Hello extends Task<{ who: string }> {
+ *   static identifier = { name: "Hello", version: "v1.0" };
+ *   execute(context: ExecutionContext) {
+ *     console.log(`Hello ${this.input.who}`);
+ *   }
+ * }
+ * new Hello({ who: "world" });
+ * ```
+ */
+export abstract class Task<Input extends object = Record<string, unknown>> {
+  static identifier?: Partial<TaskIdentifier>;
+
+  /** The task's input fields. */
+  readonly input: Input;
+
+  constructor(input?: Input) {
+    this.input = (input ?? {}) as Input;
+  }
+
+  /** Runs the task. Throwing fails this attempt; the task is retried up to its maxRetries. */
+  abstract execute(context: ExecutionContext): void | Promise<void>;
+}
+
+/** A class extending Task, as registered with a runner. */
+export type TaskClass<T extends Task<any> = Task<any>> = (new (input?: any) => T) & {
+  identifier?: Partial<TaskIdentifier>;
+  readonly name: string;
+};
+
+const VERSION = /^v(\d{1,6})\.(\d{1,6})$/;
+
+/** The identifier of a task class (or of a task's class), with defaults applied and checked. */
+export function identifierOf(task: TaskClass | Task<any>): TaskIdentifier {
+  const cls = (typeof task === "function" ? task : task.constructor) as TaskClass;
+  const name = cls.identifier?.name ?? cls.name;
+  const version = cls.identifier?.version ?? "v0.0";
+  if (!name || name.length > 200 || /\s/.test(name)) {
+    throw new TypeError(`task name ${JSON.stringify(name)} of class ${cls.name} is invalid: use 1 to 200 characters without whitespace`);
+  }
+  if (!VERSION.test(version)) {
+    throw new TypeError(`version ${JSON.stringify(version)} of task "${name}" is invalid: use "vMAJOR.MINOR", e.g. "v1.0"`);
+  }
+  return { name, version };
+}
+
+export function parseVersion(version: string): { major: number; minor: number } {
+  const m = VERSION.exec(version);
+  if (!m) throw new TypeError(`version ${JSON.stringify(version)} is invalid: use "vMAJOR.MINOR", e.g. "v1.0"`);
+  return { major: Number(m[1]), minor: Number(m[2]) };
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Serializes a task's input fields as JSON bytes, checking the size limit. */
+export function serializeInput(task: Task<any>): Uint8Array {
+  const json = JSON.stringify(task.input);
+  if (json === undefined) throw new TypeError(`the input of task ${identifierOf(task).name} cannot be serialized as JSON`);
+  const bytes = encoder.encode(json);
+  if (bytes.length > MAX_TASK_INPUT_BYTES) {
+    throw new RangeError(
+      `the input of task ${identifierOf(task).name} is ${bytes.length} bytes; the limit is ${MAX_TASK_INPUT_BYTES} bytes (1 MiB): pass large data through the job cache`,
+    );
+  }
+  return bytes;
+}
+
+export function deserializeInput(bytes: Uint8Array): object {
+  return JSON.parse(decoder.decode(bytes)) as object;
+}
