@@ -67,7 +67,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
         if (!r.task) throw invalid(`results[${i}]: task is missing`);
         parseId(r.task.taskId, `results[${i}].task.task_id`);
         parseId(r.jobId, `results[${i}].job_id`);
-        if (r.outcome.case === undefined) throw invalid(`results[${i}]: set computed or failed`);
+        if (r.outcome.case === undefined) throw invalid(`results[${i}]: set computed, failed or released`);
         if (seen.has(r.task.taskId)) throw invalid(`results[${i}]: task ${r.task.taskId} is reported twice in one call`);
         seen.add(r.task.taskId);
       }
@@ -87,7 +87,12 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       }
       const recorded = valid.length > 0 ? await recordResults(sql, valid) : { outcomes: [], failedJobs: [] };
       for (const job of recorded.failedJobs) dispatcher.cancelJob(job, `job ${job} failed`);
-      dispatcher.reported(runnerId, req.results.map((r) => r.task!.taskId));
+      // A result refused for bad subtasks keeps its slot: the runner reports
+      // the task again, as failed.
+      dispatcher.reported(
+        runnerId,
+        req.results.map((r) => r.task!.taskId).filter((id) => !rejected.has(id)),
+      );
 
       const byTask = new Map(recorded.outcomes.map((o) => [o.taskId, o]));
       return {
@@ -128,6 +133,7 @@ async function toResultIn(
 ): Promise<TaskResultIn> {
   const base = { taskId: r.task!.taskId, lease: r.task!.lease, jobId: r.jobId };
   if (r.outcome.case === "failed") return { ...base, failure: { message: r.outcome.value.message, stack: r.outcome.value.stack } };
+  if (r.outcome.case === "released") return { ...base, released: true };
   const subtasks = r.outcome.value!.subtasks;
   if (subtasks.length === 0) return base;
   const clusterIds = new Map(known);

@@ -13,6 +13,8 @@ export interface TaskResultIn {
   subtasks?: TaskPlan;
   /** Present when the task threw. */
   failure?: { message: string; stack: string };
+  /** True when the runner gives the task back unstarted. */
+  released?: boolean;
 }
 
 export interface ResultOutcome {
@@ -36,7 +38,7 @@ export interface RecordedResults {
  *    job never deadlock);
  * 2. mark succeeded tasks computed and insert their subtasks, fenced by the lease
  *    number, so a result from a runner whose lease expired changes nothing;
- * 3. re-queue or fail the tasks that threw;
+ * 3. re-queue or fail the tasks that threw, and re-queue those given back;
  * 4. count down the dependencies of tasks waiting on the computed ones;
  * 5. update each job once per batch (its open-task count, completed, failed) and
  *    cancel the rest of the jobs that failed;
@@ -65,8 +67,9 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
   const jobIds = [...new Set(results.map((r) => r.jobId))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
   await tx`SELECT id FROM jobs WHERE id = ANY(${jobIds}::bigint[]) ORDER BY id FOR NO KEY UPDATE`;
 
-  const succeeded = results.filter((r) => r.failure === undefined);
+  const succeeded = results.filter((r) => r.failure === undefined && !r.released);
   const threw = results.filter((r) => r.failure !== undefined);
+  const released = results.filter((r) => r.released);
 
   const done: DoneRow[] =
     succeeded.length === 0
@@ -95,7 +98,19 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
         WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running'
         RETURNING t.id, t.job_id, t.state, t.cluster_id, t.deps_left`;
 
+  const requeued: { id: string; cluster_id: number; deps_left: number }[] =
+    released.length === 0
+      ? []
+      : await tx<{ id: string; cluster_id: number; deps_left: number }[]>`
+        UPDATE tasks t
+        SET state = 'queued', runner_id = NULL, lease_expires_at = NULL
+        FROM unnest(${released.map((r) => r.taskId)}::bigint[], ${released.map((r) => r.lease)}::int[],
+                    ${released.map((r) => r.jobId)}::bigint[]) AS c(id, lease, job_id)
+        WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running'
+        RETURNING t.id, t.cluster_id, t.deps_left`;
+
   const readyClusters = new Set<string>();
+  for (const r of requeued) readyClusters.add(String(r.cluster_id));
   const jobDelta = new Map<string, number>();
   const bump = (job: string, n: number) => jobDelta.set(job, (jobDelta.get(job) ?? 0) + n);
 
@@ -165,7 +180,7 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
       SELECT pg_notify(${CANCEL_CHANNEL}, j) FROM unnest(${[...failedJobs]}::text[]) AS j`;
   }
 
-  const acceptedIds = new Set([...parentCluster.keys(), ...failed.map((f) => f.id)]);
+  const acceptedIds = new Set([...parentCluster.keys(), ...failed.map((f) => f.id), ...requeued.map((r) => r.id)]);
   const refused = results.filter((r) => !acceptedIds.has(r.taskId));
   const reasons = refused.length === 0 ? new Map<string, ResultOutcome>() : await explainRefusals(tx, refused);
   return {

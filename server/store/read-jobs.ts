@@ -86,7 +86,7 @@ export async function listJobs(sql: Sql, f: JobFilter): Promise<JobWithCounts[]>
   return sql<JobWithCounts[]>`
     SELECT j.id, j.name, j.cluster_id, j.state, j.created_at, j.started_at, j.finished_at, c.*
     FROM jobs j, LATERAL (SELECT ${sql.unsafe(COUNTS)} FROM tasks t WHERE t.job_id = j.id) c
-    WHERE (cardinality(${f.states}::job_state[]) = 0 OR j.state = ANY(${f.states}::job_state[]))
+    WHERE (${f.states.join(",")}::text = '' OR j.state::text = ANY(string_to_array(${f.states.join(",")}::text, ',')))
       AND (${f.clusterId}::int IS NULL OR j.cluster_id = ${f.clusterId}::int)
       AND (${f.name}::text = '' OR strpos(lower(j.name), lower(${f.name}::text)) > 0)
       AND (${f.createdAfter}::timestamptz IS NULL OR j.created_at >= ${f.createdAfter}::timestamptz)

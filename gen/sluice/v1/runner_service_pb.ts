@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/runner_service.proto.
  */
 export const file_sluice_v1_runner_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zbHVpY2UvdjEvcnVubmVyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSIvCg5SZWdpc3RlcmVkVGFzaxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkiowEKC1dvcmtSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgdjbHVzdGVyGAIgASgJEigKBXRhc2tzGAMgAygLMhkuc2x1aWNlLnYxLlJlZ2lzdGVyZWRUYXNrEhMKC2NvbmN1cnJlbmN5GAQgASgNEhEKCWluX2ZsaWdodBgFIAEoDRIQCghwcmVmZXRjaBgGIAEoDRIMCgRuYW1lGAcgASgJIs0BCgxXb3JrUmVzcG9uc2USKQoHc3RhcnRlZBgBIAEoCzIWLnNsdWljZS52MS5Xb3JrU3RhcnRlZEgAEi8KCmFzc2lnbm1lbnQYAiABKAsyGS5zbHVpY2UudjEuVGFza0Fzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAyABKAsyGy5zbHVpY2UudjEuVGFza0NhbmNlbGxhdGlvbkgAEiMKBGlkbGUYBCABKAsyEy5zbHVpY2UudjEuV29ya0lkbGVIAEIHCgVldmVudCIjCgtXb3JrU3RhcnRlZBIUCgxsZWFzZV90dGxfbXMYASABKA0iNgoOVGFza0Fzc2lnbm1lbnQSJAoFdGFza3MYASADKAsyFS5zbHVpY2UudjEuTGVhc2VkVGFzayLjAQoKTGVhc2VkVGFzaxIKCgJpZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSLQoKaWRlbnRpZmllchgDIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchINCgVpbnB1dBgEIAEoDBINCgVsZWFzZRgFIAEoDRI0ChBsZWFzZV9leHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghmYWlsdXJlcxgHIAEoDRITCgttYXhfcmV0cmllcxgIIAEoDRIPCgdjbHVzdGVyGAkgASgJIkcKEFRhc2tDYW5jZWxsYXRpb24SIwoFdGFza3MYASADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEg4KBnJlYXNvbhgCIAEoCSIKCghXb3JrSWRsZSIrCglUYXNrTGVhc2USDwoHdGFza19pZBgBIAEoCRINCgVsZWFzZRgCIAEoDSKhAQoKVGFza1Jlc3VsdBIiCgR0YXNrGAEgASgLMhQuc2x1aWNlLnYxLlRhc2tMZWFzZRIOCgZqb2JfaWQYAiABKAkSKgoIY29tcHV0ZWQYAyABKAsyFi5zbHVpY2UudjEuVGFza1N1Y2Nlc3NIABIoCgZmYWlsZWQYBCABKAsyFi5zbHVpY2UudjEuVGFza0ZhaWx1cmVIAEIJCgdvdXRjb21lIjoKC1Rhc2tTdWNjZXNzEisKCHN1YnRhc2tzGAEgAygLMhkuc2x1aWNlLnYxLlRhc2tTdWJtaXNzaW9uIi0KC1Rhc2tGYWlsdXJlEg8KB21lc3NhZ2UYASABKAkSDQoFc3RhY2sYAiABKAkiUQoUQ29tcGxldGVUYXNrc1JlcXVlc3QSEQoJcnVubmVyX2lkGAEgASgJEiYKB3Jlc3VsdHMYAiADKAsyFS5zbHVpY2UudjEuVGFza1Jlc3VsdCJRCg1SZXN1bHRPdXRjb21lEg8KB3Rhc2tfaWQYASABKAkSEAoIYWNjZXB0ZWQYAiABKAgSDAoEY29kZRgDIAEoCRIPCgdtZXNzYWdlGAQgASgJIkMKFUNvbXBsZXRlVGFza3NSZXNwb25zZRIqCghvdXRjb21lcxgBIAMoCzIYLnNsdWljZS52MS5SZXN1bHRPdXRjb21lIk4KE0V4dGVuZExlYXNlc1JlcXVlc3QSEQoJcnVubmVyX2lkGAEgASgJEiQKBmxlYXNlcxgCIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2UicAoURXh0ZW5kTGVhc2VzUmVzcG9uc2USNAoQbGVhc2VfZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoEbG9zdBgCIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2Uy7wEKDVJ1bm5lclNlcnZpY2USOQoEV29yaxIWLnNsdWljZS52MS5Xb3JrUmVxdWVzdBoXLnNsdWljZS52MS5Xb3JrUmVzcG9uc2UwARJSCg1Db21wbGV0ZVRhc2tzEh8uc2x1aWNlLnYxLkNvbXBsZXRlVGFza3NSZXF1ZXN0GiAuc2x1aWNlLnYxLkNvbXBsZXRlVGFza3NSZXNwb25zZRJPCgxFeHRlbmRMZWFzZXMSHi5zbHVpY2UudjEuRXh0ZW5kTGVhc2VzUmVxdWVzdBofLnNsdWljZS52MS5FeHRlbmRMZWFzZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sluice_v1_task]);
+  fileDesc("Ch5zbHVpY2UvdjEvcnVubmVyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSIvCg5SZWdpc3RlcmVkVGFzaxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkiowEKC1dvcmtSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgdjbHVzdGVyGAIgASgJEigKBXRhc2tzGAMgAygLMhkuc2x1aWNlLnYxLlJlZ2lzdGVyZWRUYXNrEhMKC2NvbmN1cnJlbmN5GAQgASgNEhEKCWluX2ZsaWdodBgFIAEoDRIQCghwcmVmZXRjaBgGIAEoDRIMCgRuYW1lGAcgASgJIs0BCgxXb3JrUmVzcG9uc2USKQoHc3RhcnRlZBgBIAEoCzIWLnNsdWljZS52MS5Xb3JrU3RhcnRlZEgAEi8KCmFzc2lnbm1lbnQYAiABKAsyGS5zbHVpY2UudjEuVGFza0Fzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAyABKAsyGy5zbHVpY2UudjEuVGFza0NhbmNlbGxhdGlvbkgAEiMKBGlkbGUYBCABKAsyEy5zbHVpY2UudjEuV29ya0lkbGVIAEIHCgVldmVudCIjCgtXb3JrU3RhcnRlZBIUCgxsZWFzZV90dGxfbXMYASABKA0iNgoOVGFza0Fzc2lnbm1lbnQSJAoFdGFza3MYASADKAsyFS5zbHVpY2UudjEuTGVhc2VkVGFzayLjAQoKTGVhc2VkVGFzaxIKCgJpZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSLQoKaWRlbnRpZmllchgDIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchINCgVpbnB1dBgEIAEoDBINCgVsZWFzZRgFIAEoDRI0ChBsZWFzZV9leHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghmYWlsdXJlcxgHIAEoDRITCgttYXhfcmV0cmllcxgIIAEoDRIPCgdjbHVzdGVyGAkgASgJIkcKEFRhc2tDYW5jZWxsYXRpb24SIwoFdGFza3MYASADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEg4KBnJlYXNvbhgCIAEoCSIKCghXb3JrSWRsZSIrCglUYXNrTGVhc2USDwoHdGFza19pZBgBIAEoCRINCgVsZWFzZRgCIAEoDSLNAQoKVGFza1Jlc3VsdBIiCgR0YXNrGAEgASgLMhQuc2x1aWNlLnYxLlRhc2tMZWFzZRIOCgZqb2JfaWQYAiABKAkSKgoIY29tcHV0ZWQYAyABKAsyFi5zbHVpY2UudjEuVGFza1N1Y2Nlc3NIABIoCgZmYWlsZWQYBCABKAsyFi5zbHVpY2UudjEuVGFza0ZhaWx1cmVIABIqCghyZWxlYXNlZBgFIAEoCzIWLnNsdWljZS52MS5UYXNrUmVsZWFzZUgAQgkKB291dGNvbWUiDQoLVGFza1JlbGVhc2UiOgoLVGFza1N1Y2Nlc3MSKwoIc3VidGFza3MYASADKAsyGS5zbHVpY2UudjEuVGFza1N1Ym1pc3Npb24iLQoLVGFza0ZhaWx1cmUSDwoHbWVzc2FnZRgBIAEoCRINCgVzdGFjaxgCIAEoCSJRChRDb21wbGV0ZVRhc2tzUmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSJgoHcmVzdWx0cxgCIAMoCzIVLnNsdWljZS52MS5UYXNrUmVzdWx0IlEKDVJlc3VsdE91dGNvbWUSDwoHdGFza19pZBgBIAEoCRIQCghhY2NlcHRlZBgCIAEoCBIMCgRjb2RlGAMgASgJEg8KB21lc3NhZ2UYBCABKAkiQwoVQ29tcGxldGVUYXNrc1Jlc3BvbnNlEioKCG91dGNvbWVzGAEgAygLMhguc2x1aWNlLnYxLlJlc3VsdE91dGNvbWUiTgoTRXh0ZW5kTGVhc2VzUmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSJAoGbGVhc2VzGAIgAygLMhQuc2x1aWNlLnYxLlRhc2tMZWFzZSJwChRFeHRlbmRMZWFzZXNSZXNwb25zZRI0ChBsZWFzZV9leHBpcmVzX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiCgRsb3N0GAIgAygLMhQuc2x1aWNlLnYxLlRhc2tMZWFzZTLvAQoNUnVubmVyU2VydmljZRI5CgRXb3JrEhYuc2x1aWNlLnYxLldvcmtSZXF1ZXN0Ghcuc2x1aWNlLnYxLldvcmtSZXNwb25zZTABElIKDUNvbXBsZXRlVGFza3MSHy5zbHVpY2UudjEuQ29tcGxldGVUYXNrc1JlcXVlc3QaIC5zbHVpY2UudjEuQ29tcGxldGVUYXNrc1Jlc3BvbnNlEk8KDEV4dGVuZExlYXNlcxIeLnNsdWljZS52MS5FeHRlbmRMZWFzZXNSZXF1ZXN0Gh8uc2x1aWNlLnYxLkV4dGVuZExlYXNlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_sluice_v1_task]);
 
 /**
  * A task identifier a runner can execute. A task with the same name and major
@@ -380,6 +380,15 @@ export type TaskResult = Message<"sluice.v1.TaskResult"> & {
      */
     value: TaskFailure;
     case: "failed";
+  } | {
+    /**
+     * The runner gives the task back without running it (it is stopping): the
+     * task is queued again at once and no failure is counted.
+     *
+     * @generated from field: sluice.v1.TaskRelease released = 5;
+     */
+    value: TaskRelease;
+    case: "released";
   } | { case: undefined; value?: undefined };
 };
 
@@ -389,6 +398,19 @@ export type TaskResult = Message<"sluice.v1.TaskResult"> & {
  */
 export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
   messageDesc(file_sluice_v1_runner_service, 9);
+
+/**
+ * @generated from message sluice.v1.TaskRelease
+ */
+export type TaskRelease = Message<"sluice.v1.TaskRelease"> & {
+};
+
+/**
+ * Describes the message sluice.v1.TaskRelease.
+ * Use `create(TaskReleaseSchema)` to create a new message.
+ */
+export const TaskReleaseSchema: GenMessage<TaskRelease> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_runner_service, 10);
 
 /**
  * @generated from message sluice.v1.TaskSuccess
@@ -408,7 +430,7 @@ export type TaskSuccess = Message<"sluice.v1.TaskSuccess"> & {
  * Use `create(TaskSuccessSchema)` to create a new message.
  */
 export const TaskSuccessSchema: GenMessage<TaskSuccess> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 10);
+  messageDesc(file_sluice_v1_runner_service, 11);
 
 /**
  * @generated from message sluice.v1.TaskFailure
@@ -434,7 +456,7 @@ export type TaskFailure = Message<"sluice.v1.TaskFailure"> & {
  * Use `create(TaskFailureSchema)` to create a new message.
  */
 export const TaskFailureSchema: GenMessage<TaskFailure> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 11);
+  messageDesc(file_sluice_v1_runner_service, 12);
 
 /**
  * @generated from message sluice.v1.CompleteTasksRequest
@@ -460,7 +482,7 @@ export type CompleteTasksRequest = Message<"sluice.v1.CompleteTasksRequest"> & {
  * Use `create(CompleteTasksRequestSchema)` to create a new message.
  */
 export const CompleteTasksRequestSchema: GenMessage<CompleteTasksRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 12);
+  messageDesc(file_sluice_v1_runner_service, 13);
 
 /**
  * Whether one result was taken.
@@ -502,7 +524,7 @@ export type ResultOutcome = Message<"sluice.v1.ResultOutcome"> & {
  * Use `create(ResultOutcomeSchema)` to create a new message.
  */
 export const ResultOutcomeSchema: GenMessage<ResultOutcome> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 13);
+  messageDesc(file_sluice_v1_runner_service, 14);
 
 /**
  * @generated from message sluice.v1.CompleteTasksResponse
@@ -521,7 +543,7 @@ export type CompleteTasksResponse = Message<"sluice.v1.CompleteTasksResponse"> &
  * Use `create(CompleteTasksResponseSchema)` to create a new message.
  */
 export const CompleteTasksResponseSchema: GenMessage<CompleteTasksResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 14);
+  messageDesc(file_sluice_v1_runner_service, 15);
 
 /**
  * @generated from message sluice.v1.ExtendLeasesRequest
@@ -547,7 +569,7 @@ export type ExtendLeasesRequest = Message<"sluice.v1.ExtendLeasesRequest"> & {
  * Use `create(ExtendLeasesRequestSchema)` to create a new message.
  */
 export const ExtendLeasesRequestSchema: GenMessage<ExtendLeasesRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 15);
+  messageDesc(file_sluice_v1_runner_service, 16);
 
 /**
  * @generated from message sluice.v1.ExtendLeasesResponse
@@ -574,7 +596,7 @@ export type ExtendLeasesResponse = Message<"sluice.v1.ExtendLeasesResponse"> & {
  * Use `create(ExtendLeasesResponseSchema)` to create a new message.
  */
 export const ExtendLeasesResponseSchema: GenMessage<ExtendLeasesResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 16);
+  messageDesc(file_sluice_v1_runner_service, 17);
 
 /**
  * The service task runners talk to. A runner opens Work and receives the tasks

@@ -1,0 +1,74 @@
+import { type Transport, createClient } from "@connectrpc/connect";
+import { Http2SessionManager, createConnectTransport } from "@connectrpc/connect-node";
+import { ClusterService } from "../gen/sluice/v1/cluster_service_pb.js";
+import { JobService } from "../gen/sluice/v1/job_service_pb.js";
+import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
+import { ClusterClient } from "./clusters.js";
+import { JobClient } from "./jobs.js";
+import { type RunnerOptions, TaskRunner } from "./task-runner.js";
+
+/** The server a client talks to when neither `url` nor `SLUICE_URL` names one. */
+export const DEFAULT_URL = "http://127.0.0.1:8080";
+
+export interface ClientOptions {
+  /** The server's URL; `SLUICE_URL`, else http://127.0.0.1:8080. */
+  url?: string;
+}
+
+/**
+ * The entry point of the SDK: one HTTP/2 connection to a Sluice server, shared
+ * by the job and cluster clients and the task runners made from it.
+ *
+ * ```ts
+ * const client = new Client({ url: "http://127.0.0.1:8080" });
+ * await client.jobs().submit("hello", new Hello({ who: "world" }));
+ * await client.runner("default", { tasks: [Hello] }).runAll();
+ * ```
+ */
+export class Client {
+  readonly url: string;
+  readonly transport: Transport;
+  private readonly sessions: Http2SessionManager;
+
+  constructor(options: ClientOptions = {}) {
+    this.url = (options.url ?? process.env.SLUICE_URL ?? DEFAULT_URL).replace(/\/+$/, "");
+    let parsed: URL;
+    try {
+      parsed = new URL(this.url);
+    } catch {
+      throw new TypeError(`server URL ${JSON.stringify(this.url)} is not a URL: use e.g. http://127.0.0.1:8080`);
+    }
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+      throw new TypeError(`server URL ${this.url} must start with http:// or https://`);
+    }
+    // Pings find a dead connection within a minute even when no call is made,
+    // so a runner waiting on its work stream notices a server that went away.
+    this.sessions = new Http2SessionManager(this.url, { pingIntervalMs: 20_000, pingTimeoutMs: 10_000, idleConnectionTimeoutMs: 60_000 });
+    this.transport = createConnectTransport({
+      baseUrl: this.url,
+      httpVersion: "2",
+      useBinaryFormat: true,
+      sessionManager: this.sessions,
+    });
+  }
+
+  /** Submits, reads, lists, cancels and retries jobs. */
+  jobs(): JobClient {
+    return new JobClient(createClient(JobService, this.transport));
+  }
+
+  /** Creates, lists and deletes clusters. */
+  clusters(): ClusterClient {
+    return new ClusterClient(createClient(ClusterService, this.transport));
+  }
+
+  /** A task runner that executes the given tasks for a cluster ("default" when empty). */
+  runner(cluster: string, options: RunnerOptions): TaskRunner {
+    return new TaskRunner(createClient(RunnerService, this.transport), cluster || "default", options);
+  }
+
+  /** Closes the connection; calls still in flight fail. */
+  close(): void {
+    this.sessions.abort();
+  }
+}

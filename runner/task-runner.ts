@@ -1,0 +1,374 @@
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
+import { type MessageInitShape, create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
+import { type LeasedTask, RunnerService, TaskResultSchema } from "../gen/sluice/v1/runner_service_pb.js";
+import { TaskContext } from "./context.js";
+import { ResultReporter } from "./result-reporter.js";
+import { type TaskClass, deserializeInput, identifierOf, parseVersion } from "./task.js";
+
+export interface RunnerLogger {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export interface RunnerOptions {
+  /** The task classes this runner executes. */
+  tasks: readonly TaskClass[];
+  /** How many tasks run at once (default 1). */
+  concurrency?: number;
+  /**
+   * How many tasks beyond `concurrency` the server may lease ahead, so that a
+   * slot that frees up never waits on a round trip (default: `concurrency`).
+   * Use 0 for long tasks, so that idle runners get them instead.
+   */
+  prefetch?: number;
+  /** A name to show for the runner (default: host name and process id). */
+  name?: string;
+  /** Where connection problems and task failures are logged (default: the console). */
+  logger?: RunnerLogger;
+}
+
+type Outcome = NonNullable<MessageInitShape<typeof TaskResultSchema>["outcome"]>;
+
+interface Held {
+  task: LeasedTask;
+  abort: AbortController;
+  started: boolean;
+}
+
+interface Registered {
+  cls: TaskClass;
+  major: number;
+  minor: number;
+}
+
+/** Codes that reconnecting cannot cure: the runner's request itself is wrong. */
+const PERMANENT = new Set([
+  Code.InvalidArgument,
+  Code.NotFound,
+  Code.FailedPrecondition,
+  Code.Unimplemented,
+  Code.PermissionDenied,
+  Code.Unauthenticated,
+]);
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+
+/**
+ * Executes tasks of one cluster. It keeps a work stream open to the server,
+ * which pushes leased tasks as soon as they are ready; it runs up to
+ * `concurrency` of them at once, reports results in batches, extends the
+ * leases of what it holds and reconnects when the connection is lost.
+ */
+export class TaskRunner {
+  /** The runner's id, kept across reconnects. */
+  readonly id = randomUUID();
+  readonly cluster: string;
+  private readonly registry = new Map<string, Registered[]>();
+  private readonly concurrency: number;
+  private readonly prefetch: number;
+  private readonly name: string;
+  private readonly log: RunnerLogger;
+
+  private readonly held = new Map<string, Held>();
+  private readonly queue: Held[] = [];
+  private running = 0;
+  private leaseTtlMs = 30_000;
+  private idle = false;
+  private untilIdle = false;
+  private stopping = false;
+  private stream: AbortController | null = null;
+  private reporter: ResultReporter | null = null;
+  private extender: NodeJS.Timeout | null = null;
+  private settled: (() => void)[] = [];
+  private run: Promise<void> | null = null;
+
+  constructor(
+    private readonly api: ConnectClient<typeof RunnerService>,
+    cluster: string,
+    options: RunnerOptions,
+  ) {
+    this.cluster = cluster;
+    if (options.tasks.length === 0) throw new TypeError("a runner needs at least one task class in tasks");
+    for (const cls of options.tasks) {
+      const id = identifierOf(cls);
+      const { major, minor } = parseVersion(id.version);
+      const same = this.registry.get(id.name) ?? [];
+      const clash = same.find((r) => r.major === major);
+      if (clash) {
+        throw new TypeError(
+          `tasks ${id.name} v${major}.${clash.minor} and v${major}.${minor} are both registered: register only the newest minor version of a major version`,
+        );
+      }
+      same.push({ cls, major, minor });
+      this.registry.set(id.name, same);
+    }
+    this.concurrency = options.concurrency ?? 1;
+    this.prefetch = options.prefetch ?? this.concurrency;
+    if (!Number.isInteger(this.concurrency) || this.concurrency < 1 || this.concurrency > 10_000) {
+      throw new RangeError(`concurrency must be an integer from 1 to 10000, got ${options.concurrency}`);
+    }
+    if (!Number.isInteger(this.prefetch) || this.prefetch < 0 || this.prefetch > 10_000) {
+      throw new RangeError(`prefetch must be an integer from 0 to 10000, got ${options.prefetch}`);
+    }
+    this.name = options.name ?? `${hostname()}:${process.pid}`;
+    this.log = options.logger ?? console;
+  }
+
+  /** Runs tasks until `stop()` is called. */
+  runForever(): Promise<void> {
+    return this.start(false);
+  }
+
+  /** Runs tasks until the server has none left for this runner, then returns. */
+  runAll(): Promise<void> {
+    return this.start(true);
+  }
+
+  /**
+   * Stops taking work: tasks leased but not started are given back at once,
+   * running tasks finish and their results are reported. Resolves when the
+   * runner has stopped.
+   */
+  async stop(): Promise<void> {
+    if (!this.run) return;
+    this.stopping = true;
+    this.stream?.abort();
+    await this.run;
+  }
+
+  /** Tasks leased to this runner and not yet reported. */
+  get inFlight(): number {
+    return this.held.size;
+  }
+
+  private start(untilIdle: boolean): Promise<void> {
+    if (this.run) throw new Error("this runner is already running: call stop() first");
+    this.untilIdle = untilIdle;
+    this.stopping = false;
+    this.idle = false;
+    this.run = this.loop().finally(() => {
+      this.run = null;
+    });
+    return this.run;
+  }
+
+  private async loop(): Promise<void> {
+    const lifetime = new AbortController();
+    this.reporter = new ResultReporter(this.api, this.id, lifetime.signal);
+    this.scheduleExtension();
+    let delay = 100;
+    try {
+      while (!this.stopping) {
+        this.stream = new AbortController();
+        const signal = this.stream.signal;
+        try {
+          const responses = this.api.work(
+            {
+              runnerId: this.id,
+              cluster: this.cluster,
+              tasks: this.registered(),
+              concurrency: this.concurrency,
+              prefetch: this.prefetch,
+              inFlight: this.held.size,
+              name: this.name,
+            },
+            { signal },
+          );
+          for await (const res of responses) {
+            delay = 100;
+            const event = res.event;
+            if (event.case === "started") {
+              this.leaseTtlMs = event.value.leaseTtlMs;
+              this.scheduleExtension();
+            } else if (event.case === "assignment") {
+              this.idle = false;
+              for (const task of event.value.tasks) this.accept(task);
+            } else if (event.case === "cancellation") {
+              for (const l of event.value.tasks) {
+                const h = this.held.get(l.taskId);
+                if (h && h.task.lease === l.lease) h.abort.abort(new Error(event.value.reason));
+              }
+              this.schedule();
+            } else if (event.case === "idle") {
+              this.idle = true;
+              this.checkSettled();
+            }
+          }
+          if (!this.stopping) this.log.warn(`sluice runner ${this.id}: the server closed the work stream; reconnecting`);
+        } catch (e) {
+          if (this.stopping) break;
+          const err = ConnectError.from(e);
+          if (PERMANENT.has(err.code)) throw err;
+          this.log.warn(`sluice runner ${this.id}: work stream failed (${err.message}); reconnecting in ${delay} ms`);
+        }
+        if (this.stopping) break;
+        await sleep(delay, signal);
+        delay = Math.min(delay * 2, 5_000);
+      }
+    } finally {
+      this.stopping = true;
+      this.stream?.abort();
+      for (const h of this.queue.splice(0)) void this.finish(h, { case: "released", value: {} });
+      await this.whenSettled(() => this.held.size === 0);
+      await this.reporter.drain();
+      lifetime.abort();
+      if (this.extender) clearTimeout(this.extender);
+      this.extender = null;
+      this.stream = null;
+    }
+  }
+
+  /** The registered tasks as the server wants them: one entry per name and major version. */
+  private registered() {
+    return [...this.registry.entries()].flatMap(([name, versions]) =>
+      versions.map((v) => ({ name, version: `v${v.major}.${v.minor}` })),
+    );
+  }
+
+  private resolve(name: string, version: string): TaskClass | undefined {
+    const { major, minor } = parseVersion(version);
+    const r = this.registry.get(name)?.find((v) => v.major === major && v.minor >= minor);
+    return r?.cls;
+  }
+
+  private accept(task: LeasedTask): void {
+    const h: Held = { task, abort: new AbortController(), started: false };
+    this.held.set(task.id, h);
+    if (this.stopping) {
+      void this.finish(h, { case: "released", value: {} });
+      return;
+    }
+    this.queue.push(h);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    while (this.running < this.concurrency && this.queue.length > 0) {
+      const h = this.queue.shift()!;
+      if (h.abort.signal.aborted) {
+        // Cancelled or lost before it started: give it back (the server
+        // refuses it, which frees the slot).
+        void this.finish(h, { case: "released", value: {} });
+        continue;
+      }
+      this.running++;
+      h.started = true;
+      void this.execute(h).finally(() => {
+        this.running--;
+        this.schedule();
+      });
+    }
+  }
+
+  private async execute(h: Held): Promise<void> {
+    const t = h.task;
+    const name = t.identifier?.name ?? "";
+    const version = t.identifier?.version ?? "";
+    let outcome: Outcome;
+    try {
+      const cls = this.resolve(name, version);
+      if (!cls) throw new Error(`this runner has no task ${name} compatible with ${version}`);
+      const task = new cls(deserializeInput(t.input));
+      const context = new TaskContext(t.jobId, t.id, t.lease, h.abort.signal);
+      await task.execute(context);
+      outcome = { case: "computed", value: { subtasks: context.subtasks } };
+    } catch (e) {
+      const err = e instanceof Error ? e : new Error(String(e));
+      if (!h.abort.signal.aborted) {
+        this.log.warn(`sluice runner: task ${t.id} (${name} ${version}) of job ${t.jobId} failed: ${err.message}`);
+      }
+      outcome = { case: "failed", value: { message: err.message, stack: err.stack ?? "" } };
+    }
+    await this.finish(h, outcome);
+  }
+
+  /** Reports a task's result and forgets it. */
+  private async finish(h: Held, outcome: Outcome): Promise<void> {
+    const t = h.task;
+    const result = (o: Outcome) =>
+      create(TaskResultSchema, { task: { taskId: t.id, lease: t.lease }, jobId: t.jobId, outcome: o });
+    try {
+      let res = await this.reporter!.report(result(outcome));
+      if (!res.accepted && outcome.case === "computed" && res.code === "invalid_argument") {
+        // The server refused the subtasks the task submitted: that is the
+        // task's failure, so it is retried or fails its job.
+        this.log.warn(`sluice runner: task ${t.id} submitted invalid subtasks: ${res.message}`);
+        res = await this.reporter!.report(result({ case: "failed", value: { message: res.message, stack: "" } }));
+      }
+      if (!res.accepted && outcome.case !== "released" && !h.abort.signal.aborted) {
+        this.log.warn(`sluice runner: result of task ${t.id} refused: ${res.message}`);
+      }
+    } catch (e) {
+      this.log.error(`sluice runner: result of task ${t.id} was not reported: ${(e as Error).message}`);
+    } finally {
+      this.held.delete(t.id);
+      this.checkSettled();
+    }
+  }
+
+  private whenSettled(done: () => boolean): Promise<void> {
+    if (done()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (done()) resolve();
+        else this.settled.push(check);
+      };
+      this.settled.push(check);
+    });
+  }
+
+  private checkSettled(): void {
+    const waiting = this.settled.splice(0);
+    for (const w of waiting) w();
+    if (this.untilIdle && this.idle && this.held.size === 0 && !this.stopping) {
+      this.stopping = true;
+      this.stream?.abort();
+    }
+  }
+
+  /** Extends the leases of every held task a third of the way into each lease. */
+  private scheduleExtension(): void {
+    if (this.extender) clearTimeout(this.extender);
+    this.extender = setTimeout(() => {
+      this.extendLeases().finally(() => {
+        if (this.extender) this.scheduleExtension();
+      });
+    }, Math.max(50, Math.floor(this.leaseTtlMs / 3)));
+    this.extender.unref();
+  }
+
+  private async extendLeases(): Promise<void> {
+    const holding = [...this.held.values()];
+    if (holding.length === 0) return;
+    try {
+      for (let i = 0; i < holding.length; i += 5_000) {
+        const chunk = holding.slice(i, i + 5_000);
+        const res = await this.api.extendLeases({
+          runnerId: this.id,
+          leases: chunk.map((h) => ({ taskId: h.task.id, lease: h.task.lease })),
+        });
+        for (const l of res.lost) {
+          const h = this.held.get(l.taskId);
+          if (h && h.task.lease === l.lease) {
+            h.abort.abort(new Error(`the lease of task ${l.taskId} was lost: it was cancelled or given to another runner`));
+          }
+        }
+      }
+      this.schedule();
+    } catch (e) {
+      this.log.warn(`sluice runner ${this.id}: extending leases failed (${ConnectError.from(e).message}); trying again`);
+    }
+  }
+}
