@@ -1,0 +1,191 @@
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { Task } from "../runner/index.js";
+import { ROOT, useSandbox } from "./support/harness.js";
+
+const run = promisify(execFile);
+const buf = join(ROOT, "node_modules", ".bin", "buf");
+const json = (o: object) => new TextEncoder().encode(JSON.stringify(o));
+
+class Noop extends Task {
+  static identifier = { name: "Noop", version: "v1.0" };
+  execute() {}
+}
+
+describe("the API on one port", () => {
+  const box = useSandbox();
+
+  it("lists its services by gRPC reflection (v1 and v1alpha) over cleartext HTTP/2", async () => {
+    for (const protocol of ["grpc-v1", "grpc-v1alpha"]) {
+      const { stdout } = await run(buf, [
+        "curl",
+        "--protocol",
+        "grpc",
+        "--http2-prior-knowledge",
+        "--reflect-protocol",
+        protocol,
+        "--list-services",
+        box.url,
+      ]);
+      const services = stdout.trim().split("\n").sort();
+      expect(services).toEqual(
+        expect.arrayContaining([
+          "grpc.health.v1.Health",
+          "sluice.v1.ClusterService",
+          "sluice.v1.JobService",
+          "sluice.v1.RunnerService",
+        ]),
+      );
+    }
+    const { stdout: methods } = await run(buf, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", "--list-methods", box.url]);
+    expect(methods).toContain("sluice.v1.JobService/SubmitJob");
+  });
+
+  it("answers a JobService call made by buf curl over gRPC, with the schema from reflection", async () => {
+    const job = await box.client.jobs().submit("by-sdk", new Noop());
+    const { stdout } = await run(buf, [
+      "curl",
+      "--protocol",
+      "grpc",
+      "--http2-prior-knowledge",
+      "--data",
+      JSON.stringify({ id: job.id }),
+      `${box.url}/sluice.v1.JobService/GetJob`,
+    ]);
+    const res = JSON.parse(stdout);
+    expect(res.job).toMatchObject({ id: job.id, name: "by-sdk", state: "JOB_STATE_QUEUED", cluster: "default" });
+    expect(res.tasks[0].identifier).toEqual({ name: "Noop", version: "v1.0" });
+  });
+
+  it("reports health over gRPC", async () => {
+    const { stdout } = await run(buf, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", `${box.url}/grpc.health.v1.Health/Check`]);
+    expect(JSON.parse(stdout)).toEqual({ status: "SERVING" });
+  });
+
+  it("takes plain JSON over HTTP/1.1 (the Connect protocol)", async () => {
+    const submit = await fetch(`${box.url}/sluice.v1.JobService/SubmitJob`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        name: "by-curl",
+        tasks: [{ identifier: { name: "Noop", version: "v1.0" }, input: Buffer.from("{}").toString("base64") }],
+      }),
+    });
+    expect(submit.status).toBe(200);
+    const { job } = await submit.json();
+    expect(job.state).toBe("JOB_STATE_QUEUED");
+
+    const get = await fetch(`${box.url}/sluice.v1.JobService/GetJob`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ id: job.id }),
+    });
+    expect((await get.json()).job).toMatchObject({ id: job.id, name: "by-curl" });
+
+    const missing = await fetch(`${box.url}/sluice.v1.JobService/GetJob`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ id: "987654321" }),
+    });
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toEqual({ code: "not_found", message: "job 987654321 does not exist" });
+  });
+});
+
+describe("bad input gets a clear error and changes nothing", () => {
+  const box = useSandbox();
+
+  async function counts() {
+    const [row] = await box.sql<{ jobs: number; tasks: number }[]>`
+      SELECT (SELECT count(*) FROM jobs)::int AS jobs, (SELECT count(*) FROM tasks)::int AS tasks`;
+    return row;
+  }
+
+  async function refused(call: () => Promise<unknown>, code: Code, message: RegExp) {
+    const before = await counts();
+    const err = await call().then(
+      () => undefined,
+      (e) => ConnectError.from(e),
+    );
+    expect(err, "the call should have been refused").toBeInstanceOf(ConnectError);
+    expect(Code[err!.code]).toBe(Code[code]);
+    expect(err!.rawMessage).toMatch(message);
+    expect(await counts()).toEqual(before);
+  }
+
+  const task = (over: object = {}) => ({ identifier: { name: "Noop", version: "v1.0" }, input: json({}), ...over });
+
+  it("an unknown cluster", async () => {
+    await refused(() => box.client.jobs().submit("j", new Noop(), { cluster: "nowhere" }), Code.NotFound, /cluster "nowhere" does not exist: create it first/);
+  });
+
+  it("an unknown job", async () => {
+    await refused(() => box.client.jobs().get("424242"), Code.NotFound, /job 424242 does not exist/);
+    await refused(() => box.client.jobs().cancel("424242"), Code.NotFound, /job 424242 does not exist/);
+    await refused(() => box.client.jobs().get("abc"), Code.InvalidArgument, /must be a positive decimal number/);
+  });
+
+  it("an empty task input", async () => {
+    await refused(() => box.api.jobs.submitJob({ name: "j", tasks: [task({ input: new Uint8Array() })] }), Code.InvalidArgument, /input is empty/);
+  });
+
+  it("an oversized task input, stating the limit", async () => {
+    const big = new Uint8Array(1024 * 1024 + 1).fill(0x20);
+    await refused(
+      () => box.api.jobs.submitJob({ name: "j", tasks: [task({ input: big })] }),
+      Code.InvalidArgument,
+      /input is 1048577 bytes; the limit is 1048576 bytes \(1 MiB\)/,
+    );
+  });
+
+  it("a cycle in dependsOn", async () => {
+    await refused(
+      () => box.api.jobs.submitJob({ name: "j", tasks: [task(), task({ dependsOn: [2] }), task({ dependsOn: [1] })] }),
+      Code.InvalidArgument,
+      /depends_on forms a cycle among tasks 1, 2/,
+    );
+  });
+
+  it("an unknown task in dependsOn", async () => {
+    await refused(
+      () => box.api.jobs.submitJob({ name: "j", tasks: [task(), task({ dependsOn: [7] })] }),
+      Code.InvalidArgument,
+      /depends_on names task 7, but only 2 tasks were submitted together/,
+    );
+  });
+
+  it("an invalid identifier or version", async () => {
+    await refused(
+      () => box.api.jobs.submitJob({ name: "j", tasks: [task({ identifier: { name: "has space", version: "v1.0" } })] }),
+      Code.InvalidArgument,
+      /task name "has space" is invalid/,
+    );
+    await refused(
+      () => box.api.jobs.submitJob({ name: "j", tasks: [task({ identifier: { name: "Noop", version: "1.0" } })] }),
+      Code.InvalidArgument,
+      /version "1.0" of task "Noop" is invalid: use "vMAJOR.MINOR"/,
+    );
+    class BadVersion extends Task {
+      static identifier = { name: "Bad", version: "latest" };
+      execute() {}
+    }
+    await expect(box.client.jobs().submit("j", new BadVersion())).rejects.toThrow(/version "latest" of task "Bad" is invalid/);
+  });
+
+  it("a job with no tasks, or without a name", async () => {
+    await refused(() => box.api.jobs.submitJob({ name: "j", tasks: [] }), Code.InvalidArgument, /tasks/);
+    await refused(() => box.api.jobs.submitJob({ name: "", tasks: [task()] }), Code.InvalidArgument, /name/);
+  });
+
+  it("a runner that registers no tasks or an unknown cluster", async () => {
+    const work = async (req: object) => {
+      for await (const _ of box.api.runner.work({ runnerId: crypto.randomUUID(), concurrency: 1, ...req })) break;
+    };
+    await refused(() => work({ tasks: [] }), Code.InvalidArgument, /at least one task/);
+    await refused(() => work({ tasks: [{ name: "Noop", version: "v1.0" }], cluster: "nowhere" }), Code.NotFound, /cluster "nowhere" does not exist/);
+    await refused(() => work({ tasks: [{ name: "Noop", version: "v1.0" }], concurrency: 0 }), Code.InvalidArgument, /concurrency must be between 1 and 10000/);
+  });
+});
