@@ -75,7 +75,7 @@ describe("the API on one port", () => {
       }),
     });
     expect(submit.status).toBe(200);
-    const { job } = await submit.json();
+    const { job } = (await submit.json()) as { job: { id: string; state: string } };
     expect(job.state).toBe("JOB_STATE_QUEUED");
 
     const get = await fetch(`${box.url}/sluice.v1.JobService/GetJob`, {
@@ -83,7 +83,7 @@ describe("the API on one port", () => {
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ id: job.id }),
     });
-    expect((await get.json()).job).toMatchObject({ id: job.id, name: "by-curl" });
+    expect(((await get.json()) as { job: object }).job).toMatchObject({ id: job.id, name: "by-curl" });
 
     const missing = await fetch(`${box.url}/sluice.v1.JobService/GetJob`, {
       method: "POST",

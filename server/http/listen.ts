@@ -24,6 +24,9 @@ export function listen(handler: Handler, host: string, port: number): Promise<Li
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
   server.on("connection", (socket: net.Socket) => {
+    // Small frames (a stream message, a result batch) must leave at once, not
+    // wait for Nagle's algorithm to meet the peer's delayed ACK (~40 ms).
+    socket.setNoDelay(true);
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });
