@@ -1,0 +1,89 @@
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { type ExecutionContext, Task } from "../runner/index.js";
+import { FIXTURES, jobInState, quiet, spawnNode, useSandbox } from "./support/harness.js";
+
+const ran: string[] = [];
+
+/** Same identifier as the task of the fixture runner, but finishes. */
+class Slow extends Task<{ tag: string; ms?: number }> {
+  static identifier = { name: "Slow", version: "v1.0" };
+  async execute(context: ExecutionContext) {
+    await new Promise((r) => setTimeout(r, this.input.ms ?? 0));
+    ran.push(`${this.input.tag} lease ${context.attempt}`);
+  }
+}
+
+describe("leases", () => {
+  // Short leases, found quickly once they run out.
+  const box = useSandbox({ leaseTtlMs: 1_000, leaseExpiry: { maxIntervalMs: 250, batchSize: 1_000 } });
+
+  it("of a runner killed mid-task run out; another runner completes the task; the old holder is fenced out", async () => {
+    ran.length = 0;
+    const job = await box.client.jobs().submit("survives a crash", new Slow({ tag: "crash" }));
+    const doomed = spawnNode([join(FIXTURES, "hang-runner.ts")], { SLUICE_URL: box.url });
+    const [, taskId, lease] = await doomed.waitFor(/started task (\d+) lease (\d+)/);
+    expect(lease).toBe("1");
+    doomed.process.kill("SIGKILL");
+    expect(await doomed.exited).toBe("SIGKILL");
+
+    // runAll would return at once: the task is not ready, it is held by the dead runner until its lease runs out.
+    const rescuer = box.client.runner("default", { tasks: [Slow], logger: quiet });
+    const rescuing = rescuer.runForever();
+    await jobInState(box.client, job.id, ["completed"]);
+    await rescuer.stop();
+    await rescuing;
+    expect(ran).toEqual(["crash lease 2"]);
+    const done = await box.client.jobs().get(job.id);
+    expect(done.tasks[0]).toMatchObject({ id: taskId, attempts: 2, failures: 0 });
+
+    // The killed runner's result, had it sent one, is refused: lease 1 is gone.
+    const res = await box.api.runner.completeTasks({
+      runnerId: crypto.randomUUID(),
+      results: [{ task: { taskId, lease: 1 }, jobId: job.id, outcome: { case: "failed", value: { message: "late", stack: "" } } }],
+    });
+    expect(res.outcomes[0]).toMatchObject({ taskId, accepted: false, code: "failed_precondition" });
+    expect(res.outcomes[0].message).toMatch(/lease 1 expired and the task was leased again \(lease 2\)/);
+    expect((await box.client.jobs().get(job.id)).tasks[0]).toMatchObject({ state: "computed", failures: 0 });
+  });
+
+  it("are extended while a task runs longer than the lease", async () => {
+    ran.length = 0;
+    const job = await box.client.jobs().submit("long task", new Slow({ tag: "long", ms: 3_000 }));
+    await box.client.runner("default", { tasks: [Slow], logger: quiet }).runAll();
+    expect(ran).toEqual(["long lease 1"]);
+    expect((await box.client.jobs().get(job.id)).tasks[0]).toMatchObject({ state: "computed", attempts: 1 });
+  });
+
+  it("are handed back at once when a runner stops before starting its prefetched tasks", async () => {
+    ran.length = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    class Gated extends Task<{ tag: string }> {
+      static identifier = { name: "Gated", version: "v1.0" };
+      async execute() {
+        await gate;
+        ran.push(this.input.tag);
+      }
+    }
+    const jobs = [];
+    for (const tag of ["first", "second", "third"]) jobs.push(await box.client.jobs().submit(tag, new Gated({ tag })));
+    const runner = box.client.runner("default", { tasks: [Gated], concurrency: 1, prefetch: 2, logger: quiet });
+    const running = runner.runForever();
+    // The runner holds all three: one running, two prefetched.
+    const held = async () => (await box.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM tasks WHERE state = 'running'`)[0].n;
+    while ((await held()) < 3) await new Promise((r) => setTimeout(r, 20));
+    const stopped = runner.stop();
+    release();
+    await stopped;
+    await running;
+    expect(ran).toEqual(["first"]);
+    // The two it never started are queued again, without a failure, long before their leases would run out.
+    const states = await Promise.all(jobs.map(async (j) => (await box.client.jobs().get(j.id)).tasks[0]));
+    expect(states.map((t) => t.state)).toEqual(["computed", "queued", "queued"]);
+    expect(states.map((t) => t.failures)).toEqual([0, 0, 0]);
+
+    await box.client.runner("default", { tasks: [Gated], concurrency: 2, logger: quiet }).runAll();
+    expect(ran.sort()).toEqual(["first", "second", "third"]);
+  });
+});
