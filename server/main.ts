@@ -12,7 +12,15 @@ export async function runServer(overrides: Partial<ServerConfig> = {}): Promise<
     error: (m, e) => console.error(m, e instanceof Error ? (e.stack ?? e.message) : (e ?? "")),
   });
   await new Promise<void>((resolve) => {
-    const shutdown = (signal: string) => {
+    let stopping = false;
+    // Listeners stay installed: tsx (which runs the CLI) exits the process on a
+    // signal that has no listener left, as a `once` listener would leave it.
+    const shutdown = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        console.log(`${signal} again: exiting without waiting`);
+        process.exit(1);
+      }
+      stopping = true;
       console.log(`${signal}: shutting down`);
       server.stop().then(resolve, (e) => {
         console.error("shutdown failed", e);
@@ -20,8 +28,8 @@ export async function runServer(overrides: Partial<ServerConfig> = {}): Promise<
         resolve();
       });
     };
-    process.once("SIGINT", () => shutdown("SIGINT"));
-    process.once("SIGTERM", () => shutdown("SIGTERM"));
+    process.on("SIGINT", shutdown);
+    process.on("SIGTERM", shutdown);
   });
   console.log("stopped");
 }

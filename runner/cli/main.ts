@@ -65,9 +65,16 @@ program
     if (tasks.length === 0) throw new InvalidArgumentError(`no Task classes are exported by ${modules.join(", ")}`);
     const c = client();
     const runner = c.runner(opts.cluster, { tasks, concurrency: opts.concurrency, prefetch: opts.prefetch });
-    const stop = () => void runner.stop();
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    // Listeners stay installed (see server/main.ts); a second signal exits at once.
+    let stopping = false;
+    const stop = () => {
+      if (stopping) process.exit(1);
+      stopping = true;
+      console.error("stopping: finishing running tasks");
+      void runner.stop();
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
     console.error(`runner ${runner.id} on cluster ${opts.cluster} at ${c.url}: ${tasks.map((t) => t.name).join(", ")}`);
     await (opts.all ? runner.runAll() : runner.runForever());
   });

