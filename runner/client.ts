@@ -3,9 +3,11 @@ import { type Transport, createClient } from "@connectrpc/connect";
 import { Http2SessionManager, createConnectTransport } from "@connectrpc/connect-node";
 import { ClusterService } from "../gen/sluice/v1/cluster_service_pb.js";
 import { JobService } from "../gen/sluice/v1/job_service_pb.js";
+import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
 import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
 import { ClusterClient } from "./clusters.js";
 import { JobClient } from "./jobs.js";
+import { RecurrentTaskClient } from "./recurrent.js";
 import { type RunnerOptions, TaskRunner } from "./task-runner.js";
 
 /** The server a client talks to when neither `url` nor `SLUICE_URL` names one. */
@@ -67,6 +69,11 @@ export class Client {
   /** Creates, lists and deletes clusters. */
   clusters(): ClusterClient {
     return new ClusterClient(createClient(ClusterService, this.transport));
+  }
+
+  /** Cron tasks (and, soon, storage event tasks) that submit jobs by themselves. */
+  recurrentTasks(): RecurrentTaskClient {
+    return new RecurrentTaskClient(createClient(RecurrentTaskService, this.transport));
   }
 
   /** A task runner that executes the given tasks for a cluster ("default" when empty). */

@@ -4,9 +4,10 @@ import type { Client as ConnectClient } from "@connectrpc/connect";
 import { type Job as JobMessage, JobState } from "../gen/sluice/v1/job_pb.js";
 import { JobService } from "../gen/sluice/v1/job_service_pb.js";
 import { type Task as TaskMessage, TaskState, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
+import { WriteObject } from "./builtins.js";
 import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
 
-export type JobStateName = "queued" | "started" | "completed" | "failed" | "cancelled";
+export type JobStateName = "scheduled" | "queued" | "started" | "completed" | "failed" | "cancelled";
 export type TaskStateName = "queued" | "running" | "computed" | "failed" | "cancelled";
 
 export interface Job {
@@ -17,6 +18,12 @@ export interface Job {
   createdAt: Date;
   startedAt?: Date;
   finishedAt?: Date;
+  /** For a job submitted with `startAt`: when it is (or was) due. */
+  startAt?: Date;
+  /** For a job a recurrent task submitted: its id (undefined once the recurrent task is deleted). */
+  recurrentTaskId?: string;
+  /** For a job a cron trigger submitted: the tick it is for. */
+  tickAt?: Date;
   taskCounts: Record<TaskStateName, number>;
 }
 
@@ -49,6 +56,27 @@ export interface SubmitOptions {
   cluster?: string;
   /** How often the root task is retried after it throws. */
   maxRetries?: number;
+  /**
+   * Keep the job scheduled until this time, then queue it (within a second).
+   * `cancel()` before then means it never runs. A time in the past queues it at once.
+   */
+  startAt?: Date;
+}
+
+/** An object write scheduled with `scheduleObjectWrite`. */
+export interface ObjectWrite {
+  /** The folder to write into (an absolute path, or a file:// URL), as the runner sees it. */
+  location: string;
+  /** The object's key: a relative path with "/" between folders. */
+  key: string;
+  content: string | Uint8Array;
+  /** When to write it. */
+  at: Date;
+  /** The job's name (default: "write KEY"). */
+  name?: string;
+  cluster?: string;
+  /** Retries if the write fails (default 3). */
+  maxRetries?: number;
 }
 
 export interface JobFilter {
@@ -63,6 +91,7 @@ export interface JobFilter {
 }
 
 const jobStates: Record<JobStateName, JobState> = {
+  scheduled: JobState.SCHEDULED,
   queued: JobState.QUEUED,
   started: JobState.STARTED,
   completed: JobState.COMPLETED,
@@ -91,6 +120,9 @@ export function jobFromMessage(m: JobMessage): Job {
     createdAt: date(m.createdAt)!,
     startedAt: date(m.startedAt),
     finishedAt: date(m.finishedAt),
+    startAt: date(m.startAt),
+    recurrentTaskId: m.recurrentTaskId || undefined,
+    tickAt: date(m.tickAt),
     taskCounts: {
       queued: c?.queued ?? 0,
       running: c?.running ?? 0,
@@ -139,8 +171,27 @@ export class JobClient {
       input: serializeInput(task),
       maxRetries: options.maxRetries ?? 0,
     });
-    const res = await this.api.submitJob({ name, cluster: options.cluster ?? "default", tasks: [root] });
+    const res = await this.api.submitJob({
+      name,
+      cluster: options.cluster ?? "default",
+      tasks: [root],
+      startAt: options.startAt ? timestampFromDate(options.startAt) : undefined,
+    });
     return jobFromMessage(res.job!);
+  }
+
+  /**
+   * Schedules `content` to be written to `key` in a folder at `at`, as a job of
+   * the built-in task `sluice.WriteObject`, which every runner of the cluster
+   * can run: it shows up, retries and cancels like any job.
+   */
+  async scheduleObjectWrite(write: ObjectWrite): Promise<Job> {
+    const content = typeof write.content === "string" ? new TextEncoder().encode(write.content) : write.content;
+    return this.submit(
+      write.name ?? `write ${write.key}`,
+      new WriteObject({ location: write.location, key: write.key, content: Buffer.from(content).toString("base64") }),
+      { cluster: write.cluster, maxRetries: write.maxRetries ?? 3, startAt: write.at },
+    );
   }
 
   /** A job with all its tasks. */

@@ -4,6 +4,7 @@ import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
 import { type LeasedTask, RunnerService, TaskResultSchema } from "../gen/sluice/v1/runner_service_pb.js";
 import { TaskContext } from "./context.js";
+import { BUILTIN_TASKS } from "./builtins.js";
 import { ResultReporter } from "./result-reporter.js";
 import { type TaskClass, deserializeInput, identifierOf, parseVersion } from "./task.js";
 
@@ -28,6 +29,8 @@ export interface RunnerOptions {
   name?: string;
   /** Where connection problems and task failures are logged (default: the console). */
   logger?: RunnerLogger;
+  /** Also run Sluice's built-in tasks, such as scheduled object writes (default true). */
+  builtins?: boolean;
 }
 
 type Outcome = NonNullable<MessageInitShape<typeof TaskResultSchema>["outcome"]>;
@@ -101,7 +104,9 @@ export class TaskRunner {
   ) {
     this.cluster = cluster;
     if (options.tasks.length === 0) throw new TypeError("a runner needs at least one task class in tasks");
-    for (const cls of options.tasks) {
+    const names = new Set(options.tasks.map((t) => identifierOf(t).name));
+    const builtins = options.builtins === false ? [] : BUILTIN_TASKS.filter((t) => !names.has(identifierOf(t).name));
+    for (const cls of [...options.tasks, ...builtins]) {
       const id = identifierOf(cls);
       const { major, minor } = parseVersion(id.version);
       const same = this.registry.get(id.name) ?? [];

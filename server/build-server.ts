@@ -7,6 +7,7 @@ import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/refl
 import { ServerReflection as ReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { ClusterService } from "../gen/sluice/v1/cluster_service_pb.js";
 import { JobService } from "../gen/sluice/v1/job_service_pb.js";
+import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
 import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
 import { type ServerConfig, ServerDefaults } from "./config.js";
 import { type EmbeddedDatabase, startEmbeddedDatabase } from "./database/embedded.js";
@@ -14,11 +15,13 @@ import { migrate } from "./database/migrate.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { type Listener, listen } from "./http/listen.js";
 import { LeaseExpiry } from "./maintenance/lease-expiry.js";
+import { Scheduler } from "./maintenance/scheduler.js";
 import { clusterService } from "./services/cluster-service.js";
 import type { ServiceDeps } from "./services/deps.js";
 import { HealthState } from "./services/health-service.js";
 import { jobService } from "./services/job-service.js";
 import { Reflection } from "./services/reflection-service.js";
+import { recurrentTaskService } from "./services/recurrent-task-service.js";
 import { runnerService } from "./services/runner-service.js";
 import { ClusterDirectory } from "./store/clusters.js";
 
@@ -72,14 +75,17 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   await dispatcher.start();
   const leaseExpiry = new LeaseExpiry(sql, config.leaseExpiry, onError);
   leaseExpiry.start();
+  const scheduler = new Scheduler(sql, config.scheduler, onError);
+  await scheduler.start();
 
   const deps: ServiceDeps = { sql, clusters, dispatcher, leaseTtlMs: config.leaseTtlMs };
-  const apiServices: DescService[] = [JobService, ClusterService, RunnerService];
+  const apiServices: DescService[] = [JobService, ClusterService, RecurrentTaskService, RunnerService];
   const health = new HealthState(apiServices.map((s) => s.typeName));
   const reflection = new Reflection([...apiServices, Health, ReflectionV1, ReflectionV1alpha]);
   const routes = (router: ConnectRouter) => {
     router.service(JobService, jobService(deps));
     router.service(ClusterService, clusterService(deps));
+    router.service(RecurrentTaskService, recurrentTaskService(deps));
     router.service(RunnerService, runnerService(deps));
     router.service(Health, health.service());
     router.service(ReflectionV1, reflection.v1());
@@ -104,6 +110,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
       (stopping ??= (async () => {
         health.shutDown();
         leaseExpiry.stop();
+        await scheduler.stop();
         // Ends the work streams, so that connections can drain.
         await dispatcher.stop();
         await listener.close();

@@ -1,4 +1,5 @@
 import { LeaseExpiryDefaults, type LeaseExpiryConfig } from "./maintenance/lease-expiry.js";
+import { type SchedulerConfig, SchedulerDefaults } from "./maintenance/scheduler.js";
 
 export interface ServerConfig {
   /** Interface to listen on. */
@@ -14,6 +15,7 @@ export interface ServerConfig {
   /** Connections in the pool for API requests and leasing. */
   poolSize: number;
   leaseExpiry: LeaseExpiryConfig;
+  scheduler: SchedulerConfig;
 }
 
 export const ServerDefaults: ServerConfig = {
@@ -23,6 +25,7 @@ export const ServerDefaults: ServerConfig = {
   leaseTtlMs: 30_000,
   poolSize: 10,
   leaseExpiry: LeaseExpiryDefaults,
+  scheduler: SchedulerDefaults,
 };
 
 /** Settings from the environment: SLUICE_HOST, SLUICE_PORT, DATABASE_URL, SLUICE_DATA_DIR, SLUICE_LEASE_TTL_MS. */

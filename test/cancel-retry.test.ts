@@ -93,7 +93,7 @@ describe("cancel and retry", () => {
     expect(res.outcomes[0].message).toMatch(new RegExp(`its job ${job.id} was cancelled`));
     expect((await box.client.jobs().get(job.id)).tasks.find((t) => t.id === blocker.taskId)!.state).toBe("cancelled");
 
-    await refusedWith(box.client.jobs().cancel(job.id), Code.FailedPrecondition, /already cancelled; only queued or started jobs can be cancelled/);
+    await refusedWith(box.client.jobs().cancel(job.id), Code.FailedPrecondition, /already cancelled; only scheduled, queued or started jobs can be cancelled/);
   });
 
   it("retrying a failed job queues its failed tasks again and it completes", async () => {

@@ -6,6 +6,7 @@ import type { JobStateName, JobWithCounts, TaskRowOut, TaskStateName } from "../
 import { formatVersion } from "../validation.js";
 
 export const jobStateToProto: Record<JobStateName, JobState> = {
+  scheduled: JobState.SCHEDULED,
   queued: JobState.QUEUED,
   started: JobState.STARTED,
   completed: JobState.COMPLETED,
@@ -36,6 +37,9 @@ export function jobToProto(row: JobWithCounts, clusterSlug: string): Job {
     createdAt: ts(row.created_at),
     startedAt: ts(row.started_at),
     finishedAt: ts(row.finished_at),
+    startAt: ts(row.start_at),
+    recurrentTaskId: row.recurrent_task_id ?? "",
+    tickAt: ts(row.tick_at),
     taskCounts: {
       queued: row.queued,
       running: row.running,

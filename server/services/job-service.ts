@@ -4,6 +4,7 @@ import { JobService } from "../../gen/sluice/v1/job_service_pb.js";
 import { cancelJob } from "../store/cancel-job.js";
 import { getJob, getJobTasks, listJobs, type JobStateName } from "../store/read-jobs.js";
 import { retryJob } from "../store/retry-job.js";
+import { scheduleJob } from "../store/schedules.js";
 import { submitJob } from "../store/submit-job.js";
 import { addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
 import { checkName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
@@ -34,6 +35,12 @@ export function jobService({ sql, clusters }: ServiceDeps): ServiceImpl<typeof J
         defaultClusterId: ids.get(cluster)!,
         clusterIds: ids,
       });
+      const startAt = req.startAt ? timestampDate(req.startAt) : null;
+      if (startAt && Number.isNaN(startAt.getTime())) throw invalid("start_at is not a valid time");
+      if (startAt && startAt.getTime() > Date.now()) {
+        const row = await scheduleJob(sql, req.name, ids.get(cluster)!, plan, startAt);
+        return { job: jobToProto({ ...row, queued: 0, running: 0, computed: 0, failed: 0, cancelled: 0 }, cluster) };
+      }
       const row = await submitJob(sql, req.name, ids.get(cluster)!, plan);
       const counts = { queued: plan.rows.length, running: 0, computed: 0, failed: 0, cancelled: 0 };
       return { job: jobToProto({ ...row, ...counts }, cluster) };
@@ -51,7 +58,7 @@ export function jobService({ sql, clusters }: ServiceDeps): ServiceImpl<typeof J
     async listJobs(req) {
       const states = req.states.map((s) => {
         const name = jobStateFromProto.get(s);
-        if (!name) throw invalid(`states: ${s} is not a job state; use QUEUED, STARTED, COMPLETED, FAILED or CANCELLED`);
+        if (!name) throw invalid(`states: ${s} is not a job state; use SCHEDULED, QUEUED, STARTED, COMPLETED, FAILED or CANCELLED`);
         return name;
       });
       const clusterId = req.cluster === "" ? null : (await requireClusters(clusters, [req.cluster])).get(req.cluster)!;
@@ -76,7 +83,7 @@ export function jobService({ sql, clusters }: ServiceDeps): ServiceImpl<typeof J
       const id = parseId(req.id, "job id");
       const outcome = await cancelJob(sql, id);
       if (outcome.kind === "missing") throw notFound(`job ${id} does not exist`);
-      if (outcome.kind === "finished") throw failedPrecondition(`job ${id} is already ${outcome.state}; only queued or started jobs can be cancelled`);
+      if (outcome.kind === "finished") throw failedPrecondition(`job ${id} is already ${outcome.state}; only scheduled, queued or started jobs can be cancelled`);
       return { job: await readJob(id) };
     },
 
@@ -85,6 +92,9 @@ export function jobService({ sql, clusters }: ServiceDeps): ServiceImpl<typeof J
       const outcome = await retryJob(sql, id);
       if (outcome.kind === "missing") throw notFound(`job ${id} does not exist`);
       if (outcome.kind === "not-failed") throw failedPrecondition(`job ${id} is ${outcome.state}; only failed or cancelled jobs can be retried`);
+      if (outcome.kind === "never-started") {
+        throw failedPrecondition(`job ${id} was cancelled before its scheduled start and has no tasks to retry; submit it again`);
+      }
       return { job: await readJob(id) };
     },
   };

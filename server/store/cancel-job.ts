@@ -6,7 +6,7 @@ import type { JobStateName } from "./read-jobs.js";
 export type CancelOutcome = { kind: "cancelled" } | { kind: "missing" } | { kind: "finished"; state: JobStateName };
 
 /**
- * Cancels a queued or started job: its queued and running tasks become
+ * Cancels a scheduled, queued or started job (a scheduled one never starts): its queued and running tasks become
  * cancelled (so later results for them are refused) and servers are told to
  * stop the runners that hold them. The job row is locked first, as every writer
  * of a job's tasks does.
@@ -16,7 +16,10 @@ export async function cancelJob(sql: Sql, jobId: string): Promise<CancelOutcome>
     sql.begin(async (tx) => {
       const [job] = await tx<{ state: JobStateName }[]>`SELECT state FROM jobs WHERE id = ${jobId} FOR NO KEY UPDATE`;
       if (!job) return { kind: "missing" } as const;
-      if (job.state !== "queued" && job.state !== "started") return { kind: "finished", state: job.state } as const;
+      if (job.state !== "queued" && job.state !== "started" && job.state !== "scheduled") {
+        return { kind: "finished", state: job.state } as const;
+      }
+      if (job.state === "scheduled") await tx`DELETE FROM scheduled_jobs WHERE job_id = ${jobId}`;
       await tx`
         UPDATE tasks SET state = 'cancelled', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
         WHERE job_id = ${jobId} AND state IN ('queued', 'running')`;

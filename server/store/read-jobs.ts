@@ -1,6 +1,6 @@
 import type { Sql } from "postgres";
 
-export type JobStateName = "queued" | "started" | "completed" | "failed" | "cancelled";
+export type JobStateName = "scheduled" | "queued" | "started" | "completed" | "failed" | "cancelled";
 export type TaskStateName = "queued" | "running" | "computed" | "failed" | "cancelled";
 
 export interface JobRow {
@@ -11,6 +11,9 @@ export interface JobRow {
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
+  start_at: Date | null;
+  recurrent_task_id: string | null;
+  tick_at: Date | null;
 }
 
 export interface TaskCountsRow {
@@ -55,7 +58,7 @@ const COUNTS = `
 
 export async function getJob(sql: Sql, id: string): Promise<JobWithCounts | null> {
   const [row] = await sql<JobWithCounts[]>`
-    SELECT j.id, j.name, j.cluster_id, j.state, j.created_at, j.started_at, j.finished_at, c.*
+    SELECT j.id, j.name, j.cluster_id, j.state, j.created_at, j.started_at, j.finished_at, j.start_at, j.recurrent_task_id, j.tick_at, c.*
     FROM jobs j, LATERAL (SELECT ${sql.unsafe(COUNTS)} FROM tasks t WHERE t.job_id = j.id) c
     WHERE j.id = ${id}`;
   return row ?? null;
@@ -84,7 +87,7 @@ export interface JobFilter {
 /** Jobs matching the filter, newest first, with their task counts. */
 export async function listJobs(sql: Sql, f: JobFilter): Promise<JobWithCounts[]> {
   return sql<JobWithCounts[]>`
-    SELECT j.id, j.name, j.cluster_id, j.state, j.created_at, j.started_at, j.finished_at, c.*
+    SELECT j.id, j.name, j.cluster_id, j.state, j.created_at, j.started_at, j.finished_at, j.start_at, j.recurrent_task_id, j.tick_at, c.*
     FROM jobs j, LATERAL (SELECT ${sql.unsafe(COUNTS)} FROM tasks t WHERE t.job_id = j.id) c
     WHERE (${f.states.join(",")}::text = '' OR j.state::text = ANY(string_to_array(${f.states.join(",")}::text, ',')))
       AND (${f.clusterId}::int IS NULL OR j.cluster_id = ${f.clusterId}::int)

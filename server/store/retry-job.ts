@@ -3,7 +3,11 @@ import { retryOnDeadlock } from "./deadlock.js";
 import { TASKS_CHANNEL } from "./insert-tasks.js";
 import type { JobStateName } from "./read-jobs.js";
 
-export type RetryOutcome = { kind: "retried"; requeued: number } | { kind: "missing" } | { kind: "not-failed"; state: JobStateName };
+export type RetryOutcome =
+  | { kind: "retried"; requeued: number }
+  | { kind: "missing" }
+  | { kind: "not-failed"; state: JobStateName }
+  | { kind: "never-started" };
 
 /**
  * Queues the failed and cancelled tasks of a failed or cancelled job again, with
@@ -13,9 +17,11 @@ export type RetryOutcome = { kind: "retried"; requeued: number } | { kind: "miss
 export async function retryJob(sql: Sql, jobId: string): Promise<RetryOutcome> {
   return retryOnDeadlock(() =>
     sql.begin(async (tx) => {
-      const [job] = await tx<{ state: JobStateName }[]>`SELECT state FROM jobs WHERE id = ${jobId} FOR NO KEY UPDATE`;
+      const [job] = await tx<{ state: JobStateName; has_tasks: boolean }[]>`
+        SELECT state, EXISTS (SELECT 1 FROM tasks WHERE job_id = ${jobId}) AS has_tasks FROM jobs WHERE id = ${jobId} FOR NO KEY UPDATE`;
       if (!job) return { kind: "missing" } as const;
       if (job.state !== "failed" && job.state !== "cancelled") return { kind: "not-failed", state: job.state } as const;
+      if (!job.has_tasks) return { kind: "never-started" } as const;
       const requeued = await tx<{ cluster_id: number; deps_left: number }[]>`
         UPDATE tasks SET state = 'queued', failures = 0, finished_at = NULL
         WHERE job_id = ${jobId} AND state IN ('failed', 'cancelled')

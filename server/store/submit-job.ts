@@ -13,7 +13,7 @@ export async function submitJob(sql: Sql, name: string, clusterId: number, plan:
     WITH job AS (
       INSERT INTO jobs (name, cluster_id, open_tasks)
       VALUES (${name}, ${clusterId}, ${plan.rows.length})
-      RETURNING id, name, cluster_id, state, created_at, started_at, finished_at
+      RETURNING id, name, cluster_id, state, created_at, started_at, finished_at, start_at, recurrent_task_id, tick_at
     ), ${taskInsertCtes(sql, plan, sql`(SELECT id FROM job)`)}
     SELECT job.*, (SELECT count(*) FROM inserted) + (SELECT count(*) FROM deps) AS written,
            (SELECT count(pg_notify(${TASKS_CHANNEL}, c)) FROM unnest(${readyClusters(plan)}::text[]) AS c) AS notified

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/job.proto.
  */
 export const file_sluice_v1_job: GenFile = /*@__PURE__*/
-  fileDesc("ChNzbHVpY2UvdjEvam9iLnByb3RvEglzbHVpY2UudjEiYgoKVGFza0NvdW50cxIOCgZxdWV1ZWQYASABKA0SDwoHcnVubmluZxgCIAEoDRIQCghjb21wdXRlZBgDIAEoDRIOCgZmYWlsZWQYBCABKA0SEQoJY2FuY2VsbGVkGAUgASgNIpECCgNKb2ISCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgdjbHVzdGVyGAMgASgJEiIKBXN0YXRlGAQgASgOMhMuc2x1aWNlLnYxLkpvYlN0YXRlEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgt0YXNrX2NvdW50cxgIIAEoCzIVLnNsdWljZS52MS5UYXNrQ291bnRzKpoBCghKb2JTdGF0ZRIZChVKT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBKT0JfU1RBVEVfUVVFVUVEEAESFQoRSk9CX1NUQVRFX1NUQVJURUQQAhIXChNKT0JfU1RBVEVfQ09NUExFVEVEEAMSFAoQSk9CX1NUQVRFX0ZBSUxFRBAEEhcKE0pPQl9TVEFURV9DQU5DRUxMRUQQBWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChNzbHVpY2UvdjEvam9iLnByb3RvEglzbHVpY2UudjEiYgoKVGFza0NvdW50cxIOCgZxdWV1ZWQYASABKA0SDwoHcnVubmluZxgCIAEoDRIQCghjb21wdXRlZBgDIAEoDRIOCgZmYWlsZWQYBCABKA0SEQoJY2FuY2VsbGVkGAUgASgNIocDCgNKb2ISCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgdjbHVzdGVyGAMgASgJEiIKBXN0YXRlGAQgASgOMhMuc2x1aWNlLnYxLkpvYlN0YXRlEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgt0YXNrX2NvdW50cxgIIAEoCzIVLnNsdWljZS52MS5UYXNrQ291bnRzEiwKCHN0YXJ0X2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIZChFyZWN1cnJlbnRfdGFza19pZBgKIAEoCRIrCgd0aWNrX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCqzAQoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQSk9CX1NUQVRFX1FVRVVFRBABEhUKEUpPQl9TVEFURV9TVEFSVEVEEAISFwoTSk9CX1NUQVRFX0NPTVBMRVRFRBADEhQKEEpPQl9TVEFURV9GQUlMRUQQBBIXChNKT0JfU1RBVEVfQ0FOQ0VMTEVEEAUSFwoTSk9CX1NUQVRFX1NDSEVEVUxFRBAGYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * How many of a job's tasks are in each state.
@@ -124,6 +124,27 @@ export type Job = Message<"sluice.v1.Job"> & {
    * @generated from field: sluice.v1.TaskCounts task_counts = 8;
    */
   taskCounts?: TaskCounts | undefined;
+
+  /**
+   * For a job submitted with a start time: when it is (or was) due.
+   *
+   * @generated from field: google.protobuf.Timestamp start_at = 9;
+   */
+  startAt?: Timestamp | undefined;
+
+  /**
+   * For a job a recurrent task submitted: that task's id (empty once it is deleted).
+   *
+   * @generated from field: string recurrent_task_id = 10;
+   */
+  recurrentTaskId: string;
+
+  /**
+   * For a job a cron trigger submitted: the tick it was submitted for.
+   *
+   * @generated from field: google.protobuf.Timestamp tick_at = 11;
+   */
+  tickAt?: Timestamp | undefined;
 };
 
 /**
@@ -178,6 +199,13 @@ export enum JobState {
    * @generated from enum value: JOB_STATE_CANCELLED = 5;
    */
   CANCELLED = 5,
+
+  /**
+   * Submitted with a start time still in the future; its tasks are created then.
+   *
+   * @generated from enum value: JOB_STATE_SCHEDULED = 6;
+   */
+  SCHEDULED = 6,
 }
 
 /**

@@ -1,0 +1,120 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { type RecurrentTask, RecurrentTaskSchema, RecurrentTaskService } from "../../gen/sluice/v1/recurrent_task_service_pb.js";
+import { parseCron } from "../cron.js";
+import {
+  type RecurrentTaskRow,
+  createCronTask,
+  deleteRecurrentTask,
+  getRecurrentTask,
+  listRecurrentTasks,
+  setPaused,
+} from "../store/recurrent-tasks.js";
+import { MAX_RETRIES_LIMIT, MAX_TASK_INPUT_BYTES, checkName, formatVersion, invalid, notFound, parseIdentifier } from "../validation.js";
+import type { ClusterDirectory } from "../store/clusters.js";
+import { type ServiceDeps, requireClusters } from "./deps.js";
+
+const MAX_TRIGGERS = 100;
+
+async function toProto(row: RecurrentTaskRow, clusters: ClusterDirectory): Promise<RecurrentTask> {
+  return create(RecurrentTaskSchema, {
+    id: row.id,
+    name: row.name,
+    cluster: await clusters.slug(row.cluster_id),
+    task: {
+      identifier: { name: row.task_name, version: formatVersion(row.major, row.minor) },
+      input: row.input,
+      maxRetries: row.max_retries,
+      display: row.display ?? "",
+    },
+    cronTriggers: row.triggers.map((t) => ({
+      expression: t.expression,
+      timeZone: t.time_zone,
+      // 'infinity' (paused, or never again) has no timestamp.
+      nextTickAt: Number.isFinite(Date.parse(t.next_tick_at)) ? timestampFromDate(new Date(t.next_tick_at)) : undefined,
+    })),
+    paused: row.paused,
+    createdAt: timestampFromDate(row.created_at),
+    lastTickAt: row.last_tick_at ? timestampFromDate(row.last_tick_at) : undefined,
+    lastJobId: row.last_job_id ?? "",
+  });
+}
+
+export function recurrentTaskService({ sql, clusters }: ServiceDeps): ServiceImpl<typeof RecurrentTaskService> {
+  async function find(idOrName: string): Promise<RecurrentTaskRow> {
+    if (idOrName === "") throw invalid("id_or_name is empty: name a recurrent task by its id or its name");
+    const row = await getRecurrentTask(sql, idOrName);
+    if (!row) throw notFound(`recurrent task ${JSON.stringify(idOrName)} does not exist`);
+    return row;
+  }
+
+  return {
+    async createCronTask(req) {
+      checkName(req.name, "recurrent task name");
+      const cluster = req.cluster === "" ? "default" : req.cluster;
+      const task = req.task;
+      if (!task?.identifier) throw invalid("task.identifier is missing: name the task each job starts from");
+      const id = parseIdentifier(task.identifier.name, task.identifier.version, "task");
+      if (task.input.length === 0) throw invalid(`task: input is empty; a task needs a serialized input (use "{}" for a task without fields)`);
+      if (task.input.length > MAX_TASK_INPUT_BYTES) {
+        throw invalid(`task: input is ${task.input.length} bytes; the limit is ${MAX_TASK_INPUT_BYTES} bytes (1 MiB)`);
+      }
+      if (task.maxRetries > MAX_RETRIES_LIMIT) throw invalid(`task: max_retries is ${task.maxRetries}; the limit is ${MAX_RETRIES_LIMIT}`);
+      if (task.dependsOn.length > 0) throw invalid("task: depends_on has nothing to name in a recurrent task's root task; leave it empty");
+      if (req.cronTriggers.length === 0) throw invalid("cron_triggers is empty: give at least one cron expression");
+      if (req.cronTriggers.length > MAX_TRIGGERS) throw invalid(`cron_triggers has ${req.cronTriggers.length} entries; the limit is ${MAX_TRIGGERS}`);
+      const crons = req.cronTriggers.map((t, i) => parseCron(t.expression, t.timeZone, `cron_triggers[${i}]`));
+      const clusterId = (await requireClusters(clusters, [cluster])).get(cluster)!;
+
+      const created = await createCronTask(
+        sql,
+        {
+          name: req.name,
+          clusterId,
+          taskName: id.name,
+          major: id.major,
+          minor: id.minor,
+          display: task.display === "" ? null : task.display,
+          input: task.input,
+          maxRetries: task.maxRetries,
+          crons,
+        },
+        new Date(),
+      );
+      if (created === null) {
+        throw new ConnectError(`a recurrent task named ${JSON.stringify(req.name)} already exists; delete it first or choose another name`, Code.AlreadyExists);
+      }
+      return { recurrentTask: await toProto((await getRecurrentTask(sql, created))!, clusters) };
+    },
+
+    async listRecurrentTasks() {
+      const rows = await listRecurrentTasks(sql);
+      const recurrentTasks = [];
+      for (const r of rows) recurrentTasks.push(await toProto(r, clusters));
+      return { recurrentTasks };
+    },
+
+    async getRecurrentTask(req) {
+      return { recurrentTask: await toProto(await find(req.idOrName), clusters) };
+    },
+
+    async pauseRecurrentTask(req) {
+      const row = await find(req.idOrName);
+      await setPaused(sql, row.id, true, new Date());
+      return { recurrentTask: await toProto((await getRecurrentTask(sql, row.id))!, clusters) };
+    },
+
+    async resumeRecurrentTask(req) {
+      const row = await find(req.idOrName);
+      await setPaused(sql, row.id, false, new Date());
+      return { recurrentTask: await toProto((await getRecurrentTask(sql, row.id))!, clusters) };
+    },
+
+    async deleteRecurrentTask(req) {
+      const row = await find(req.idOrName);
+      if (!(await deleteRecurrentTask(sql, row.id))) throw notFound(`recurrent task ${JSON.stringify(req.idOrName)} does not exist`);
+      return {};
+    },
+  };
+}

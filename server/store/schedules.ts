@@ -1,0 +1,92 @@
+import type { Sql } from "postgres";
+import { type TaskPlan, appendPlan, emptyPlan } from "../task-plan.js";
+import { retryOnDeadlock } from "./deadlock.js";
+import { TASKS_CHANNEL, taskInsertCtes } from "./insert-tasks.js";
+import type { JobRow } from "./read-jobs.js";
+
+/** The channel that tells servers a schedule changed; the payload is the due time in epoch milliseconds. */
+export const SCHEDULE_CHANNEL = "sluice_schedule";
+
+interface StoredPlan {
+  rows: (Omit<TaskPlan["rows"][number], "input"> & { input: string })[];
+  depFrom: number[];
+  depTo: number[];
+}
+
+function planToJson(plan: TaskPlan): string {
+  const stored: StoredPlan = {
+    rows: plan.rows.map((r) => ({ ...r, input: Buffer.from(r.input.buffer, r.input.byteOffset, r.input.byteLength).toString("base64") })),
+    depFrom: plan.depFrom,
+    depTo: plan.depTo,
+  };
+  return JSON.stringify(stored);
+}
+
+function planFromJson(stored: StoredPlan, jobId: string): TaskPlan {
+  return {
+    rows: stored.rows.map((r) => ({ ...r, jobId, input: Buffer.from(r.input, "base64") })),
+    depFrom: stored.depFrom,
+    depTo: stored.depTo,
+  };
+}
+
+/**
+ * Stores a job that starts at `startAt`: the job row (state scheduled) and its
+ * validated task plan, in one statement. Its tasks are created when it is due.
+ */
+export async function scheduleJob(sql: Sql, name: string, clusterId: number, plan: TaskPlan, startAt: Date): Promise<JobRow> {
+  const [job] = await sql<JobRow[]>`
+    WITH job AS (
+      INSERT INTO jobs (name, cluster_id, open_tasks, state, start_at)
+      VALUES (${name}, ${clusterId}, ${plan.rows.length}, 'scheduled', ${startAt})
+      RETURNING id, name, cluster_id, state, created_at, started_at, finished_at, start_at, recurrent_task_id, tick_at
+    ), stored AS (
+      INSERT INTO scheduled_jobs (job_id, start_at, plan)
+      SELECT id, ${startAt}, ${planToJson(plan)}::text::jsonb FROM job
+      RETURNING 1
+    )
+    SELECT job.*, (SELECT count(*) FROM stored) AS stored,
+           pg_notify(${SCHEDULE_CHANNEL}, ${String(startAt.getTime())}) AS notified
+    FROM job`;
+  return job;
+}
+
+/**
+ * Queues up to `limit` scheduled jobs due at `now`: creates their tasks, marks
+ * them queued and wakes the runners of their clusters, in one transaction. Job
+ * rows are locked first (SKIP LOCKED: one being cancelled right now is left to
+ * the cancellation), as every writer of a job does. Returns how many started.
+ */
+export async function startDueJobs(sql: Sql, now: Date, limit: number): Promise<number> {
+  return retryOnDeadlock(() =>
+    sql.begin(async (tx) => {
+      const due = await tx<{ job_id: string; plan: StoredPlan }[]>`
+        WITH locked AS (
+          SELECT j.id FROM jobs j JOIN scheduled_jobs s ON s.job_id = j.id
+          WHERE s.start_at <= ${now} AND j.state = 'scheduled'
+          ORDER BY s.start_at
+          LIMIT ${limit}
+          FOR NO KEY UPDATE OF j SKIP LOCKED
+        )
+        DELETE FROM scheduled_jobs s USING locked WHERE s.job_id = locked.id
+        RETURNING s.job_id, s.plan`;
+      if (due.length === 0) return 0;
+      const plan = emptyPlan();
+      for (const d of due) appendPlan(plan, planFromJson(d.plan, d.job_id));
+      const clusters = [...new Set(plan.rows.filter((r) => r.depsLeft === 0).map((r) => String(r.clusterId)))];
+      await tx`
+        WITH ${taskInsertCtes(tx, plan, tx`NULL::bigint`)}, queued AS (
+          UPDATE jobs SET state = 'queued' WHERE id = ANY(${due.map((d) => d.job_id)}::bigint[]) RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM deps), (SELECT count(*) FROM queued),
+               (SELECT count(pg_notify(${TASKS_CHANNEL}, c)) FROM unnest(${clusters}::text[]) AS c)`;
+      return due.length;
+    }),
+  );
+}
+
+/** When the next scheduled job is due, or null if none is. */
+export async function nextScheduledStart(sql: Sql): Promise<Date | null> {
+  const [row] = await sql<{ at: Date | null }[]>`SELECT min(start_at) AS at FROM scheduled_jobs`;
+  return row.at;
+}
