@@ -5,6 +5,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { Client } from "../client.js";
 import type { Job, JobDetails, JobStateName } from "../jobs.js";
+import type { RecurrentTaskInfo } from "../recurrent.js";
 import { Task, type TaskClass } from "../task.js";
 
 const program = new Command("sluice")
@@ -79,6 +80,29 @@ program
     await (opts.all ? runner.runAll() : runner.runForever());
   });
 
+function dateOption(raw: string): Date {
+  const d = new Date(raw);
+  if (Number.isNaN(d.getTime())) throw new InvalidArgumentError(`"${raw}" is not a time; use ISO 8601, e.g. 2026-12-24T18:00:00Z`);
+  return d;
+}
+
+/** A task given on the command line as NAME[@vX.Y] and a JSON input. */
+function namedTask(identifier: string, inputJson: string): Task {
+  const [taskName, version = "v0.0"] = identifier.split("@");
+  let input: unknown;
+  try {
+    input = JSON.parse(inputJson);
+  } catch (e) {
+    throw new InvalidArgumentError(`--input is not JSON: ${(e as Error).message}`);
+  }
+  if (typeof input !== "object" || input === null || Array.isArray(input)) throw new InvalidArgumentError("--input must be a JSON object");
+  const Named = class extends Task {
+    static identifier = { name: taskName, version };
+    execute() {}
+  };
+  return new Named(input as Record<string, unknown>);
+}
+
 const jobs = program.command("jobs").description("submit, list, show, cancel and retry jobs");
 
 function jobLine(j: Job): string {
@@ -95,6 +119,8 @@ function jobText(j: JobDetails): string {
     `  started    ${time(j.startedAt)}`,
     `  finished   ${time(j.finishedAt)}`,
     `  tasks      ${Object.entries(j.taskCounts).map(([k, v]) => `${v} ${k}`).join(", ")}`,
+    ...(j.startAt ? [`  start at   ${time(j.startAt)}`] : []),
+    ...(j.tickAt ? [`  cron tick  ${time(j.tickAt)} of recurrent task ${j.recurrentTaskId ?? "(deleted)"}`] : []),
     "",
   ];
   for (const t of j.tasks) {
@@ -118,21 +144,12 @@ jobs
   .option("--input <json>", "the task's input as a JSON object", "{}")
   .option("--cluster <slug>", "cluster to run it on", "default")
   .option("--max-retries <n>", "retries after the task throws", int("--max-retries"), 0)
-  .action(async (name: string, opts: { task: string; input: string; cluster: string; maxRetries: number }) => {
-    const [taskName, version = "v0.0"] = opts.task.split("@");
-    let input: unknown;
-    try {
-      input = JSON.parse(opts.input);
-    } catch (e) {
-      throw new InvalidArgumentError(`--input is not JSON: ${(e as Error).message}`);
-    }
-    if (typeof input !== "object" || input === null || Array.isArray(input)) throw new InvalidArgumentError("--input must be a JSON object");
-    const Named = class extends Task {
-      static identifier = { name: taskName, version };
-      execute() {}
-    };
-    const job = await client().jobs().submit(name, new Named(input as Record<string, unknown>), { cluster: opts.cluster, maxRetries: opts.maxRetries });
-    print(job, () => `submitted job ${job.id} (${job.state})`);
+  .option("--start-at <time>", "keep the job scheduled until this time (ISO 8601, e.g. 2026-12-24T18:00:00Z)", dateOption)
+  .action(async (name: string, opts: { task: string; input: string; cluster: string; maxRetries: number; startAt?: Date }) => {
+    const job = await client()
+      .jobs()
+      .submit(name, namedTask(opts.task, opts.input), { cluster: opts.cluster, maxRetries: opts.maxRetries, startAt: opts.startAt });
+    print(job, () => `submitted job ${job.id} (${job.state}${job.startAt ? ` until ${time(job.startAt)}` : ""})`);
   });
 
 jobs
@@ -172,6 +189,67 @@ jobs
   .action(async (id: string) => {
     const job = await client().jobs().retry(id);
     print(job, () => `job ${job.id} is ${job.state}`);
+  });
+
+const recurrent = program.command("recurrent").description("create, list, pause, resume and delete recurrent tasks");
+
+function recurrentText(r: RecurrentTaskInfo): string {
+  const triggers = r.cronTriggers.map((t) => `cron "${t.expression}" ${t.timeZone}, next ${r.paused ? "(paused)" : time(t.nextTickAt)}`);
+  return [
+    `${r.id.padStart(6)}  ${r.name}  ${r.identifier.name} ${r.identifier.version} on ${r.cluster}${r.paused ? "  PAUSED" : ""}`,
+    ...triggers.map((t) => `        ${t}`),
+    `        last job ${r.lastJobId ?? "-"} (tick ${time(r.lastTickAt)})`,
+  ].join("\n");
+}
+
+recurrent
+  .command("create-cron")
+  .description("submit a job of a task at every tick of a cron expression")
+  .argument("<name>", "a unique name; jobs are named after it and the tick")
+  .requiredOption("--task <name[@version]>", "the task each job starts from, e.g. Report@v1.0")
+  .requiredOption("--cron <expression...>", 'cron expression(s): five fields, or six with seconds first, e.g. "*/10 * * * * *"')
+  .option("--input <json>", "the task's input as a JSON object", "{}")
+  .option("--time-zone <tz>", "IANA time zone of the expressions", "UTC")
+  .option("--cluster <slug>", "cluster to submit the jobs to", "default")
+  .option("--max-retries <n>", "retries of each job's root task", int("--max-retries"), 0)
+  .action(async (name: string, opts: { task: string; cron: string[]; input: string; timeZone: string; cluster: string; maxRetries: number }) => {
+    const r = await client()
+      .recurrentTasks()
+      .createRecurringCronTask(name, opts.cluster, namedTask(opts.task, opts.input), opts.cron, { timeZone: opts.timeZone, maxRetries: opts.maxRetries });
+    print(r, () => `created recurrent task ${r.id}\n${recurrentText(r)}`);
+  });
+
+recurrent
+  .command("list")
+  .description("list recurrent tasks")
+  .action(async () => {
+    const list = await client().recurrentTasks().list();
+    print(list, () => (list.length === 0 ? "no recurrent tasks" : list.map(recurrentText).join("\n")));
+  });
+
+for (const [verb, text] of [
+  ["show", "show a recurrent task"],
+  ["pause", "stop submitting jobs until resumed"],
+  ["resume", "submit jobs again from the next tick"],
+] as const) {
+  recurrent
+    .command(verb)
+    .description(text)
+    .argument("<id-or-name>", "the recurrent task's id or name")
+    .action(async (idOrName: string) => {
+      const api = client().recurrentTasks();
+      const r = verb === "show" ? await api.get(idOrName) : verb === "pause" ? await api.pause(idOrName) : await api.resume(idOrName);
+      print(r, () => recurrentText(r));
+    });
+}
+
+recurrent
+  .command("delete")
+  .description("delete a recurrent task; the jobs it submitted stay")
+  .argument("<id-or-name>", "the recurrent task's id or name")
+  .action(async (idOrName: string) => {
+    await client().recurrentTasks().delete(idOrName);
+    print({ deleted: idOrName }, () => `deleted recurrent task ${idOrName}`);
   });
 
 const clusters = program.command("clusters").description("create, list and delete clusters");
