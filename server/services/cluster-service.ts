@@ -29,7 +29,7 @@ export function clusterService({ sql, clusters }: ServiceDeps): ServiceImpl<type
       if (req.slug === "default") throw failedPrecondition(`cluster "default" always exists and cannot be deleted`);
       const outcome = await deleteCluster(sql, req.slug);
       if (outcome === "missing") throw notFound(`cluster "${req.slug}" does not exist`);
-      if (outcome === "in-use") throw failedPrecondition(`cluster "${req.slug}" still has jobs; it can only be deleted while it has none`);
+      if (outcome === "in-use") throw failedPrecondition(`cluster "${req.slug}" still has jobs or recurrent tasks; it can only be deleted while it has none`);
       clusters.forget(req.slug);
       return {};
     },

@@ -32,7 +32,8 @@ export async function deleteCluster(sql: Sql, slug: string): Promise<"deleted" |
     if (!row) return "missing";
     const [used] = await tx`
       SELECT 1 FROM jobs WHERE cluster_id = ${row.id}
-      UNION ALL SELECT 1 FROM tasks WHERE cluster_id = ${row.id} LIMIT 1`;
+      UNION ALL SELECT 1 FROM tasks WHERE cluster_id = ${row.id}
+      UNION ALL SELECT 1 FROM recurrent_tasks WHERE cluster_id = ${row.id} LIMIT 1`;
     if (used) return "in-use";
     await tx`DELETE FROM clusters WHERE id = ${row.id}`;
     return "deleted";
