@@ -1,0 +1,719 @@
+/**
+ * `npm run bench`: Sluice against graphile-worker on the same PostgreSQL,
+ * every run in a fresh database of its own, with real processes: Sluice
+ * servers (`node bin/sluice.js server`), Sluice runners, graphile-worker
+ * workers and a job submitter, each a child process. See bench/README.md.
+ *
+ *   npm run bench                          # every scenario, 3 repetitions, medians
+ *   npm run bench -- --quick               # short version (under two minutes)
+ *   npm run bench -- --only drain,fanout   # some scenarios
+ *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench
+ *
+ * Without DATABASE_URL an embedded PostgreSQL is started in a temporary directory.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { startEmbeddedDatabase } from "../server/database/embedded.js";
+import { Child, ProgressTotal, ROOT, allChildren, track } from "./lib/child.js";
+import { Databases, waitUntil } from "./lib/db.js";
+import { GraphileSystem, type RunnerSpec, type Settings, SluiceSystem, type System } from "./lib/systems.js";
+import { CpuMeter, type LatencySummary, fmt, median, now, peakRss, sleep, summarize } from "./lib/util.js";
+
+// ---------------------------------------------------------------- options
+
+interface Config {
+  quick: boolean;
+  reps: number;
+  only: Set<string> | null;
+  verbose: boolean;
+  /** Tasks queued for the drain and scale scenarios. */
+  drainTasks: number;
+  /** Jobs per second of the sustained scenarios. */
+  rates: number[];
+  sustainedMs: number;
+  /** Submitting at the same rate before the measured phase of the sustained scenario. */
+  warmupMs: number;
+  /** How long a system that fell behind in the sustained scenario gets to work off its backlog. */
+  backlogWaitMs: number;
+  fanoutTasks: number;
+  /** Runner processes of the scale scenario (one server), then 4 runners on 2 servers. */
+  scaleRunners: number[];
+  memoryTasks: number;
+  memoryWindowMs: number;
+  concurrency: number;
+  prefetch: number;
+  /** ANALYZE after queuing, before the runners start. */
+  analyze: boolean;
+  profileDir?: string;
+}
+
+const SCENARIOS = ["drain", "sustained", "fanout", "scale", "memory"] as const;
+
+const HELP = `usage: npm run bench -- [options]
+
+  --quick             short version: fewer tasks, 1 repetition, 5 s sustained, no 1M-task memory run
+  --only LIST         scenarios to run, comma-separated: ${SCENARIOS.join(", ")}
+                      (also sustained-RATE for one rate, e.g. sustained-1000)
+  --reps N            repetitions of each scenario; the median is reported (default 3, 1 with --quick)
+  --tasks N           tasks of the drain and scale scenarios (default 50000, 10000 with --quick)
+  --rates A,B         jobs/s of the sustained scenario (default 1000,5000)
+  --duration S        seconds of submitting in the sustained scenario (default 20, 5 with --quick),
+                      after a warm-up at the same rate (2 s, 0.5 s with --quick) whose latencies are not counted;
+                      a system that falls behind gets 60 s (5 s with --quick) after the last submit to catch up,
+                      else it is measured on the tasks it started (and latencies leave out those never started)
+  --fanout N          subtasks of the fan-out root (default 10000, 5000 with --quick)
+  --memory-tasks N    tasks queued for the memory scenario's large run (default 1000000; skipped with --quick)
+  --concurrency N     tasks run at once per runner process (default 24)
+  --prefetch N        Sluice runner prefetch (default: the concurrency)
+  --profile D         run Sluice servers and all runner/worker processes with node --cpu-prof,
+                      writing .cpuprofile files to directory D (open them in Chrome DevTools)
+  --no-analyze        do not ANALYZE the database between queuing and draining (by default it does,
+                      for both systems, so that runs do not depend on when autovacuum gets to it)
+  --verbose           show the output of the child processes
+
+DATABASE_URL names the PostgreSQL server to use (any database on it: the benchmark
+creates its own, named sluice_bench_*, and drops them at the end); without it an
+embedded PostgreSQL is started in a temporary directory.`;
+
+function parseArgs(argv: string[]): Config {
+  const quick = argv.includes("--quick");
+  const c: Config = {
+    quick,
+    reps: quick ? 1 : 3,
+    only: null,
+    verbose: false,
+    drainTasks: quick ? 10_000 : 50_000,
+    rates: [1000, 5000],
+    sustainedMs: quick ? 5_000 : 20_000,
+    warmupMs: quick ? 500 : 2_000,
+    backlogWaitMs: quick ? 5_000 : 60_000,
+    fanoutTasks: quick ? 5_000 : 10_000,
+    scaleRunners: [1, 2, 4],
+    memoryTasks: 1_000_000,
+    memoryWindowMs: 10_000,
+    concurrency: 24,
+    prefetch: 24,
+    analyze: true,
+  };
+  let prefetchSet = false;
+  const int = (flag: string, raw: string | undefined, min = 1) => {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min) throw new Error(`${flag} needs an integer of at least ${min}, got ${raw}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => argv[++i];
+    switch (a) {
+      case "--quick":
+        break;
+      case "--only":
+        c.only = new Set(value().split(",").map((s) => s.trim()).filter(Boolean));
+        for (const s of c.only) {
+          if (!(SCENARIOS as readonly string[]).includes(s) && !/^sustained-\d+$/.test(s)) {
+            throw new Error(`--only: unknown scenario ${s}; use ${SCENARIOS.join(", ")} or sustained-RATE`);
+          }
+        }
+        break;
+      case "--reps":
+        c.reps = int(a, value());
+        break;
+      case "--tasks":
+        c.drainTasks = int(a, value());
+        break;
+      case "--rates":
+        c.rates = value().split(",").map((r) => int(a, r));
+        break;
+      case "--duration":
+        c.sustainedMs = int(a, value()) * 1000;
+        break;
+      case "--fanout":
+        c.fanoutTasks = int(a, value());
+        break;
+      case "--memory-tasks":
+        c.memoryTasks = int(a, value());
+        break;
+      case "--concurrency":
+        c.concurrency = int(a, value());
+        break;
+      case "--prefetch":
+        c.prefetch = int(a, value(), 0);
+        prefetchSet = true;
+        break;
+      case "--profile":
+        c.profileDir = value();
+        break;
+      case "--no-analyze":
+        c.analyze = false;
+        break;
+      case "--verbose":
+        c.verbose = true;
+        break;
+      case "--help":
+      case "-h":
+        console.log(HELP);
+        process.exit(0);
+      // falls through (exit does not return)
+      default:
+        throw new Error(`unknown option ${a}\n\n${HELP}`);
+    }
+  }
+  if (!prefetchSet) c.prefetch = c.concurrency;
+  // Sustained rates named in --only are run even when not in --rates.
+  for (const s of c.only ?? []) {
+    const m = /^sustained-(\d+)$/.exec(s);
+    if (m && !c.rates.includes(Number(m[1]))) c.rates.push(Number(m[1]));
+  }
+  return c;
+}
+
+const config = parseArgs(process.argv.slice(2));
+const wanted = (scenario: string) =>
+  config.only === null || config.only.has(scenario) || (scenario.startsWith("sustained-") && config.only.has("sustained"));
+
+// ---------------------------------------------------------------- results
+
+interface Row {
+  scenario: string;
+  metric: string;
+  sluice: string;
+  graphile: string;
+  ratio?: number;
+}
+
+interface Summary {
+  name: string;
+  ratio: number;
+  sluice: string;
+  graphile: string;
+}
+
+const rows: Row[] = [];
+const summaries: Summary[] = [];
+const failures: string[] = [];
+
+function log(line: string): void {
+  console.log(line);
+}
+
+// ---------------------------------------------------------------- running
+
+let dbs: Databases;
+const settings: Settings = { verbose: config.verbose, serverNodeArgs: [], runnerNodeArgs: [] };
+
+type Factory = () => Promise<System>;
+const sluice =
+  (servers = 1): Factory =>
+  () =>
+    SluiceSystem.start(dbs, settings, servers);
+const graphile: Factory = () => GraphileSystem.start(dbs, settings);
+
+/**
+ * The same starting point for both systems after queuing: planner statistics
+ * that know the queue (as autovacuum's ANALYZE soon would, at a moment that
+ * would otherwise make runs differ; --no-analyze skips it) and the dirty pages
+ * written out.
+ */
+async function settle(sys: System): Promise<void> {
+  if (config.analyze) await sys.sql`ANALYZE`;
+  await sys.sql`CHECKPOINT`.catch(() => {});
+}
+
+/** Sends "start" to every runner; resolves with the time it was sent once all have begun. */
+async function startRunners(runners: Child[]): Promise<number> {
+  const started = runners.map((r) => r.next("started"));
+  const t0 = now();
+  for (const r of runners) r.send({ type: "start" });
+  await Promise.all(started);
+  return t0;
+}
+
+/** Stops runners gracefully and collects their submit-to-start latencies. */
+async function stopRunners(runners: Child[]): Promise<{ executed: number; latencies: number[] }> {
+  const stats = await Promise.all(
+    runners.map(async (r) => {
+      const s = r.next("stats", 60_000);
+      r.send({ type: "stop" });
+      try {
+        return await s;
+      } catch (e) {
+        failures.push(String((e as Error).message).split("\n")[0]);
+        return { executed: 0, latencies: [] as number[] };
+      } finally {
+        await r.kill();
+      }
+    }),
+  );
+  return { executed: stats.reduce((a, s) => a + s.executed, 0), latencies: stats.flatMap((s) => s.latencies) };
+}
+
+async function withSystem<T>(factory: Factory, fn: (sys: System, runners: Child[]) => Promise<T>): Promise<T> {
+  const sys = await factory();
+  const runners: Child[] = [];
+  try {
+    return await fn(sys, runners);
+  } finally {
+    await Promise.all(runners.map((r) => r.kill()));
+    await sys.stop();
+  }
+}
+
+/** The largest value, or NaN for none. */
+const maxOf = (xs: number[]) => (xs.length === 0 ? NaN : Math.max(...xs));
+
+/** CPU time used during a run, in ms, by kind of process. */
+interface CpuUse {
+  server: number;
+  runners: number;
+  postgres: number;
+  submitter: number;
+}
+
+/** Starts measuring the CPU of the system's processes; the returned function reads what they used since. */
+async function meterCpu(sys: System, children: Child[]): Promise<() => Promise<CpuUse>> {
+  const meter = new CpuMeter();
+  const pids = (cs: Child[]) => cs.map((c) => c.pid).filter((p): p is number => p !== undefined);
+  meter.start([...pids(sys.servers()), ...pids(children), ...(await sys.backendPids())]);
+  return async () => ({
+    server: meter.used(pids(sys.servers())),
+    runners: meter.used(pids(children.filter((c) => c.label !== "submitter"))),
+    // The submitter reports its own CPU (it has exited by now).
+    submitter: NaN,
+    postgres: meter.used(await sys.backendPids()),
+  });
+}
+
+interface DrainResult {
+  rate: number;
+  ms: number;
+  serverRss: number;
+  runnerRss: number;
+  cpu: CpuUse;
+}
+
+/**
+ * Queues `n` no-op tasks, then starts the runner processes and times from
+ * "start" until no task is queued or running in the database.
+ */
+function drain(factory: Factory, spec: RunnerSpec, n: number): Promise<DrainResult> {
+  return withSystem(factory, async (sys, runners) => {
+    await sys.fillNoops(n);
+    await settle(sys);
+    runners.push(...(await sys.spawnRunners(spec)));
+    const progress = new ProgressTotal(runners);
+    const timeoutMs = 60_000 + n * 5;
+    const cpuUsed = await meterCpu(sys, runners);
+    const t0 = await startRunners(runners);
+    await progress.reach(n, timeoutMs);
+    await waitUntil(async () => !(await sys.busy()), "the queue to drain", timeoutMs, 5);
+    const ms = now() - t0;
+    const cpu = await cpuUsed();
+    const serverRss = maxOf(sys.servers().map((s) => peakRss(s.pid)));
+    const runnerRss = maxOf(runners.map((r) => peakRss(r.pid)));
+    const stats = await stopRunners(runners);
+    if (stats.executed < n) throw new Error(`${sys.label}: only ${stats.executed} of ${n} tasks were executed`);
+    return { rate: n / (ms / 1000), ms, serverRss, runnerRss, cpu };
+  });
+}
+
+interface SustainedResult {
+  rate: number;
+  submitRate: number;
+  maxLagMs: number;
+  callP50Ms: number;
+  callP99Ms: number;
+  latency: LatencySummary;
+  submitted: number;
+  /** Sluice only: insert to lease, from the database's timestamps. */
+  leaseDelay?: { p50: number; p99: number };
+  /** CPU per 1,000 tasks executed (warm-up included). */
+  cpuPer1000: CpuUse;
+  /** Tasks not yet started when the backlog wait ran out (0: it caught up). */
+  behind: number;
+}
+
+/**
+ * One runner process works while a submitter process submits one-task no-op
+ * jobs at `rate` per second for `durationMs`; then waits until every task is done.
+ */
+function sustained(factory: Factory, spec: RunnerSpec, rate: number, durationMs: number): Promise<SustainedResult> {
+  return withSystem(factory, async (sys, runners) => {
+    runners.push(...(await sys.spawnRunners(spec)));
+    const progress = new ProgressTotal(runners);
+    await startRunners(runners);
+    const submitter = track(
+      new Child("submitter", [join(ROOT, "bench", "submitter.ts")], {
+        ...sys.submitterEnv(),
+        BENCH_RATE: String(rate),
+        BENCH_DURATION_MS: String(durationMs),
+        BENCH_WARMUP_MS: String(config.warmupMs),
+      }, { echo: config.verbose }),
+    );
+    runners.push(submitter);
+    await submitter.next("loaded");
+    const cpuUsed = await meterCpu(sys, runners);
+    const done = submitter.next("submitted", config.warmupMs + durationMs + 300_000);
+    submitter.send({ type: "start" });
+    const sub = await done;
+    if (sub.errors > 0) failures.push(`${sys.label} sustained-${rate}: ${sub.errors} submissions failed`);
+    // A system that fell behind gets `backlogWaitMs` to catch up; after that it
+    // is measured on what it did.
+    const all = sub.warmup + sub.count;
+    const caughtUp = await progress.reach(all, config.backlogWaitMs).then(
+      () => waitUntil(async () => !(await sys.busy()), "the submitted tasks to finish", 60_000, 5).then(() => true),
+      () => false,
+    );
+    const end = caughtUp ? now() : progress.lastAt;
+    const measuredDone = Math.max(0, progress.total - sub.warmup);
+    const cpu = await cpuUsed();
+    const per1000 = (x: number) => (x * 1000) / Math.max(1, progress.total);
+    const stats = await stopRunners(runners.filter((r) => r !== submitter));
+    const leaseDelay = sys instanceof SluiceSystem ? await sys.leaseDelay() : undefined;
+    return {
+      rate: (caughtUp ? sub.count : measuredDone) / ((end - sub.firstAt) / 1000),
+      behind: caughtUp ? 0 : all - progress.total,
+      submitRate: sub.count / (Math.max(1, sub.lastAt - sub.firstAt) / 1000),
+      maxLagMs: sub.maxLagMs,
+      callP50Ms: sub.callP50Ms,
+      callP99Ms: sub.callP99Ms,
+      latency: summarize(stats.latencies),
+      submitted: sub.count,
+      leaseDelay,
+      cpuPer1000: { server: per1000(cpu.server), runners: per1000(cpu.runners), postgres: per1000(cpu.postgres), submitter: (sub.cpuMs * 1000) / (sub.warmup + sub.count) },
+    };
+  });
+}
+
+/** One runner process; the fan-out job's duration from the database's timestamps. */
+function fanout(factory: Factory, spec: RunnerSpec, n: number): Promise<number> {
+  return withSystem(factory, async (sys, runners) => {
+    runners.push(...(await sys.spawnRunners(spec)));
+    await startRunners(runners);
+    const ms = await sys.fanout(n, 120_000 + n * 20);
+    await stopRunners(runners);
+    return ms;
+  });
+}
+
+interface LargeQueueResult {
+  fillMs: number;
+  rate: number;
+  serverRss: number;
+  runnerRss: number;
+}
+
+/** Queues `n` tasks (jobs of 100,000), then lets one runner work for `windowMs`. */
+function largeQueue(factory: Factory, spec: RunnerSpec, n: number, windowMs: number): Promise<LargeQueueResult> {
+  return withSystem(factory, async (sys, runners) => {
+    const t = now();
+    await sys.fillNoops(n, 100_000);
+    const fillMs = now() - t;
+    await settle(sys);
+    runners.push(...(await sys.spawnRunners(spec)));
+    const progress = new ProgressTotal(runners);
+    const t0 = await startRunners(runners);
+    await Promise.race([sleep(windowMs), progress.reach(n, windowMs).catch(() => {})]);
+    const executed = progress.total;
+    // A system that drains everything before the window ends is timed to its last task.
+    const elapsedMs = executed >= n ? progress.lastAt - t0 : windowMs;
+    const serverRss = maxOf(sys.servers().map((s) => peakRss(s.pid)));
+    const runnerRss = maxOf(runners.map((r) => peakRss(r.pid)));
+    await stopRunners(runners);
+    return { fillMs, rate: executed / (elapsedMs / 1000), serverRss, runnerRss };
+  });
+}
+
+/** Runs `fn` `config.reps` times, printing each result; failures are recorded and skipped. */
+async function repeat<T>(label: string, fn: () => Promise<T>, show: (r: T) => string, reps = config.reps): Promise<T[]> {
+  const out: T[] = [];
+  for (let i = 1; i <= reps; i++) {
+    const started = Date.now();
+    try {
+      const r = await fn();
+      out.push(r);
+      log(`  ${label} [${i}/${reps}]: ${show(r)}  (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    } catch (e) {
+      const msg = `${label} [${i}/${reps}] failed: ${(e as Error).message}`;
+      failures.push(msg.split("\n")[0]);
+      log(`  ${msg}`);
+    }
+  }
+  return out;
+}
+
+const runnerSpec = (processes = 1, extra: Partial<RunnerSpec> = {}): RunnerSpec => ({
+  processes,
+  concurrency: config.concurrency,
+  prefetch: config.prefetch,
+  batched: true,
+  ...extra,
+});
+
+function addRatio(name: string, metric: string, unit: string, s: number, g: number, ratio: number, summary = true): void {
+  rows.push({ scenario: name, metric, sluice: `${fmtUnit(s, unit)}`, graphile: `${fmtUnit(g, unit)}`, ratio });
+  if (summary) summaries.push({ name, ratio, sluice: `${fmtUnit(s, unit)} ${unit}`, graphile: `${fmtUnit(g, unit)} ${unit}` });
+}
+
+function fmtUnit(x: number, unit: string): string {
+  if (unit === "ms") return fmt.ms(x);
+  if (unit === "MB") return fmt.mb(x);
+  return fmt.rate(x);
+}
+
+// ---------------------------------------------------------------- scenarios
+
+let drainCache: { sluice: DrainResult[]; graphile: DrainResult[] } | undefined;
+
+async function scenarioDrain(): Promise<void> {
+  const n = config.drainTasks;
+  log(`\n== drain: ${n} queued no-op tasks, 1 runner process, concurrency ${config.concurrency}`);
+  const s = await repeat("sluice", () => drain(sluice(), runnerSpec(), n), (r) => `${fmt.rate(r.rate)} tasks/s`);
+  const g = await repeat("graphile-worker (batched)", () => drain(graphile, runnerSpec(), n), (r) => `${fmt.rate(r.rate)} tasks/s`);
+  const d = await repeat(
+    "graphile-worker (defaults)",
+    () => drain(graphile, runnerSpec(1, { batched: false }), n),
+    (r) => `${fmt.rate(r.rate)} tasks/s`,
+  );
+  drainCache = { sluice: s, graphile: g };
+  const sr = median(s.map((r) => r.rate));
+  const gr = median(g.map((r) => r.rate));
+  const dr = median(d.map((r) => r.rate));
+  addRatio("drain", "tasks/s (graphile-worker batched)", "tasks/s", sr, gr, sr / gr);
+  addRatio("drain-defaults", "tasks/s (graphile-worker defaults)", "tasks/s", sr, dr, sr / dr, false);
+  const cpu = (xs: DrainResult[], f: (c: CpuUse) => number) => fmt.ms(median(xs.map((r) => (f(r.cpu) * 1000) / n)));
+  rows.push({ scenario: "drain", metric: "CPU ms per 1,000 tasks: Sluice server", sluice: cpu(s, (c) => c.server), graphile: "-" });
+  rows.push({ scenario: "drain", metric: "CPU ms per 1,000 tasks: runner / worker", sluice: cpu(s, (c) => c.runners), graphile: `${cpu(g, (c) => c.runners)} / defaults ${cpu(d, (c) => c.runners)}` });
+  rows.push({ scenario: "drain", metric: "CPU ms per 1,000 tasks: PostgreSQL backends", sluice: cpu(s, (c) => c.postgres), graphile: `${cpu(g, (c) => c.postgres)} / defaults ${cpu(d, (c) => c.postgres)}` });
+  rows.push({
+    scenario: "drain",
+    metric: "time to drain, ms",
+    sluice: fmt.ms(median(s.map((r) => r.ms))),
+    graphile: `${fmt.ms(median(g.map((r) => r.ms)))} / defaults ${fmt.ms(median(d.map((r) => r.ms)))}`,
+  });
+}
+
+async function scenarioSustained(rate: number): Promise<void> {
+  const name = `sustained-${rate}`;
+  log(`\n== ${name}: a submitter process submits ${rate} one-task jobs/s for ${config.warmupMs / 1000} s of warm-up + ${config.sustainedMs / 1000} s; 1 runner process`);
+  const show = (r: SustainedResult) =>
+    `${fmt.rate(r.rate)} tasks/s${r.behind > 0 ? ` [fell behind: ${r.behind} tasks not started ${config.backlogWaitMs / 1000} s after the last submit]` : ""} (submitted ${r.submitted} at ${fmt.rate(r.submitRate)}/s, submit call p50 ${fmt.ms(r.callP50Ms)} ms, p99 ${fmt.ms(r.callP99Ms)} ms), submit-to-start p50 ${fmt.ms(r.latency.p50)} ms, p99 ${fmt.ms(r.latency.p99)} ms, max ${fmt.ms(r.latency.max)} ms${r.leaseDelay ? ` (in the database: insert to lease p50 ${fmt.ms(r.leaseDelay.p50)} ms, p99 ${fmt.ms(r.leaseDelay.p99)} ms)` : ""}`;
+  const s = await repeat("sluice", () => sustained(sluice(), runnerSpec(), rate, config.sustainedMs), show);
+  const g = await repeat("graphile-worker (batched)", () => sustained(graphile, runnerSpec(), rate, config.sustainedMs), show);
+  const m = (xs: SustainedResult[], f: (r: SustainedResult) => number) => median(xs.map(f));
+  addRatio(name, "tasks/s kept up with", "tasks/s", m(s, (r) => r.rate), m(g, (r) => r.rate), m(s, (r) => r.rate) / m(g, (r) => r.rate));
+  rows.push({ scenario: name, metric: `tasks not started ${config.backlogWaitMs / 1000} s after the last submit`, sluice: fmt.rate(m(s, (r) => r.behind)), graphile: fmt.rate(m(g, (r) => r.behind)) });
+  rows.push({ scenario: name, metric: "jobs/s submitted", sluice: fmt.rate(m(s, (r) => r.submitRate)), graphile: fmt.rate(m(g, (r) => r.submitRate)) });
+  for (const [metric, f] of [
+    ["submit-to-start p50, ms", (r: SustainedResult) => r.latency.p50],
+    ["submit-to-start p99, ms", (r: SustainedResult) => r.latency.p99],
+    ["submit-to-start max, ms", (r: SustainedResult) => r.latency.max],
+  ] as const) {
+    const sv = m(s, f);
+    const gv = m(g, f);
+    // Latency ratio as graphile / sluice, so that > 1 means Sluice is faster here too.
+    rows.push({ scenario: name, metric, sluice: fmt.ms(sv), graphile: fmt.ms(gv), ratio: gv / sv });
+  }
+  rows.push({ scenario: name, metric: "Sluice insert-to-lease p50 / p99 (database clock), ms", sluice: `${fmt.ms(m(s, (r) => r.leaseDelay?.p50 ?? NaN))} / ${fmt.ms(m(s, (r) => r.leaseDelay?.p99 ?? NaN))}`, graphile: "-" });
+  rows.push({ scenario: name, metric: "submit call p50, ms", sluice: fmt.ms(m(s, (r) => r.callP50Ms)), graphile: fmt.ms(m(g, (r) => r.callP50Ms)) });
+  rows.push({ scenario: name, metric: "submit call p99, ms", sluice: fmt.ms(m(s, (r) => r.callP99Ms)), graphile: fmt.ms(m(g, (r) => r.callP99Ms)) });
+  for (const [metric, f] of [
+    ["CPU ms per 1,000 tasks: Sluice server", (c: CpuUse) => c.server],
+    ["CPU ms per 1,000 tasks: runner / worker", (c: CpuUse) => c.runners],
+    ["CPU ms per 1,000 tasks: PostgreSQL backends", (c: CpuUse) => c.postgres],
+    ["CPU ms per 1,000 tasks: submitter", (c: CpuUse) => c.submitter],
+  ] as const) {
+    rows.push({ scenario: name, metric, sluice: fmt.ms(m(s, (r) => f(r.cpuPer1000))), graphile: metric.includes("Sluice") ? "-" : fmt.ms(m(g, (r) => f(r.cpuPer1000))) });
+  }
+  rows.push({ scenario: name, metric: "submitter's worst lag behind schedule, ms", sluice: fmt.ms(m(s, (r) => r.maxLagMs)), graphile: fmt.ms(m(g, (r) => r.maxLagMs)) });
+}
+
+async function scenarioFanout(): Promise<void> {
+  const n = config.fanoutTasks;
+  log(`\n== fanout: one job whose root submits ${n} subtasks and a final task depending on all of them; 1 runner process`);
+  const show = (ms: number) => `${fmt.ms(ms)} ms`;
+  const s = await repeat("sluice", () => fanout(sluice(), runnerSpec(), n), show);
+  const g = await repeat("graphile-worker (batched)", () => fanout(graphile, runnerSpec(), n), show);
+  const sm = median(s);
+  const gm = median(g);
+  addRatio("fanout", "job duration, ms (ratio = graphile-worker / sluice)", "ms", sm, gm, gm / sm);
+}
+
+async function scenarioScale(): Promise<void> {
+  const n = config.drainTasks;
+  log(`\n== scale: drain ${n} tasks with several runner processes (concurrency ${config.concurrency} each)`);
+  const configs: { name: string; runners: number; servers: number }[] = [
+    ...config.scaleRunners.map((k) => ({ name: `scale-${k}`, runners: k, servers: 1 })),
+    { name: "scale-4-2servers", runners: 4, servers: 2 },
+  ];
+  const graphileByRunners = new Map<number, number>();
+  for (const c of configs) {
+    let sr: number;
+    if (c.runners === 1 && c.servers === 1 && drainCache && drainCache.sluice.length > 0) {
+      log(`  ${c.name}: the drain scenario's figures`);
+      sr = median(drainCache.sluice.map((r) => r.rate));
+      graphileByRunners.set(1, median(drainCache.graphile.map((r) => r.rate)));
+    } else {
+      const s = await repeat(`sluice ${c.runners} runners, ${c.servers} server${c.servers > 1 ? "s" : ""}`, () => drain(sluice(c.servers), runnerSpec(c.runners), n), (r) => `${fmt.rate(r.rate)} tasks/s`);
+      sr = median(s.map((r) => r.rate));
+    }
+    if (!graphileByRunners.has(c.runners)) {
+      // 4 processes x 25 connections would exceed a default max_connections of 100.
+      const poolSize = c.runners >= 4 ? 15 : config.concurrency + 1;
+      const g = await repeat(`graphile-worker ${c.runners} processes`, () => drain(graphile, runnerSpec(c.runners, { poolSize }), n), (r) => `${fmt.rate(r.rate)} tasks/s`);
+      graphileByRunners.set(c.runners, median(g.map((r) => r.rate)));
+    }
+    const gr = graphileByRunners.get(c.runners)!;
+    addRatio(c.name, `tasks/s, ${c.runners} runner processes, ${c.servers} Sluice server${c.servers > 1 ? "s" : ""}`, "tasks/s", sr, gr, sr / gr);
+  }
+}
+
+async function scenarioMemory(): Promise<void> {
+  log(`\n== memory: peak RSS (VmHWM) in the drain scenario${config.quick ? "" : ` and with ${config.memoryTasks} tasks queued`}`);
+  if (!drainCache || drainCache.sluice.length === 0 || drainCache.graphile.length === 0) {
+    const n = config.drainTasks;
+    const s = await repeat("sluice drain", () => drain(sluice(), runnerSpec(), n), (r) => `server ${fmt.mb(r.serverRss)} MB, runner ${fmt.mb(r.runnerRss)} MB`, 1);
+    const g = await repeat("graphile-worker drain", () => drain(graphile, runnerSpec(), n), (r) => `worker ${fmt.mb(r.runnerRss)} MB`, 1);
+    drainCache = { sluice: s, graphile: g };
+  }
+  const server = median(drainCache.sluice.map((r) => r.serverRss));
+  const runner = median(drainCache.sluice.map((r) => r.runnerRss));
+  const worker = median(drainCache.graphile.map((r) => r.runnerRss));
+  rows.push({ scenario: "memory", metric: "peak RSS in drain, MB: Sluice server", sluice: fmt.mb(server), graphile: "-" });
+  rows.push({ scenario: "memory", metric: "peak RSS in drain, MB: runner / worker process", sluice: fmt.mb(runner), graphile: fmt.mb(worker) });
+  addRatio("memory", "peak RSS in drain, MB: server + runner vs worker (ratio = graphile-worker / sluice)", "MB", server + runner, worker, worker / (server + runner));
+
+  if (config.quick) {
+    log("  (the large-queue run is skipped with --quick)");
+    return;
+  }
+  const n = config.memoryTasks;
+  const spec = runnerSpec();
+  const show = (r: LargeQueueResult) =>
+    `queued in ${fmt.ms(r.fillMs / 1000)} s; ${fmt.rate(r.rate)} tasks/s over ${config.memoryWindowMs / 1000} s; server ${fmt.mb(r.serverRss)} MB, runner ${fmt.mb(r.runnerRss)} MB`;
+  const [s] = await repeat(`sluice, ${n} queued`, () => largeQueue(sluice(), spec, n, config.memoryWindowMs), show, 1);
+  const [g] = await repeat(`graphile-worker, ${n} queued`, () => largeQueue(graphile, spec, n, config.memoryWindowMs), show, 1);
+  if (!s || !g) return;
+  const name = `memory-${n >= 1_000_000 && n % 1_000_000 === 0 ? `${n / 1_000_000}m` : n}`;
+  rows.push({ scenario: name, metric: "time to queue, s (bulk, 100,000 per call)", sluice: fmt.ms(s.fillMs / 1000), graphile: fmt.ms(g.fillMs / 1000), ratio: g.fillMs / s.fillMs });
+  rows.push({ scenario: name, metric: `tasks/s in the first ${config.memoryWindowMs / 1000} s of draining`, sluice: fmt.rate(s.rate), graphile: fmt.rate(g.rate), ratio: s.rate / g.rate });
+  rows.push({ scenario: name, metric: "peak RSS, MB: Sluice server", sluice: fmt.mb(s.serverRss), graphile: "-" });
+  rows.push({ scenario: name, metric: "peak RSS, MB: runner / worker process", sluice: fmt.mb(s.runnerRss), graphile: fmt.mb(g.runnerRss) });
+  addRatio(name, "peak RSS, MB: server + runner vs worker (ratio = graphile-worker / sluice)", "MB", s.serverRss + s.runnerRss, g.runnerRss, g.runnerRss / (s.serverRss + s.runnerRss));
+}
+
+// ---------------------------------------------------------------- report
+
+async function header(): Promise<void> {
+  const cpu = cpus();
+  const sql = dbs.admin();
+  let pg = "?";
+  let settingsLine = "";
+  try {
+    const [v] = await sql<{ server_version: string }[]>`SHOW server_version`;
+    pg = v.server_version;
+    const s = await sql<{ name: string; setting: string; unit: string | null }[]>`
+      SELECT name, setting, unit FROM pg_settings
+      WHERE name IN ('shared_buffers', 'max_connections', 'synchronous_commit', 'fsync', 'max_wal_size') ORDER BY name`;
+    settingsLine = s.map((r) => `${r.name}=${r.setting}${r.unit ?? ""}`).join(", ");
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+  const gwVersion = JSON.parse(await readFile(join(ROOT, "node_modules", "graphile-worker", "package.json"), "utf8")).version;
+  let commit = process.env.BENCH_COMMIT ?? "(not a git checkout)";
+  try {
+    const git = (...args: string[]) => execFileSync("git", args, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    commit = git("rev-parse", "--short", "HEAD");
+    if (git("status", "--porcelain", "--", "server", "runner", "bin", "gen") !== "") commit += " with uncommitted changes";
+  } catch {}
+  log("Sluice vs graphile-worker benchmark");
+  log(`machine:     ${cpu[0]?.model ?? "?"}, ${cpu.length} cores, ${(totalmem() / 1024 ** 3).toFixed(1)} GiB RAM, ${process.platform} ${process.arch}`);
+  log(`PostgreSQL:  ${pg}${process.env.DATABASE_URL ? "" : " (embedded)"}; ${settingsLine}`);
+  log(`software:    node ${process.version}, sluice ${commit}, graphile-worker ${gwVersion}`);
+  log(
+    `settings:    ${config.quick ? "--quick, " : ""}${config.reps} repetition(s) (median), ${config.drainTasks} drain tasks, ` +
+      `sustained ${config.rates.join(" and ")} jobs/s for ${config.sustainedMs / 1000} s, fan-out ${config.fanoutTasks}, ` +
+      `concurrency ${config.concurrency}, Sluice prefetch ${config.prefetch}, ${config.analyze ? "ANALYZE" : "no ANALYZE"} after queuing; graphile-worker batched = localQueue.size 500, completeJobBatchDelay 0, pool concurrency+1`,
+  );
+}
+
+function printTable(): void {
+  const head: Row = { scenario: "scenario", metric: "metric", sluice: "sluice", graphile: "graphile-worker" };
+  const all = [head, ...rows];
+  const w = {
+    scenario: Math.max(...all.map((r) => r.scenario.length)),
+    metric: Math.max(...all.map((r) => r.metric.length)),
+    sluice: Math.max(...all.map((r) => r.sluice.length)),
+    graphile: Math.max(...all.map((r) => r.graphile.length)),
+  };
+  const line = (r: Row, ratio: string) =>
+    `${r.scenario.padEnd(w.scenario)}  ${r.metric.padEnd(w.metric)}  ${r.sluice.padStart(w.sluice)}  ${r.graphile.padStart(w.graphile)}  ${ratio}`;
+  log("");
+  log(line(head, "ratio"));
+  log("-".repeat(w.scenario + w.metric + w.sluice + w.graphile + 15));
+  for (const r of rows) log(line(r, r.ratio === undefined ? "" : fmt.ratio(r.ratio)));
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  let embedded: { stop(): Promise<void>; dir: string } | undefined;
+  let adminUrl = process.env.DATABASE_URL;
+  if (!adminUrl) {
+    const dir = await mkdtemp(join(tmpdir(), "sluice-bench-pg-"));
+    console.error(`DATABASE_URL is not set: starting an embedded PostgreSQL in ${dir}`);
+    const db = await startEmbeddedDatabase(dir);
+    adminUrl = db.url;
+    embedded = { stop: db.stop, dir };
+  }
+  dbs = new Databases(adminUrl);
+  if (config.profileDir) {
+    settings.serverNodeArgs = ["--cpu-prof", `--cpu-prof-dir=${config.profileDir}`];
+    settings.runnerNodeArgs = settings.serverNodeArgs;
+  }
+
+  let interrupted = false;
+  const cleanup = async () => {
+    await Promise.all([...allChildren].map((c) => c.kill(5_000)));
+    await dbs.dropAll().catch((e) => console.error(`could not drop the benchmark databases: ${e}`));
+    if (embedded) {
+      await embedded.stop().catch(() => {});
+      await rm(embedded.dir, { recursive: true, force: true });
+    }
+  };
+  const onSignal = () => {
+    if (interrupted) return;
+    interrupted = true;
+    console.error("\ninterrupted: stopping child processes and dropping the benchmark databases");
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+
+  const started = Date.now();
+  try {
+    await header();
+    if (wanted("drain")) await scenarioDrain();
+    for (const rate of config.rates) if (wanted(`sustained-${rate}`)) await scenarioSustained(rate);
+    if (wanted("fanout")) await scenarioFanout();
+    if (wanted("scale")) await scenarioScale();
+    if (wanted("memory")) await scenarioMemory();
+  } finally {
+    await cleanup();
+  }
+
+  printTable();
+  log("");
+  log(`took ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  if (failures.length > 0) {
+    log(`${failures.length} failure(s):`);
+    for (const f of failures) log(`  ${f}`);
+    process.exitCode = 1;
+  }
+  log("Every ratio is arranged so that > 1 means Sluice is better: tasks/s sluice / graphile-worker;");
+  log("fanout and latencies graphile-worker time / sluice time (> 1: Sluice is faster); memory graphile-worker RSS / sluice RSS.");
+  for (const s of summaries) log(`${s.name}: ratio ${fmt.ratio(s.ratio)} (sluice ${s.sluice}, graphile-worker ${s.graphile})`);
+}
+
+await main();

@@ -1,0 +1,116 @@
+/**
+ * Submits one-task no-op jobs at a fixed rate, for the sustained scenario:
+ * to Sluice with the SDK (`client.jobs().submit`, one call per job) or to
+ * graphile-worker with `addJob` (one add_job per job). Each task's input
+ * carries the wall-clock time its submit call was made.
+ *
+ * Env: BENCH_SYSTEM (sluice | graphile), SLUICE_URL or DATABASE_URL,
+ * BENCH_RATE (jobs/s), BENCH_DURATION_MS, BENCH_WARMUP_MS (submitted before the
+ * measured phase, at the same rate, marked so that runners do not record their
+ * latency), BENCH_MAX_IN_FLIGHT (256).
+ */
+import { type WorkerUtils, makeWorkerUtils } from "graphile-worker";
+import { Client } from "../runner/index.js";
+import { sendToParent } from "./lib/child-side.js";
+import type { NoopInput, ToChild } from "./lib/protocol.js";
+import { Samples, now, sleep, summarize } from "./lib/util.js";
+import { Noop } from "./tasks.js";
+
+const system = process.env.BENCH_SYSTEM;
+const rate = Number(process.env.BENCH_RATE ?? 1000);
+const durationMs = Number(process.env.BENCH_DURATION_MS ?? 20_000);
+const maxInFlight = Number(process.env.BENCH_MAX_IN_FLIGHT ?? 256);
+const warmupMs = Number(process.env.BENCH_WARMUP_MS ?? 0);
+
+let submit: (input: NoopInput) => Promise<unknown>;
+let close: () => Promise<void>;
+if (system === "sluice") {
+  const client = new Client({ url: process.env.SLUICE_URL });
+  const jobs = client.jobs();
+  submit = (input) => jobs.submit("bench-sustained", new Noop(input));
+  close = async () => client.close();
+} else if (system === "graphile") {
+  const utils: WorkerUtils = await makeWorkerUtils({ connectionString: process.env.DATABASE_URL, maxPoolSize: 10 });
+  await utils.migrate();
+  submit = (input) => utils.addJob("noop", input);
+  close = async () => {
+    await utils.release();
+  };
+} else {
+  throw new Error(`BENCH_SYSTEM must be sluice or graphile, got ${system}`);
+}
+
+async function main(): Promise<void> {
+  // The warm-up runs at the same rate straight into the measured phase; its
+  // tasks are counted but their latencies are not recorded.
+  const warmupJobs = Math.round((rate * warmupMs) / 1000);
+  const total = warmupJobs + Math.round((rate * durationMs) / 1000);
+  const interval = 1000 / rate;
+  let submitted = 0;
+  let inFlight = 0;
+  let errors = 0;
+  let maxLagMs = 0;
+  let firstError = "";
+  const pending = new Set<Promise<unknown>>();
+  const callMs = new Samples();
+  const cpuAtStart = process.cpuUsage();
+  const start = now();
+  let firstAt = start;
+  let lastAt = start;
+  while (submitted < total) {
+    const due = Math.min(total, Math.floor((now() - start) / interval) + 1);
+    while (submitted < due && inFlight < maxInFlight) {
+      const t = now();
+      const warm = submitted < warmupJobs;
+      if (submitted === warmupJobs) firstAt = t;
+      if (!warm) maxLagMs = Math.max(maxLagMs, t - (start + submitted * interval));
+      lastAt = t;
+      submitted++;
+      inFlight++;
+      const p = submit(warm ? { t, w: 1 } : { t })
+        .then(() => warm || callMs.push(now() - t))
+        .catch((e) => {
+          errors++;
+          firstError ||= String(e);
+        })
+        .finally(() => {
+          inFlight--;
+          pending.delete(p);
+        });
+      pending.add(p);
+    }
+    await sleep(1);
+  }
+  await Promise.all(pending);
+  if (firstError) console.error(`submit failed ${errors} times, first: ${firstError}`);
+  const call = summarize(callMs.toArray());
+  await sendToParent({
+    type: "submitted",
+    count: submitted - warmupJobs - errors,
+    warmup: warmupJobs,
+    firstAt,
+    lastAt,
+    maxLagMs,
+    errors,
+    callP50Ms: call.p50,
+    callP99Ms: call.p99,
+    cpuMs: (() => {
+      const u = process.cpuUsage(cpuAtStart);
+      return (u.user + u.system) / 1000;
+    })(),
+  });
+  await close();
+}
+
+process.on("message", (m: ToChild) => {
+  if (m.type === "start") {
+    void sendToParent({ type: "started", at: now() });
+    main()
+      .catch((e) => sendToParent({ type: "error", message: String((e as Error)?.stack ?? e) }))
+      .finally(() => {
+        process.disconnect?.();
+        setTimeout(() => process.exit(0), 100).unref();
+      });
+  }
+});
+void sendToParent({ type: "loaded" });
