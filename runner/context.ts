@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { type TaskSubmission, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
+import type { JobCache } from "./cache/cache.js";
 import { type Task, identifierOf, serializeInput } from "./task.js";
 
 /** Options for a subtask. */
@@ -30,6 +31,8 @@ export interface ExecutionContext {
   readonly attempt: number;
   /** Aborted when the task's job is cancelled or fails, or its lease is lost. */
   readonly signal: AbortSignal;
+  /** The job's cache: bytes by key, shared by the job's tasks (on the runner's cache backend). */
+  readonly jobCache: JobCache;
   /**
    * Submits a subtask. Subtasks are created only if this task completes
    * successfully, atomically with its completion.
@@ -48,6 +51,7 @@ export class TaskContext implements ExecutionContext {
     readonly taskId: string,
     readonly attempt: number,
     readonly signal: AbortSignal,
+    readonly jobCache: JobCache,
   ) {}
 
   submitSubtask(task: Task<any>, options: SubtaskOptions = {}): SubtaskHandle {

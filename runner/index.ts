@@ -7,3 +7,16 @@ export { RecurrentTaskClient, type CronTaskOptions, type CronTrigger, type Recur
 export { WriteObject } from "./builtins.js";
 export { TaskRunner, type RunnerLogger, type RunnerOptions } from "./task-runner.js";
 export { Code, ConnectError } from "@connectrpc/connect";
+export {
+  AmazonS3Cache,
+  type AmazonS3CacheOptions,
+  type CacheBackend,
+  CacheKeyNotFoundError,
+  GoogleStorageCache,
+  type GoogleStorageCacheOptions,
+  InMemoryCache,
+  JobCache,
+  LocalFileSystemCache,
+  type LocalFileSystemCacheOptions,
+  type RetentionOptions,
+} from "./cache/index.js";

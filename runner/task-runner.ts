@@ -5,6 +5,8 @@ import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/co
 import { type LeasedTask, RunnerService, TaskResultSchema } from "../gen/sluice/v1/runner_service_pb.js";
 import { TaskContext } from "./context.js";
 import { BUILTIN_TASKS } from "./builtins.js";
+import { type CacheBackend, JobCache } from "./cache/cache.js";
+import { InMemoryCache } from "./cache/memory.js";
 import { ResultReporter } from "./result-reporter.js";
 import { type TaskClass, deserializeInput, identifierOf, parseVersion } from "./task.js";
 
@@ -31,6 +33,11 @@ export interface RunnerOptions {
   logger?: RunnerLogger;
   /** Also run Sluice's built-in tasks, such as scheduled object writes (default true). */
   builtins?: boolean;
+  /**
+   * Where `context.jobCache` keeps its values (default: an InMemoryCache of
+   * this runner, which other runners cannot see).
+   */
+  cache?: CacheBackend;
 }
 
 type Outcome = NonNullable<MessageInitShape<typeof TaskResultSchema>["outcome"]>;
@@ -83,6 +90,7 @@ export class TaskRunner {
   private readonly prefetch: number;
   private readonly name: string;
   private readonly log: RunnerLogger;
+  private readonly cache: CacheBackend;
 
   private readonly held = new Map<string, Held>();
   private readonly queue: Held[] = [];
@@ -129,6 +137,7 @@ export class TaskRunner {
     }
     this.name = options.name ?? `${hostname()}:${process.pid}`;
     this.log = options.logger ?? console;
+    this.cache = options.cache ?? new InMemoryCache();
   }
 
   /** Runs tasks until `stop()` is called. */
@@ -286,7 +295,7 @@ export class TaskRunner {
       const cls = this.resolve(name, version);
       if (!cls) throw new Error(`this runner has no task ${name} compatible with ${version}`);
       const task = new cls(deserializeInput(t.input));
-      const context = new TaskContext(t.jobId, t.id, t.lease, h.abort.signal);
+      const context = new TaskContext(t.jobId, t.id, t.lease, h.abort.signal, JobCache.forJob(this.cache, t.jobId));
       await task.execute(context);
       outcome = { case: "computed", value: { subtasks: context.subtasks } };
     } catch (e) {
