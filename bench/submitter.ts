@@ -57,10 +57,14 @@ async function main(): Promise<void> {
   const start = now();
   let firstAt = start;
   let lastAt = start;
-  while (submitted < total) {
+  // Submitting stops at the deadline even when the system could not take
+  // everything: how many it took is part of the result.
+  const deadline = start + warmupMs + durationMs;
+  while (submitted < total && now() < deadline) {
     const due = Math.min(total, Math.floor((now() - start) / interval) + 1);
     while (submitted < due && inFlight < maxInFlight) {
       const t = now();
+      if (t >= deadline) break;
       const warm = submitted < warmupJobs;
       if (submitted === warmupJobs) firstAt = t;
       if (!warm) maxLagMs = Math.max(maxLagMs, t - (start + submitted * interval));
@@ -86,8 +90,8 @@ async function main(): Promise<void> {
   const call = summarize(callMs.toArray());
   await sendToParent({
     type: "submitted",
-    count: submitted - warmupJobs - errors,
-    warmup: warmupJobs,
+    count: Math.max(0, submitted - warmupJobs - errors),
+    warmup: Math.min(submitted, warmupJobs),
     firstAt,
     lastAt,
     maxLagMs,
