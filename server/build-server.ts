@@ -1,6 +1,8 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { ServerResponse } from "node:http";
+import { join, resolve } from "node:path";
 import postgres, { type Sql } from "postgres";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
@@ -9,6 +11,7 @@ import { ClusterService } from "../gen/sluice/v1/cluster_service_pb.js";
 import { JobService } from "../gen/sluice/v1/job_service_pb.js";
 import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
 import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
+import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
 import { type ServerConfig, ServerDefaults } from "./config.js";
 import { type EmbeddedDatabase, startEmbeddedDatabase } from "./database/embedded.js";
 import { migrate } from "./database/migrate.js";
@@ -17,7 +20,10 @@ import { type Listener, listen } from "./http/listen.js";
 import { LeaseExpiry } from "./maintenance/lease-expiry.js";
 import { Scheduler } from "./maintenance/scheduler.js";
 import { clusterService } from "./services/cluster-service.js";
-import type { ServiceDeps } from "./services/deps.js";
+import { type StorageDeps, storageService } from "./services/storage-service.js";
+import { pushHandler } from "./storage/push.js";
+import { ServerWatchers } from "./storage/watchers.js";
+import { LOCATIONS_CHANNEL } from "./storage/locations.js";
 import { HealthState } from "./services/health-service.js";
 import { jobService } from "./services/job-service.js";
 import { Reflection } from "./services/reflection-service.js";
@@ -78,27 +84,43 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   const scheduler = new Scheduler(sql, config.scheduler, onError);
   await scheduler.start();
 
-  const deps: ServiceDeps = { sql, clusters, dispatcher, leaseTtlMs: config.leaseTtlMs };
-  const apiServices: DescService[] = [JobService, ClusterService, RecurrentTaskService, RunnerService];
+  // Folders registered as FS locations are watched by every server; a NOTIFY
+  // on LOCATIONS_CHANNEL tells them all when locations change.
+  const watchers = new ServerWatchers(sql, join(resolve(config.dataDir), "watch"), onError);
+  const locations = await sql.listen(LOCATIONS_CHANNEL, () => void watchers.sync(), () => void watchers.sync());
+  const storageClients = { gcsApiEndpoint: config.gcsApiEndpoint };
+
+  const deps: StorageDeps = {
+    sql,
+    clusters,
+    dispatcher,
+    leaseTtlMs: config.leaseTtlMs,
+    storage: { ...storageClients, onChange: () => void sql.notify(LOCATIONS_CHANNEL, "").catch(onError) },
+  };
+  const apiServices: DescService[] = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService];
   const health = new HealthState(apiServices.map((s) => s.typeName));
   const reflection = new Reflection([...apiServices, Health, ReflectionV1, ReflectionV1alpha]);
   const routes = (router: ConnectRouter) => {
     router.service(JobService, jobService(deps));
     router.service(ClusterService, clusterService(deps));
     router.service(RecurrentTaskService, recurrentTaskService(deps));
+    router.service(StorageService, storageService(deps));
     router.service(RunnerService, runnerService(deps));
     router.service(Health, health.service());
     router.service(ReflectionV1, reflection.v1());
     router.service(ReflectionV1alpha, reflection.v1alpha());
   };
-  const handler = connectNodeAdapter({
+  const api = connectNodeAdapter({
     routes,
     readMaxBytes: READ_MAX_BYTES,
     interceptors: [internalErrors(logger)],
   });
+  const push = pushHandler(sql, onError);
+  const handler: typeof api = (req, res) => (req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : api(req, res));
   const listener: Listener = await listen(handler, config.host, config.port);
   const host = listener.host.includes(":") ? `[${listener.host}]` : listener.host;
   const url = `http://${host}:${listener.port}`;
+  await watchers.sync();
   logger.info(`Sluice is listening on ${url}`);
 
   let stopping: Promise<void> | undefined;
@@ -111,6 +133,8 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
         health.shutDown();
         leaseExpiry.stop();
         await scheduler.stop();
+        await locations.unlisten().catch(() => {});
+        await watchers.stop();
         // Ends the work streams, so that connections can drain.
         await dispatcher.stop();
         await listener.close();

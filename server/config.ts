@@ -16,6 +16,8 @@ export interface ServerConfig {
   poolSize: number;
   leaseExpiry: LeaseExpiryConfig;
   scheduler: SchedulerConfig;
+  /** The GCS JSON API endpoint (a local emulator); Google's when unset. */
+  gcsApiEndpoint?: string;
 }
 
 export const ServerDefaults: ServerConfig = {
@@ -45,5 +47,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     dataDir: env.SLUICE_DATA_DIR || ServerDefaults.dataDir,
     leaseTtlMs: int("SLUICE_LEASE_TTL_MS", ServerDefaults.leaseTtlMs),
     poolSize: int("SLUICE_DB_POOL_SIZE", ServerDefaults.poolSize),
+    gcsApiEndpoint: env.SLUICE_GCS_ENDPOINT || undefined,
   };
 }

@@ -1,4 +1,5 @@
 import type { TaskSubmission } from "../gen/sluice/v1/task_pb.js";
+import { type TriggerJson, triggerFromProto } from "./storage/trigger.js";
 import {
   MAX_RETRIES_LIMIT,
   MAX_TASK_INPUT_BYTES,
@@ -23,6 +24,8 @@ export interface TaskRow {
   maxRetries: number;
   depsLeft: number;
   hasDependents: boolean;
+  /** The storage event a storage event task handles. */
+  trigger: TriggerJson | null;
 }
 
 /** Tasks to insert and their dependency edges, as batch positions. */
@@ -108,6 +111,7 @@ export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmiss
       maxRetries: s.maxRetries,
       depsLeft: deps[i].length,
       hasDependents: hasDependents[i],
+      trigger: s.trigger ? triggerFromProto(s.trigger, `${ctx.where}, task ${i}`) : null,
     });
     for (const d of deps[i]) {
       plan.depFrom.push(base + d + 1);

@@ -8,6 +8,7 @@ import {
   type WorkResponse,
   WorkResponseSchema,
 } from "../../gen/sluice/v1/runner_service_pb.js";
+import { triggerToProto } from "../storage/trigger.js";
 import { formatVersion } from "../validation.js";
 import { type Capability, leaseTasks } from "../store/lease-tasks.js";
 import { EventQueue } from "./event-queue.js";
@@ -133,6 +134,7 @@ export class RunnerStream {
                     failures: r.failures,
                     maxRetries: r.max_retries,
                     cluster: o.clusterSlug,
+                    trigger: r.trigger ? triggerToProto(r.trigger) : undefined,
                   }),
                 ),
               },

@@ -3,6 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Job, JobSchema, JobState } from "../../gen/sluice/v1/job_pb.js";
 import { type Task, TaskSchema, TaskState } from "../../gen/sluice/v1/task_pb.js";
 import type { JobStateName, JobWithCounts, TaskRowOut, TaskStateName } from "../store/read-jobs.js";
+import { triggerToProto } from "../storage/trigger.js";
 import { formatVersion } from "../validation.js";
 
 export const jobStateToProto: Record<JobStateName, JobState> = {
@@ -58,6 +59,7 @@ export function taskToProto(row: TaskRowOut, clusterSlug: string): Task {
     identifier: { name: row.name, version: formatVersion(row.major, row.minor) },
     state: taskStateToProto[row.state],
     input: row.input,
+    trigger: row.trigger ? triggerToProto(row.trigger) : undefined,
     dependsOn: row.depends_on,
     maxRetries: row.max_retries,
     failures: row.failures,

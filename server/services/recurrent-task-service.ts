@@ -3,15 +3,20 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { type RecurrentTask, RecurrentTaskSchema, RecurrentTaskService } from "../../gen/sluice/v1/recurrent_task_service_pb.js";
 import { parseCron } from "../cron.js";
+import type { TaskSubmission } from "../../gen/sluice/v1/task_pb.js";
+import { getLocations } from "../storage/locations.js";
+import { compileGlob } from "../storage/glob.js";
 import {
+  type NewRecurrentTaskBase,
   type RecurrentTaskRow,
   createCronTask,
+  createStorageEventTask,
   deleteRecurrentTask,
   getRecurrentTask,
   listRecurrentTasks,
   setPaused,
 } from "../store/recurrent-tasks.js";
-import { MAX_RETRIES_LIMIT, MAX_TASK_INPUT_BYTES, checkName, formatVersion, invalid, notFound, parseIdentifier } from "../validation.js";
+import { MAX_RETRIES_LIMIT, MAX_TASK_INPUT_BYTES, checkName, formatVersion, invalid, notFound, parseId, parseIdentifier } from "../validation.js";
 import type { ClusterDirectory } from "../store/clusters.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
 
@@ -34,6 +39,7 @@ async function toProto(row: RecurrentTaskRow, clusters: ClusterDirectory): Promi
       // 'infinity' (paused, or never again) has no timestamp.
       nextTickAt: Number.isFinite(Date.parse(t.next_tick_at)) ? timestampFromDate(new Date(t.next_tick_at)) : undefined,
     })),
+    storageEventTriggers: row.storage_triggers.map((t) => ({ locationId: t.location_id, glob: t.glob })),
     paused: row.paused,
     createdAt: timestampFromDate(row.created_at),
     lastTickAt: row.last_tick_at ? timestampFromDate(row.last_tick_at) : undefined,
@@ -49,42 +55,61 @@ export function recurrentTaskService({ sql, clusters }: ServiceDeps): ServiceImp
     return row;
   }
 
+  /** Checks the name, cluster and task prototype of a new recurrent task. */
+  async function prototype(name: string, clusterSlug: string, task: TaskSubmission | undefined): Promise<NewRecurrentTaskBase> {
+    checkName(name, "recurrent task name");
+    const cluster = clusterSlug === "" ? "default" : clusterSlug;
+    if (!task?.identifier) throw invalid("task.identifier is missing: name the task each job starts from");
+    const id = parseIdentifier(task.identifier.name, task.identifier.version, "task");
+    if (task.input.length === 0) throw invalid(`task: input is empty; a task needs a serialized input (use "{}" for a task without fields)`);
+    if (task.input.length > MAX_TASK_INPUT_BYTES) {
+      throw invalid(`task: input is ${task.input.length} bytes; the limit is ${MAX_TASK_INPUT_BYTES} bytes (1 MiB)`);
+    }
+    if (task.maxRetries > MAX_RETRIES_LIMIT) throw invalid(`task: max_retries is ${task.maxRetries}; the limit is ${MAX_RETRIES_LIMIT}`);
+    if (task.dependsOn.length > 0) throw invalid("task: depends_on has nothing to name in a recurrent task's root task; leave it empty");
+    const clusterId = (await requireClusters(clusters, [cluster])).get(cluster)!;
+    return {
+      name,
+      clusterId,
+      taskName: id.name,
+      major: id.major,
+      minor: id.minor,
+      display: task.display === "" ? null : task.display,
+      input: task.input,
+      maxRetries: task.maxRetries,
+    };
+  }
+
+  const taken = (name: string) =>
+    new ConnectError(`a recurrent task named ${JSON.stringify(name)} already exists; delete it first or choose another name`, Code.AlreadyExists);
+
   return {
-    async createCronTask(req) {
-      checkName(req.name, "recurrent task name");
-      const cluster = req.cluster === "" ? "default" : req.cluster;
-      const task = req.task;
-      if (!task?.identifier) throw invalid("task.identifier is missing: name the task each job starts from");
-      const id = parseIdentifier(task.identifier.name, task.identifier.version, "task");
-      if (task.input.length === 0) throw invalid(`task: input is empty; a task needs a serialized input (use "{}" for a task without fields)`);
-      if (task.input.length > MAX_TASK_INPUT_BYTES) {
-        throw invalid(`task: input is ${task.input.length} bytes; the limit is ${MAX_TASK_INPUT_BYTES} bytes (1 MiB)`);
+    async createStorageEventTask(req) {
+      const base = await prototype(req.name, req.cluster, req.task);
+      if (req.triggers.length === 0) throw invalid("triggers is empty: give at least one (storage location, glob) trigger");
+      if (req.triggers.length > MAX_TRIGGERS) throw invalid(`triggers has ${req.triggers.length} entries; the limit is ${MAX_TRIGGERS}`);
+      const triggers = req.triggers.map((t, i) => {
+        compileGlob(t.glob, `triggers[${i}].glob`);
+        return { locationId: parseId(t.locationId, `triggers[${i}].location_id`), glob: t.glob };
+      });
+      const known = await getLocations(sql, [...new Set(triggers.map((t) => t.locationId))]);
+      for (const [i, t] of triggers.entries()) {
+        if (!known.has(t.locationId)) {
+          throw notFound(`triggers[${i}].location_id: storage location ${t.locationId} does not exist; register it first (sluice storage register)`);
+        }
       }
-      if (task.maxRetries > MAX_RETRIES_LIMIT) throw invalid(`task: max_retries is ${task.maxRetries}; the limit is ${MAX_RETRIES_LIMIT}`);
-      if (task.dependsOn.length > 0) throw invalid("task: depends_on has nothing to name in a recurrent task's root task; leave it empty");
+      const created = await createStorageEventTask(sql, base, triggers);
+      if (created === null) throw taken(req.name);
+      return { recurrentTask: await toProto((await getRecurrentTask(sql, created))!, clusters) };
+    },
+
+    async createCronTask(req) {
+      const base = await prototype(req.name, req.cluster, req.task);
       if (req.cronTriggers.length === 0) throw invalid("cron_triggers is empty: give at least one cron expression");
       if (req.cronTriggers.length > MAX_TRIGGERS) throw invalid(`cron_triggers has ${req.cronTriggers.length} entries; the limit is ${MAX_TRIGGERS}`);
       const crons = req.cronTriggers.map((t, i) => parseCron(t.expression, t.timeZone, `cron_triggers[${i}]`));
-      const clusterId = (await requireClusters(clusters, [cluster])).get(cluster)!;
-
-      const created = await createCronTask(
-        sql,
-        {
-          name: req.name,
-          clusterId,
-          taskName: id.name,
-          major: id.major,
-          minor: id.minor,
-          display: task.display === "" ? null : task.display,
-          input: task.input,
-          maxRetries: task.maxRetries,
-          crons,
-        },
-        new Date(),
-      );
-      if (created === null) {
-        throw new ConnectError(`a recurrent task named ${JSON.stringify(req.name)} already exists; delete it first or choose another name`, Code.AlreadyExists);
-      }
+      const created = await createCronTask(sql, { ...base, crons }, new Date());
+      if (created === null) throw taken(req.name);
       return { recurrentTask: await toProto((await getRecurrentTask(sql, created))!, clusters) };
     },
 

@@ -31,17 +31,18 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
       max_retries: r.maxRetries,
       deps_left: r.depsLeft,
       has_dependents: r.hasDependents,
+      trigger: r.trigger,
     })),
   );
   return sql`
     ids AS (
       SELECT ord, nextval('tasks_id_seq') AS id FROM generate_series(1, ${plan.rows.length}::int) AS ord
     ), inserted AS (
-      INSERT INTO tasks (id, job_id, parent_id, cluster_id, name, major, minor, display, input, max_retries, deps_left, has_dependents)
+      INSERT INTO tasks (id, job_id, parent_id, cluster_id, name, major, minor, display, input, max_retries, deps_left, has_dependents, trigger)
       SELECT ids.id, coalesce(r.job_id, ${jobId}), r.parent_id, r.cluster_id, r.name, r.major, r.minor, r.display,
-             decode(r.input, 'base64'), r.max_retries, r.deps_left, r.has_dependents
+             decode(r.input, 'base64'), r.max_retries, r.deps_left, r.has_dependents, r.trigger
       FROM json_to_recordset(${rows}::text::json) AS r(ord int, job_id bigint, parent_id bigint, cluster_id int, name text,
-             major int, minor int, display text, input text, max_retries int, deps_left int, has_dependents bool)
+             major int, minor int, display text, input text, max_retries int, deps_left int, has_dependents bool, trigger jsonb)
       JOIN ids USING (ord)
       RETURNING 1
     ), deps AS (

@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import type { TriggerJson } from "../storage/trigger.js";
 
 /** A task identifier a runner can execute: same name and major, minor up to `minor`. */
 export interface Capability {
@@ -19,6 +20,7 @@ export interface LeasedTaskRow {
   failures: number;
   max_retries: number;
   cluster_id: number;
+  trigger: TriggerJson | null;
 }
 
 /**
@@ -58,7 +60,7 @@ export async function leaseTasks(
           started_at = coalesce(t.started_at, now())
       FROM picked WHERE t.id = picked.id
       RETURNING t.id, t.job_id, t.name, t.major, t.minor, t.input, t.lease, t.lease_expires_at,
-                t.failures, t.max_retries, t.cluster_id
+                t.failures, t.max_retries, t.cluster_id, t.trigger
     ), started AS (
       UPDATE jobs j SET state = 'started', started_at = now()
       WHERE j.id IN (

@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import type { TriggerJson } from "../storage/trigger.js";
 
 export type JobStateName = "scheduled" | "queued" | "started" | "completed" | "failed" | "cancelled";
 export type TaskStateName = "queued" | "running" | "computed" | "failed" | "cancelled";
@@ -47,6 +48,7 @@ export interface TaskRowOut {
   started_at: Date | null;
   finished_at: Date | null;
   depends_on: string[];
+  trigger: TriggerJson | null;
 }
 
 const COUNTS = `
@@ -68,7 +70,7 @@ export async function getJobTasks(sql: Sql, jobId: string): Promise<TaskRowOut[]
   return sql<TaskRowOut[]>`
     SELECT t.id, t.job_id, t.parent_id, t.cluster_id, t.name, t.major, t.minor, t.display, t.state, t.input,
            t.max_retries, t.failures, t.lease, t.error_message, t.error_stack, t.error_attempt,
-           t.created_at, t.started_at, t.finished_at,
+           t.created_at, t.started_at, t.finished_at, t.trigger,
            coalesce((SELECT array_agg(d.depends_on::text ORDER BY d.depends_on) FROM task_dependencies d WHERE d.task_id = t.id), '{}') AS depends_on
     FROM tasks t WHERE t.job_id = ${jobId} ORDER BY t.id`;
 }

@@ -18,6 +18,41 @@ export interface RecurrentTaskRow {
   last_tick_at: Date | null;
   last_job_id: string | null;
   triggers: { expression: string; time_zone: string; next_tick_at: string }[];
+  storage_triggers: { location_id: string; glob: string }[];
+}
+
+export interface NewRecurrentTaskBase {
+  name: string;
+  clusterId: number;
+  taskName: string;
+  major: number;
+  minor: number;
+  display: string | null;
+  input: Uint8Array;
+  maxRetries: number;
+}
+
+/** Creates a storage event task and its triggers in one statement; null when the name is taken. */
+export async function createStorageEventTask(
+  sql: Sql,
+  t: NewRecurrentTaskBase,
+  triggers: readonly { locationId: string; glob: string }[],
+): Promise<string | null> {
+  const [row] = await sql<{ id: string | null }[]>`
+    WITH created AS (
+      INSERT INTO recurrent_tasks (name, cluster_id, task_name, major, minor, display, input, max_retries)
+      VALUES (${t.name}, ${t.clusterId}, ${t.taskName}, ${t.major}, ${t.minor}, ${t.display}, ${Buffer.from(t.input)}, ${t.maxRetries})
+      ON CONFLICT (name) DO NOTHING
+      RETURNING id
+    ), triggers AS (
+      INSERT INTO storage_triggers (recurrent_task_id, location_id, glob)
+      SELECT created.id, s.location_id, s.glob
+      FROM created, json_to_recordset(${JSON.stringify(triggers.map((x) => ({ location_id: x.locationId, glob: x.glob })))}::text::json)
+        AS s(location_id bigint, glob text)
+      RETURNING 1
+    )
+    SELECT (SELECT id FROM created) AS id, (SELECT count(*) FROM triggers) AS triggers`;
+  return row.id;
 }
 
 export interface NewRecurrentTask {
@@ -62,10 +97,12 @@ const SELECT_TASKS = `
   SELECT r.id, r.name, r.cluster_id, r.task_name, r.major, r.minor, r.display, r.input, r.max_retries, r.paused, r.created_at,
          last.tick_at AS last_tick_at, last.id::text AS last_job_id,
          coalesce((SELECT json_agg(json_build_object('expression', c.expression, 'time_zone', c.time_zone, 'next_tick_at', c.next_tick_at) ORDER BY c.id)
-                   FROM cron_triggers c WHERE c.recurrent_task_id = r.id), '[]') AS triggers
+                   FROM cron_triggers c WHERE c.recurrent_task_id = r.id), '[]') AS triggers,
+         coalesce((SELECT json_agg(json_build_object('location_id', s.location_id::text, 'glob', s.glob) ORDER BY s.id)
+                   FROM storage_triggers s WHERE s.recurrent_task_id = r.id), '[]') AS storage_triggers
   FROM recurrent_tasks r
   LEFT JOIN LATERAL (
-    SELECT j.id, j.tick_at FROM jobs j WHERE j.recurrent_task_id = r.id AND j.tick_at IS NOT NULL ORDER BY j.tick_at DESC LIMIT 1
+    SELECT j.id, j.tick_at FROM jobs j WHERE j.recurrent_task_id = r.id ORDER BY j.id DESC LIMIT 1
   ) last ON true`;
 
 export async function listRecurrentTasks(sql: Sql): Promise<RecurrentTaskRow[]> {

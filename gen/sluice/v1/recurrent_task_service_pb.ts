@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/recurrent_task_service.proto.
  */
 export const file_sluice_v1_recurrent_task_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZzbHVpY2UvdjEvcmVjdXJyZW50X3Rhc2tfc2VydmljZS5wcm90bxIJc2x1aWNlLnYxImYKC0Nyb25UcmlnZ2VyEhIKCmV4cHJlc3Npb24YASABKAkSEQoJdGltZV96b25lGAIgASgJEjAKDG5leHRfdGlja19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAimQIKDVJlY3VycmVudFRhc2sSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgdjbHVzdGVyGAMgASgJEicKBHRhc2sYBCABKAsyGS5zbHVpY2UudjEuVGFza1N1Ym1pc3Npb24SLQoNY3Jvbl90cmlnZ2VycxgFIAMoCzIWLnNsdWljZS52MS5Dcm9uVHJpZ2dlchIOCgZwYXVzZWQYBiABKAgSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF90aWNrX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtsYXN0X2pvYl9pZBgJIAEoCSKOAQoVQ3JlYXRlQ3JvblRhc2tSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHY2x1c3RlchgCIAEoCRInCgR0YXNrGAMgASgLMhkuc2x1aWNlLnYxLlRhc2tTdWJtaXNzaW9uEi0KDWNyb25fdHJpZ2dlcnMYBCADKAsyFi5zbHVpY2UudjEuQ3JvblRyaWdnZXIiSgoWQ3JlYXRlQ3JvblRhc2tSZXNwb25zZRIwCg5yZWN1cnJlbnRfdGFzaxgBIAEoCzIYLnNsdWljZS52MS5SZWN1cnJlbnRUYXNrIhsKGUxpc3RSZWN1cnJlbnRUYXNrc1JlcXVlc3QiTwoaTGlzdFJlY3VycmVudFRhc2tzUmVzcG9uc2USMQoPcmVjdXJyZW50X3Rhc2tzGAEgAygLMhguc2x1aWNlLnYxLlJlY3VycmVudFRhc2siLQoXR2V0UmVjdXJyZW50VGFza1JlcXVlc3QSEgoKaWRfb3JfbmFtZRgBIAEoCSJMChhHZXRSZWN1cnJlbnRUYXNrUmVzcG9uc2USMAoOcmVjdXJyZW50X3Rhc2sYASABKAsyGC5zbHVpY2UudjEuUmVjdXJyZW50VGFzayIvChlQYXVzZVJlY3VycmVudFRhc2tSZXF1ZXN0EhIKCmlkX29yX25hbWUYASABKAkiTgoaUGF1c2VSZWN1cnJlbnRUYXNrUmVzcG9uc2USMAoOcmVjdXJyZW50X3Rhc2sYASABKAsyGC5zbHVpY2UudjEuUmVjdXJyZW50VGFzayIwChpSZXN1bWVSZWN1cnJlbnRUYXNrUmVxdWVzdBISCgppZF9vcl9uYW1lGAEgASgJIk8KG1Jlc3VtZVJlY3VycmVudFRhc2tSZXNwb25zZRIwCg5yZWN1cnJlbnRfdGFzaxgBIAEoCzIYLnNsdWljZS52MS5SZWN1cnJlbnRUYXNrIjAKGkRlbGV0ZVJlY3VycmVudFRhc2tSZXF1ZXN0EhIKCmlkX29yX25hbWUYASABKAkiHQobRGVsZXRlUmVjdXJyZW50VGFza1Jlc3BvbnNlMtwEChRSZWN1cnJlbnRUYXNrU2VydmljZRJVCg5DcmVhdGVDcm9uVGFzaxIgLnNsdWljZS52MS5DcmVhdGVDcm9uVGFza1JlcXVlc3QaIS5zbHVpY2UudjEuQ3JlYXRlQ3JvblRhc2tSZXNwb25zZRJhChJMaXN0UmVjdXJyZW50VGFza3MSJC5zbHVpY2UudjEuTGlzdFJlY3VycmVudFRhc2tzUmVxdWVzdBolLnNsdWljZS52MS5MaXN0UmVjdXJyZW50VGFza3NSZXNwb25zZRJbChBHZXRSZWN1cnJlbnRUYXNrEiIuc2x1aWNlLnYxLkdldFJlY3VycmVudFRhc2tSZXF1ZXN0GiMuc2x1aWNlLnYxLkdldFJlY3VycmVudFRhc2tSZXNwb25zZRJhChJQYXVzZVJlY3VycmVudFRhc2sSJC5zbHVpY2UudjEuUGF1c2VSZWN1cnJlbnRUYXNrUmVxdWVzdBolLnNsdWljZS52MS5QYXVzZVJlY3VycmVudFRhc2tSZXNwb25zZRJkChNSZXN1bWVSZWN1cnJlbnRUYXNrEiUuc2x1aWNlLnYxLlJlc3VtZVJlY3VycmVudFRhc2tSZXF1ZXN0GiYuc2x1aWNlLnYxLlJlc3VtZVJlY3VycmVudFRhc2tSZXNwb25zZRJkChNEZWxldGVSZWN1cnJlbnRUYXNrEiUuc2x1aWNlLnYxLkRlbGV0ZVJlY3VycmVudFRhc2tSZXF1ZXN0GiYuc2x1aWNlLnYxLkRlbGV0ZVJlY3VycmVudFRhc2tSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sluice_v1_task]);
+  fileDesc("CiZzbHVpY2UvdjEvcmVjdXJyZW50X3Rhc2tfc2VydmljZS5wcm90bxIJc2x1aWNlLnYxImYKC0Nyb25UcmlnZ2VyEhIKCmV4cHJlc3Npb24YASABKAkSEQoJdGltZV96b25lGAIgASgJEjAKDG5leHRfdGlja19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOAoTU3RvcmFnZUV2ZW50VHJpZ2dlchITCgtsb2NhdGlvbl9pZBgBIAEoCRIMCgRnbG9iGAIgASgJItkCCg1SZWN1cnJlbnRUYXNrEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDwoHY2x1c3RlchgDIAEoCRInCgR0YXNrGAQgASgLMhkuc2x1aWNlLnYxLlRhc2tTdWJtaXNzaW9uEi0KDWNyb25fdHJpZ2dlcnMYBSADKAsyFi5zbHVpY2UudjEuQ3JvblRyaWdnZXISDgoGcGF1c2VkGAYgASgIEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3RfdGlja19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLbGFzdF9qb2JfaWQYCSABKAkSPgoWc3RvcmFnZV9ldmVudF90cmlnZ2VycxgKIAMoCzIeLnNsdWljZS52MS5TdG9yYWdlRXZlbnRUcmlnZ2VyIo4BChVDcmVhdGVDcm9uVGFza1JlcXVlc3QSDAoEbmFtZRgBIAEoCRIPCgdjbHVzdGVyGAIgASgJEicKBHRhc2sYAyABKAsyGS5zbHVpY2UudjEuVGFza1N1Ym1pc3Npb24SLQoNY3Jvbl90cmlnZ2VycxgEIAMoCzIWLnNsdWljZS52MS5Dcm9uVHJpZ2dlciJKChZDcmVhdGVDcm9uVGFza1Jlc3BvbnNlEjAKDnJlY3VycmVudF90YXNrGAEgASgLMhguc2x1aWNlLnYxLlJlY3VycmVudFRhc2simQEKHUNyZWF0ZVN0b3JhZ2VFdmVudFRhc2tSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHY2x1c3RlchgCIAEoCRInCgR0YXNrGAMgASgLMhkuc2x1aWNlLnYxLlRhc2tTdWJtaXNzaW9uEjAKCHRyaWdnZXJzGAQgAygLMh4uc2x1aWNlLnYxLlN0b3JhZ2VFdmVudFRyaWdnZXIiUgoeQ3JlYXRlU3RvcmFnZUV2ZW50VGFza1Jlc3BvbnNlEjAKDnJlY3VycmVudF90YXNrGAEgASgLMhguc2x1aWNlLnYxLlJlY3VycmVudFRhc2siGwoZTGlzdFJlY3VycmVudFRhc2tzUmVxdWVzdCJPChpMaXN0UmVjdXJyZW50VGFza3NSZXNwb25zZRIxCg9yZWN1cnJlbnRfdGFza3MYASADKAsyGC5zbHVpY2UudjEuUmVjdXJyZW50VGFzayItChdHZXRSZWN1cnJlbnRUYXNrUmVxdWVzdBISCgppZF9vcl9uYW1lGAEgASgJIkwKGEdldFJlY3VycmVudFRhc2tSZXNwb25zZRIwCg5yZWN1cnJlbnRfdGFzaxgBIAEoCzIYLnNsdWljZS52MS5SZWN1cnJlbnRUYXNrIi8KGVBhdXNlUmVjdXJyZW50VGFza1JlcXVlc3QSEgoKaWRfb3JfbmFtZRgBIAEoCSJOChpQYXVzZVJlY3VycmVudFRhc2tSZXNwb25zZRIwCg5yZWN1cnJlbnRfdGFzaxgBIAEoCzIYLnNsdWljZS52MS5SZWN1cnJlbnRUYXNrIjAKGlJlc3VtZVJlY3VycmVudFRhc2tSZXF1ZXN0EhIKCmlkX29yX25hbWUYASABKAkiTwobUmVzdW1lUmVjdXJyZW50VGFza1Jlc3BvbnNlEjAKDnJlY3VycmVudF90YXNrGAEgASgLMhguc2x1aWNlLnYxLlJlY3VycmVudFRhc2siMAoaRGVsZXRlUmVjdXJyZW50VGFza1JlcXVlc3QSEgoKaWRfb3JfbmFtZRgBIAEoCSIdChtEZWxldGVSZWN1cnJlbnRUYXNrUmVzcG9uc2UyywUKFFJlY3VycmVudFRhc2tTZXJ2aWNlElUKDkNyZWF0ZUNyb25UYXNrEiAuc2x1aWNlLnYxLkNyZWF0ZUNyb25UYXNrUmVxdWVzdBohLnNsdWljZS52MS5DcmVhdGVDcm9uVGFza1Jlc3BvbnNlEm0KFkNyZWF0ZVN0b3JhZ2VFdmVudFRhc2sSKC5zbHVpY2UudjEuQ3JlYXRlU3RvcmFnZUV2ZW50VGFza1JlcXVlc3QaKS5zbHVpY2UudjEuQ3JlYXRlU3RvcmFnZUV2ZW50VGFza1Jlc3BvbnNlEmEKEkxpc3RSZWN1cnJlbnRUYXNrcxIkLnNsdWljZS52MS5MaXN0UmVjdXJyZW50VGFza3NSZXF1ZXN0GiUuc2x1aWNlLnYxLkxpc3RSZWN1cnJlbnRUYXNrc1Jlc3BvbnNlElsKEEdldFJlY3VycmVudFRhc2sSIi5zbHVpY2UudjEuR2V0UmVjdXJyZW50VGFza1JlcXVlc3QaIy5zbHVpY2UudjEuR2V0UmVjdXJyZW50VGFza1Jlc3BvbnNlEmEKElBhdXNlUmVjdXJyZW50VGFzaxIkLnNsdWljZS52MS5QYXVzZVJlY3VycmVudFRhc2tSZXF1ZXN0GiUuc2x1aWNlLnYxLlBhdXNlUmVjdXJyZW50VGFza1Jlc3BvbnNlEmQKE1Jlc3VtZVJlY3VycmVudFRhc2sSJS5zbHVpY2UudjEuUmVzdW1lUmVjdXJyZW50VGFza1JlcXVlc3QaJi5zbHVpY2UudjEuUmVzdW1lUmVjdXJyZW50VGFza1Jlc3BvbnNlEmQKE0RlbGV0ZVJlY3VycmVudFRhc2sSJS5zbHVpY2UudjEuRGVsZXRlUmVjdXJyZW50VGFza1JlcXVlc3QaJi5zbHVpY2UudjEuRGVsZXRlUmVjdXJyZW50VGFza1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_sluice_v1_task]);
 
 /**
  * A cron schedule.
@@ -51,6 +51,35 @@ export type CronTrigger = Message<"sluice.v1.CronTrigger"> & {
  */
 export const CronTriggerSchema: GenMessage<CronTrigger> = /*@__PURE__*/
   messageDesc(file_sluice_v1_recurrent_task_service, 0);
+
+/**
+ * Objects of a storage location whose keys match a glob.
+ *
+ * @generated from message sluice.v1.StorageEventTrigger
+ */
+export type StorageEventTrigger = Message<"sluice.v1.StorageEventTrigger"> & {
+  /**
+   * The storage location's id.
+   *
+   * @generated from field: string location_id = 1;
+   */
+  locationId: string;
+
+  /**
+   * A glob: "*.ext" (root only), "**\/*.ext" (subfolders only), "**.ext" (anywhere),
+   * "folder/*", "folder/**", "[a-z].txt".
+   *
+   * @generated from field: string glob = 2;
+   */
+  glob: string;
+};
+
+/**
+ * Describes the message sluice.v1.StorageEventTrigger.
+ * Use `create(StorageEventTriggerSchema)` to create a new message.
+ */
+export const StorageEventTriggerSchema: GenMessage<StorageEventTrigger> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_recurrent_task_service, 1);
 
 /**
  * A task prototype and the triggers that submit it as a job.
@@ -120,6 +149,13 @@ export type RecurrentTask = Message<"sluice.v1.RecurrentTask"> & {
    * @generated from field: string last_job_id = 9;
    */
   lastJobId: string;
+
+  /**
+   * Its storage event triggers.
+   *
+   * @generated from field: repeated sluice.v1.StorageEventTrigger storage_event_triggers = 10;
+   */
+  storageEventTriggers: StorageEventTrigger[];
 };
 
 /**
@@ -127,7 +163,7 @@ export type RecurrentTask = Message<"sluice.v1.RecurrentTask"> & {
  * Use `create(RecurrentTaskSchema)` to create a new message.
  */
 export const RecurrentTaskSchema: GenMessage<RecurrentTask> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_recurrent_task_service, 1);
+  messageDesc(file_sluice_v1_recurrent_task_service, 2);
 
 /**
  * @generated from message sluice.v1.CreateCronTaskRequest
@@ -167,7 +203,7 @@ export type CreateCronTaskRequest = Message<"sluice.v1.CreateCronTaskRequest"> &
  * Use `create(CreateCronTaskRequestSchema)` to create a new message.
  */
 export const CreateCronTaskRequestSchema: GenMessage<CreateCronTaskRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_recurrent_task_service, 2);
+  messageDesc(file_sluice_v1_recurrent_task_service, 3);
 
 /**
  * @generated from message sluice.v1.CreateCronTaskResponse
@@ -184,7 +220,64 @@ export type CreateCronTaskResponse = Message<"sluice.v1.CreateCronTaskResponse">
  * Use `create(CreateCronTaskResponseSchema)` to create a new message.
  */
 export const CreateCronTaskResponseSchema: GenMessage<CreateCronTaskResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_recurrent_task_service, 3);
+  messageDesc(file_sluice_v1_recurrent_task_service, 4);
+
+/**
+ * @generated from message sluice.v1.CreateStorageEventTaskRequest
+ */
+export type CreateStorageEventTaskRequest = Message<"sluice.v1.CreateStorageEventTaskRequest"> & {
+  /**
+   * A unique name, 1 to 200 characters.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The cluster slug; "default" when empty.
+   *
+   * @generated from field: string cluster = 2;
+   */
+  cluster: string;
+
+  /**
+   * The task each job starts from.
+   *
+   * @generated from field: sluice.v1.TaskSubmission task = 3;
+   */
+  task?: TaskSubmission | undefined;
+
+  /**
+   * One or more (location, glob) triggers.
+   *
+   * @generated from field: repeated sluice.v1.StorageEventTrigger triggers = 4;
+   */
+  triggers: StorageEventTrigger[];
+};
+
+/**
+ * Describes the message sluice.v1.CreateStorageEventTaskRequest.
+ * Use `create(CreateStorageEventTaskRequestSchema)` to create a new message.
+ */
+export const CreateStorageEventTaskRequestSchema: GenMessage<CreateStorageEventTaskRequest> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_recurrent_task_service, 5);
+
+/**
+ * @generated from message sluice.v1.CreateStorageEventTaskResponse
+ */
+export type CreateStorageEventTaskResponse = Message<"sluice.v1.CreateStorageEventTaskResponse"> & {
+  /**
+   * @generated from field: sluice.v1.RecurrentTask recurrent_task = 1;
+   */
+  recurrentTask?: RecurrentTask | undefined;
+};
+
+/**
+ * Describes the message sluice.v1.CreateStorageEventTaskResponse.
+ * Use `create(CreateStorageEventTaskResponseSchema)` to create a new message.
+ */
+export const CreateStorageEventTaskResponseSchema: GenMessage<CreateStorageEventTaskResponse> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_recurrent_task_service, 6);
 
 /**
  * @generated from message sluice.v1.ListRecurrentTasksRequest
@@ -197,7 +290,7 @@ export type ListRecurrentTasksRequest = Message<"sluice.v1.ListRecurrentTasksReq
  * Use `create(ListRecurrentTasksRequestSchema)` to create a new message.
  */
 export const ListRecurrentTasksRequestSchema: GenMessage<ListRecurrentTasksRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_recurrent_task_service, 4);
+  messageDesc(file_sluice_v1_recurrent_task_service, 7);
 
 /**
  * @generated from message sluice.v1.ListRecurrentTasksResponse
@@ -214,7 +307,7 @@ export type ListRecurrentTasksResponse = Message<"sluice.v1.ListRecurrentTasksRe
  * Use `create(ListRecurrentTasksResponseSchema)` to create a new message.
  */
 export const ListRecurrentTasksResponseSchema: GenMessage<ListRecurrentTasksResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_recurrent_task_service, 5);
+  messageDesc(file_sluice_v1_recurrent_task_service, 8);
 
 /**
  * @generated from message sluice.v1.GetRecurrentTaskRequest
@@ -233,7 +326,7 @@ export type GetRecurrentTaskRequest = Message<"sluice.v1.GetRecurrentTaskRequest
  * Use `create(GetRecurrentTaskRequestSchema)` to create a new message.
  */
 export const GetRecurrentTaskRequestSchema: GenMessage<GetRecurrentTaskRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_recurrent_task_service, 6);
+  messageDesc(file_sluice_v1_recurrent_task_service, 9);
 
 /**
  * @generated from message sluice.v1.GetRecurrentTaskResponse
@@ -250,7 +343,7 @@ export type GetRecurrentTaskResponse = Message<"sluice.v1.GetRecurrentTaskRespon
  * Use `create(GetRecurrentTaskResponseSchema)` to create a new message.
  */
 export const GetRecurrentTaskResponseSchema: GenMessage<GetRecurrentTaskResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_recurrent_task_service, 7);
+  messageDesc(file_sluice_v1_recurrent_task_service, 10);
 
 /**
  * @generated from message sluice.v1.PauseRecurrentTaskRequest
@@ -269,7 +362,7 @@ export type PauseRecurrentTaskRequest = Message<"sluice.v1.PauseRecurrentTaskReq
  * Use `create(PauseRecurrentTaskRequestSchema)` to create a new message.
  */
 export const PauseRecurrentTaskRequestSchema: GenMessage<PauseRecurrentTaskRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_recurrent_task_service, 8);
+  messageDesc(file_sluice_v1_recurrent_task_service, 11);
 
 /**
  * @generated from message sluice.v1.PauseRecurrentTaskResponse
@@ -286,7 +379,7 @@ export type PauseRecurrentTaskResponse = Message<"sluice.v1.PauseRecurrentTaskRe
  * Use `create(PauseRecurrentTaskResponseSchema)` to create a new message.
  */
 export const PauseRecurrentTaskResponseSchema: GenMessage<PauseRecurrentTaskResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_recurrent_task_service, 9);
+  messageDesc(file_sluice_v1_recurrent_task_service, 12);
 
 /**
  * @generated from message sluice.v1.ResumeRecurrentTaskRequest
@@ -305,7 +398,7 @@ export type ResumeRecurrentTaskRequest = Message<"sluice.v1.ResumeRecurrentTaskR
  * Use `create(ResumeRecurrentTaskRequestSchema)` to create a new message.
  */
 export const ResumeRecurrentTaskRequestSchema: GenMessage<ResumeRecurrentTaskRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_recurrent_task_service, 10);
+  messageDesc(file_sluice_v1_recurrent_task_service, 13);
 
 /**
  * @generated from message sluice.v1.ResumeRecurrentTaskResponse
@@ -322,7 +415,7 @@ export type ResumeRecurrentTaskResponse = Message<"sluice.v1.ResumeRecurrentTask
  * Use `create(ResumeRecurrentTaskResponseSchema)` to create a new message.
  */
 export const ResumeRecurrentTaskResponseSchema: GenMessage<ResumeRecurrentTaskResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_recurrent_task_service, 11);
+  messageDesc(file_sluice_v1_recurrent_task_service, 14);
 
 /**
  * @generated from message sluice.v1.DeleteRecurrentTaskRequest
@@ -341,7 +434,7 @@ export type DeleteRecurrentTaskRequest = Message<"sluice.v1.DeleteRecurrentTaskR
  * Use `create(DeleteRecurrentTaskRequestSchema)` to create a new message.
  */
 export const DeleteRecurrentTaskRequestSchema: GenMessage<DeleteRecurrentTaskRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_recurrent_task_service, 12);
+  messageDesc(file_sluice_v1_recurrent_task_service, 15);
 
 /**
  * @generated from message sluice.v1.DeleteRecurrentTaskResponse
@@ -354,7 +447,7 @@ export type DeleteRecurrentTaskResponse = Message<"sluice.v1.DeleteRecurrentTask
  * Use `create(DeleteRecurrentTaskResponseSchema)` to create a new message.
  */
 export const DeleteRecurrentTaskResponseSchema: GenMessage<DeleteRecurrentTaskResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_recurrent_task_service, 13);
+  messageDesc(file_sluice_v1_recurrent_task_service, 16);
 
 /**
  * Tasks that submit jobs by themselves: on cron schedules, and (soon) when
@@ -372,6 +465,17 @@ export const RecurrentTaskService: GenService<{
     methodKind: "unary";
     input: typeof CreateCronTaskRequestSchema;
     output: typeof CreateCronTaskResponseSchema;
+  },
+  /**
+   * Creates a recurrent task that submits a job for every object created or
+   * modified in a storage location whose key matches a glob.
+   *
+   * @generated from rpc sluice.v1.RecurrentTaskService.CreateStorageEventTask
+   */
+  createStorageEventTask: {
+    methodKind: "unary";
+    input: typeof CreateStorageEventTaskRequestSchema;
+    output: typeof CreateStorageEventTaskResponseSchema;
   },
   /**
    * Lists recurrent tasks, oldest first.

@@ -6,13 +6,15 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { StorageEvent } from "./storage_pb.js";
+import { file_sluice_v1_storage } from "./storage_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file sluice/v1/task.proto.
  */
 export const file_sluice_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChRzbHVpY2UvdjEvdGFzay5wcm90bxIJc2x1aWNlLnYxIi8KDlRhc2tJZGVudGlmaWVyEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCSKZAQoOVGFza1N1Ym1pc3Npb24SLQoKaWRlbnRpZmllchgBIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchINCgVpbnB1dBgCIAEoDBISCgpkZXBlbmRzX29uGAMgAygNEhMKC21heF9yZXRyaWVzGAQgASgNEg8KB2NsdXN0ZXIYBSABKAkSDwoHZGlzcGxheRgGIAEoCSI8CglUYXNrRXJyb3ISDwoHbWVzc2FnZRgBIAEoCRINCgVzdGFjaxgCIAEoCRIPCgdhdHRlbXB0GAMgASgNIsIDCgRUYXNrEgoKAmlkGAEgASgJEg4KBmpvYl9pZBgCIAEoCRIRCglwYXJlbnRfaWQYAyABKAkSLQoKaWRlbnRpZmllchgEIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchIjCgVzdGF0ZRgFIAEoDjIULnNsdWljZS52MS5UYXNrU3RhdGUSDQoFaW5wdXQYBiABKAwSEgoKZGVwZW5kc19vbhgHIAMoCRITCgttYXhfcmV0cmllcxgIIAEoDRIQCghmYWlsdXJlcxgJIAEoDRIQCghhdHRlbXB0cxgKIAEoDRIPCgdjbHVzdGVyGAsgASgJEigKCmxhc3RfZXJyb3IYDCABKAsyFC5zbHVpY2UudjEuVGFza0Vycm9yEg8KB2Rpc3BsYXkYDSABKAkSLgoKY3JlYXRlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKqABCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAESFgoSVEFTS19TVEFURV9SVU5OSU5HEAISFwoTVEFTS19TVEFURV9DT01QVVRFRBADEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAQSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQBWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChRzbHVpY2UvdjEvdGFzay5wcm90bxIJc2x1aWNlLnYxIi8KDlRhc2tJZGVudGlmaWVyEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCSLDAQoOVGFza1N1Ym1pc3Npb24SLQoKaWRlbnRpZmllchgBIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchINCgVpbnB1dBgCIAEoDBISCgpkZXBlbmRzX29uGAMgAygNEhMKC21heF9yZXRyaWVzGAQgASgNEg8KB2NsdXN0ZXIYBSABKAkSDwoHZGlzcGxheRgGIAEoCRIoCgd0cmlnZ2VyGAcgASgLMhcuc2x1aWNlLnYxLlN0b3JhZ2VFdmVudCI8CglUYXNrRXJyb3ISDwoHbWVzc2FnZRgBIAEoCRINCgVzdGFjaxgCIAEoCRIPCgdhdHRlbXB0GAMgASgNIuwDCgRUYXNrEgoKAmlkGAEgASgJEg4KBmpvYl9pZBgCIAEoCRIRCglwYXJlbnRfaWQYAyABKAkSLQoKaWRlbnRpZmllchgEIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchIjCgVzdGF0ZRgFIAEoDjIULnNsdWljZS52MS5UYXNrU3RhdGUSDQoFaW5wdXQYBiABKAwSEgoKZGVwZW5kc19vbhgHIAMoCRITCgttYXhfcmV0cmllcxgIIAEoDRIQCghmYWlsdXJlcxgJIAEoDRIQCghhdHRlbXB0cxgKIAEoDRIPCgdjbHVzdGVyGAsgASgJEigKCmxhc3RfZXJyb3IYDCABKAsyFC5zbHVpY2UudjEuVGFza0Vycm9yEg8KB2Rpc3BsYXkYDSABKAkSLgoKY3JlYXRlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKB3RyaWdnZXIYESABKAsyFy5zbHVpY2UudjEuU3RvcmFnZUV2ZW50KqABCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAESFgoSVEFTS19TVEFURV9SVU5OSU5HEAISFwoTVEFTS19TVEFURV9DT01QVVRFRBADEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAQSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQBWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sluice_v1_storage]);
 
 /**
  * Names a kind of task: what a runner registers and what a submission asks for.
@@ -94,6 +96,13 @@ export type TaskSubmission = Message<"sluice.v1.TaskSubmission"> & {
    * @generated from field: string display = 6;
    */
   display: string;
+
+  /**
+   * For a storage event task: the event it handles (see StorageEventTask.once).
+   *
+   * @generated from field: sluice.v1.StorageEvent trigger = 7;
+   */
+  trigger?: StorageEvent | undefined;
 };
 
 /**
@@ -255,6 +264,13 @@ export type Task = Message<"sluice.v1.Task"> & {
    * @generated from field: google.protobuf.Timestamp finished_at = 16;
    */
   finishedAt?: Timestamp | undefined;
+
+  /**
+   * For a storage event task: the event it handles.
+   *
+   * @generated from field: sluice.v1.StorageEvent trigger = 17;
+   */
+  trigger?: StorageEvent | undefined;
 };
 
 /**

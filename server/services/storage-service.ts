@@ -1,0 +1,106 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { type StorageLocation, StorageLocationSchema, StorageType } from "../../gen/sluice/v1/storage_pb.js";
+import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
+import { recordObjectEvents } from "../storage/events.js";
+import {
+  type LocationRow,
+  type StorageClients,
+  checkLocation,
+  checkReachable,
+  deleteLocation,
+  getLocation,
+  insertLocation,
+  listLocations,
+} from "../storage/locations.js";
+import { storageTypeFromProto, storageTypeToProto } from "../storage/trigger.js";
+import { failedPrecondition, invalid, notFound, parseId } from "../validation.js";
+import type { ServiceDeps } from "./deps.js";
+
+const DEFAULT_RECONCILE_S = 300;
+const MAX_CHANGES = 10_000;
+
+export function locationToProto(l: LocationRow): StorageLocation {
+  return create(StorageLocationSchema, {
+    id: l.id,
+    type: storageTypeToProto[l.type],
+    location: l.location,
+    endpoint: l.endpoint,
+    region: l.region,
+    sqsQueueUrl: l.sqs_queue_url,
+    reconcileIntervalSeconds: l.reconcile_interval_s,
+    pushToken: l.push_token,
+    pushPath: l.type === "fs" ? "" : `/events/${l.type}/${l.id}`,
+    createdAt: timestampFromDate(l.created_at),
+  });
+}
+
+export interface StorageDeps extends ServiceDeps {
+  storage: StorageClients & {
+    /** Called when a location is registered or deleted (watchers, SQS pollers). */
+    onChange(): void;
+  };
+}
+
+export function storageService({ sql, storage }: StorageDeps): ServiceImpl<typeof StorageService> {
+  async function find(id: string): Promise<LocationRow> {
+    const row = await getLocation(sql, parseId(id, "id"));
+    if (!row) throw notFound(`storage location ${id} does not exist`);
+    return row;
+  }
+
+  return {
+    async registerStorageLocation(req) {
+      const type = storageTypeFromProto.get(req.type);
+      if (!type) throw invalid(`type must be GCS, S3 or FS, got ${StorageType[req.type] ?? req.type}`);
+      checkLocation(type, req.location, req.endpoint);
+      if (type !== "s3" && (req.region !== "" || req.sqsQueueUrl !== "")) throw invalid("region and sqs_queue_url are only for S3 locations");
+      if (type !== "fs" && req.externalWatcher) throw invalid("external_watcher is only for FS locations");
+      const region = type === "s3" ? req.region || "us-east-1" : "";
+      if (!req.externalWatcher) await checkReachable({ type, location: req.location, endpoint: req.endpoint, region }, storage);
+      const row = await insertLocation(sql, {
+        type,
+        location: req.location,
+        endpoint: req.endpoint,
+        region,
+        sqsQueueUrl: req.sqsQueueUrl,
+        externalWatcher: req.externalWatcher,
+        reconcileIntervalS: req.disableReconciliation ? 0 : req.reconcileIntervalSeconds || DEFAULT_RECONCILE_S,
+      });
+      if (!row) throw new ConnectError(`storage location ${req.location} is registered already`, Code.AlreadyExists);
+      storage.onChange();
+      return { storageLocation: locationToProto(row) };
+    },
+
+    async listStorageLocations() {
+      return { storageLocations: (await listLocations(sql)).map(locationToProto) };
+    },
+
+    async getStorageLocation(req) {
+      return { storageLocation: locationToProto(await find(req.id)) };
+    },
+
+    async deleteStorageLocation(req) {
+      const id = parseId(req.id, "id");
+      const outcome = await deleteLocation(sql, id);
+      if (outcome === "missing") throw notFound(`storage location ${id} does not exist`);
+      if (outcome === "in-use") throw failedPrecondition(`storage location ${id} is used by a storage event task; delete that task first`);
+      storage.onChange();
+      return {};
+    },
+
+    async reportObjectEvents(req) {
+      const location = await find(req.locationId);
+      if (req.token !== location.push_token) {
+        throw new ConnectError(`token does not match storage location ${location.id}'s push token`, Code.PermissionDenied);
+      }
+      if (req.changes.length > MAX_CHANGES) throw invalid(`${req.changes.length} changes in one call; send at most ${MAX_CHANGES}`);
+      const changes = req.changes.map((c, i) => {
+        if (c.key === "" || c.version === "") throw invalid(`changes[${i}]: key and version are required`);
+        return { key: c.key, version: c.version, modifiedAt: c.modifiedAt ? timestampDate(c.modifiedAt) : undefined };
+      });
+      return { jobsSubmitted: await recordObjectEvents(sql, location, changes) };
+    },
+  };
+}

@@ -1,0 +1,88 @@
+import { existsSync } from "node:fs";
+import { mkdir, stat } from "node:fs/promises";
+import { join, relative, sep } from "node:path";
+import watcher, { type AsyncSubscription, type Event } from "@parcel/watcher";
+import type { ObjectChangeIn } from "./events.js";
+
+/** Writes of the snapshot at most this often while events arrive. */
+const SNAPSHOT_EVERY_MS = 1_000;
+
+/**
+ * Watches a folder with @parcel/watcher (inotify, FSEvents, ...) and reports
+ * files created or modified in it, as keys relative to the folder with a
+ * version made of mtime and size. A snapshot of the folder is kept in
+ * `snapshotFile`: on start, what changed since the last snapshot (while
+ * nothing watched) is reported first.
+ */
+export class FolderWatcher {
+  private subscription: AsyncSubscription | null = null;
+  private snapshotTimer: NodeJS.Timeout | null = null;
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly folder: string,
+    private readonly snapshotFile: string,
+    private readonly report: (changes: ObjectChangeIn[]) => Promise<unknown>,
+    private readonly onError: (e: unknown) => void,
+  ) {}
+
+  async start(): Promise<void> {
+    await mkdir(join(this.snapshotFile, ".."), { recursive: true });
+    const ignore = [".sluice-tmp", "**/.*.sluice-tmp"];
+    if (existsSync(this.snapshotFile)) {
+      const missed = await watcher.getEventsSince(this.folder, this.snapshotFile, { ignore });
+      await this.handle(missed);
+    }
+    this.subscription = await watcher.subscribe(
+      this.folder,
+      (err, events) => {
+        if (err) {
+          this.onError(err);
+          return;
+        }
+        // One batch at a time, in order.
+        this.queue = this.queue.then(() => this.handle(events)).catch(this.onError);
+      },
+      { ignore },
+    );
+    await watcher.writeSnapshot(this.folder, this.snapshotFile, { ignore });
+  }
+
+  async stop(): Promise<void> {
+    if (this.snapshotTimer) clearTimeout(this.snapshotTimer);
+    this.snapshotTimer = null;
+    await this.subscription?.unsubscribe();
+    this.subscription = null;
+    await this.queue;
+    await watcher.writeSnapshot(this.folder, this.snapshotFile).catch(this.onError);
+  }
+
+  private async handle(events: Event[]): Promise<void> {
+    const changes: ObjectChangeIn[] = [];
+    for (const e of events) {
+      if (e.type === "delete") continue;
+      try {
+        const s = await stat(e.path);
+        if (!s.isFile()) continue;
+        const key = relative(this.folder, e.path).split(sep).join("/");
+        if (key.startsWith("../")) continue;
+        changes.push({ key, version: `${Math.round(s.mtimeMs * 1000)}-${s.size}`, modifiedAt: s.mtime, modified: e.type === "update" });
+      } catch {
+        // Gone again before we looked: nothing to start.
+      }
+    }
+    if (changes.length > 0) {
+      for (let i = 0; i < changes.length; i += 5_000) await this.report(changes.slice(i, i + 5_000));
+    }
+    this.scheduleSnapshot();
+  }
+
+  private scheduleSnapshot(): void {
+    if (this.snapshotTimer || !this.subscription) return;
+    this.snapshotTimer = setTimeout(() => {
+      this.snapshotTimer = null;
+      if (this.subscription) void watcher.writeSnapshot(this.folder, this.snapshotFile).catch(this.onError);
+    }, SNAPSHOT_EVERY_MS);
+    this.snapshotTimer.unref();
+  }
+}

@@ -1,0 +1,177 @@
+import { randomBytes } from "node:crypto";
+import { constants } from "node:fs";
+import { access, stat } from "node:fs/promises";
+import { isAbsolute } from "node:path";
+import { HeadBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { Storage } from "@google-cloud/storage";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Sql } from "postgres";
+import { invalid } from "../validation.js";
+
+/** NOTIFY channel: storage locations were registered or deleted. */
+export const LOCATIONS_CHANNEL = "sluice_locations";
+
+export type StorageTypeName = "gcs" | "s3" | "fs";
+
+export interface LocationRow {
+  id: string;
+  type: StorageTypeName;
+  location: string;
+  endpoint: string;
+  region: string;
+  sqs_queue_url: string;
+  push_token: string;
+  external_watcher: boolean;
+  reconcile_interval_s: number;
+  reconciled_until: Date;
+  created_at: Date;
+}
+
+/** What a task's trigger keeps of its location, so the runner can build a client. */
+export interface LocationRef {
+  id: string;
+  type: StorageTypeName;
+  location: string;
+  endpoint: string;
+  region: string;
+}
+
+export const refOf = (l: LocationRow): LocationRef => ({ id: l.id, type: l.type, location: l.location, endpoint: l.endpoint, region: l.region });
+
+export interface StorageClients {
+  /** GCS JSON API endpoint (tests point it at a local server); the Google default when unset. */
+  gcsApiEndpoint?: string;
+}
+
+export function s3Client(l: Pick<LocationRow, "endpoint" | "region">): S3Client {
+  return new S3Client({
+    region: l.region || "us-east-1",
+    ...(l.endpoint ? { endpoint: l.endpoint, forcePathStyle: true } : {}),
+  });
+}
+
+export function gcsBucket(l: Pick<LocationRow, "location">, clients: StorageClients) {
+  const [project, bucket] = l.location.split(":");
+  const storage = new Storage({
+    projectId: project,
+    ...(clients.gcsApiEndpoint ? { apiEndpoint: clients.gcsApiEndpoint, useAuthWithCustomEndpoint: false } : {}),
+  });
+  return storage.bucket(bucket);
+}
+
+const GCS = /^[a-z0-9][a-z0-9-]{4,28}[a-z0-9]:[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/;
+const S3 = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+/** Checks the shape of a location string for its type. */
+export function checkLocation(type: StorageTypeName, location: string, endpoint: string): void {
+  if (type === "gcs" && !GCS.test(location)) {
+    throw invalid(`location ${JSON.stringify(location)} is not a GCS bucket: use "project:bucket", e.g. "my-project:my-bucket"`);
+  }
+  if (type === "s3" && !S3.test(location)) {
+    throw invalid(`location ${JSON.stringify(location)} is not an S3 bucket name: 3 to 63 lower-case letters, digits, dots and dashes`);
+  }
+  if (type === "fs" && !isAbsolute(location)) {
+    throw invalid(`location ${JSON.stringify(location)} is not an absolute folder path, e.g. "/data/inbox"`);
+  }
+  if (endpoint !== "") {
+    if (type !== "s3") throw invalid("endpoint is only for S3 locations");
+    try {
+      const u = new URL(endpoint);
+      if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error();
+    } catch {
+      throw invalid(`endpoint ${JSON.stringify(endpoint)} is not an http(s) URL, e.g. "http://127.0.0.1:9000"`);
+    }
+  }
+}
+
+const unreachable = (message: string) => new ConnectError(message, Code.FailedPrecondition);
+
+/** Refuses (FailedPrecondition, saying why) a location the server cannot reach. */
+export async function checkReachable(l: Pick<LocationRow, "type" | "location" | "endpoint" | "region">, clients: StorageClients): Promise<void> {
+  if (l.type === "fs") {
+    try {
+      if (!(await stat(l.location)).isDirectory()) throw unreachable(`${l.location} is not a folder`);
+      await access(l.location, constants.R_OK | constants.X_OK);
+    } catch (e) {
+      if (e instanceof ConnectError) throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      throw unreachable(
+        `the server cannot read folder ${l.location} (${code === "ENOENT" ? "it does not exist" : code}); ` +
+          "create it, or register it with external_watcher and run `sluice watch` where the folder is",
+      );
+    }
+    return;
+  }
+  if (l.type === "s3") {
+    const client = s3Client(l);
+    try {
+      await client.send(new HeadBucketCommand({ Bucket: l.location }), { abortSignal: AbortSignal.timeout(10_000) });
+    } catch (e) {
+      const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+      const status = err.$metadata?.httpStatusCode;
+      const at = l.endpoint || `AWS (${l.region || "us-east-1"})`;
+      if (status === 404) throw unreachable(`S3 bucket ${l.location} does not exist at ${at}`);
+      if (status === 403 || status === 401) throw unreachable(`access to S3 bucket ${l.location} at ${at} was denied: check the server's AWS credentials`);
+      throw unreachable(`the server cannot reach S3 bucket ${l.location} at ${at}: ${err.message ?? err.name}`);
+    } finally {
+      client.destroy();
+    }
+    return;
+  }
+  try {
+    await gcsBucket(l, clients).getMetadata({ timeout: 10_000 } as never);
+  } catch (e) {
+    const err = e as { code?: number; message?: string };
+    if (err.code === 404) throw unreachable(`GCS bucket ${l.location} does not exist`);
+    if (err.code === 403 || err.code === 401) throw unreachable(`access to GCS bucket ${l.location} was denied: check the server's Google credentials`);
+    throw unreachable(`the server cannot reach GCS bucket ${l.location}: ${err.message}`);
+  }
+}
+
+export interface NewLocation {
+  type: StorageTypeName;
+  location: string;
+  endpoint: string;
+  region: string;
+  sqsQueueUrl: string;
+  externalWatcher: boolean;
+  reconcileIntervalS: number;
+}
+
+/** Stores a location; null when the same one is registered already. */
+export async function insertLocation(sql: Sql, l: NewLocation): Promise<LocationRow | null> {
+  const [row] = await sql<LocationRow[]>`
+    INSERT INTO storage_locations (type, location, endpoint, region, sqs_queue_url, push_token, external_watcher, reconcile_interval_s, next_reconcile_at)
+    VALUES (${l.type}, ${l.location}, ${l.endpoint}, ${l.region}, ${l.sqsQueueUrl}, ${randomBytes(24).toString("base64url")},
+            ${l.externalWatcher}, ${l.reconcileIntervalS},
+            CASE WHEN ${l.reconcileIntervalS}::int > 0 THEN now() + ${l.reconcileIntervalS}::int * interval '1 second' END)
+    ON CONFLICT (type, location, endpoint) DO NOTHING
+    RETURNING *`;
+  return row ?? null;
+}
+
+export async function listLocations(sql: Sql): Promise<LocationRow[]> {
+  return sql<LocationRow[]>`SELECT * FROM storage_locations ORDER BY id`;
+}
+
+export async function getLocation(sql: Sql, id: string): Promise<LocationRow | null> {
+  const [row] = await sql<LocationRow[]>`SELECT * FROM storage_locations WHERE id = ${id}`;
+  return row ?? null;
+}
+
+export async function getLocations(sql: Sql, ids: readonly string[]): Promise<Map<string, LocationRow>> {
+  const rows = await sql<LocationRow[]>`SELECT * FROM storage_locations WHERE id = ANY(${ids}::bigint[])`;
+  return new Map(rows.map((r) => [r.id, r]));
+}
+
+/** Deletes a location; "in-use" while a storage event task triggers on it. */
+export async function deleteLocation(sql: Sql, id: string): Promise<"deleted" | "missing" | "in-use"> {
+  return sql.begin(async (tx) => {
+    const [row] = await tx`SELECT id FROM storage_locations WHERE id = ${id} FOR UPDATE`;
+    if (!row) return "missing";
+    const [used] = await tx`SELECT 1 FROM storage_triggers WHERE location_id = ${id} LIMIT 1`;
+    if (used) return "in-use";
+    await tx`DELETE FROM storage_locations WHERE id = ${id}`;
+    return "deleted";
+  });
+}
