@@ -5,6 +5,7 @@ import { ClusterService } from "../gen/sluice/v1/cluster_service_pb.js";
 import { JobService } from "../gen/sluice/v1/job_service_pb.js";
 import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
 import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
+import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
 import { ClusterClient } from "./clusters.js";
 import { JobClient } from "./jobs.js";
 import { RecurrentTaskClient } from "./recurrent.js";
@@ -73,7 +74,7 @@ export class Client {
 
   /** Cron tasks (and, soon, storage event tasks) that submit jobs by themselves. */
   recurrentTasks(): RecurrentTaskClient {
-    return new RecurrentTaskClient(createClient(RecurrentTaskService, this.transport));
+    return new RecurrentTaskClient(createClient(RecurrentTaskService, this.transport), createClient(StorageService, this.transport));
   }
 
   /** A task runner that executes the given tasks for a cluster ("default" when empty). */

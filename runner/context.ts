@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { type TaskSubmission, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
 import type { JobCache } from "./cache/cache.js";
+import { triggerOf } from "./storage.js";
 import { type Task, identifierOf, serializeInput } from "./task.js";
 
 /** Options for a subtask. */
@@ -73,6 +74,7 @@ export class TaskContext implements ExecutionContext {
         maxRetries,
         cluster: options.cluster ?? "",
         display: options.display ?? "",
+        trigger: triggerOf(task),
       }),
     );
     return { index: this.subtasks.length - 1, owner: this };

@@ -3,7 +3,15 @@ export { Task, type TaskClass, type TaskIdentifier, MAX_TASK_INPUT_BYTES } from 
 export type { ExecutionContext, SubtaskHandle, SubtaskOptions } from "./context.js";
 export { JobClient, type Job, type JobDetails, type JobFilter, type JobStateName, type ObjectWrite, type SubmitOptions, type TaskInfo, type TaskStateName } from "./jobs.js";
 export { ClusterClient, type Cluster } from "./clusters.js";
-export { RecurrentTaskClient, type CronTaskOptions, type CronTrigger, type RecurrentTaskInfo } from "./recurrent.js";
+export {
+  RecurrentTaskClient,
+  type CronTaskOptions,
+  type CronTrigger,
+  type RecurrentTaskInfo,
+  type StorageEventTaskOptions,
+  type StorageLocationSpec,
+} from "./recurrent.js";
+export { StorageEventTask, StorageLocation, type StorageTrigger, type StorageEventTypeName, type StorageTypeName } from "./storage.js";
 export { WriteObject } from "./builtins.js";
 export { TaskRunner, type RunnerLogger, type RunnerOptions } from "./task-runner.js";
 export { Code, ConnectError } from "@connectrpc/connect";

@@ -5,6 +5,7 @@ import { type Job as JobMessage, JobState } from "../gen/sluice/v1/job_pb.js";
 import { JobService } from "../gen/sluice/v1/job_service_pb.js";
 import { type Task as TaskMessage, TaskState, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
 import { WriteObject } from "./builtins.js";
+import { triggerOf } from "./storage.js";
 import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
 
 export type JobStateName = "scheduled" | "queued" | "started" | "completed" | "failed" | "cancelled";
@@ -170,6 +171,7 @@ export class JobClient {
       identifier: identifierOf(task),
       input: serializeInput(task),
       maxRetries: options.maxRetries ?? 0,
+      trigger: triggerOf(task),
     });
     const res = await this.api.submitJob({
       name,

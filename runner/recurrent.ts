@@ -1,6 +1,8 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { Client as ConnectClient } from "@connectrpc/connect";
 import { type RecurrentTask as RecurrentTaskMessage, RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
+import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
+import { StorageEventTask, StorageLocation, type StorageTypeName, storageTypes } from "./storage.js";
 import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
 
 export interface CronTrigger {
@@ -22,6 +24,8 @@ export interface RecurrentTaskInfo {
   input: unknown;
   maxRetries: number;
   cronTriggers: CronTrigger[];
+  /** Storage event triggers: location ids and globs. */
+  storageEventTriggers: { locationId: string; glob: string }[];
   paused: boolean;
   createdAt: Date;
   lastTickAt?: Date;
@@ -56,6 +60,7 @@ function fromMessage(m: RecurrentTaskMessage): RecurrentTaskInfo {
       timeZone: t.timeZone,
       nextTickAt: t.nextTickAt ? timestampDate(t.nextTickAt) : undefined,
     })),
+    storageEventTriggers: m.storageEventTriggers.map((t) => ({ locationId: t.locationId, glob: t.glob })),
     paused: m.paused,
     createdAt: m.createdAt ? timestampDate(m.createdAt) : new Date(0),
     lastTickAt: m.lastTickAt ? timestampDate(m.lastTickAt) : undefined,
@@ -66,9 +71,80 @@ function fromMessage(m: RecurrentTaskMessage): RecurrentTaskInfo {
 type Ref = string | { id: string };
 const ref = (r: Ref) => (typeof r === "string" ? r : r.id);
 
-/** Creates, lists, pauses, resumes and deletes recurrent tasks. */
+export interface StorageEventTaskOptions {
+  /** (location, glob) pairs: a job for every object created or modified in the location whose key matches. */
+  triggers: readonly (readonly [StorageLocation | string, string])[];
+  /** Retries of each job's root task. */
+  maxRetries?: number;
+}
+
+export interface StorageLocationSpec {
+  type: StorageTypeName;
+  /** GCS: "project:bucket"; S3: the bucket; FS: an absolute folder path. */
+  location: string;
+  /** S3: an S3-compatible endpoint. */
+  endpoint?: string;
+  /** S3: the region (default us-east-1). */
+  region?: string;
+  /** S3: an SQS queue that receives the bucket's event notifications; the server reads it. */
+  sqsQueueUrl?: string;
+  /** How often the server lists the location for objects whose events were lost (default 300; 0 never). */
+  reconcileIntervalSeconds?: number;
+  /** FS: the server does not watch the folder; a `sluice watch` beside it reports its events. */
+  externalWatcher?: boolean;
+}
+
+/** Creates, lists, pauses, resumes and deletes recurrent tasks, and manages storage locations. */
 export class RecurrentTaskClient {
-  constructor(private readonly api: ConnectClient<typeof RecurrentTaskService>) {}
+  constructor(
+    private readonly api: ConnectClient<typeof RecurrentTaskService>,
+    private readonly storage: ConnectClient<typeof StorageService>,
+  ) {}
+
+  /**
+   * Submits a job of `task` (a StorageEventTask) for every object created or
+   * modified in a trigger's location whose key matches its glob. Exactly one
+   * job per object version and trigger, however often its event arrives.
+   */
+  async createRecurringStorageEventTask(name: string, cluster: string, task: StorageEventTask<any>, options: StorageEventTaskOptions): Promise<RecurrentTaskInfo> {
+    const res = await this.api.createStorageEventTask({
+      name,
+      cluster,
+      task: { identifier: identifierOf(task), input: serializeInput(task), maxRetries: options.maxRetries ?? 0 },
+      triggers: options.triggers.map(([location, glob]) => ({ locationId: typeof location === "string" ? location : location.id, glob })),
+    });
+    return fromMessage(res.recurrentTask!);
+  }
+
+  /** Every registered storage location. */
+  async storageLocations(): Promise<StorageLocation[]> {
+    return (await this.storage.listStorageLocations({})).storageLocations.map((l) => new StorageLocation(l));
+  }
+
+  /** Registers a storage location; the server refuses one it cannot reach, saying why. */
+  async registerStorageLocation(spec: StorageLocationSpec): Promise<StorageLocation> {
+    const interval = spec.reconcileIntervalSeconds;
+    const res = await this.storage.registerStorageLocation({
+      type: storageTypes[spec.type],
+      location: spec.location,
+      endpoint: spec.endpoint ?? "",
+      region: spec.region ?? "",
+      sqsQueueUrl: spec.sqsQueueUrl ?? "",
+      reconcileIntervalSeconds: interval ?? 0,
+      disableReconciliation: interval === 0,
+      externalWatcher: spec.externalWatcher ?? false,
+    });
+    return new StorageLocation(res.storageLocation!);
+  }
+
+  async storageLocation(id: string): Promise<StorageLocation> {
+    return new StorageLocation((await this.storage.getStorageLocation({ id })).storageLocation!);
+  }
+
+  /** Deletes a storage location that no storage event task uses. */
+  async deleteStorageLocation(location: StorageLocation | string): Promise<void> {
+    await this.storage.deleteStorageLocation({ id: typeof location === "string" ? location : location.id });
+  }
 
   /**
    * Submits a job of `task` at every tick of `cron` (one expression or several),

@@ -8,6 +8,7 @@ import { BUILTIN_TASKS } from "./builtins.js";
 import { type CacheBackend, JobCache } from "./cache/cache.js";
 import { InMemoryCache } from "./cache/memory.js";
 import { ResultReporter } from "./result-reporter.js";
+import { StorageEventTask, triggerFromMessage } from "./storage.js";
 import { type TaskClass, deserializeInput, identifierOf, parseVersion } from "./task.js";
 
 export interface RunnerLogger {
@@ -295,6 +296,7 @@ export class TaskRunner {
       const cls = this.resolve(name, version);
       if (!cls) throw new Error(`this runner has no task ${name} compatible with ${version}`);
       const task = new cls(deserializeInput(t.input));
+      if (t.trigger && task instanceof StorageEventTask) task.trigger = triggerFromMessage(t.trigger);
       const context = new TaskContext(t.jobId, t.id, t.lease, h.abort.signal, JobCache.forJob(this.cache, t.jobId));
       await task.execute(context);
       outcome = { case: "computed", value: { subtasks: context.subtasks } };

@@ -1,0 +1,142 @@
+import { readFile } from "node:fs/promises";
+import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { Storage } from "@google-cloud/storage";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { type StorageEvent, StorageEventSchema, StorageEventType, type StorageLocation as LocationMessage, StorageType } from "../gen/sluice/v1/storage_pb.js";
+import { keyPath } from "./builtins.js";
+import { Task } from "./task.js";
+
+export type StorageTypeName = "gcs" | "s3" | "fs";
+
+const typeNames = new Map<StorageType, StorageTypeName>([
+  [StorageType.GCS, "gcs"],
+  [StorageType.S3, "s3"],
+  [StorageType.FS, "fs"],
+]);
+export const storageTypes: Record<StorageTypeName, StorageType> = { gcs: StorageType.GCS, s3: StorageType.S3, fs: StorageType.FS };
+
+/**
+ * A registered bucket or folder. `read(key)` fetches an object through
+ * @google-cloud/storage, @aws-sdk/client-s3 or the file system, with the
+ * credentials of the process that calls it (the runner's environment).
+ */
+export class StorageLocation {
+  readonly id: string;
+  readonly type: StorageTypeName;
+  /** GCS: "project:bucket"; S3: the bucket; FS: the folder. */
+  readonly location: string;
+  readonly endpoint: string;
+  readonly region: string;
+  readonly sqsQueueUrl: string;
+  readonly reconcileIntervalSeconds: number;
+  /** The secret push notifications for it must carry. */
+  readonly pushToken: string;
+  /** Where push notifications go, relative to the server URL (S3 and GCS). */
+  readonly pushPath: string;
+  readonly createdAt?: Date;
+  private s3?: S3Client;
+  private gcs?: Storage;
+
+  constructor(m: LocationMessage) {
+    this.id = m.id;
+    this.type = typeNames.get(m.type) ?? "fs";
+    this.location = m.location;
+    this.endpoint = m.endpoint;
+    this.region = m.region;
+    this.sqsQueueUrl = m.sqsQueueUrl;
+    this.reconcileIntervalSeconds = m.reconcileIntervalSeconds;
+    this.pushToken = m.pushToken;
+    this.pushPath = m.pushPath;
+    this.createdAt = m.createdAt ? timestampDate(m.createdAt) : undefined;
+  }
+
+  /** The bytes of the object at `key`. */
+  async read(key: string): Promise<Uint8Array> {
+    if (this.type === "fs") return readFile(keyPath(this.location, key));
+    if (this.type === "s3") {
+      this.s3 ??= new S3Client({
+        region: this.region || process.env.AWS_REGION || "us-east-1",
+        ...(this.endpoint ? { endpoint: this.endpoint, forcePathStyle: true } : {}),
+      });
+      const res = await this.s3.send(new GetObjectCommand({ Bucket: this.location, Key: key }));
+      return res.Body!.transformToByteArray();
+    }
+    const [project, bucket] = this.location.split(":");
+    // STORAGE_EMULATOR_HOST, if set, points the client at an emulator.
+    this.gcs ??= new Storage({ projectId: project });
+    const [data] = await this.gcs.bucket(bucket).file(key).download();
+    return data;
+  }
+
+  toString(): string {
+    return `StorageLocation(${this.type}: ${this.location})`;
+  }
+}
+
+export type StorageEventTypeName = "CREATED" | "MODIFIED";
+
+/** What triggered a storage event task. */
+export interface StorageTrigger {
+  /** CREATED for a new object, MODIFIED for a new version or new metadata. */
+  type: StorageEventTypeName;
+  /** The object's key (its path in the location), as Tilebox calls it. */
+  location: string;
+  /** The object's key (same as `location`). */
+  key: string;
+  /** The object version the event is for. */
+  version: string;
+  /** The storage location, to read the object with: `trigger.storage.read(trigger.key)`. */
+  storage: StorageLocation;
+}
+
+export function triggerFromMessage(e: StorageEvent): StorageTrigger {
+  return {
+    type: e.type === StorageEventType.MODIFIED ? "MODIFIED" : "CREATED",
+    location: e.key,
+    key: e.key,
+    version: e.version,
+    storage: new StorageLocation(e.location!),
+  };
+}
+
+/**
+ * A task started by objects created or modified in a storage location. Register
+ * it with `client.recurrentTasks().createRecurringStorageEventTask(...)`; its
+ * jobs' tasks see the event in `this.trigger`. To submit one as an ordinary job,
+ * give it a trigger with `once(location, key)`.
+ */
+export abstract class StorageEventTask<Input extends object = Record<string, unknown>> extends Task<Input> {
+  /** The event this task handles; set on the runner (or by `once`). */
+  trigger?: StorageTrigger;
+
+  /** A copy of this task that handles the object `key` of `location`, to submit as a normal job. */
+  once(location: StorageLocation, key: string, type: StorageEventTypeName = "CREATED"): this {
+    const copy = new (this.constructor as new (input: Input) => this)(this.input);
+    copy.trigger = { type, location: key, key, version: "", storage: location };
+    return copy;
+  }
+}
+
+/** The trigger of a task to submit, as the API wants it; throws for an untriggered storage event task. */
+export function triggerOf(task: Task<any>): MessageInitShape<typeof StorageEventSchema> | undefined {
+  if (!(task instanceof StorageEventTask)) return undefined;
+  const t = task.trigger;
+  if (!t) {
+    throw new TypeError(
+      `${task.constructor.name} is a StorageEventTask and cannot be submitted without being triggered: use task.once(location, key)`,
+    );
+  }
+  return {
+    type: t.type === "MODIFIED" ? StorageEventType.MODIFIED : StorageEventType.CREATED,
+    key: t.key,
+    version: t.version,
+    location: {
+      id: t.storage.id,
+      type: storageTypes[t.storage.type],
+      location: t.storage.location,
+      endpoint: t.storage.endpoint,
+      region: t.storage.region,
+    },
+  };
+}

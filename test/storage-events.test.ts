@@ -1,0 +1,267 @@
+import { createServer } from "node:http";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { type FauxqsServer, startFauxqs } from "fauxqs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Client, type ExecutionContext, type Job, StorageEventTask, type StorageLocation, TaskRunner } from "../runner/index.js";
+import { type SluiceServer, buildServer } from "../server/build-server.js";
+import { compileGlob } from "../server/storage/glob.js";
+import { type GcsTestServer, startGcsServer } from "./support/gcs-server.js";
+import { createDatabase, eventually, quiet } from "./support/harness.js";
+
+// The server's and the runner's S3 clients take credentials from the environment, as in production.
+process.env.AWS_ACCESS_KEY_ID = "test";
+process.env.AWS_SECRET_ACCESS_KEY = "test";
+
+/** What storage event tasks saw, by job. */
+const seen = new Map<string, { type: string; key: string; content: string; label: string }>();
+
+class LogObject extends StorageEventTask<{ label: string }> {
+  static identifier = { name: "LogObject", version: "v1.0" };
+  async execute(context: ExecutionContext) {
+    const t = this.trigger!;
+    const content = new TextDecoder().decode(await t.storage.read(t.location));
+    seen.set(context.jobId, { type: t.type, key: t.key, content, label: this.input.label });
+  }
+}
+
+describe("the glob table", () => {
+  it("matches as Tilebox documents", () => {
+    const keys = ["a.txt", "b.csv", "x/a.txt", "x/y/a.txt", "folder/a.txt", "folder/sub/b.txt", "folder", "c.txt"];
+    const matching = (glob: string) => keys.filter(compileGlob(glob));
+    expect(matching("*.txt")).toEqual(["a.txt", "c.txt"]);
+    expect(matching("**/*.txt")).toEqual(["x/a.txt", "x/y/a.txt", "folder/a.txt", "folder/sub/b.txt"]);
+    expect(matching("**.txt")).toEqual(["a.txt", "x/a.txt", "x/y/a.txt", "folder/a.txt", "folder/sub/b.txt", "c.txt"]);
+    expect(matching("folder/*")).toEqual(["folder/a.txt"]);
+    expect(matching("folder/**")).toEqual(["folder/a.txt", "folder/sub/b.txt"]);
+    expect(matching("[a-b].txt")).toEqual(["a.txt"]);
+    expect(() => compileGlob("[a-")).toThrow(/glob "\[a-" is invalid/);
+  });
+});
+
+describe("storage event tasks", () => {
+  let db: Awaited<ReturnType<typeof createDatabase>>;
+  let server: SluiceServer;
+  let client: Client;
+  let runner: TaskRunner;
+  let running: Promise<void>;
+  let dataDir: string;
+  let folder: string;
+  let fauxqs: FauxqsServer;
+  let s3: S3Client;
+  let gcs: GcsTestServer;
+  const start = () => buildServer({ host: "127.0.0.1", port: 0, databaseUrl: db.url, dataDir, gcsApiEndpoint: gcs.url });
+
+  beforeAll(async () => {
+    db = await createDatabase();
+    dataDir = await mkdtemp(join(tmpdir(), "sluice-storage-data-"));
+    folder = await mkdtemp(join(tmpdir(), "sluice-storage-folder-"));
+    fauxqs = await startFauxqs({ port: 0, logger: false });
+    s3 = new S3Client({ endpoint: `http://127.0.0.1:${fauxqs.port}`, region: "us-east-1", forcePathStyle: true });
+    await s3.send(new CreateBucketCommand({ Bucket: "inbox" }));
+    gcs = await startGcsServer();
+    gcs.createBucket("scenes");
+    // The runner's GCS client finds the emulator the way @google-cloud/storage does.
+    // (It takes the base URL of the JSON API, path included.)
+    process.env.STORAGE_EMULATOR_HOST = `${gcs.url}/storage/v1`;
+    server = await start();
+    client = new Client({ url: server.url });
+    runner = client.runner("default", { tasks: [LogObject], concurrency: 4, logger: quiet });
+    running = runner.runForever();
+  });
+  afterAll(async () => {
+    await runner?.stop();
+    await running;
+    client?.close();
+    await server?.stop();
+    s3?.destroy();
+    await fauxqs?.stop();
+    await gcs?.close();
+    await db?.drop();
+    for (const d of [dataDir, folder]) if (d) await rm(d, { recursive: true, force: true });
+  });
+
+  const jobsOf = async (recurrentTaskId: string): Promise<Job[]> =>
+    (await client.jobs().list({ limit: 1000 })).filter((j) => j.recurrentTaskId === recurrentTaskId).sort((a, b) => Number(a.id) - Number(b.id));
+  const completed = (id: string, n: number) =>
+    eventually(async () => {
+      const jobs = await jobsOf(id);
+      return jobs.filter((j) => j.state === "completed").length >= n ? jobs : undefined;
+    }, 30_000, `${n} completed jobs of recurrent task ${id}`);
+  const refused = async (call: Promise<unknown>, code: Code, message: RegExp) => {
+    const err = await call.then(() => undefined, ConnectError.from);
+    expect(err).toBeInstanceOf(ConnectError);
+    expect(Code[err!.code]).toBe(Code[code]);
+    expect(err!.rawMessage).toMatch(message);
+  };
+
+  it("refuses locations the server cannot reach, saying why, and bad globs", async () => {
+    const recurrent = client.recurrentTasks();
+    await refused(recurrent.registerStorageLocation({ type: "fs", location: join(folder, "missing") }), Code.FailedPrecondition, /cannot read folder .*missing \(it does not exist\)/);
+    await refused(recurrent.registerStorageLocation({ type: "fs", location: "relative/path" }), Code.InvalidArgument, /not an absolute folder path/);
+    await refused(
+      recurrent.registerStorageLocation({ type: "s3", location: "no-such-bucket", endpoint: `http://127.0.0.1:${fauxqs.port}` }),
+      Code.FailedPrecondition,
+      /S3 bucket no-such-bucket does not exist at http:\/\/127\.0\.0\.1/,
+    );
+    await refused(recurrent.registerStorageLocation({ type: "s3", location: "inbox", endpoint: "http://127.0.0.1:9" }), Code.FailedPrecondition, /cannot reach S3 bucket inbox/);
+    await refused(recurrent.registerStorageLocation({ type: "gcs", location: "test-project:no-such-bucket" }), Code.FailedPrecondition, /GCS bucket test-project:no-such-bucket does not exist/);
+    await refused(recurrent.registerStorageLocation({ type: "gcs", location: "just-a-bucket" }), Code.InvalidArgument, /use "project:bucket"/);
+    expect(await recurrent.storageLocations()).toEqual([]);
+
+    const local = await recurrent.registerStorageLocation({ type: "fs", location: folder });
+    await refused(
+      recurrent.createRecurringStorageEventTask("bad glob", "default", new LogObject({ label: "x" }), { triggers: [[local, "[a-"]] }),
+      Code.InvalidArgument,
+      /triggers\[0\]\.glob: glob "\[a-" is invalid/,
+    );
+    await refused(
+      recurrent.createRecurringStorageEventTask("no location", "default", new LogObject({ label: "x" }), { triggers: [["9999", "*"]] }),
+      Code.NotFound,
+      /storage location 9999 does not exist/,
+    );
+    await recurrent.deleteStorageLocation(local);
+  });
+
+  it("start one job per new .txt file in a watched folder, CREATED then MODIFIED, and catch up after a restart", async () => {
+    const recurrent = client.recurrentTasks();
+    const local = await recurrent.registerStorageLocation({ type: "fs", location: folder, reconcileIntervalSeconds: 0 });
+    expect(local).toMatchObject({ type: "fs", location: folder });
+    expect((await recurrent.storageLocations()).map((l) => l.id)).toContain(local.id);
+    const task = await recurrent.createRecurringStorageEventTask("log-texts", "default", new LogObject({ label: "fs" }), { triggers: [[local, "**.txt"]] });
+    expect(task.storageEventTriggers).toEqual([{ locationId: local.id, glob: "**.txt" }]);
+
+    await writeFile(join(folder, "a.txt"), "first");
+    await mkdir(join(folder, "sub"));
+    await writeFile(join(folder, "sub", "b.txt"), "second");
+    await writeFile(join(folder, "c.csv"), "not a text file");
+    const jobs = await completed(task.id, 2);
+    expect(jobs).toHaveLength(2);
+    const byKey = new Map(jobs.map((j) => [seen.get(j.id)!.key, seen.get(j.id)!]));
+    expect(byKey.get("a.txt")).toEqual({ type: "CREATED", key: "a.txt", content: "first", label: "fs" });
+    expect(byKey.get("sub/b.txt")).toMatchObject({ type: "CREATED", content: "second" });
+    expect(jobs.map((j) => j.name).sort()).toEqual(["log-texts a.txt", "log-texts sub/b.txt"]);
+
+    await writeFile(join(folder, "a.txt"), "first, changed");
+    const more = await completed(task.id, 3);
+    expect(seen.get(more[2].id)).toMatchObject({ type: "MODIFIED", key: "a.txt", content: "first, changed" });
+
+    // The server goes away; a file arrives; a new server reports it.
+    await runner.stop();
+    await running;
+    client.close();
+    await server.stop();
+    await writeFile(join(folder, "while-down.txt"), "missed?");
+    server = await start();
+    client = new Client({ url: server.url });
+    runner = client.runner("default", { tasks: [LogObject], concurrency: 4, logger: quiet });
+    running = runner.runForever();
+    const caught = await completed(task.id, 4);
+    expect(seen.get(caught[3].id)).toMatchObject({ type: "CREATED", key: "while-down.txt", content: "missed?" });
+    expect(caught).toHaveLength(4);
+
+    await client.recurrentTasks().delete(task);
+  });
+
+  it("take S3 event notifications over HTTP (bare, SNS, MinIO), once per object version, with URL-decoded keys", async () => {
+    const recurrent = client.recurrentTasks();
+    const bucket = await recurrent.registerStorageLocation({ type: "s3", location: "inbox", endpoint: `http://127.0.0.1:${fauxqs.port}`, reconcileIntervalSeconds: 0 });
+    expect(bucket.pushPath).toBe(`/events/s3/${bucket.id}`);
+    const task = await recurrent.createRecurringStorageEventTask("s3-texts", "default", new LogObject({ label: "s3" }), { triggers: [[bucket, "**.txt"]] });
+    await s3.send(new PutObjectCommand({ Bucket: "inbox", Key: "my file!.txt", Body: "from s3" }));
+    await s3.send(new PutObjectCommand({ Bucket: "inbox", Key: "skip.bin", Body: "x" }));
+
+    const record = (key: string, eTag: string) => ({
+      eventName: "ObjectCreated:Put",
+      eventTime: new Date().toISOString(),
+      s3: { bucket: { name: "inbox" }, object: { key, eTag, size: 7, sequencer: "0A1" } },
+    });
+    const event = { Records: [record("my+file%21.txt", "etag-1"), record("skip.bin", "etag-2")] };
+    const post = (body: unknown, query = `?token=${bucket.pushToken}`, headers: Record<string, string> = {}) =>
+      fetch(`${server.url}${bucket.pushPath}${query}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
+
+    // Delivered three times, three ways: one job.
+    expect((await post(event)).status).toBe(200);
+    expect((await post({ Type: "Notification", Message: JSON.stringify(event) })).status).toBe(200);
+    expect((await post({ EventName: "s3:ObjectCreated:Put", Key: "inbox/my+file%21.txt", Records: event.Records }, "", { authorization: `Bearer ${bucket.pushToken}` })).status).toBe(200);
+    const jobs = await completed(task.id, 1);
+    expect(jobs).toHaveLength(1);
+    expect(seen.get(jobs[0].id)).toEqual({ type: "CREATED", key: "my file!.txt", content: "from s3", label: "s3" });
+
+    // SNS subscription confirmation: the server visits the SubscribeURL.
+    let confirmed = false;
+    const sns = createServer((req, res) => {
+      confirmed = req.url === "/confirm?token=abc";
+      res.end("ok");
+    });
+    await new Promise<void>((r) => sns.listen(0, "127.0.0.1", r));
+    const port = (sns.address() as { port: number }).port;
+    expect((await post({ Type: "SubscriptionConfirmation", SubscribeURL: `http://127.0.0.1:${port}/confirm?token=abc` })).status).toBe(200);
+    expect(confirmed).toBe(true);
+    sns.close();
+
+    // Bad requests start nothing and say why.
+    const bad = async (res: Response, status: number, message: RegExp) => {
+      expect(res.status).toBe(status);
+      expect(((await res.json()) as { error: string }).error).toMatch(message);
+    };
+    const other = { Records: [record("other.txt", "etag-9")] };
+    await bad(await post(other, "?token=wrong"), 401, /missing or wrong token/);
+    await bad(await post("{not json"), 400, /not JSON/);
+    await bad(await post({ Records: [{ eventName: "ObjectCreated:Put", s3: { bucket: { name: "elsewhere" }, object: { key: "x.txt", eTag: "e" } } }] }), 400, /for bucket "elsewhere", not inbox/);
+    await bad(await fetch(`${server.url}/events/s3/987654?token=x`, { method: "POST", body: "{}" }), 404, /not a registered S3 location/);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await jobsOf(task.id)).toHaveLength(1);
+    await recurrent.delete(task);
+  });
+
+  it("take GCS Pub/Sub push messages, authenticated by the location's token", async () => {
+    const recurrent = client.recurrentTasks();
+    const bucket = await recurrent.registerStorageLocation({ type: "gcs", location: "test-project:scenes", reconcileIntervalSeconds: 0 });
+    const task = await recurrent.createRecurringStorageEventTask("gcs-scenes", "default", new LogObject({ label: "gcs" }), { triggers: [[bucket, "scenes/*.tif"]] });
+    const stored = await gcs.putObject("scenes", "scenes/a.tif", Buffer.from("tiff bytes"));
+    const push = (eventType: string, objectId: string, generation: string, token = bucket.pushToken, extra: Record<string, string> = {}) =>
+      fetch(`${server.url}${bucket.pushPath}?token=${token}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          message: {
+            attributes: { eventType, bucketId: "scenes", objectId, objectGeneration: generation, ...extra },
+            data: Buffer.from(JSON.stringify({ name: objectId, bucket: "scenes", generation, metageneration: "1", updated: new Date().toISOString() })).toString("base64"),
+            messageId: "m1",
+          },
+          subscription: "projects/test-project/subscriptions/sluice",
+        }),
+      });
+    expect((await push("OBJECT_FINALIZE", "scenes/a.tif", String(stored.generation))).status).toBe(200);
+    expect((await push("OBJECT_FINALIZE", "scenes/a.tif", String(stored.generation))).status).toBe(200);
+    expect((await push("OBJECT_FINALIZE", "other/b.tif", "5")).status).toBe(200);
+    expect((await push("OBJECT_DELETE", "scenes/a.tif", String(stored.generation))).status).toBe(200);
+    expect((await push("OBJECT_FINALIZE", "scenes/a.tif", "7", "not-the-token")).status).toBe(401);
+    const jobs = await completed(task.id, 1);
+    expect(seen.get(jobs[0].id)).toEqual({ type: "CREATED", key: "scenes/a.tif", content: "tiff bytes", label: "gcs" });
+
+    const overwritten = await gcs.putObject("scenes", "scenes/a.tif", Buffer.from("new tiff"));
+    await push("OBJECT_FINALIZE", "scenes/a.tif", String(overwritten.generation), bucket.pushToken, { overwroteGeneration: String(stored.generation) });
+    const both = await completed(task.id, 2);
+    expect(seen.get(both[1].id)).toMatchObject({ type: "MODIFIED", content: "new tiff" });
+    expect(both).toHaveLength(2);
+    await recurrent.delete(task);
+  });
+
+  it("are submitted as normal jobs only with a trigger from once(), and deleting one keeps its queued jobs", async () => {
+    const recurrent = client.recurrentTasks();
+    const location = (await recurrent.storageLocations()).find((l) => l.type === "fs") as StorageLocation;
+    await expect(client.jobs().submit("untriggered", new LogObject({ label: "x" }))).rejects.toThrow(
+      /cannot be submitted without being triggered: use task\.once\(location, key\)/,
+    );
+    await writeFile(join(folder, "manual.txt"), "by hand");
+    const job = await client.jobs().submit("manual", new LogObject({ label: "once" }).once(location, "manual.txt"));
+    await eventually(async () => (await client.jobs().get(job.id)).state === "completed");
+    expect(seen.get(job.id)).toEqual({ type: "CREATED", key: "manual.txt", content: "by hand", label: "once" });
+    expect((await client.jobs().get(job.id)).tasks[0]).toMatchObject({ identifier: { name: "LogObject", version: "v1.0" } });
+  });
+});
