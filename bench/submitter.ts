@@ -41,12 +41,13 @@ if (system === "sluice") {
 }
 
 async function main(): Promise<void> {
-  // The warm-up runs at the same rate straight into the measured phase; its
-  // tasks are counted but their latencies are not recorded.
-  const warmupJobs = Math.round((rate * warmupMs) / 1000);
-  const total = warmupJobs + Math.round((rate * durationMs) / 1000);
+  // The first `warmupMs` of submitting is the warm-up, at the same rate and
+  // straight into the measured phase; its tasks are counted but their
+  // latencies are not recorded.
+  const total = Math.round((rate * (warmupMs + durationMs)) / 1000);
   const interval = 1000 / rate;
   let submitted = 0;
+  let warmup = 0;
   let inFlight = 0;
   let errors = 0;
   let maxLagMs = 0;
@@ -55,19 +56,23 @@ async function main(): Promise<void> {
   const callMs = new Samples();
   const cpuAtStart = process.cpuUsage();
   const start = now();
-  let firstAt = start;
+  const measuredFrom = start + warmupMs;
+  let firstAt = NaN;
   let lastAt = start;
   // Submitting stops at the deadline even when the system could not take
   // everything: how many it took is part of the result.
-  const deadline = start + warmupMs + durationMs;
+  const deadline = measuredFrom + durationMs;
   while (submitted < total && now() < deadline) {
     const due = Math.min(total, Math.floor((now() - start) / interval) + 1);
     while (submitted < due && inFlight < maxInFlight) {
       const t = now();
       if (t >= deadline) break;
-      const warm = submitted < warmupJobs;
-      if (submitted === warmupJobs) firstAt = t;
-      if (!warm) maxLagMs = Math.max(maxLagMs, t - (start + submitted * interval));
+      const warm = t < measuredFrom;
+      if (warm) warmup++;
+      else {
+        if (Number.isNaN(firstAt)) firstAt = t;
+        maxLagMs = Math.max(maxLagMs, t - (start + submitted * interval));
+      }
       lastAt = t;
       submitted++;
       inFlight++;
@@ -90,9 +95,9 @@ async function main(): Promise<void> {
   const call = summarize(callMs.toArray());
   await sendToParent({
     type: "submitted",
-    count: Math.max(0, submitted - warmupJobs - errors),
-    warmup: Math.min(submitted, warmupJobs),
-    firstAt,
+    count: Math.max(0, submitted - warmup - errors),
+    warmup,
+    firstAt: Number.isNaN(firstAt) ? measuredFrom : firstAt,
     lastAt,
     maxLagMs,
     errors,
