@@ -23,6 +23,8 @@ import { clusterService } from "./services/cluster-service.js";
 import { type StorageDeps, storageService } from "./services/storage-service.js";
 import { pushHandler } from "./storage/push.js";
 import { ServerWatchers } from "./storage/watchers.js";
+import { Reconciler } from "./storage/reconciler.js";
+import { SqsPollers } from "./storage/sqs.js";
 import { LOCATIONS_CHANNEL } from "./storage/locations.js";
 import { HealthState } from "./services/health-service.js";
 import { jobService } from "./services/job-service.js";
@@ -87,8 +89,15 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   // Folders registered as FS locations are watched by every server; a NOTIFY
   // on LOCATIONS_CHANNEL tells them all when locations change.
   const watchers = new ServerWatchers(sql, join(resolve(config.dataDir), "watch"), onError);
-  const locations = await sql.listen(LOCATIONS_CHANNEL, () => void watchers.sync(), () => void watchers.sync());
   const storageClients = { gcsApiEndpoint: config.gcsApiEndpoint };
+  const pollers = new SqsPollers(sql, onError);
+  const reconciler = new Reconciler(sql, storageClients, onError);
+  const locationsChanged = () => {
+    void watchers.sync();
+    void pollers.sync();
+    reconciler.wake(0);
+  };
+  const locations = await sql.listen(LOCATIONS_CHANNEL, locationsChanged, locationsChanged);
 
   const deps: StorageDeps = {
     sql,
@@ -121,6 +130,8 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   const host = listener.host.includes(":") ? `[${listener.host}]` : listener.host;
   const url = `http://${host}:${listener.port}`;
   await watchers.sync();
+  await pollers.sync();
+  reconciler.start();
   logger.info(`Sluice is listening on ${url}`);
 
   let stopping: Promise<void> | undefined;
@@ -135,6 +146,8 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
         await scheduler.stop();
         await locations.unlisten().catch(() => {});
         await watchers.stop();
+        await pollers.stop();
+        reconciler.stop();
         // Ends the work streams, so that connections can drain.
         await dispatcher.stop();
         await listener.close();

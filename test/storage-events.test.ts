@@ -3,8 +3,9 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { SQSClient, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type FauxqsServer, startFauxqs } from "fauxqs";
+import { type FauxqsServer, interceptLocalhostDns, startFauxqs } from "fauxqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, type ExecutionContext, type Job, StorageEventTask, type StorageLocation, TaskRunner } from "../runner/index.js";
 import { type SluiceServer, buildServer } from "../server/build-server.js";
@@ -249,6 +250,56 @@ describe("storage event tasks", () => {
     const both = await completed(task.id, 2);
     expect(seen.get(both[1].id)).toMatchObject({ type: "MODIFIED", content: "new tiff" });
     expect(both).toHaveLength(2);
+    await recurrent.delete(task);
+  });
+
+  it("read S3 event notifications from an SQS queue", async () => {
+    const recurrent = client.recurrentTasks();
+    await s3.send(new CreateBucketCommand({ Bucket: "drops" }));
+    // fauxqs names queues on sqs.REGION.localhost: resolve *.localhost in this process, as it advises.
+    const restoreDns = interceptLocalhostDns();
+    const { queueUrl } = fauxqs.createQueue("drops-events");
+    const bucket = await recurrent.registerStorageLocation({
+      type: "s3",
+      location: "drops",
+      endpoint: `http://127.0.0.1:${fauxqs.port}`,
+      sqsQueueUrl: queueUrl,
+      reconcileIntervalSeconds: 0,
+    });
+    const task = await recurrent.createRecurringStorageEventTask("sqs-texts", "default", new LogObject({ label: "sqs" }), { triggers: [[bucket, "*.txt"]] });
+    await s3.send(new PutObjectCommand({ Bucket: "drops", Key: "via queue.txt", Body: "queued" }));
+    // fauxqs does not send bucket notifications itself: send the message S3 would.
+    const sqs = new SQSClient({ endpoint: `http://127.0.0.1:${fauxqs.port}`, region: "us-east-1" });
+    const message = JSON.stringify({
+      Records: [{ eventName: "ObjectCreated:Put", s3: { bucket: { name: "drops" }, object: { key: "via+queue.txt", eTag: "q1" } } }],
+    });
+    await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: message }));
+    await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify({ Type: "Notification", Message: message }) }));
+    const jobs = await completed(task.id, 1);
+    expect(seen.get(jobs[0].id)).toEqual({ type: "CREATED", key: "via queue.txt", content: "queued", label: "sqs" });
+    // Both deliveries were read and deleted from the queue; one job.
+    await eventually(() => {
+      const q = fauxqs.inspectQueue("drops-events")!;
+      return q.messages.ready.length + q.messages.inflight.length === 0;
+    });
+    expect(await jobsOf(task.id)).toHaveLength(1);
+    sqs.destroy();
+    await recurrent.delete(task);
+    await recurrent.deleteStorageLocation(bucket);
+    restoreDns?.();
+  });
+
+  it("pick up objects whose notification was lost, by listing the location", async () => {
+    const recurrent = client.recurrentTasks();
+    await s3.send(new CreateBucketCommand({ Bucket: "lossy" }));
+    const bucket = await recurrent.registerStorageLocation({ type: "s3", location: "lossy", endpoint: `http://127.0.0.1:${fauxqs.port}`, reconcileIntervalSeconds: 1 });
+    const task = await recurrent.createRecurringStorageEventTask("lossy-texts", "default", new LogObject({ label: "listed" }), { triggers: [[bucket, "**.txt"]] });
+    await s3.send(new PutObjectCommand({ Bucket: "lossy", Key: "nobody/told/us.txt", Body: "found by listing" }));
+    const jobs = await completed(task.id, 1);
+    expect(seen.get(jobs[0].id)).toEqual({ type: "CREATED", key: "nobody/told/us.txt", content: "found by listing", label: "listed" });
+    // Later listings find the same version again and start nothing more.
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(await jobsOf(task.id)).toHaveLength(1);
     await recurrent.delete(task);
   });
 

@@ -66,7 +66,8 @@ export function storageService({ sql, storage }: StorageDeps): ServiceImpl<typeo
         region,
         sqsQueueUrl: req.sqsQueueUrl,
         externalWatcher: req.externalWatcher,
-        reconcileIntervalS: req.disableReconciliation ? 0 : req.reconcileIntervalSeconds || DEFAULT_RECONCILE_S,
+        // A folder only an external watcher sees cannot be listed by the server.
+        reconcileIntervalS: req.disableReconciliation || req.externalWatcher ? 0 : req.reconcileIntervalSeconds || DEFAULT_RECONCILE_S,
       });
       if (!row) throw new ConnectError(`storage location ${req.location} is registered already`, Code.AlreadyExists);
       storage.onChange();

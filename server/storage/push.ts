@@ -9,7 +9,7 @@ type Response = ServerResponse | Http2ServerResponse;
 
 const MAX_BODY = 10 * 1024 * 1024;
 
-class PushError extends Error {
+export class PushError extends Error {
   constructor(
     readonly status: number,
     message: string,
@@ -63,7 +63,7 @@ export function s3Changes(event: any, bucket: string): ObjectChangeIn[] {
 }
 
 /** Unwraps an SNS envelope; answers a subscription confirmation by visiting its SubscribeURL. */
-async function unwrapSns(body: any): Promise<any | null> {
+export async function unwrapSns(body: any): Promise<any | null> {
   if (body?.Type === "SubscriptionConfirmation") {
     const url = String(body.SubscribeURL ?? "");
     if (!/^https?:\/\//.test(url)) throw new PushError(400, "SubscriptionConfirmation without a SubscribeURL");

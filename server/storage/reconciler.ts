@@ -1,0 +1,122 @@
+import { readdir, stat } from "node:fs/promises";
+import { join, relative, sep } from "node:path";
+import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import type { Sql } from "postgres";
+import { type ObjectChangeIn, recordObjectEvents } from "./events.js";
+import { type LocationRow, type StorageClients, gcsBucket, s3Client } from "./locations.js";
+
+/** Objects modified this long before the last listing are looked at again (clock skew, slow writes). */
+const OVERLAP_MS = 60_000;
+const MAX_SLEEP_MS = 60_000;
+
+/** Objects of a location modified at or after `since`. */
+export async function listChanged(location: LocationRow, since: Date, clients: StorageClients): Promise<ObjectChangeIn[]> {
+  const out: ObjectChangeIn[] = [];
+  if (location.type === "fs") {
+    const entries = await readdir(location.location, { recursive: true, withFileTypes: true });
+    for (const e of entries) {
+      if (!e.isFile() || e.name.endsWith(".sluice-tmp")) continue;
+      const path = join(e.parentPath ?? (e as unknown as { path: string }).path, e.name);
+      const s = await stat(path).catch(() => null);
+      if (!s || s.mtime < since) continue;
+      out.push({ key: relative(location.location, path).split(sep).join("/"), version: `${Math.round(s.mtimeMs * 1000)}-${s.size}`, modifiedAt: s.mtime });
+    }
+  } else if (location.type === "s3") {
+    const client = s3Client(location);
+    try {
+      let token: string | undefined;
+      do {
+        const res = await client.send(new ListObjectsV2Command({ Bucket: location.location, ContinuationToken: token }));
+        for (const o of res.Contents ?? []) {
+          if (!o.Key || !o.LastModified || o.LastModified < since) continue;
+          out.push({ key: o.Key, version: o.ETag ?? "", modifiedAt: o.LastModified });
+        }
+        token = res.IsTruncated ? res.NextContinuationToken : undefined;
+      } while (token);
+    } finally {
+      client.destroy();
+    }
+  } else {
+    const [files] = await gcsBucket(location, clients).getFiles({ autoPaginate: true });
+    for (const f of files) {
+      const updated = new Date(String(f.metadata.updated ?? 0));
+      if (updated < since) continue;
+      const metageneration = Number(f.metadata.metageneration ?? 1);
+      out.push({ key: f.name, version: `${f.metadata.generation}${metageneration > 1 ? `.${metageneration}` : ""}`, modifiedAt: updated });
+    }
+  }
+  return out.filter((c) => c.version !== "");
+}
+
+/**
+ * Lists each storage location every `reconcile_interval_s` and submits jobs
+ * for objects whose events never arrived, so that a lost notification only
+ * delays a job. One server takes each listing (SKIP LOCKED on the location
+ * row); each listing covers what changed since the previous one. Between
+ * listings it sleeps until the next is due.
+ */
+export class Reconciler {
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = true;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly clients: StorageClients,
+    private readonly onError: (e: unknown) => void,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.wake(0);
+  }
+
+  /** Look again within `ms` (after locations changed, say). */
+  wake(ms: number): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.pass(), ms);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private async pass(): Promise<void> {
+    let sleep = MAX_SLEEP_MS;
+    try {
+      for (;;) {
+        if (this.stopped) return;
+        const location = await this.claim();
+        if (!location) break;
+        const startedAt = new Date();
+        const changes = await listChanged(location, new Date(location.reconciled_until.getTime() - OVERLAP_MS), this.clients);
+        for (let i = 0; i < changes.length; i += 5_000) await recordObjectEvents(this.sql, location, changes.slice(i, i + 5_000));
+        await this.sql`UPDATE storage_locations SET reconciled_until = ${startedAt} WHERE id = ${location.id}`;
+      }
+      const [next] = await this.sql<{ at: Date | null }[]>`
+        SELECT min(next_reconcile_at) AS at FROM storage_locations WHERE reconcile_interval_s > 0`;
+      if (next.at) sleep = Math.min(sleep, Math.max(0, next.at.getTime() - Date.now() + 5));
+    } catch (e) {
+      this.onError(e);
+      sleep = 5_000;
+    }
+    this.wake(sleep);
+  }
+
+  /** Takes the location whose listing is due, pushing its next listing one interval ahead. */
+  private async claim(): Promise<LocationRow | null> {
+    const [row] = await this.sql<LocationRow[]>`
+      UPDATE storage_locations l SET next_reconcile_at = now() + l.reconcile_interval_s * interval '1 second'
+      WHERE l.id = (
+        SELECT id FROM storage_locations
+        WHERE reconcile_interval_s > 0 AND next_reconcile_at <= now()
+        ORDER BY next_reconcile_at LIMIT 1
+        FOR UPDATE SKIP LOCKED
+      )
+      RETURNING l.*`;
+    return row ?? null;
+  }
+}

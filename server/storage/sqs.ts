@@ -1,0 +1,88 @@
+import { DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
+import type { Sql } from "postgres";
+import { recordObjectEvents } from "./events.js";
+import { type LocationRow, listLocations } from "./locations.js";
+import { s3Changes, unwrapSns } from "./push.js";
+
+/** The SQS endpoint for a queue URL: AWS's from the region, or the URL's origin for an emulator. */
+function sqsClient(location: LocationRow): SQSClient {
+  const url = new URL(location.sqs_queue_url);
+  const aws = url.hostname.endsWith(".amazonaws.com");
+  return new SQSClient({ region: location.region || "us-east-1", ...(aws ? {} : { endpoint: url.origin }) });
+}
+
+/**
+ * Reads the S3 event notifications of S3 locations that name an SQS queue,
+ * with long polls (the queue answers as soon as a message arrives, or after
+ * 20 s), and deletes each message once its objects are recorded. Every server
+ * reads; SQS hands each message to one of them, and the storage_events key
+ * makes a redelivered one harmless.
+ */
+export class SqsPollers {
+  private readonly pollers = new Map<string, AbortController>();
+  private syncing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly onError: (e: unknown) => void,
+  ) {}
+
+  sync(): Promise<void> {
+    this.syncing = this.syncing.then(() => this.doSync()).catch(this.onError);
+    return this.syncing;
+  }
+
+  private async doSync(): Promise<void> {
+    const wanted = new Map((await listLocations(this.sql)).filter((l) => l.type === "s3" && l.sqs_queue_url !== "").map((l) => [l.id, l]));
+    for (const [id, stop] of this.pollers) {
+      if (!wanted.has(id)) {
+        stop.abort();
+        this.pollers.delete(id);
+      }
+    }
+    for (const [id, location] of wanted) {
+      if (this.pollers.has(id)) continue;
+      const stop = new AbortController();
+      this.pollers.set(id, stop);
+      void this.poll(location, stop.signal);
+    }
+  }
+
+  private async poll(location: LocationRow, signal: AbortSignal): Promise<void> {
+    const client = sqsClient(location);
+    let delay = 500;
+    while (!signal.aborted) {
+      try {
+        const res = await client.send(
+          new ReceiveMessageCommand({ QueueUrl: location.sqs_queue_url, MaxNumberOfMessages: 10, WaitTimeSeconds: 20 }),
+          { abortSignal: signal },
+        );
+        const done: { Id: string; ReceiptHandle: string }[] = [];
+        for (const [i, m] of (res.Messages ?? []).entries()) {
+          try {
+            const event = await unwrapSns(JSON.parse(m.Body ?? ""));
+            if (event !== null) await recordObjectEvents(this.sql, location, s3Changes(event, location.location));
+          } catch (e) {
+            // A message that can never be read is dropped rather than redelivered forever.
+            this.onError(new Error(`dropped an unreadable message from ${location.sqs_queue_url}: ${(e as Error).message}`));
+          }
+          done.push({ Id: String(i), ReceiptHandle: m.ReceiptHandle! });
+        }
+        if (done.length > 0) await client.send(new DeleteMessageBatchCommand({ QueueUrl: location.sqs_queue_url, Entries: done }));
+        delay = 500;
+      } catch (e) {
+        if (signal.aborted) break;
+        this.onError(e);
+        await new Promise((r) => setTimeout(r, delay).unref());
+        delay = Math.min(delay * 2, 30_000);
+      }
+    }
+    client.destroy();
+  }
+
+  async stop(): Promise<void> {
+    await this.syncing;
+    for (const stop of this.pollers.values()) stop.abort();
+    this.pollers.clear();
+  }
+}
