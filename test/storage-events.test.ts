@@ -11,7 +11,7 @@ import { Client, type ExecutionContext, type Job, StorageEventTask, type Storage
 import { type SluiceServer, buildServer } from "../server/build-server.js";
 import { compileGlob } from "../server/storage/glob.js";
 import { type GcsTestServer, startGcsServer } from "./support/gcs-server.js";
-import { createDatabase, eventually, quiet } from "./support/harness.js";
+import { ROOT, createDatabase, eventually, quiet, sluice, spawnNode } from "./support/harness.js";
 
 // The server's and the runner's S3 clients take credentials from the environment, as in production.
 process.env.AWS_ACCESS_KEY_ID = "test";
@@ -301,6 +301,51 @@ describe("storage event tasks", () => {
     await new Promise((r) => setTimeout(r, 2_500));
     expect(await jobsOf(task.id)).toHaveLength(1);
     await recurrent.delete(task);
+  });
+
+  it("take a folder's events from `sluice watch` beside it, which catches up after a restart", async () => {
+    const env = { SLUICE_URL: server.url };
+    const outside = await mkdtemp(join(tmpdir(), "sluice-watched-"));
+    const registered = await sluice(["storage", "register", outside, "--type", "fs", "--external-watcher", "--json"], env);
+    expect(registered.code).toBe(0);
+    const location = JSON.parse(registered.stdout) as { id: string; pushToken: string; reconcileIntervalSeconds: number };
+    expect(location.reconcileIntervalSeconds).toBe(0);
+    const created = await sluice(
+      ["recurrent", "create-storage", "watched", "--task", "LogObject@v1.0", "--input", '{"label":"watch"}', "--trigger", `${location.id}:**.txt`, "--json"],
+      env,
+    );
+    expect(created.code).toBe(0);
+    const task = JSON.parse(created.stdout) as { id: string };
+    expect((await sluice(["storage", "list"], env)).stdout).toContain(outside);
+
+    const stateDir = join(dataDir, "watch-state");
+    const watch = async () => {
+      const w = spawnNode([join(ROOT, "bin", "sluice.js"), "watch", outside, "--location", location.id, "--token", location.pushToken, "--state-dir", stateDir], env);
+      await w.waitFor(/watching/);
+      return w;
+    };
+    let watcher = await watch();
+    await writeFile(join(outside, "one.txt"), "first");
+    const first = await completed(task.id, 1);
+    expect(seen.get(first[0].id)).toMatchObject({ key: "one.txt", content: "first", label: "watch" });
+    watcher.process.kill("SIGTERM");
+    expect(await watcher.exited).toBe(0);
+
+    await writeFile(join(outside, "two.txt"), "while the watcher was down");
+    watcher = await watch();
+    const both = await completed(task.id, 2);
+    expect(seen.get(both[1].id)).toMatchObject({ key: "two.txt", content: "while the watcher was down" });
+    watcher.process.kill("SIGTERM");
+    await watcher.exited;
+
+    const wrongToken = await fetch(`${server.url}/sluice.v1.StorageService/ReportObjectEvents`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ locationId: location.id, token: "nope", changes: [{ key: "x.txt", version: "1" }] }),
+    });
+    expect(wrongToken.status).toBe(403);
+    await client.recurrentTasks().delete(task.id);
+    await rm(outside, { recursive: true, force: true });
   });
 
   it("are submitted as normal jobs only with a trigger from once(), and deleting one keeps its queued jobs", async () => {

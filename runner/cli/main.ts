@@ -1,11 +1,15 @@
 #!/usr/bin/env node
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { Client } from "../client.js";
 import type { Job, JobDetails, JobStateName } from "../jobs.js";
 import type { RecurrentTaskInfo } from "../recurrent.js";
+import type { StorageLocation, StorageTypeName } from "../storage.js";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
 import { Task, type TaskClass } from "../task.js";
 
 const program = new Command("sluice")
@@ -194,7 +198,10 @@ jobs
 const recurrent = program.command("recurrent").description("create, list, pause, resume and delete recurrent tasks");
 
 function recurrentText(r: RecurrentTaskInfo): string {
-  const triggers = r.cronTriggers.map((t) => `cron "${t.expression}" ${t.timeZone}, next ${r.paused ? "(paused)" : time(t.nextTickAt)}`);
+  const triggers = [
+    ...r.cronTriggers.map((t) => `cron "${t.expression}" ${t.timeZone}, next ${r.paused ? "(paused)" : time(t.nextTickAt)}`),
+    ...r.storageEventTriggers.map((t) => `objects "${t.glob}" in storage location ${t.locationId}`),
+  ];
   return [
     `${r.id.padStart(6)}  ${r.name}  ${r.identifier.name} ${r.identifier.version} on ${r.cluster}${r.paused ? "  PAUSED" : ""}`,
     ...triggers.map((t) => `        ${t}`),
@@ -250,6 +257,118 @@ recurrent
   .action(async (idOrName: string) => {
     await client().recurrentTasks().delete(idOrName);
     print({ deleted: idOrName }, () => `deleted recurrent task ${idOrName}`);
+  });
+
+const storage = program.command("storage").description("register, list and delete storage locations");
+
+function locationText(l: StorageLocation): string {
+  const extra = [
+    l.endpoint && `endpoint ${l.endpoint}`,
+    l.region && `region ${l.region}`,
+    l.sqsQueueUrl && `sqs ${l.sqsQueueUrl}`,
+    l.reconcileIntervalSeconds > 0 ? `listed every ${l.reconcileIntervalSeconds}s` : "not listed",
+    l.pushPath && `push to ${l.pushPath}?token=${l.pushToken}`,
+  ].filter(Boolean);
+  return `${l.id.padStart(6)}  ${l.type.padEnd(3)}  ${l.location}  (${extra.join(", ")})`;
+}
+
+storage
+  .command("register")
+  .description("register a bucket or folder; the server checks that it can reach it")
+  .argument("<location>", 'GCS "project:bucket", an S3 bucket name, or an absolute folder path')
+  .addOption(new Option("--type <type>", "the kind of store").choices(["gcs", "s3", "fs"]).makeOptionMandatory())
+  .option("--endpoint <url>", "S3: an S3-compatible endpoint")
+  .option("--region <region>", "S3: the bucket's region")
+  .option("--sqs-queue-url <url>", "S3: an SQS queue that receives the bucket's event notifications")
+  .option("--reconcile-interval <seconds>", "list the location this often for lost events (0: never)", int("--reconcile-interval"))
+  .option("--external-watcher", "FS: a `sluice watch` beside the folder reports its events, not the server")
+  .action(async (location: string, opts: { type: StorageTypeName; endpoint?: string; region?: string; sqsQueueUrl?: string; reconcileInterval?: number; externalWatcher?: boolean }) => {
+    const l = await client().recurrentTasks().registerStorageLocation({
+      type: opts.type,
+      location,
+      endpoint: opts.endpoint,
+      region: opts.region,
+      sqsQueueUrl: opts.sqsQueueUrl,
+      reconcileIntervalSeconds: opts.reconcileInterval,
+      externalWatcher: opts.externalWatcher,
+    });
+    print(l, () => `registered storage location ${l.id}\n${locationText(l)}${opts.externalWatcher ? `\nwatch it with: sluice watch ${l.location} --location ${l.id} --token ${l.pushToken}` : ""}`);
+  });
+
+storage
+  .command("list")
+  .description("list storage locations")
+  .action(async () => {
+    const list = await client().recurrentTasks().storageLocations();
+    print(list, () => (list.length === 0 ? "no storage locations" : list.map(locationText).join("\n")));
+  });
+
+storage
+  .command("delete")
+  .description("delete a storage location no storage event task uses")
+  .argument("<id>", "the location's id")
+  .action(async (id: string) => {
+    await client().recurrentTasks().deleteStorageLocation(id);
+    print({ deleted: id }, () => `deleted storage location ${id}`);
+  });
+
+recurrent
+  .command("create-storage")
+  .description("submit a job of a task for every object created or modified in a location whose key matches a glob")
+  .argument("<name>", "a unique name; jobs are named after it and the object's key")
+  .requiredOption("--task <name[@version]>", "the storage event task each job starts from, e.g. LogObject@v1.0")
+  .requiredOption("--trigger <location-id:glob...>", 'triggers, e.g. 3:"**.txt"')
+  .option("--input <json>", "the task's input as a JSON object", "{}")
+  .option("--cluster <slug>", "cluster to submit the jobs to", "default")
+  .option("--max-retries <n>", "retries of each job's root task", int("--max-retries"), 0)
+  .action(async (name: string, opts: { task: string; trigger: string[]; input: string; cluster: string; maxRetries: number }) => {
+    const triggers = opts.trigger.map((t) => {
+      const at = t.indexOf(":");
+      if (at < 1) throw new InvalidArgumentError(`--trigger ${JSON.stringify(t)} must be LOCATION_ID:GLOB, e.g. 3:**.txt`);
+      return [t.slice(0, at), t.slice(at + 1)] as const;
+    });
+    const r = await client()
+      .recurrentTasks()
+      .createRecurringStorageEventTask(name, opts.cluster, namedTask(opts.task, opts.input) as never, { triggers, maxRetries: opts.maxRetries });
+    print(r, () => `created recurrent task ${r.id}\n${recurrentText(r)}`);
+  });
+
+program
+  .command("watch")
+  .description("watch a folder and report what is created or modified in it to the server (for a location registered with --external-watcher)")
+  .argument("<folder>", "the folder")
+  .requiredOption("--location <id>", "the storage location's id")
+  .requiredOption("--token <token>", "the location's push token (shown by `sluice storage register`)")
+  .option("--state-dir <dir>", "where to keep the snapshot that catches up after a restart", ".sluice-watch")
+  .action(async (folder: string, opts: { location: string; token: string; stateDir: string }) => {
+    const { FolderWatcher } = await import("../../server/storage/folder-watcher.js");
+    const c = client();
+    const api = createClient(StorageService, c.transport);
+    const watcher = new FolderWatcher(
+      resolve(folder),
+      join(resolve(opts.stateDir), `location-${opts.location}.snapshot`),
+      async (changes) => {
+        const res = await api.reportObjectEvents({
+          locationId: opts.location,
+          token: opts.token,
+          changes: changes.map((ch) => ({ key: ch.key, version: ch.version, modifiedAt: ch.modifiedAt ? timestampFromDate(ch.modifiedAt) : undefined })),
+        });
+        console.log(`reported ${changes.length} change(s), ${res.jobsSubmitted} job(s) submitted`);
+      },
+      (e) => console.error(`watch: ${(e as Error).message}`),
+    );
+    await watcher.start();
+    console.log(`watching ${resolve(folder)} for storage location ${opts.location} on ${c.url}`);
+    await new Promise<void>((done) => {
+      let stopping = false;
+      const stop = () => {
+        if (stopping) process.exit(1);
+        stopping = true;
+        watcher.stop().then(done, done);
+      };
+      process.on("SIGINT", stop);
+      process.on("SIGTERM", stop);
+    });
   });
 
 const clusters = program.command("clusters").description("create, list and delete clusters");
