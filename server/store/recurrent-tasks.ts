@@ -32,6 +32,16 @@ export interface NewRecurrentTaskBase {
   maxRetries: number;
 }
 
+/** The CTE `created` that inserts a recurrent task (nothing when its name is taken). */
+function created(sql: Sql, t: NewRecurrentTaskBase) {
+  return sql`created AS (
+    INSERT INTO recurrent_tasks (name, cluster_id, task_name, major, minor, display, input, max_retries)
+    VALUES (${t.name}, ${t.clusterId}, ${t.taskName}, ${t.major}, ${t.minor}, ${t.display}, ${Buffer.from(t.input)}, ${t.maxRetries})
+    ON CONFLICT (name) DO NOTHING
+    RETURNING id
+  )`;
+}
+
 /** Creates a storage event task and its triggers in one statement; null when the name is taken. */
 export async function createStorageEventTask(
   sql: Sql,
@@ -39,12 +49,7 @@ export async function createStorageEventTask(
   triggers: readonly { locationId: string; glob: string }[],
 ): Promise<string | null> {
   const [row] = await sql<{ id: string | null }[]>`
-    WITH created AS (
-      INSERT INTO recurrent_tasks (name, cluster_id, task_name, major, minor, display, input, max_retries)
-      VALUES (${t.name}, ${t.clusterId}, ${t.taskName}, ${t.major}, ${t.minor}, ${t.display}, ${Buffer.from(t.input)}, ${t.maxRetries})
-      ON CONFLICT (name) DO NOTHING
-      RETURNING id
-    ), triggers AS (
+    WITH ${created(sql, t)}, triggers AS (
       INSERT INTO storage_triggers (recurrent_task_id, location_id, glob)
       SELECT created.id, s.location_id, s.glob
       FROM created, json_to_recordset(${JSON.stringify(triggers.map((x) => ({ location_id: x.locationId, glob: x.glob })))}::text::json)
@@ -55,15 +60,7 @@ export async function createStorageEventTask(
   return row.id;
 }
 
-export interface NewRecurrentTask {
-  name: string;
-  clusterId: number;
-  taskName: string;
-  major: number;
-  minor: number;
-  display: string | null;
-  input: Uint8Array;
-  maxRetries: number;
+export interface NewRecurrentTask extends NewRecurrentTaskBase {
   crons: CronSchedule[];
 }
 
@@ -77,12 +74,7 @@ export async function createCronTask(sql: Sql, t: NewRecurrentTask, now: Date): 
   const triggers = t.crons.map((c) => ({ expression: c.expression, time_zone: c.timeZone, next_tick_at: tickOrNever(nextTick(c, now)) }));
   const earliest = Math.min(...t.crons.map((c) => nextTick(c, now)?.getTime() ?? Infinity));
   const [row] = await sql<{ id: string | null }[]>`
-    WITH created AS (
-      INSERT INTO recurrent_tasks (name, cluster_id, task_name, major, minor, display, input, max_retries)
-      VALUES (${t.name}, ${t.clusterId}, ${t.taskName}, ${t.major}, ${t.minor}, ${t.display}, ${Buffer.from(t.input)}, ${t.maxRetries})
-      ON CONFLICT (name) DO NOTHING
-      RETURNING id
-    ), triggers AS (
+    WITH ${created(sql, t)}, triggers AS (
       INSERT INTO cron_triggers (recurrent_task_id, expression, time_zone, next_tick_at)
       SELECT created.id, c.expression, c.time_zone, c.next_tick_at
       FROM created, json_to_recordset(${JSON.stringify(triggers)}::text::json) AS c(expression text, time_zone text, next_tick_at timestamptz)
