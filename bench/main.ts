@@ -573,8 +573,8 @@ async function scenarioMemory(): Promise<void> {
   log(`\n== memory: peak RSS (VmHWM) in the drain scenario${config.quick ? "" : ` and with ${config.memoryTasks} tasks queued`}`);
   if (!drainCache || drainCache.sluice.length === 0 || drainCache.graphile.length === 0) {
     const n = config.drainTasks;
-    const s = await repeat("sluice drain", () => drain(sluice(), runnerSpec(), n), (r) => `server ${fmt.mb(r.serverRss)} MB, runner ${fmt.mb(r.runnerRss)} MB`, 1);
-    const g = await repeat("graphile-worker drain", () => drain(graphile, runnerSpec(), n), (r) => `worker ${fmt.mb(r.runnerRss)} MB`, 1);
+    const s = await repeat("sluice drain", () => drain(sluice(), runnerSpec(), n), (r) => `${fmt.rate(r.rate)} tasks/s; server ${fmt.mb(r.serverRss)} MB, runner ${fmt.mb(r.runnerRss)} MB`, 1);
+    const g = await repeat("graphile-worker drain", () => drain(graphile, runnerSpec(), n), (r) => `${fmt.rate(r.rate)} tasks/s; worker ${fmt.mb(r.runnerRss)} MB`, 1);
     drainCache = { sluice: s, graphile: g };
   }
   const server = median(drainCache.sluice.map((r) => r.serverRss));
