@@ -270,6 +270,11 @@ export class TaskRunner {
   }
 
   private schedule(): void {
+    if (this.stopping) {
+      // Stopping: what has not started is given back, not run.
+      for (const h of this.queue.splice(0)) void this.finish(h, { case: "released", value: {} });
+      return;
+    }
     while (this.running < this.concurrency && this.queue.length > 0) {
       const h = this.queue.shift()!;
       if (h.abort.signal.aborted) {
@@ -307,7 +312,9 @@ export class TaskRunner {
       }
       outcome = { case: "failed", value: { message: err.message, stack: err.stack ?? "" } };
     }
-    await this.finish(h, outcome);
+    // The slot is free once the task has run; its result goes in the next
+    // batch, and the lease is held until the server has it.
+    void this.finish(h, outcome);
   }
 
   /** Reports a task's result and forgets it. */

@@ -6,6 +6,11 @@ import type { ObjectChangeIn } from "./events.js";
 
 /** Writes of the snapshot at most this often while events arrive. */
 const SNAPSHOT_EVERY_MS = 1_000;
+/**
+ * A file is reported once no event came for it for this long, so that one
+ * write (create, then data, then close) is one version, not two or three.
+ */
+const SETTLE_MS = 150;
 
 /**
  * Watches a folder with @parcel/watcher (inotify, FSEvents, ...) and reports
@@ -18,6 +23,9 @@ export class FolderWatcher {
   private subscription: AsyncSubscription | null = null;
   private snapshotTimer: NodeJS.Timeout | null = null;
   private queue: Promise<void> = Promise.resolve();
+  /** Paths with recent events, and when they settle. */
+  private readonly unsettled = new Map<string, { due: number; type: Event["type"] }>();
+  private settleTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly folder: string,
@@ -40,8 +48,7 @@ export class FolderWatcher {
           this.onError(err);
           return;
         }
-        // One batch at a time, in order.
-        this.queue = this.queue.then(() => this.handle(events)).catch(this.onError);
+        this.settle(events);
       },
       { ignore },
     );
@@ -53,8 +60,44 @@ export class FolderWatcher {
     this.snapshotTimer = null;
     await this.subscription?.unsubscribe();
     this.subscription = null;
+    // Whatever is still settling is reported now.
+    if (this.settleTimer) clearTimeout(this.settleTimer);
+    this.flushSettled(Infinity);
     await this.queue;
     await watcher.writeSnapshot(this.folder, this.snapshotFile).catch(this.onError);
+  }
+
+  /** Holds events until their file has been quiet for SETTLE_MS. */
+  private settle(events: Event[]): void {
+    const due = Date.now() + SETTLE_MS;
+    for (const e of events) {
+      const type = e.type === "update" && this.unsettled.get(e.path)?.type === "create" ? "create" : e.type;
+      this.unsettled.set(e.path, { due, type });
+    }
+    if (!this.settleTimer) this.armSettle();
+  }
+
+  private armSettle(): void {
+    let earliest = Infinity;
+    for (const { due } of this.unsettled.values()) earliest = Math.min(earliest, due);
+    if (earliest === Infinity) return;
+    this.settleTimer = setTimeout(() => {
+      this.settleTimer = null;
+      this.flushSettled(Date.now());
+      this.armSettle();
+    }, Math.max(0, earliest - Date.now()));
+  }
+
+  /** Reports the files settled by `now`, one batch at a time, in order. */
+  private flushSettled(now: number): void {
+    const ready: Event[] = [];
+    for (const [path, { due, type }] of this.unsettled) {
+      if (due <= now) {
+        ready.push({ path, type });
+        this.unsettled.delete(path);
+      }
+    }
+    if (ready.length > 0) this.queue = this.queue.then(() => this.handle(ready)).catch(this.onError);
   }
 
   private async handle(events: Event[]): Promise<void> {
