@@ -148,11 +148,11 @@ describe("the job cache", () => {
     expect((await readdir(root)).filter((d) => !d.startsWith(".")).sort()).toEqual(["fresh"]);
   });
 
-  for (const kind of ["fs", "s3"] as const) {
-    it(`streams a value larger than the runner's heap through ${kind === "fs" ? "the file system" : "S3"}`, async () => {
+  for (const kind of ["fs", "s3", "gcs"] as const) {
+    it(`streams a value larger than the runner's heap through ${{ fs: "the file system", s3: "S3", gcs: "GCS" }[kind]}`, async () => {
       const mib = 256;
       const job = await box.client.jobs().submit(`stream ${kind}`, new StreamWriteProto({ mib }));
-      const args = kind === "fs" ? ["fs", join(folder, "stream")] : ["s3", endpoint(), "cache"];
+      const args = kind === "fs" ? ["fs", join(folder, "stream")] : kind === "s3" ? ["s3", endpoint(), "cache"] : ["gcs", gcs.url, "cache"];
       const runner = spawnNode(["--max-old-space-size=64", join(FIXTURES, "cache-stream-runner.ts"), ...args], {
         SLUICE_URL: box.url,
         AWS_ACCESS_KEY_ID: S3_CREDENTIALS.accessKeyId,

@@ -348,7 +348,31 @@ describe("storage event tasks", () => {
     await rm(outside, { recursive: true, force: true });
   });
 
-  it("are submitted as normal jobs only with a trigger from once(), and deleting one keeps its queued jobs", async () => {
+  it("stop starting jobs when deleted; jobs already queued stay queued and can run", async () => {
+    class Unrun extends StorageEventTask {
+      static identifier = { name: "Unrun", version: "v1.0" };
+      execute() {}
+    }
+    const recurrent = client.recurrentTasks();
+    const location = (await recurrent.storageLocations()).find((l) => l.type === "fs" && l.location === folder)!;
+    const task = await recurrent.createRecurringStorageEventTask("to-delete", "default", new Unrun(), { triggers: [[location, "deleted/*"]] });
+    await mkdir(join(folder, "deleted"));
+    await writeFile(join(folder, "deleted", "before.txt"), "x");
+    const [queued] = await eventually(async () => {
+      const jobs = await jobsOf(task.id);
+      return jobs.length === 1 ? jobs : undefined;
+    });
+    expect(queued.state).toBe("queued");
+    await recurrent.delete(task);
+    await writeFile(join(folder, "deleted", "after.txt"), "y");
+    await new Promise((r) => setTimeout(r, 1_000));
+    const named = (await client.jobs().list({ name: "to-delete" })).map((j) => `${j.name} ${j.state}`);
+    expect(named).toEqual(["to-delete deleted/before.txt queued"]);
+    await client.runner("default", { tasks: [Unrun], logger: quiet }).runAll();
+    expect((await client.jobs().get(queued.id)).state).toBe("completed");
+  });
+
+  it("are submitted as normal jobs only with a trigger from once()", async () => {
     const recurrent = client.recurrentTasks();
     const location = (await recurrent.storageLocations()).find((l) => l.type === "fs") as StorageLocation;
     await expect(client.jobs().submit("untriggered", new LogObject({ label: "x" }))).rejects.toThrow(
