@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
+import { StorageLocation } from "./storage.js";
 import { Task, type TaskClass } from "./task.js";
 
 /** Resolves `key` under `root`, refusing keys that are absolute, empty or climb out with "..". */
@@ -27,20 +28,37 @@ export function folderOf(location: string): string {
  * object writes. The content goes to a temporary file first and is renamed into
  * place, so a reader (or a folder watcher) never sees half of it.
  */
-export class WriteObject extends Task<{ location: string; key: string; content: string }> {
+export class WriteObject extends Task<{ location: string | LocationRef; key: string; content: string }> {
   static identifier = { name: "sluice.WriteObject", version: "v1.0" };
 
   async execute() {
-    const path = keyPath(folderOf(this.input.location), this.input.key);
-    await mkdir(dirname(path), { recursive: true });
-    const temporary = join(dirname(path), `.${randomBytes(6).toString("hex")}.sluice-tmp`);
-    try {
-      await writeFile(temporary, Buffer.from(this.input.content, "base64"));
-      await rename(temporary, path);
-    } catch (e) {
-      await rm(temporary, { force: true });
-      throw e;
-    }
+    const data = Buffer.from(this.input.content, "base64");
+    const { location, key } = this.input;
+    if (typeof location === "string") await writeFolderObject(folderOf(location), key, data);
+    else await StorageLocation.fromRef(location).write(key, data);
+  }
+}
+
+/** A storage location as a WriteObject task names it. */
+export interface LocationRef {
+  id: string;
+  type: "gcs" | "s3" | "fs";
+  location: string;
+  endpoint: string;
+  region: string;
+}
+
+/** Writes `data` to `key` under `folder`, through a temporary file renamed into place. */
+export async function writeFolderObject(folder: string, key: string, data: Uint8Array): Promise<void> {
+  const path = keyPath(folder, key);
+  await mkdir(dirname(path), { recursive: true });
+  const temporary = join(dirname(path), `.${randomBytes(6).toString("hex")}.sluice-tmp`);
+  try {
+    await writeFile(temporary, data);
+    await rename(temporary, path);
+  } catch (e) {
+    await rm(temporary, { force: true });
+    throw e;
   }
 }
 

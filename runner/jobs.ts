@@ -5,7 +5,7 @@ import { type Job as JobMessage, JobState } from "../gen/sluice/v1/job_pb.js";
 import { JobService } from "../gen/sluice/v1/job_service_pb.js";
 import { type Task as TaskMessage, TaskState, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
 import { WriteObject } from "./builtins.js";
-import { triggerOf } from "./storage.js";
+import { type StorageLocation, triggerOf } from "./storage.js";
 import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
 
 export type JobStateName = "scheduled" | "queued" | "started" | "completed" | "failed" | "cancelled";
@@ -66,8 +66,8 @@ export interface SubmitOptions {
 
 /** An object write scheduled with `scheduleObjectWrite`. */
 export interface ObjectWrite {
-  /** The folder to write into (an absolute path, or a file:// URL), as the runner sees it. */
-  location: string;
+  /** A registered storage location, or a folder (an absolute path or a file:// URL) as the runner sees it. */
+  location: StorageLocation | string;
   /** The object's key: a relative path with "/" between folders. */
   key: string;
   content: string | Uint8Array;
@@ -191,7 +191,11 @@ export class JobClient {
     const content = typeof write.content === "string" ? new TextEncoder().encode(write.content) : write.content;
     return this.submit(
       write.name ?? `write ${write.key}`,
-      new WriteObject({ location: write.location, key: write.key, content: Buffer.from(content).toString("base64") }),
+      new WriteObject({
+        location: typeof write.location === "string" ? write.location : write.location.toRef(),
+        key: write.key,
+        content: Buffer.from(content).toString("base64"),
+      }),
       { cluster: write.cluster, maxRetries: write.maxRetries ?? 3, startAt: write.at },
     );
   }

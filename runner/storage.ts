@@ -1,10 +1,17 @@
 import { readFile } from "node:fs/promises";
-import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { Storage } from "@google-cloud/storage";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import { type StorageEvent, StorageEventSchema, StorageEventType, type StorageLocation as LocationMessage, StorageType } from "../gen/sluice/v1/storage_pb.js";
-import { keyPath } from "./builtins.js";
+import { type MessageInitShape, create } from "@bufbuild/protobuf";
+import {
+  type StorageEvent,
+  StorageEventSchema,
+  StorageEventType,
+  type StorageLocation as LocationMessage,
+  StorageLocationSchema,
+  StorageType,
+} from "../gen/sluice/v1/storage_pb.js";
+import { keyPath, writeFolderObject } from "./builtins.js";
 import { Task } from "./task.js";
 
 export type StorageTypeName = "gcs" | "s3" | "fs";
@@ -51,22 +58,52 @@ export class StorageLocation {
     this.createdAt = m.createdAt ? timestampDate(m.createdAt) : undefined;
   }
 
+  /** A location from what a task's input keeps of it. */
+  static fromRef(ref: { id: string; type: StorageTypeName; location: string; endpoint: string; region: string }): StorageLocation {
+    return new StorageLocation(
+      create(StorageLocationSchema, { id: ref.id, type: storageTypes[ref.type], location: ref.location, endpoint: ref.endpoint, region: ref.region }),
+    );
+  }
+
+  private s3Client(): S3Client {
+    this.s3 ??= new S3Client({
+      region: this.region || process.env.AWS_REGION || "us-east-1",
+      ...(this.endpoint ? { endpoint: this.endpoint, forcePathStyle: true } : {}),
+    });
+    return this.s3;
+  }
+
+  private gcsFile(key: string) {
+    const [project, bucket] = this.location.split(":");
+    // STORAGE_EMULATOR_HOST, if set, points the client at an emulator.
+    this.gcs ??= new Storage({ projectId: project });
+    return this.gcs.bucket(bucket).file(key);
+  }
+
   /** The bytes of the object at `key`. */
   async read(key: string): Promise<Uint8Array> {
     if (this.type === "fs") return readFile(keyPath(this.location, key));
     if (this.type === "s3") {
-      this.s3 ??= new S3Client({
-        region: this.region || process.env.AWS_REGION || "us-east-1",
-        ...(this.endpoint ? { endpoint: this.endpoint, forcePathStyle: true } : {}),
-      });
-      const res = await this.s3.send(new GetObjectCommand({ Bucket: this.location, Key: key }));
+      const res = await this.s3Client().send(new GetObjectCommand({ Bucket: this.location, Key: key }));
       return res.Body!.transformToByteArray();
     }
-    const [project, bucket] = this.location.split(":");
-    // STORAGE_EMULATOR_HOST, if set, points the client at an emulator.
-    this.gcs ??= new Storage({ projectId: project });
-    const [data] = await this.gcs.bucket(bucket).file(key).download();
+    const [data] = await this.gcsFile(key).download();
     return data;
+  }
+
+  /** Writes `data` to the object at `key` (a folder's file appears whole: it is renamed into place). */
+  async write(key: string, data: Uint8Array): Promise<void> {
+    if (this.type === "fs") return writeFolderObject(this.location, key, data);
+    if (this.type === "s3") {
+      await this.s3Client().send(new PutObjectCommand({ Bucket: this.location, Key: key, Body: data }));
+      return;
+    }
+    await this.gcsFile(key).save(Buffer.from(data), { resumable: false });
+  }
+
+  /** What a WriteObject task keeps of this location. */
+  toRef() {
+    return { id: this.id, type: this.type, location: this.location, endpoint: this.endpoint, region: this.region };
   }
 
   toString(): string {

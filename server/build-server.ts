@@ -104,7 +104,13 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     clusters,
     dispatcher,
     leaseTtlMs: config.leaseTtlMs,
-    storage: { ...storageClients, onChange: () => void sql.notify(LOCATIONS_CHANNEL, "").catch(onError) },
+    storage: {
+      ...storageClients,
+      onChange: async () => {
+        await Promise.all([watchers.sync(), pollers.sync()]);
+        await sql.notify(LOCATIONS_CHANNEL, "").catch(onError);
+      },
+    },
   };
   const apiServices: DescService[] = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService];
   const health = new HealthState(apiServices.map((s) => s.typeName));

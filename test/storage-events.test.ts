@@ -2,7 +2,7 @@ import { createServer } from "node:http";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { SQSClient, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type FauxqsServer, interceptLocalhostDns, startFauxqs } from "fauxqs";
@@ -370,6 +370,15 @@ describe("storage event tasks", () => {
     expect(named).toEqual(["to-delete deleted/before.txt queued"]);
     await client.runner("default", { tasks: [Unrun], logger: quiet }).runAll();
     expect((await client.jobs().get(queued.id)).state).toBe("completed");
+  });
+
+  it("write scheduled objects to a registered bucket", async () => {
+    const bucket = (await client.recurrentTasks().storageLocations()).find((l) => l.type === "s3" && l.location === "inbox")!;
+    const job = await client.jobs().scheduleObjectWrite({ location: bucket, key: "scheduled/hello.txt", content: "at a set time", at: new Date(Date.now() + 1_000) });
+    expect(job.state).toBe("scheduled");
+    await eventually(async () => (await client.jobs().get(job.id)).state === "completed");
+    const res = await s3.send(new GetObjectCommand({ Bucket: "inbox", Key: "scheduled/hello.txt" }));
+    expect(await res.Body!.transformToString()).toBe("at a set time");
   });
 
   it("are submitted as normal jobs only with a trigger from once()", async () => {

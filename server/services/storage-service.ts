@@ -38,8 +38,12 @@ export function locationToProto(l: LocationRow): StorageLocation {
 
 export interface StorageDeps extends ServiceDeps {
   storage: StorageClients & {
-    /** Called when a location is registered or deleted (watchers, SQS pollers). */
-    onChange(): void;
+    /**
+     * Called when a location is registered or deleted: starts or stops this
+     * server's watchers and pollers before the call returns, and tells the
+     * other servers.
+     */
+    onChange(): Promise<void>;
   };
 }
 
@@ -70,7 +74,7 @@ export function storageService({ sql, storage }: StorageDeps): ServiceImpl<typeo
         reconcileIntervalS: req.disableReconciliation || req.externalWatcher ? 0 : req.reconcileIntervalSeconds || DEFAULT_RECONCILE_S,
       });
       if (!row) throw new ConnectError(`storage location ${req.location} is registered already`, Code.AlreadyExists);
-      storage.onChange();
+      await storage.onChange();
       return { storageLocation: locationToProto(row) };
     },
 
@@ -87,7 +91,7 @@ export function storageService({ sql, storage }: StorageDeps): ServiceImpl<typeo
       const outcome = await deleteLocation(sql, id);
       if (outcome === "missing") throw notFound(`storage location ${id} does not exist`);
       if (outcome === "in-use") throw failedPrecondition(`storage location ${id} is used by a storage event task; delete that task first`);
-      storage.onChange();
+      await storage.onChange();
       return {};
     },
 
