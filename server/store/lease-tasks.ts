@@ -27,7 +27,7 @@ export interface LeasedTaskRow {
  * Leases up to `limit` ready tasks of a cluster that the runner can execute, in
  * one statement, and marks their jobs started.
  *
- * The inner SELECT walks the partial index `tasks_ready (cluster_id, id)` (the
+ * The inner SELECT walks the partial index `tasks_ready (cluster_id, id + 0)` (the
  * exact predicate), joining the runner's capabilities, and SKIP LOCKED lets
  * concurrent leases from other streams and servers pass each other instead of
  * queueing on the same rows. The job update uses SKIP LOCKED as well: a job row
@@ -50,7 +50,9 @@ export async function leaseTasks(
                   ${capabilities.map((c) => c.minor)}::int[]) AS k(name, major, minor)
         ON t.name = k.name AND t.major = k.major AND t.minor <= k.minor
       WHERE t.cluster_id = ${clusterId} AND t.state = 'queued' AND t.deps_left = 0
-      ORDER BY t.id
+      -- (id + 0): only tasks_ready provides this order, so the planner cannot
+      -- prefer the primary key (see migration 0004).
+      ORDER BY t.id + 0
       LIMIT ${limit}
       FOR UPDATE OF t SKIP LOCKED
     ), leased AS (
