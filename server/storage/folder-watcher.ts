@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
-import { mkdir, stat } from "node:fs/promises";
+import type { Stats } from "node:fs";
+import { mkdir, readdir, stat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import watcher, { type AsyncSubscription, type Event } from "@parcel/watcher";
 import type { ObjectChangeIn } from "./events.js";
@@ -106,10 +107,15 @@ export class FolderWatcher {
       if (e.type === "delete") continue;
       try {
         const s = await stat(e.path);
-        if (!s.isFile()) continue;
-        const key = relative(this.folder, e.path).split(sep).join("/");
-        if (key.startsWith("../")) continue;
-        changes.push({ key, version: `${Math.round(s.mtimeMs * 1000)}-${s.size}`, modifiedAt: s.mtime, modified: e.type === "update" });
+        if (s.isDirectory() && e.type === "create") {
+          // Files written into a new folder before the watcher saw the folder
+          // have no events of their own: look inside.
+          for (const f of await readdir(e.path, { recursive: true, withFileTypes: true })) {
+            if (f.isFile()) await this.addFile(changes, join(f.parentPath ?? (f as unknown as { path: string }).path, f.name), false);
+          }
+          continue;
+        }
+        if (s.isFile()) this.addChange(changes, e.path, s, e.type === "update");
       } catch {
         // Gone again before we looked: nothing to start.
       }
@@ -118,6 +124,17 @@ export class FolderWatcher {
       for (let i = 0; i < changes.length; i += 5_000) await this.report(changes.slice(i, i + 5_000));
     }
     this.scheduleSnapshot();
+  }
+
+  private async addFile(changes: ObjectChangeIn[], path: string, modified: boolean): Promise<void> {
+    const s = await stat(path).catch(() => null);
+    if (s?.isFile()) this.addChange(changes, path, s, modified);
+  }
+
+  private addChange(changes: ObjectChangeIn[], path: string, s: Stats, modified: boolean): void {
+    const key = relative(this.folder, path).split(sep).join("/");
+    if (key.startsWith("../") || key.endsWith(".sluice-tmp") || key.startsWith(".sluice-tmp/")) return;
+    changes.push({ key, version: `${Math.round(s.mtimeMs * 1000)}-${s.size}`, modifiedAt: s.mtime, modified });
   }
 
   private scheduleSnapshot(): void {
