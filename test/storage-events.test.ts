@@ -320,7 +320,7 @@ describe("storage event tasks", () => {
 
     const stateDir = join(dataDir, "watch-state");
     const watch = async () => {
-      const w = spawnNode([join(ROOT, "bin", "sluice.js"), "watch", outside, "--location", location.id, "--token", location.pushToken, "--state-dir", stateDir], env);
+      const w = spawnNode([join(ROOT, "bin", "sluice.js"), "watch", outside, "--server", server.url, "--location", location.id, "--token", location.pushToken, "--state-dir", stateDir]);
       await w.waitFor(/watching/);
       return w;
     };

@@ -340,8 +340,10 @@ program
   .requiredOption("--location <id>", "the storage location's id")
   .requiredOption("--token <token>", "the location's push token (shown by `sluice storage register`)")
   .option("--state-dir <dir>", "where to keep the snapshot that catches up after a restart", ".sluice-watch")
-  .action(async (folder: string, opts: { location: string; token: string; stateDir: string }) => {
+  .option("--server <url>", "the server's URL (same as --url)")
+  .action(async (folder: string, opts: { location: string; token: string; stateDir: string; server?: string }) => {
     const { FolderWatcher } = await import("../../server/storage/folder-watcher.js");
+    if (opts.server) shared = new Client({ url: opts.server });
     const c = client();
     const api = createClient(StorageService, c.transport);
     const watcher = new FolderWatcher(
