@@ -45,7 +45,65 @@ export interface RecordedResults {
  * 6. NOTIFY once per cluster that got ready work and once per failed job.
  */
 export async function recordResults(sql: Sql, results: readonly TaskResultIn[]): Promise<RecordedResults> {
+  if (results.every((r) => r.failure === undefined && !r.released && (r.subtasks?.rows.length ?? 0) === 0)) {
+    return retryOnDeadlock(() => recordSuccesses(sql, results));
+  }
   return retryOnDeadlock(() => sql.begin((tx) => recordInTransaction(tx, results)));
+}
+
+/**
+ * The common case, successes without subtasks, as one statement (one round
+ * trip, atomic without BEGIN and COMMIT) doing what the transaction below does
+ * for them: lock the jobs in id order (an InitPlan of the task update, so before
+ * any task row), mark the tasks computed under their lease, count down the
+ * dependencies of their dependents, update each job once, and wake the
+ * clusters of tasks that became ready.
+ */
+async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Promise<RecordedResults> {
+  const jobIds = [...new Set(results.map((r) => r.jobId))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
+  const [row] = await sql<{ done: string[] | null }[]>`
+    WITH c AS (
+      SELECT * FROM unnest(${results.map((r) => r.taskId)}::bigint[], ${results.map((r) => r.lease)}::int[],
+                           ${results.map((r) => r.jobId)}::bigint[]) AS c(id, lease, job_id)
+    ), locked AS MATERIALIZED (
+      SELECT id FROM jobs WHERE id = ANY(${jobIds}::bigint[]) ORDER BY id FOR NO KEY UPDATE
+    ), done AS (
+      UPDATE tasks t
+      SET state = 'computed', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
+      FROM c
+      WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running'
+        AND (SELECT count(*) FROM locked) >= 0
+      RETURNING t.id, t.job_id, t.has_dependents
+    ), woken AS (
+      UPDATE tasks t SET deps_left = t.deps_left - d.n
+      FROM (
+        SELECT td.task_id, count(*)::int AS n
+        FROM task_dependencies td JOIN done ON done.id = td.depends_on AND done.has_dependents
+        GROUP BY td.task_id
+      ) AS d
+      WHERE t.id = d.task_id
+      RETURNING t.cluster_id, t.deps_left, t.state
+    ), closed AS (
+      UPDATE jobs j
+      SET open_tasks = j.open_tasks - d.n,
+          state = (CASE WHEN j.open_tasks - d.n = 0 THEN 'completed' ELSE 'started' END)::job_state,
+          started_at = coalesce(j.started_at, now()),
+          finished_at = CASE WHEN j.open_tasks - d.n = 0 THEN now() ELSE j.finished_at END
+      FROM (SELECT job_id, count(*)::int AS n FROM done GROUP BY job_id) AS d
+      WHERE j.id = d.job_id
+      RETURNING 1
+    )
+    SELECT (SELECT array_agg(id::text) FROM done) AS done,
+           (SELECT count(*) FROM closed) AS closed,
+           (SELECT count(pg_notify(${TASKS_CHANNEL}, x.c::text))
+            FROM (SELECT DISTINCT cluster_id AS c FROM woken WHERE deps_left = 0 AND state = 'queued') AS x) AS notified`;
+  const accepted = new Set(row.done ?? []);
+  const refused = results.filter((r) => !accepted.has(r.taskId));
+  const reasons = refused.length === 0 ? new Map<string, ResultOutcome>() : await explainRefusals(sql, refused);
+  return {
+    outcomes: results.map((r) => (accepted.has(r.taskId) ? { taskId: r.taskId, accepted: true } : reasons.get(r.taskId)!)),
+    failedJobs: [],
+  };
 }
 
 interface DoneRow {
@@ -198,7 +256,7 @@ interface RefusalRow {
 }
 
 /** Says, for each refused result, why, in words that tell the runner what happened. */
-async function explainRefusals(tx: TransactionSql, refused: readonly TaskResultIn[]): Promise<Map<string, ResultOutcome>> {
+async function explainRefusals(tx: Sql | TransactionSql, refused: readonly TaskResultIn[]): Promise<Map<string, ResultOutcome>> {
   const rows = await tx<RefusalRow[]>`
     SELECT t.id, t.job_id, t.state, t.lease, j.state AS job_state
     FROM tasks t JOIN jobs j ON j.id = t.job_id
