@@ -66,7 +66,8 @@ const HELP = `usage: npm run bench -- [options]
   --fanout N          subtasks of the fan-out root (default 10000, 5000 with --quick)
   --memory-tasks N    tasks queued for the memory scenario's large run (default 1000000; skipped with --quick)
   --concurrency N     tasks run at once per runner process (default 24)
-  --prefetch N        Sluice runner prefetch (default: the concurrency)
+  --prefetch N        Sluice runner prefetch (default: 500 minus the concurrency, so that a runner holds
+                      at most 500 tasks, as graphile-worker's batched local queue does)
   --profile D         run Sluice servers and all runner/worker processes with node --cpu-prof,
                       writing .cpuprofile files to directory D (open them in Chrome DevTools)
   --no-analyze        do not ANALYZE the database between queuing and draining (by default it does,
@@ -160,7 +161,8 @@ function parseArgs(argv: string[]): Config {
         throw new Error(`unknown option ${a}\n\n${HELP}`);
     }
   }
-  if (!prefetchSet) c.prefetch = c.concurrency;
+  // The same window as graphile-worker's localQueue.size of 500 in its batched run.
+  if (!prefetchSet) c.prefetch = Math.max(0, 500 - c.concurrency);
   // Sustained rates named in --only are run even when not in --rates.
   for (const s of c.only ?? []) {
     const m = /^sustained-(\d+)$/.exec(s);
