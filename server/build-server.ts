@@ -18,6 +18,7 @@ import { migrate } from "./database/migrate.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { type Listener, listen } from "./http/listen.js";
 import { LeaseExpiry } from "./maintenance/lease-expiry.js";
+import { JobRetention } from "./maintenance/job-retention.js";
 import { Scheduler } from "./maintenance/scheduler.js";
 import { clusterService } from "./services/cluster-service.js";
 import { type StorageDeps, storageService } from "./services/storage-service.js";
@@ -85,6 +86,8 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   leaseExpiry.start();
   const scheduler = new Scheduler(sql, config.scheduler, onError);
   await scheduler.start();
+  const retention = new JobRetention(sql, config.jobRetention, onError);
+  retention.start();
 
   // Folders registered as FS locations are watched by every server; a NOTIFY
   // on LOCATIONS_CHANNEL tells them all when locations change.
@@ -150,6 +153,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
         health.shutDown();
         leaseExpiry.stop();
         await scheduler.stop();
+        retention.stop();
         await locations.unlisten().catch(() => {});
         await watchers.stop();
         await pollers.stop();

@@ -1,4 +1,5 @@
 import { LeaseExpiryDefaults, type LeaseExpiryConfig } from "./maintenance/lease-expiry.js";
+import { JobRetentionDefaults, type JobRetentionConfig } from "./maintenance/job-retention.js";
 import { type SchedulerConfig, SchedulerDefaults } from "./maintenance/scheduler.js";
 
 export interface ServerConfig {
@@ -16,6 +17,8 @@ export interface ServerConfig {
   poolSize: number;
   leaseExpiry: LeaseExpiryConfig;
   scheduler: SchedulerConfig;
+  /** How long finished jobs are kept. */
+  jobRetention: JobRetentionConfig;
   /** The GCS JSON API endpoint (a local emulator); Google's when unset. */
   gcsApiEndpoint?: string;
 }
@@ -28,9 +31,13 @@ export const ServerDefaults: ServerConfig = {
   poolSize: 10,
   leaseExpiry: LeaseExpiryDefaults,
   scheduler: SchedulerDefaults,
+  jobRetention: JobRetentionDefaults,
 };
 
-/** Settings from the environment: SLUICE_HOST, SLUICE_PORT, DATABASE_URL, SLUICE_DATA_DIR, SLUICE_LEASE_TTL_MS. */
+/**
+ * Settings from the environment: SLUICE_HOST, SLUICE_PORT, DATABASE_URL, SLUICE_DATA_DIR,
+ * SLUICE_LEASE_TTL_MS, SLUICE_DB_POOL_SIZE, SLUICE_JOB_RETENTION_HOURS, SLUICE_GCS_ENDPOINT.
+ */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const int = (name: string, fallback: number) => {
     const raw = env[name];
@@ -48,5 +55,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     leaseTtlMs: int("SLUICE_LEASE_TTL_MS", ServerDefaults.leaseTtlMs),
     poolSize: int("SLUICE_DB_POOL_SIZE", ServerDefaults.poolSize),
     gcsApiEndpoint: env.SLUICE_GCS_ENDPOINT || undefined,
+    jobRetention: { ...JobRetentionDefaults, retentionMs: int("SLUICE_JOB_RETENTION_HOURS", 0) * 3_600_000 },
   };
 }

@@ -1,0 +1,78 @@
+import type { Sql } from "postgres";
+
+export interface JobRetentionConfig {
+  /** Finished jobs older than this are deleted with their tasks; 0 keeps them forever. */
+  retentionMs: number;
+  /** How often to look. */
+  intervalMs: number;
+  /** Jobs deleted per statement. */
+  batchSize: number;
+}
+
+export const JobRetentionDefaults: JobRetentionConfig = {
+  retentionMs: 0,
+  intervalMs: 3_600_000,
+  batchSize: 1_000,
+};
+
+/**
+ * Deletes completed, failed and cancelled jobs (their tasks and dependencies
+ * go with them) once they finished longer ago than the retention, in small
+ * batches found through the `jobs_finished` index, so that the task table
+ * does not grow without bound. Every server runs it; SKIP LOCKED keeps them
+ * out of each other's way.
+ */
+export class JobRetention {
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = true;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly config: JobRetentionConfig,
+    private readonly onError: (e: unknown) => void,
+  ) {}
+
+  start(): void {
+    if (this.config.retentionMs <= 0) return;
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private schedule(ms: number): void {
+    this.timer = setTimeout(() => void this.pass(), ms);
+    this.timer.unref();
+  }
+
+  /** Deletes what has expired now; returns how many jobs. */
+  async prune(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const deleted = await this.sql`
+        DELETE FROM jobs WHERE id IN (
+          SELECT id FROM jobs
+          WHERE finished_at < now() - ${this.config.retentionMs}::bigint * interval '1 millisecond'
+            AND state IN ('completed', 'failed', 'cancelled')
+          ORDER BY finished_at
+          LIMIT ${this.config.batchSize}
+          FOR UPDATE SKIP LOCKED
+        )`;
+      total += deleted.count;
+      if (deleted.count < this.config.batchSize) return total;
+    }
+  }
+
+  private async pass(): Promise<void> {
+    try {
+      await this.prune();
+    } catch (e) {
+      this.onError(e);
+    }
+    if (!this.stopped) this.schedule(this.config.intervalMs);
+  }
+}
