@@ -12,15 +12,18 @@ export async function runServer(overrides: Partial<ServerConfig> = {}): Promise<
     error: (m, e) => console.error(m, e instanceof Error ? (e.stack ?? e.message) : (e ?? "")),
   });
   await new Promise<void>((resolve) => {
-    let stopping = false;
+    let stoppingSince = 0;
     // Listeners stay installed: tsx (which runs the CLI) exits the process on a
     // signal that has no listener left, as a `once` listener would leave it.
+    // A repeat within two seconds is the same request (Ctrl-C reaches npm and
+    // node both, and npm passes it on); a later one means "now".
     const shutdown = (signal: NodeJS.Signals) => {
-      if (stopping) {
+      if (stoppingSince > 0) {
+        if (Date.now() - stoppingSince < 2_000) return;
         console.log(`${signal} again: exiting without waiting`);
         process.exit(1);
       }
-      stopping = true;
+      stoppingSince = Date.now();
       console.log(`${signal}: shutting down`);
       server.stop().then(resolve, (e) => {
         console.error("shutdown failed", e);

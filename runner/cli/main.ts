@@ -71,10 +71,14 @@ program
     const c = client();
     const runner = c.runner(opts.cluster, { tasks, concurrency: opts.concurrency, prefetch: opts.prefetch });
     // Listeners stay installed (see server/main.ts); a second signal exits at once.
-    let stopping = false;
+    let stoppingSince = 0;
     const stop = () => {
-      if (stopping) process.exit(1);
-      stopping = true;
+      if (stoppingSince > 0) {
+        // A repeat within two seconds is the same request (npm passes Ctrl-C on too).
+        if (Date.now() - stoppingSince > 2_000) process.exit(1);
+        return;
+      }
+      stoppingSince = Date.now();
       console.error("stopping: finishing running tasks");
       void runner.stop();
     };
@@ -362,10 +366,13 @@ program
     await watcher.start();
     console.log(`watching ${resolve(folder)} for storage location ${opts.location} on ${c.url}`);
     await new Promise<void>((done) => {
-      let stopping = false;
+      let stoppingSince = 0;
       const stop = () => {
-        if (stopping) process.exit(1);
-        stopping = true;
+        if (stoppingSince > 0) {
+          if (Date.now() - stoppingSince > 2_000) process.exit(1);
+          return;
+        }
+        stoppingSince = Date.now();
         watcher.stop().then(done, done);
       };
       process.on("SIGINT", stop);
