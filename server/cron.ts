@@ -13,6 +13,20 @@ export interface CronSchedule {
  * time zone (UTC when empty) with croner. Throws InvalidArgument naming `where`
  * and the bad field.
  */
+const parsed = new Map<string, CronSchedule>();
+
+/** parseCron for stored triggers (already checked), cached: a tick of 1,000 triggers parses none again. */
+export function cachedCron(expression: string, timeZone: string): CronSchedule {
+  const key = `${timeZone}\0${expression}`;
+  let schedule = parsed.get(key);
+  if (!schedule) {
+    schedule = parseCron(expression, timeZone, "trigger");
+    if (parsed.size > 10_000) parsed.clear();
+    parsed.set(key, schedule);
+  }
+  return schedule;
+}
+
 export function parseCron(expression: string, timeZone: string, where: string): CronSchedule {
   const tz = timeZone === "" ? "UTC" : timeZone;
   try {

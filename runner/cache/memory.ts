@@ -9,7 +9,8 @@ export class InMemoryCache implements CacheBackend {
   private readonly values = new Map<string, Uint8Array>();
 
   async put(path: string, data: Uint8Array): Promise<void> {
-    this.values.set(path, data.slice());
+    // A copy (Buffer.slice would share memory with the caller).
+    this.values.set(path, new Uint8Array(data));
   }
 
   async putStream(path: string, source: Readable): Promise<void> {
@@ -19,7 +20,8 @@ export class InMemoryCache implements CacheBackend {
   }
 
   async get(path: string): Promise<Uint8Array | undefined> {
-    return this.values.get(path)?.slice();
+    const value = this.values.get(path);
+    return value === undefined ? undefined : new Uint8Array(value);
   }
 
   async getStream(path: string): Promise<Readable | undefined> {

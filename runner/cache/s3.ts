@@ -9,7 +9,7 @@ import {
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { type CacheBackend, normalizePrefix } from "./cache.js";
 import { Retention, type RetentionOptions } from "./retention.js";
 
@@ -59,6 +59,11 @@ export class AmazonS3Cache implements CacheBackend {
   }
 
   async put(path: string, data: Uint8Array): Promise<void> {
+    if (data.byteLength > this.partSize) {
+      // One PutObject is limited to 5 GB (and smaller on some S3-compatible stores).
+      await this.putStream(path, Readable.from([Buffer.from(data.buffer, data.byteOffset, data.byteLength)]));
+      return;
+    }
     await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.key(path), Body: data }));
     this.retention.touched();
   }

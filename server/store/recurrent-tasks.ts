@@ -1,5 +1,5 @@
 import type { Sql } from "postgres";
-import { type CronSchedule, latestTick, nextTick, parseCron } from "../cron.js";
+import { type CronSchedule, cachedCron, latestTick, nextTick } from "../cron.js";
 import { TASKS_CHANNEL } from "./insert-tasks.js";
 import { SCHEDULE_CHANNEL } from "./schedules.js";
 
@@ -121,7 +121,7 @@ export async function setPaused(sql: Sql, id: string, paused: boolean, now: Date
       SELECT id, expression, time_zone FROM cron_triggers WHERE recurrent_task_id = ${id} FOR UPDATE`;
     const next = rows.map((r) => ({
       id: r.id,
-      next_tick_at: paused ? NEVER : tickOrNever(nextTick(parseCron(r.expression, r.time_zone, "trigger"), now)),
+      next_tick_at: paused ? NEVER : tickOrNever(nextTick(cachedCron(r.expression, r.time_zone), now)),
     }));
     await tx`
       UPDATE cron_triggers c SET next_tick_at = n.next_tick_at
@@ -168,7 +168,7 @@ export async function fireDueTriggers(sql: Sql, now: Date, limit: number): Promi
       FOR UPDATE OF c SKIP LOCKED`;
     if (due.length === 0) return 0;
     const fired = due.map((d) => {
-      const schedule = parseCron(d.expression, d.time_zone, "trigger");
+      const schedule = cachedCron(d.expression, d.time_zone);
       const tick = latestTick(schedule, d.next_tick_at, now);
       return {
         trigger_id: d.id,

@@ -61,11 +61,13 @@ export async function startDueJobs(sql: Sql, now: Date, limit: number): Promise<
   return retryOnDeadlock(() =>
     sql.begin(async (tx) => {
       const due = await tx<{ job_id: string; plan: StoredPlan }[]>`
-        WITH locked AS (
-          SELECT j.id FROM jobs j JOIN scheduled_jobs s ON s.job_id = j.id
-          WHERE s.start_at <= ${now} AND j.state = 'scheduled'
-          ORDER BY s.start_at
-          LIMIT ${limit}
+        WITH due AS MATERIALIZED (
+          -- Found through scheduled_jobs' start-time index first, so that the
+          -- jobs table (mostly scheduled jobs, perhaps) is only read by key.
+          SELECT job_id FROM scheduled_jobs WHERE start_at <= ${now} ORDER BY start_at LIMIT ${limit}
+        ), locked AS (
+          SELECT j.id FROM jobs j
+          WHERE j.id IN (SELECT job_id FROM due) AND j.state = 'scheduled'
           FOR NO KEY UPDATE OF j SKIP LOCKED
         )
         DELETE FROM scheduled_jobs s USING locked WHERE s.job_id = locked.id
