@@ -3,6 +3,7 @@ import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Command, InvalidArgumentError, Option } from "commander";
+import { onStopSignal } from "../../server/signals.js";
 import { Client } from "../client.js";
 import type { Job, JobDetails, JobStateName } from "../jobs.js";
 import type { RecurrentTaskInfo } from "../recurrent.js";
@@ -70,20 +71,10 @@ program
     if (tasks.length === 0) throw new InvalidArgumentError(`no Task classes are exported by ${modules.join(", ")}`);
     const c = client();
     const runner = c.runner(opts.cluster, { tasks, concurrency: opts.concurrency, prefetch: opts.prefetch });
-    // Listeners stay installed (see server/main.ts); a second signal exits at once.
-    let stoppingSince = 0;
-    const stop = () => {
-      if (stoppingSince > 0) {
-        // A repeat within two seconds is the same request (npm passes Ctrl-C on too).
-        if (Date.now() - stoppingSince > 2_000) process.exit(1);
-        return;
-      }
-      stoppingSince = Date.now();
+    onStopSignal(() => {
       console.error("stopping: finishing running tasks");
       void runner.stop();
-    };
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
+    });
     console.error(`runner ${runner.id} on cluster ${opts.cluster} at ${c.url}: ${tasks.map((t) => t.name).join(", ")}`);
     await (opts.all ? runner.runAll() : runner.runForever());
   });
@@ -366,17 +357,7 @@ program
     await watcher.start();
     console.log(`watching ${resolve(folder)} for storage location ${opts.location} on ${c.url}`);
     await new Promise<void>((done) => {
-      let stoppingSince = 0;
-      const stop = () => {
-        if (stoppingSince > 0) {
-          if (Date.now() - stoppingSince > 2_000) process.exit(1);
-          return;
-        }
-        stoppingSince = Date.now();
-        watcher.stop().then(done, done);
-      };
-      process.on("SIGINT", stop);
-      process.on("SIGTERM", stop);
+      onStopSignal(() => void watcher.stop().then(done, done));
     });
   });
 
