@@ -64,12 +64,17 @@ export class Dispatcher {
     return this.streams.size;
   }
 
+  /** Ready work may exist in these clusters. */
+  wakeClusters(clusterIds: readonly number[]): void {
+    for (const id of clusterIds) this.wakeCluster(id);
+  }
+
   private wakeCluster(clusterId: number): void {
     const set = this.byCluster.get(clusterId);
-    if (set) for (const stream of set) stream.pump();
+    if (set) for (const stream of set) stream.wake();
   }
 
   private wakeAll(): void {
-    for (const stream of this.streams.values()) stream.pump();
+    for (const stream of this.streams.values()) stream.wake();
   }
 }

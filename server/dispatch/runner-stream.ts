@@ -47,6 +47,15 @@ export class RunnerStream {
   private pumping = false;
   private again = false;
   private idleSent = false;
+  /** Wake-ups (ready work may exist) seen so far. */
+  private wakes = 0;
+  /**
+   * False once a lease found less ready work than it wanted and no wake-up
+   * came since. Then freed capacity alone needs no lease statement: whatever
+   * makes work ready wakes the stream (a NOTIFY, or at once for work made ready
+   * by results reported to this server).
+   */
+  private workMayWait = true;
 
   constructor(
     private readonly sql: Sql,
@@ -72,7 +81,22 @@ export class RunnerStream {
     for (const id of taskIds) {
       if (!this.held.delete(id) && this.carried > 0) this.carried--;
     }
+    if (this.workMayWait || this.pumping) this.pump();
+    else this.sendIdleIfDone();
+  }
+
+  /** Ready work may exist for this stream's cluster. */
+  wake(): void {
+    this.wakes++;
+    this.workMayWait = true;
     this.pump();
+  }
+
+  private sendIdleIfDone(): void {
+    if (this.held.size === 0 && this.carried === 0 && !this.idleSent && !this.events.isClosed) {
+      this.idleSent = true;
+      this.events.push(create(WorkResponseSchema, { event: { case: "idle", value: {} } }));
+    }
   }
 
   /** Tells the runner to stop the tasks it holds of a cancelled or failed job. */
@@ -114,7 +138,10 @@ export class RunnerStream {
       const want = Math.min(this.free, LEASE_BATCH_MAX);
       if (want <= 0 || this.events.isClosed) return;
       const o = this.options;
+      const wakesBefore = this.wakes;
       const rows = await leaseTasks(this.sql, o.clusterId, o.capabilities, want, o.runnerId, o.leaseTtlMs);
+      // Less than wanted and no wake-up meanwhile: nothing more is ready.
+      this.workMayWait = rows.length === want || this.wakes !== wakesBefore;
       if (rows.length > 0) {
         this.idleSent = false;
         for (const r of rows) this.held.set(r.id, { jobId: r.job_id, lease: r.lease });
@@ -143,10 +170,7 @@ export class RunnerStream {
         );
       }
       if (rows.length < want && !this.again) {
-        if (this.held.size === 0 && this.carried === 0 && !this.idleSent) {
-          this.idleSent = true;
-          this.events.push(create(WorkResponseSchema, { event: { case: "idle", value: {} } }));
-        }
+        this.sendIdleIfDone();
         return;
       }
     }

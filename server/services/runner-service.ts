@@ -85,8 +85,11 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
           rejected.set(r.task!.taskId, (e as Error).message);
         }
       }
-      const recorded = valid.length > 0 ? await recordResults(sql, valid) : { outcomes: [], failedJobs: [] };
+      const recorded = valid.length > 0 ? await recordResults(sql, valid) : { outcomes: [], failedJobs: [], readyClusters: [] };
       for (const job of recorded.failedJobs) dispatcher.cancelJob(job, `job ${job} failed`);
+      // Wake this server's streams for the work these results made ready before
+      // freeing the runner's slots: its NOTIFY reaches this server later.
+      dispatcher.wakeClusters(recorded.readyClusters);
       // A result refused for bad subtasks keeps its slot: the runner reports
       // the task again, as failed.
       dispatcher.reported(

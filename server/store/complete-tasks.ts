@@ -28,6 +28,8 @@ export interface RecordedResults {
   outcomes: ResultOutcome[];
   /** Jobs that failed because a task ran out of retries. */
   failedJobs: string[];
+  /** Clusters that got ready work from these results (subtasks, dependents, retries). */
+  readyClusters: number[];
 }
 
 /**
@@ -61,7 +63,7 @@ export async function recordResults(sql: Sql, results: readonly TaskResultIn[]):
  */
 async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Promise<RecordedResults> {
   const jobIds = [...new Set(results.map((r) => r.jobId))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
-  const [row] = await sql<{ done: string[] | null }[]>`
+  const [row] = await sql<{ done: string[] | null; ready: number[] | null }[]>`
     WITH c AS (
       SELECT * FROM unnest(${results.map((r) => r.taskId)}::bigint[], ${results.map((r) => r.lease)}::int[],
                            ${results.map((r) => r.jobId)}::bigint[]) AS c(id, lease, job_id)
@@ -94,6 +96,7 @@ async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Prom
       RETURNING 1
     )
     SELECT (SELECT array_agg(id::text) FROM done) AS done,
+           (SELECT array_agg(DISTINCT cluster_id) FROM woken WHERE deps_left = 0 AND state = 'queued') AS ready,
            (SELECT count(*) FROM closed) AS closed,
            (SELECT count(pg_notify(${TASKS_CHANNEL}, x.c::text))
             FROM (SELECT DISTINCT cluster_id AS c FROM woken WHERE deps_left = 0 AND state = 'queued') AS x) AS notified`;
@@ -103,6 +106,7 @@ async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Prom
   return {
     outcomes: results.map((r) => (accepted.has(r.taskId) ? { taskId: r.taskId, accepted: true } : reasons.get(r.taskId)!)),
     failedJobs: [],
+    readyClusters: row.ready ?? [],
   };
 }
 
@@ -244,6 +248,7 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
   return {
     outcomes: results.map((r) => (acceptedIds.has(r.taskId) ? { taskId: r.taskId, accepted: true } : reasons.get(r.taskId)!)),
     failedJobs: [...failedJobs],
+    readyClusters: [...readyClusters].map(Number),
   };
 }
 
