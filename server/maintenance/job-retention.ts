@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import { SleepLoop } from "./sleep-loop.js";
 
 export interface JobRetentionConfig {
   /** Finished jobs older than this are deleted with their tasks; 0 keeps them forever. */
@@ -23,30 +24,25 @@ export const JobRetentionDefaults: JobRetentionConfig = {
  * out of each other's way.
  */
 export class JobRetention {
-  private timer: NodeJS.Timeout | null = null;
-  private stopped = true;
+  private readonly loop: SleepLoop;
 
   constructor(
     private readonly sql: Sql,
     private readonly config: JobRetentionConfig,
-    private readonly onError: (e: unknown) => void,
-  ) {}
+    onError: (e: unknown) => void,
+  ) {
+    this.loop = new SleepLoop(async () => {
+      await this.prune();
+      return config.intervalMs;
+    }, onError, config.intervalMs);
+  }
 
   start(): void {
-    if (this.config.retentionMs <= 0) return;
-    this.stopped = false;
-    this.schedule(0);
+    if (this.config.retentionMs > 0) this.loop.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-  }
-
-  private schedule(ms: number): void {
-    this.timer = setTimeout(() => void this.pass(), ms);
-    this.timer.unref();
+    this.loop.stop();
   }
 
   /** Deletes what has expired now; returns how many jobs. */
@@ -65,14 +61,5 @@ export class JobRetention {
       total += deleted.count;
       if (deleted.count < this.config.batchSize) return total;
     }
-  }
-
-  private async pass(): Promise<void> {
-    try {
-      await this.prune();
-    } catch (e) {
-      this.onError(e);
-    }
-    if (!this.stopped) this.schedule(this.config.intervalMs);
   }
 }

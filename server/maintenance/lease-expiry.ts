@@ -1,5 +1,6 @@
 import type { Sql } from "postgres";
 import { expireLeases, nextLeaseExpiry } from "../store/leases.js";
+import { SleepLoop } from "./sleep-loop.js";
 
 export interface LeaseExpiryConfig {
   /** The longest it sleeps between checks when no lease is due sooner. */
@@ -20,47 +21,30 @@ export const LeaseExpiryDefaults: LeaseExpiryConfig = {
  * runs one; SKIP LOCKED makes them share the work without conflict.
  */
 export class LeaseExpiry {
-  private timer: NodeJS.Timeout | null = null;
-  private running = false;
-  private stopped = true;
+  private readonly loop: SleepLoop;
 
   constructor(
     private readonly sql: Sql,
     private readonly config: LeaseExpiryConfig,
-    private readonly onError: (error: unknown) => void,
-  ) {}
+    onError: (error: unknown) => void,
+  ) {
+    this.loop = new SleepLoop(() => this.pass(), onError, config.maxIntervalMs);
+  }
 
   start(): void {
-    this.stopped = false;
-    this.schedule(0);
+    this.loop.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.loop.stop();
   }
 
-  private schedule(delayMs: number): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => void this.tick(), Math.max(0, Math.min(delayMs, this.config.maxIntervalMs)));
-    this.timer.unref();
-  }
-
-  private async tick(): Promise<void> {
-    if (this.running || this.stopped) return;
-    this.running = true;
-    let delay = this.config.maxIntervalMs;
-    try {
-      while ((await expireLeases(this.sql, this.config.batchSize)) === this.config.batchSize && !this.stopped);
-      const next = await nextLeaseExpiry(this.sql);
-      // A few milliseconds late, so the lease has surely passed in the database's clock too.
-      if (next) delay = next.getTime() - Date.now() + 5;
-    } catch (e) {
-      this.onError(e);
-    } finally {
-      this.running = false;
-      this.schedule(delay);
-    }
+  /** Returns due leases to the queue; sleeps until the next lease is due (at most maxIntervalMs). */
+  private async pass(): Promise<number> {
+    const { batchSize, maxIntervalMs } = this.config;
+    while ((await expireLeases(this.sql, batchSize)) === batchSize && !this.loop.isStopped);
+    const next = await nextLeaseExpiry(this.sql);
+    // A few milliseconds late, so the lease has surely passed in the database's clock too.
+    return next ? Math.min(maxIntervalMs, next.getTime() - Date.now() + 5) : maxIntervalMs;
   }
 }

@@ -1,6 +1,7 @@
 import type { Sql } from "postgres";
 import { fireDueTriggers, nextCronTick } from "../store/recurrent-tasks.js";
 import { SCHEDULE_CHANNEL, nextScheduledStart, startDueJobs } from "../store/schedules.js";
+import { SleepLoop } from "./sleep-loop.js";
 
 export interface SchedulerConfig {
   /** The longest it sleeps without looking, in case a notification was lost. */
@@ -23,83 +24,41 @@ export const SchedulerDefaults: SchedulerConfig = {
  * (recurrent task, tick) keeps it to one job per tick.
  */
 export class Scheduler {
-  private timer: NodeJS.Timeout | null = null;
-  private wakeAt = Infinity;
-  private running = false;
-  private again = false;
-  private stopped = true;
+  private readonly loop: SleepLoop;
   private unlisten: (() => Promise<void>) | null = null;
 
   constructor(
     private readonly sql: Sql,
     private readonly config: SchedulerConfig,
-    private readonly onError: (error: unknown) => void,
-  ) {}
+    onError: (error: unknown) => void,
+  ) {
+    this.loop = new SleepLoop(() => this.pass(), onError, 1_000);
+  }
 
   async start(): Promise<void> {
-    this.stopped = false;
     const { unlisten } = await this.sql.listen(
       SCHEDULE_CHANNEL,
-      (payload) => this.wakeBy(Number(payload)),
-      () => this.wakeBy(0),
+      (payload) => this.loop.wake(Number(payload) - Date.now()),
+      () => this.loop.wake(0),
     );
     this.unlisten = unlisten;
-    this.wakeBy(0);
+    this.loop.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.loop.stop();
     await this.unlisten?.().catch(() => {});
   }
 
-  /** Makes sure a pass runs no later than `at` (epoch ms). */
-  private wakeBy(at: number): void {
-    if (this.stopped) return;
-    if (this.running) {
-      if (at <= Date.now()) this.again = true;
-      else if (at < this.wakeAt) this.arm(at);
-      return;
-    }
-    if (at < this.wakeAt) this.arm(at);
-  }
-
-  private arm(at: number): void {
-    if (this.timer) clearTimeout(this.timer);
-    const capped = Math.min(at, Date.now() + this.config.maxIntervalMs);
-    this.wakeAt = capped;
-    this.timer = setTimeout(() => void this.pass(), Math.max(0, capped - Date.now()));
-    this.timer.unref();
-  }
-
-  private async pass(): Promise<void> {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.timer = null;
-    this.wakeAt = Infinity;
-    this.running = true;
-    let next = Date.now() + this.config.maxIntervalMs;
-    try {
-      do {
-        this.again = false;
-        const now = new Date();
-        const { batchSize } = this.config;
-        while ((await startDueJobs(this.sql, now, batchSize)) === batchSize && !this.stopped);
-        while ((await fireDueTriggers(this.sql, now, batchSize)) === batchSize && !this.stopped);
-      } while (this.again && !this.stopped);
-      const [job, tick] = await Promise.all([nextScheduledStart(this.sql), nextCronTick(this.sql)]);
-      for (const at of [job, tick]) if (at) next = Math.min(next, at.getTime());
-    } catch (e) {
-      this.onError(e);
-      next = Date.now() + 1_000;
-    } finally {
-      this.running = false;
-      // Earlier wake-ups armed during the pass stand; otherwise sleep until the next due time.
-      if (!this.stopped) this.wakeBy(Math.max(next, Date.now() + 1));
-    }
+  /** Starts what is due; sleeps until the next due time (at most maxIntervalMs). */
+  private async pass(): Promise<number> {
+    const now = new Date();
+    const { batchSize, maxIntervalMs } = this.config;
+    while ((await startDueJobs(this.sql, now, batchSize)) === batchSize && !this.loop.isStopped);
+    while ((await fireDueTriggers(this.sql, now, batchSize)) === batchSize && !this.loop.isStopped);
+    let next = Date.now() + maxIntervalMs;
+    const [job, tick] = await Promise.all([nextScheduledStart(this.sql), nextCronTick(this.sql)]);
+    for (const at of [job, tick]) if (at) next = Math.min(next, at.getTime());
+    return Math.max(1, next - Date.now());
   }
 }

@@ -3,6 +3,7 @@ import { join, relative, sep } from "node:path";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import type { Sql } from "postgres";
 import { type ObjectChangeIn, recordObjectEvents } from "./events.js";
+import { SleepLoop } from "../maintenance/sleep-loop.js";
 import { type LocationRow, type StorageClients, gcsBucket, s3Client } from "./locations.js";
 
 /** Objects modified this long before the last listing are looked at again (clock skew, slow writes). */
@@ -56,54 +57,43 @@ export async function listChanged(location: LocationRow, since: Date, clients: S
  * listings it sleeps until the next is due.
  */
 export class Reconciler {
-  private timer: NodeJS.Timeout | null = null;
-  private stopped = true;
+  private readonly loop: SleepLoop;
 
   constructor(
     private readonly sql: Sql,
     private readonly clients: StorageClients,
-    private readonly onError: (e: unknown) => void,
-  ) {}
+    onError: (e: unknown) => void,
+  ) {
+    this.loop = new SleepLoop(() => this.pass(), onError);
+  }
 
   start(): void {
-    this.stopped = false;
-    this.wake(0);
+    this.loop.start();
   }
 
   /** Look again within `ms` (after locations changed, say). */
   wake(ms: number): void {
-    if (this.stopped) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.pass(), ms);
-    this.timer.unref();
+    this.loop.wake(ms);
   }
 
   stop(): void {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.loop.stop();
   }
 
-  private async pass(): Promise<void> {
-    let sleep = MAX_SLEEP_MS;
-    try {
-      for (;;) {
-        if (this.stopped) return;
-        const location = await this.claim();
-        if (!location) break;
-        const startedAt = new Date();
-        const changes = await listChanged(location, new Date(location.reconciled_until.getTime() - OVERLAP_MS), this.clients);
-        for (let i = 0; i < changes.length; i += 5_000) await recordObjectEvents(this.sql, location, changes.slice(i, i + 5_000));
-        await this.sql`UPDATE storage_locations SET reconciled_until = ${startedAt} WHERE id = ${location.id}`;
-      }
-      const [next] = await this.sql<{ at: Date | null }[]>`
-        SELECT min(next_reconcile_at) AS at FROM storage_locations WHERE reconcile_interval_s > 0`;
-      if (next.at) sleep = Math.min(sleep, Math.max(0, next.at.getTime() - Date.now() + 5));
-    } catch (e) {
-      this.onError(e);
-      sleep = 5_000;
+  /** Lists every location that is due; sleeps until the next is. */
+  private async pass(): Promise<number> {
+    for (;;) {
+      if (this.loop.isStopped) return MAX_SLEEP_MS;
+      const location = await this.claim();
+      if (!location) break;
+      const startedAt = new Date();
+      const changes = await listChanged(location, new Date(location.reconciled_until.getTime() - OVERLAP_MS), this.clients);
+      for (let i = 0; i < changes.length; i += 5_000) await recordObjectEvents(this.sql, location, changes.slice(i, i + 5_000));
+      await this.sql`UPDATE storage_locations SET reconciled_until = ${startedAt} WHERE id = ${location.id}`;
     }
-    this.wake(sleep);
+    const [next] = await this.sql<{ at: Date | null }[]>`
+      SELECT min(next_reconcile_at) AS at FROM storage_locations WHERE reconcile_interval_s > 0`;
+    return next.at ? Math.min(MAX_SLEEP_MS, Math.max(0, next.at.getTime() - Date.now() + 5)) : MAX_SLEEP_MS;
   }
 
   /** Takes the location whose listing is due, pushing its next listing one interval ahead. */
