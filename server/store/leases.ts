@@ -22,11 +22,17 @@ export async function extendLeases(
       SELECT * FROM unnest(${leases.map((l) => l.taskId)}::bigint[], ${leases.map((l) => l.lease)}::int[]) AS w(id, lease)
     ), extended AS (
       UPDATE tasks t SET lease_expires_at = now() + ${leaseTtlMs}::int * interval '1 millisecond'
-      WHERE t.id IN (
-        SELECT t2.id FROM tasks t2 JOIN wanted w ON w.id = t2.id AND w.lease = t2.lease
-        WHERE t2.state = 'running'
-        FOR NO KEY UPDATE OF t2 SKIP LOCKED
-      )
+      -- One primary-key lookup per lease, locked, then the update by id = ANY:
+      -- plans that stay right whatever the statistics say about running tasks
+      -- (see lockRunning in complete-tasks.ts).
+      WHERE t.id = ANY((
+        SELECT array_agg(r.id) FROM wanted w CROSS JOIN LATERAL (
+          SELECT t2.id FROM tasks t2
+          WHERE t2.id = w.id AND t2.lease = w.lease AND t2.state = 'running'
+          OFFSET 0
+          FOR NO KEY UPDATE SKIP LOCKED
+        ) r
+      )::bigint[])
       RETURNING t.id
     )
     SELECT w.id::text, w.lease,
@@ -50,7 +56,7 @@ export async function expireLeases(sql: Sql, limit: number): Promise<number> {
       UPDATE tasks t SET state = 'queued', runner_id = NULL, lease_expires_at = NULL
       WHERE t.id IN (
         SELECT id FROM tasks
-        WHERE state = 'running' AND lease_expires_at < now()
+        WHERE lease_expires_at < now() AND state = 'running'
         ORDER BY lease_expires_at
         LIMIT ${limit}
         FOR NO KEY UPDATE SKIP LOCKED
@@ -62,8 +68,11 @@ export async function expireLeases(sql: Sql, limit: number): Promise<number> {
   return row.expired;
 }
 
-/** When the next running lease ends, or null when nothing is running. */
+/**
+ * When the next running lease ends, or null when nothing is running
+ * (`lease_expires_at` is set exactly while a task is running).
+ */
 export async function nextLeaseExpiry(sql: Sql): Promise<Date | null> {
-  const [row] = await sql<{ at: Date | null }[]>`SELECT min(lease_expires_at) AS at FROM tasks WHERE state = 'running'`;
+  const [row] = await sql<{ at: Date | null }[]>`SELECT min(lease_expires_at) AS at FROM tasks WHERE lease_expires_at IS NOT NULL`;
   return row.at;
 }
