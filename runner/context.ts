@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { type TaskSubmission, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
-import type { JobCache } from "./cache/cache.js";
+import { type CacheBackend, JobCache } from "./cache/cache.js";
 import { triggerOf } from "./storage.js";
 import { type Task, identifierOf, serializeInput } from "./task.js";
 
@@ -43,17 +43,36 @@ export interface ExecutionContext {
   submitSubtasks(tasks: readonly Task<any>[], options?: SubtaskOptions): SubtaskHandle[];
 }
 
-/** The context of one task attempt; collects the subtasks it submits. */
+/** Where a context gets its abort signal, made only if the task asks for it. */
+export interface SignalSource {
+  readonly signal: AbortSignal;
+}
+
+/**
+ * The context of one task attempt; collects the subtasks it submits. Its
+ * signal and job cache are made on first use: most tasks use neither, and an
+ * AbortController per task was a tenth of a runner's CPU time on short tasks.
+ */
 export class TaskContext implements ExecutionContext {
   readonly subtasks: TaskSubmission[] = [];
+  private cache: JobCache | null = null;
 
   constructor(
     readonly jobId: string,
     readonly taskId: string,
     readonly attempt: number,
-    readonly signal: AbortSignal,
-    readonly jobCache: JobCache,
+    private readonly signals: SignalSource,
+    private readonly cacheBackend: CacheBackend,
   ) {}
+
+  get signal(): AbortSignal {
+    return this.signals.signal;
+  }
+
+  get jobCache(): JobCache {
+    this.cache ??= JobCache.forJob(this.cacheBackend, this.jobId);
+    return this.cache;
+  }
 
   submitSubtask(task: Task<any>, options: SubtaskOptions = {}): SubtaskHandle {
     const dependsOn = (options.dependsOn ?? []).map((h) => {

@@ -5,7 +5,7 @@ import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/co
 import { type LeasedTask, RunnerService, TaskResultSchema } from "../gen/sluice/v1/runner_service_pb.js";
 import { TaskContext } from "./context.js";
 import { BUILTIN_TASKS } from "./builtins.js";
-import { type CacheBackend, JobCache } from "./cache/cache.js";
+import type { CacheBackend } from "./cache/cache.js";
 import { InMemoryCache } from "./cache/memory.js";
 import { ResultReporter } from "./result-reporter.js";
 import { StorageEventTask, triggerFromMessage } from "./storage.js";
@@ -43,10 +43,34 @@ export interface RunnerOptions {
 
 type Outcome = NonNullable<MessageInitShape<typeof TaskResultSchema>["outcome"]>;
 
-interface Held {
-  task: LeasedTask;
-  abort: AbortController;
-  started: boolean;
+/**
+ * A task leased to this runner, until its result is reported. Its
+ * AbortController is made only when the task asks for its signal.
+ */
+class Held {
+  started = false;
+  private controller: AbortController | null = null;
+  private reason: Error | null = null;
+
+  constructor(readonly task: LeasedTask) {}
+
+  get aborted(): boolean {
+    return this.reason !== null;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.reason) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: Error): void {
+    if (this.reason) return;
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
 }
 
 interface Registered {
@@ -87,6 +111,8 @@ export class TaskRunner {
   readonly id = randomUUID();
   readonly cluster: string;
   private readonly registry = new Map<string, Registered[]>();
+  /** Task classes by "name version" as leased, resolved once. */
+  private readonly resolved = new Map<string, TaskClass | undefined>();
   private readonly concurrency: number;
   private readonly prefetch: number;
   private readonly name: string;
@@ -213,7 +239,7 @@ export class TaskRunner {
             } else if (event.case === "cancellation") {
               for (const l of event.value.tasks) {
                 const h = this.held.get(l.taskId);
-                if (h && h.task.lease === l.lease) h.abort.abort(new Error(event.value.reason));
+                if (h && h.task.lease === l.lease) h.abort(new Error(event.value.reason));
               }
               this.schedule();
             } else if (event.case === "idle") {
@@ -253,13 +279,18 @@ export class TaskRunner {
   }
 
   private resolve(name: string, version: string): TaskClass | undefined {
-    const { major, minor } = parseVersion(version);
-    const r = this.registry.get(name)?.find((v) => v.major === major && v.minor >= minor);
-    return r?.cls;
+    const key = `${name} ${version}`;
+    let cls = this.resolved.get(key);
+    if (cls === undefined && !this.resolved.has(key)) {
+      const { major, minor } = parseVersion(version);
+      cls = this.registry.get(name)?.find((v) => v.major === major && v.minor >= minor)?.cls;
+      this.resolved.set(key, cls);
+    }
+    return cls;
   }
 
   private accept(task: LeasedTask): void {
-    const h: Held = { task, abort: new AbortController(), started: false };
+    const h = new Held(task);
     this.held.set(task.id, h);
     if (this.stopping) {
       void this.finish(h, { case: "released", value: {} });
@@ -277,7 +308,7 @@ export class TaskRunner {
     }
     while (this.running < this.concurrency && this.queue.length > 0) {
       const h = this.queue.shift()!;
-      if (h.abort.signal.aborted) {
+      if (h.aborted) {
         // Cancelled or lost before it started: give it back (the server
         // refuses it, which frees the slot).
         void this.finish(h, { case: "released", value: {} });
@@ -302,12 +333,12 @@ export class TaskRunner {
       if (!cls) throw new Error(`this runner has no task ${name} compatible with ${version}`);
       const task = new cls(deserializeInput(t.input));
       if (t.trigger && task instanceof StorageEventTask) task.trigger = triggerFromMessage(t.trigger);
-      const context = new TaskContext(t.jobId, t.id, t.lease, h.abort.signal, JobCache.forJob(this.cache, t.jobId));
+      const context = new TaskContext(t.jobId, t.id, t.lease, h, this.cache);
       await task.execute(context);
       outcome = { case: "computed", value: { subtasks: context.subtasks } };
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
-      if (!h.abort.signal.aborted) {
+      if (!h.aborted) {
         this.log.warn(`sluice runner: task ${t.id} (${name} ${version}) of job ${t.jobId} failed: ${err.message}`);
       }
       outcome = { case: "failed", value: { message: err.message, stack: err.stack ?? "" } };
@@ -330,7 +361,7 @@ export class TaskRunner {
         this.log.warn(`sluice runner: task ${t.id} submitted invalid subtasks: ${res.message}`);
         res = await this.reporter!.report(result({ case: "failed", value: { message: res.message, stack: "" } }));
       }
-      if (!res.accepted && outcome.case !== "released" && !h.abort.signal.aborted) {
+      if (!res.accepted && outcome.case !== "released" && !h.aborted) {
         this.log.warn(`sluice runner: result of task ${t.id} refused: ${res.message}`);
       }
     } catch (e) {
@@ -385,7 +416,7 @@ export class TaskRunner {
         for (const l of res.lost) {
           const h = this.held.get(l.taskId);
           if (h && h.task.lease === l.lease) {
-            h.abort.abort(new Error(`the lease of task ${l.taskId} was lost: it was cancelled or given to another runner`));
+            h.abort(new Error(`the lease of task ${l.taskId} was lost: it was cancelled or given to another runner`));
           }
         }
       }

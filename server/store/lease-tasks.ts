@@ -60,7 +60,10 @@ export async function leaseTasks(
       SET state = 'running', lease = t.lease + 1, runner_id = ${runnerId}::uuid,
           lease_expires_at = now() + ${leaseTtlMs}::int * interval '1 millisecond',
           started_at = coalesce(t.started_at, now())
-      FROM picked WHERE t.id = picked.id
+      -- By id = ANY, always a primary-key lookup: joined to picked (500 rows),
+      -- the planner hashed a sequential scan of the whole table when it was
+      -- small enough (32 of 44 ms of a lease of 500 from a queue of 50,000).
+      WHERE t.id = ANY((SELECT array_agg(id) FROM picked)::bigint[])
       RETURNING t.id, t.job_id, t.name, t.major, t.minor, t.input, t.lease, t.lease_expires_at,
                 t.failures, t.max_retries, t.cluster_id, t.trigger
     ), started AS (

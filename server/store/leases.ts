@@ -54,13 +54,15 @@ export async function expireLeases(sql: Sql, limit: number): Promise<number> {
   const [row] = await sql<{ expired: number }[]>`
     WITH expired AS (
       UPDATE tasks t SET state = 'queued', runner_id = NULL, lease_expires_at = NULL
-      WHERE t.id IN (
-        SELECT id FROM tasks
-        WHERE lease_expires_at < now() AND state = 'running'
-        ORDER BY lease_expires_at
-        LIMIT ${limit}
-        FOR NO KEY UPDATE SKIP LOCKED
-      )
+      WHERE t.id = ANY((
+        SELECT array_agg(id) FROM (
+          SELECT id FROM tasks
+          WHERE lease_expires_at < now() AND state = 'running'
+          ORDER BY lease_expires_at
+          LIMIT ${limit}
+          FOR NO KEY UPDATE SKIP LOCKED
+        ) expired
+      )::bigint[])
       RETURNING t.cluster_id, t.deps_left
     )
     SELECT (SELECT count(*) FROM expired)::int AS expired,
