@@ -1,5 +1,16 @@
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
-import { RunnerService, type ResultOutcome, type TaskResult } from "../gen/sluice/v1/runner_service_pb.js";
+import { RunnerService, type TaskResult } from "../gen/sluice/v1/runner_service_pb.js";
+
+/** What the server did with one result. */
+export interface ResultOutcome {
+  accepted: boolean;
+  /** When refused: the Connect error code name, e.g. "failed_precondition". */
+  code: string;
+  /** When refused: why. */
+  message: string;
+}
+
+const ACCEPTED: ResultOutcome = Object.freeze({ accepted: true, code: "", message: "" });
 
 /** Results sent in one call at most. */
 const MAX_BATCH = 1_000;
@@ -47,14 +58,19 @@ export class ResultReporter {
         try {
           const res = await this.api.completeTasks({ runnerId: this.runnerId, results: batch.map((p) => p.result) });
           this.pending.splice(0, batch.length);
-          batch.forEach((p, i) => p.done(res.outcomes[i]));
+          // Only refusals come back; every other result was recorded.
+          const refused = res.refused.length === 0 ? null : new Map(res.refused.map((r) => [r.taskId, r]));
+          for (const p of batch) {
+            const r = refused?.get(p.result.task?.taskId ?? "");
+            p.done(r ? { accepted: false, code: r.code, message: r.message } : ACCEPTED);
+          }
           delay = RETRY_DELAY_MS;
         } catch (e) {
           const err = ConnectError.from(e);
           if (err.code === Code.InvalidArgument || err.code === Code.ResourceExhausted) {
             // The server will never take this batch: report why for each result.
             this.pending.splice(0, batch.length);
-            for (const p of batch) p.done({ taskId: p.result.task?.taskId ?? "", accepted: false, code: "invalid_argument", message: err.rawMessage } as ResultOutcome);
+            for (const p of batch) p.done({ accepted: false, code: "invalid_argument", message: err.rawMessage });
             continue;
           }
           if (this.signal.aborted) throw err;

@@ -89,8 +89,9 @@ describe("cancel and retry", () => {
       runnerId: runner.id,
       results: [{ task: blocker, jobId: job.id, outcome: { case: "computed", value: { subtasks: [] } } }],
     });
-    expect(res.outcomes[0]).toMatchObject({ accepted: false, code: "failed_precondition" });
-    expect(res.outcomes[0].message).toMatch(new RegExp(`its job ${job.id} was cancelled`));
+    expect(res.refused).toHaveLength(1);
+    expect(res.refused[0]).toMatchObject({ taskId: blocker.taskId, code: "failed_precondition" });
+    expect(res.refused[0].message).toMatch(new RegExp(`its job ${job.id} was cancelled`));
     expect((await box.client.jobs().get(job.id)).tasks.find((t) => t.id === blocker.taskId)!.state).toBe("cancelled");
 
     await refusedWith(box.client.jobs().cancel(job.id), Code.FailedPrecondition, /already cancelled; only scheduled, queued or started jobs can be cancelled/);

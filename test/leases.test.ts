@@ -42,8 +42,9 @@ describe("leases", () => {
       runnerId: crypto.randomUUID(),
       results: [{ task: { taskId, lease: 1 }, jobId: job.id, outcome: { case: "failed", value: { message: "late", stack: "" } } }],
     });
-    expect(res.outcomes[0]).toMatchObject({ taskId, accepted: false, code: "failed_precondition" });
-    expect(res.outcomes[0].message).toMatch(/lease 1 expired and the task was leased again \(lease 2\)/);
+    expect(res.refused).toHaveLength(1);
+    expect(res.refused[0]).toMatchObject({ taskId, code: "failed_precondition" });
+    expect(res.refused[0].message).toMatch(/lease 1 expired and the task was leased again \(lease 2\)/);
     expect((await box.client.jobs().get(job.id)).tasks[0]).toMatchObject({ state: "computed", failures: 0 });
   });
 

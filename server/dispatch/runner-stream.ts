@@ -8,6 +8,7 @@ import {
   type WorkResponse,
   WorkResponseSchema,
 } from "../../gen/sluice/v1/runner_service_pb.js";
+import { type TaskIdentifier, TaskIdentifierSchema } from "../../gen/sluice/v1/task_pb.js";
 import { triggerToProto } from "../storage/trigger.js";
 import { formatVersion } from "../validation.js";
 import { type Capability, leaseTasks } from "../store/lease-tasks.js";
@@ -43,6 +44,7 @@ interface HeldTask {
 export class RunnerStream {
   readonly events = new EventQueue<WorkResponse>();
   private readonly held = new Map<string, HeldTask>();
+  private readonly identifiers = new Map<string, TaskIdentifier>();
   private carried: number;
   private pumping = false;
   private again = false;
@@ -132,6 +134,18 @@ export class RunnerStream {
       });
   }
 
+  /** One identifier message per task identifier, shared by every task sent with it. */
+  private identifier(name: string, major: number, minor: number): TaskIdentifier {
+    const key = `${name} ${major} ${minor}`;
+    let id = this.identifiers.get(key);
+    if (!id) {
+      id = create(TaskIdentifierSchema, { name, version: formatVersion(major, minor) });
+      if (this.identifiers.size >= 1_000) this.identifiers.clear();
+      this.identifiers.set(key, id);
+    }
+    return id;
+  }
+
   private async leaseLoop(): Promise<void> {
     for (;;) {
       this.again = false;
@@ -154,16 +168,16 @@ export class RunnerStream {
                   create(LeasedTaskSchema, {
                     id: r.id,
                     jobId: r.job_id,
-                    identifier: { name: r.name, version: formatVersion(r.major, r.minor) },
+                    identifier: this.identifier(r.name, r.major, r.minor),
                     input: r.input,
                     lease: r.lease,
-                    leaseExpiresAt: timestampFromDate(r.lease_expires_at),
                     failures: r.failures,
                     maxRetries: r.max_retries,
-                    cluster: o.clusterSlug,
                     trigger: r.trigger ? triggerToProto(r.trigger) : undefined,
                   }),
                 ),
+                leaseExpiresAt: timestampFromDate(new Date(Date.now() + o.leaseTtlMs)),
+                cluster: o.clusterSlug,
               },
             },
           }),

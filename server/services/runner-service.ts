@@ -2,7 +2,8 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, type ServiceImpl } from "@connectrpc/connect";
 import {
-  ResultOutcomeSchema,
+  type RefusedResult,
+  RefusedResultSchema,
   RunnerService,
   TaskLeaseSchema,
   type TaskResult,
@@ -85,7 +86,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
           rejected.set(r.task!.taskId, (e as Error).message);
         }
       }
-      const recorded = valid.length > 0 ? await recordResults(sql, valid) : { outcomes: [], failedJobs: [], readyClusters: [] };
+      const recorded = valid.length > 0 ? await recordResults(sql, valid) : { refused: [], failedJobs: [], readyClusters: [] };
       for (const job of recorded.failedJobs) dispatcher.cancelJob(job, `job ${job} failed`);
       // Wake this server's streams for the work these results made ready before
       // freeing the runner's slots: its NOTIFY reaches this server later.
@@ -94,26 +95,23 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       // the task again, as failed.
       dispatcher.reported(
         runnerId,
-        req.results.map((r) => r.task!.taskId).filter((id) => !rejected.has(id)),
+        rejected.size === 0 ? req.results.map((r) => r.task!.taskId) : req.results.map((r) => r.task!.taskId).filter((id) => !rejected.has(id)),
       );
 
-      const byTask = new Map(recorded.outcomes.map((o) => [o.taskId, o]));
-      return {
-        outcomes: req.results.map((r) => {
-          const taskId = r.task!.taskId;
-          const reason = rejected.get(taskId);
-          if (reason !== undefined) {
-            return create(ResultOutcomeSchema, { taskId, accepted: false, code: codeName(Code.InvalidArgument), message: reason });
-          }
-          const o = byTask.get(taskId)!;
-          return create(ResultOutcomeSchema, {
-            taskId,
-            accepted: o.accepted,
-            code: o.code === undefined ? "" : codeName(o.code),
-            message: o.message ?? "",
-          });
-        }),
-      };
+      if (rejected.size === 0 && recorded.refused.length === 0) return { refused: [] };
+      const byTask = new Map(recorded.refused.map((o) => [o.taskId, o]));
+      const refused: RefusedResult[] = [];
+      for (const r of req.results) {
+        const taskId = r.task!.taskId;
+        const reason = rejected.get(taskId);
+        const o = byTask.get(taskId);
+        if (reason !== undefined) {
+          refused.push(create(RefusedResultSchema, { taskId, code: codeName(Code.InvalidArgument), message: reason }));
+        } else if (o !== undefined) {
+          refused.push(create(RefusedResultSchema, { taskId, code: codeName(o.code), message: o.message }));
+        }
+      }
+      return { refused };
     },
 
     async extendLeases(req) {

@@ -17,15 +17,16 @@ export interface TaskResultIn {
   released?: boolean;
 }
 
-export interface ResultOutcome {
+/** Why a result was not recorded. */
+export interface Refusal {
   taskId: string;
-  accepted: boolean;
-  code?: Code;
-  message?: string;
+  code: Code;
+  message: string;
 }
 
 export interface RecordedResults {
-  outcomes: ResultOutcome[];
+  /** The results not recorded, in request order; every other one was. */
+  refused: Refusal[];
   /** Jobs that failed because a task ran out of retries. */
   failedJobs: string[];
   /** Clusters that got ready work from these results (subtasks, dependents, retries). */
@@ -121,16 +122,20 @@ async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Prom
       WHERE j.id = d.job_id
       RETURNING 1
     )
-    SELECT (SELECT array_agg(id::text) FROM done) AS done,
+    -- The ids recorded only when some were not (else all were: nothing to parse).
+    SELECT CASE WHEN (SELECT count(*) FROM done) = ${results.length} THEN NULL
+                ELSE coalesce((SELECT array_agg(id::text) FROM done), '{}') END AS done,
            (SELECT array_agg(DISTINCT cluster_id) FROM woken WHERE deps_left = 0 AND state = 'queued') AS ready,
            (SELECT count(*) FROM closed) AS closed,
            (SELECT count(pg_notify(${TASKS_CHANNEL}, x.c::text))
             FROM (SELECT DISTINCT cluster_id AS c FROM woken WHERE deps_left = 0 AND state = 'queued') AS x) AS notified`;
-  const accepted = new Set(row.done ?? []);
-  const refused = results.filter((r) => !accepted.has(r.taskId));
-  const reasons = refused.length === 0 ? new Map<string, ResultOutcome>() : await explainRefusals(sql, refused);
+  let refused: Refusal[] = [];
+  if (row.done !== null) {
+    const accepted = new Set(row.done);
+    refused = await explainRefusals(sql, results.filter((r) => !accepted.has(r.taskId)));
+  }
   return {
-    outcomes: results.map((r) => (accepted.has(r.taskId) ? { taskId: r.taskId, accepted: true } : reasons.get(r.taskId)!)),
+    refused,
     failedJobs: [],
     readyClusters: row.ready ?? [],
   };
@@ -272,10 +277,8 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
   }
 
   const acceptedIds = new Set([...parentCluster.keys(), ...failed.map((f) => f.id), ...requeued.map((r) => r.id)]);
-  const refused = results.filter((r) => !acceptedIds.has(r.taskId));
-  const reasons = refused.length === 0 ? new Map<string, ResultOutcome>() : await explainRefusals(tx, refused);
   return {
-    outcomes: results.map((r) => (acceptedIds.has(r.taskId) ? { taskId: r.taskId, accepted: true } : reasons.get(r.taskId)!)),
+    refused: await explainRefusals(tx, results.filter((r) => !acceptedIds.has(r.taskId))),
     failedJobs: [...failedJobs],
     readyClusters: [...readyClusters].map(Number),
   };
@@ -290,28 +293,30 @@ interface RefusalRow {
 }
 
 /** Says, for each refused result, why, in words that tell the runner what happened. */
-async function explainRefusals(tx: Sql | TransactionSql, refused: readonly TaskResultIn[]): Promise<Map<string, ResultOutcome>> {
+async function explainRefusals(tx: Sql | TransactionSql, refused: readonly TaskResultIn[]): Promise<Refusal[]> {
+  if (refused.length === 0) return [];
   const rows = await tx<RefusalRow[]>`
     SELECT t.id, t.job_id, t.state, t.lease, j.state AS job_state
     FROM tasks t JOIN jobs j ON j.id = t.job_id
     WHERE t.id = ANY(${refused.map((r) => r.taskId)}::bigint[])`;
   const byId = new Map(rows.map((r) => [r.id, r]));
-  const out = new Map<string, ResultOutcome>();
-  for (const r of refused) {
+  return refused.map((r): Refusal => {
     const row = byId.get(r.taskId);
-    const refuse = (code: Code, message: string) => out.set(r.taskId, { taskId: r.taskId, accepted: false, code, message });
-    if (!row) refuse(Code.NotFound, `task ${r.taskId} does not exist`);
-    else if (row.job_id !== r.jobId) refuse(Code.InvalidArgument, `task ${r.taskId} belongs to job ${row.job_id}, not job ${r.jobId}`);
-    else if (row.job_state === "cancelled")
-      refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: its job ${row.job_id} was cancelled`);
-    else if (row.job_state === "failed")
-      refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: its job ${row.job_id} failed and its other tasks were cancelled`);
-    else if (row.lease !== r.lease)
-      refuse(
+    const refuse = (code: Code, message: string) => ({ taskId: r.taskId, code, message });
+    if (!row) return refuse(Code.NotFound, `task ${r.taskId} does not exist`);
+    if (row.job_id !== r.jobId) return refuse(Code.InvalidArgument, `task ${r.taskId} belongs to job ${row.job_id}, not job ${r.jobId}`);
+    if (row.job_state === "cancelled") {
+      return refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: its job ${row.job_id} was cancelled`);
+    }
+    if (row.job_state === "failed") {
+      return refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: its job ${row.job_id} failed and its other tasks were cancelled`);
+    }
+    if (row.lease !== r.lease) {
+      return refuse(
         Code.FailedPrecondition,
         `task ${r.taskId} was not recorded: lease ${r.lease} expired and the task was leased again (lease ${row.lease}); another runner owns it now`,
       );
-    else refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: it is ${row.state}, not running`);
-  }
-  return out;
+    }
+    return refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: it is ${row.state}, not running`);
+  });
 }

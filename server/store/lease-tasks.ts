@@ -16,10 +16,8 @@ export interface LeasedTaskRow {
   minor: number;
   input: Buffer;
   lease: number;
-  lease_expires_at: Date;
   failures: number;
   max_retries: number;
-  cluster_id: number;
   trigger: TriggerJson | null;
 }
 
@@ -64,8 +62,7 @@ export async function leaseTasks(
       -- the planner hashed a sequential scan of the whole table when it was
       -- small enough (32 of 44 ms of a lease of 500 from a queue of 50,000).
       WHERE t.id = ANY((SELECT array_agg(id) FROM picked)::bigint[])
-      RETURNING t.id, t.job_id, t.name, t.major, t.minor, t.input, t.lease, t.lease_expires_at,
-                t.failures, t.max_retries, t.cluster_id, t.trigger
+      RETURNING t.id, t.job_id, t.name, t.major, t.minor, t.input, t.lease, t.failures, t.max_retries, t.trigger
     ), started AS (
       UPDATE jobs j SET state = 'started', started_at = now()
       WHERE j.id IN (

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/runner_service.proto.
  */
 export const file_sluice_v1_runner_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zbHVpY2UvdjEvcnVubmVyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSIvCg5SZWdpc3RlcmVkVGFzaxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkiowEKC1dvcmtSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgdjbHVzdGVyGAIgASgJEigKBXRhc2tzGAMgAygLMhkuc2x1aWNlLnYxLlJlZ2lzdGVyZWRUYXNrEhMKC2NvbmN1cnJlbmN5GAQgASgNEhEKCWluX2ZsaWdodBgFIAEoDRIQCghwcmVmZXRjaBgGIAEoDRIMCgRuYW1lGAcgASgJIs0BCgxXb3JrUmVzcG9uc2USKQoHc3RhcnRlZBgBIAEoCzIWLnNsdWljZS52MS5Xb3JrU3RhcnRlZEgAEi8KCmFzc2lnbm1lbnQYAiABKAsyGS5zbHVpY2UudjEuVGFza0Fzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAyABKAsyGy5zbHVpY2UudjEuVGFza0NhbmNlbGxhdGlvbkgAEiMKBGlkbGUYBCABKAsyEy5zbHVpY2UudjEuV29ya0lkbGVIAEIHCgVldmVudCIjCgtXb3JrU3RhcnRlZBIUCgxsZWFzZV90dGxfbXMYASABKA0iNgoOVGFza0Fzc2lnbm1lbnQSJAoFdGFza3MYASADKAsyFS5zbHVpY2UudjEuTGVhc2VkVGFzayKNAgoKTGVhc2VkVGFzaxIKCgJpZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSLQoKaWRlbnRpZmllchgDIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchINCgVpbnB1dBgEIAEoDBINCgVsZWFzZRgFIAEoDRI0ChBsZWFzZV9leHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghmYWlsdXJlcxgHIAEoDRITCgttYXhfcmV0cmllcxgIIAEoDRIPCgdjbHVzdGVyGAkgASgJEigKB3RyaWdnZXIYCiABKAsyFy5zbHVpY2UudjEuU3RvcmFnZUV2ZW50IkcKEFRhc2tDYW5jZWxsYXRpb24SIwoFdGFza3MYASADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEg4KBnJlYXNvbhgCIAEoCSIKCghXb3JrSWRsZSIrCglUYXNrTGVhc2USDwoHdGFza19pZBgBIAEoCRINCgVsZWFzZRgCIAEoDSLNAQoKVGFza1Jlc3VsdBIiCgR0YXNrGAEgASgLMhQuc2x1aWNlLnYxLlRhc2tMZWFzZRIOCgZqb2JfaWQYAiABKAkSKgoIY29tcHV0ZWQYAyABKAsyFi5zbHVpY2UudjEuVGFza1N1Y2Nlc3NIABIoCgZmYWlsZWQYBCABKAsyFi5zbHVpY2UudjEuVGFza0ZhaWx1cmVIABIqCghyZWxlYXNlZBgFIAEoCzIWLnNsdWljZS52MS5UYXNrUmVsZWFzZUgAQgkKB291dGNvbWUiDQoLVGFza1JlbGVhc2UiOgoLVGFza1N1Y2Nlc3MSKwoIc3VidGFza3MYASADKAsyGS5zbHVpY2UudjEuVGFza1N1Ym1pc3Npb24iLQoLVGFza0ZhaWx1cmUSDwoHbWVzc2FnZRgBIAEoCRINCgVzdGFjaxgCIAEoCSJRChRDb21wbGV0ZVRhc2tzUmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSJgoHcmVzdWx0cxgCIAMoCzIVLnNsdWljZS52MS5UYXNrUmVzdWx0IlEKDVJlc3VsdE91dGNvbWUSDwoHdGFza19pZBgBIAEoCRIQCghhY2NlcHRlZBgCIAEoCBIMCgRjb2RlGAMgASgJEg8KB21lc3NhZ2UYBCABKAkiQwoVQ29tcGxldGVUYXNrc1Jlc3BvbnNlEioKCG91dGNvbWVzGAEgAygLMhguc2x1aWNlLnYxLlJlc3VsdE91dGNvbWUiTgoTRXh0ZW5kTGVhc2VzUmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSJAoGbGVhc2VzGAIgAygLMhQuc2x1aWNlLnYxLlRhc2tMZWFzZSJwChRFeHRlbmRMZWFzZXNSZXNwb25zZRI0ChBsZWFzZV9leHBpcmVzX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiCgRsb3N0GAIgAygLMhQuc2x1aWNlLnYxLlRhc2tMZWFzZTLvAQoNUnVubmVyU2VydmljZRI5CgRXb3JrEhYuc2x1aWNlLnYxLldvcmtSZXF1ZXN0Ghcuc2x1aWNlLnYxLldvcmtSZXNwb25zZTABElIKDUNvbXBsZXRlVGFza3MSHy5zbHVpY2UudjEuQ29tcGxldGVUYXNrc1JlcXVlc3QaIC5zbHVpY2UudjEuQ29tcGxldGVUYXNrc1Jlc3BvbnNlEk8KDEV4dGVuZExlYXNlcxIeLnNsdWljZS52MS5FeHRlbmRMZWFzZXNSZXF1ZXN0Gh8uc2x1aWNlLnYxLkV4dGVuZExlYXNlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_sluice_v1_storage, file_sluice_v1_task]);
+  fileDesc("Ch5zbHVpY2UvdjEvcnVubmVyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSIvCg5SZWdpc3RlcmVkVGFzaxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkiowEKC1dvcmtSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgdjbHVzdGVyGAIgASgJEigKBXRhc2tzGAMgAygLMhkuc2x1aWNlLnYxLlJlZ2lzdGVyZWRUYXNrEhMKC2NvbmN1cnJlbmN5GAQgASgNEhEKCWluX2ZsaWdodBgFIAEoDRIQCghwcmVmZXRjaBgGIAEoDRIMCgRuYW1lGAcgASgJIs0BCgxXb3JrUmVzcG9uc2USKQoHc3RhcnRlZBgBIAEoCzIWLnNsdWljZS52MS5Xb3JrU3RhcnRlZEgAEi8KCmFzc2lnbm1lbnQYAiABKAsyGS5zbHVpY2UudjEuVGFza0Fzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAyABKAsyGy5zbHVpY2UudjEuVGFza0NhbmNlbGxhdGlvbkgAEiMKBGlkbGUYBCABKAsyEy5zbHVpY2UudjEuV29ya0lkbGVIAEIHCgVldmVudCIjCgtXb3JrU3RhcnRlZBIUCgxsZWFzZV90dGxfbXMYASABKA0ifQoOVGFza0Fzc2lnbm1lbnQSJAoFdGFza3MYASADKAsyFS5zbHVpY2UudjEuTGVhc2VkVGFzaxI0ChBsZWFzZV9leHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdjbHVzdGVyGAMgASgJIu0BCgpMZWFzZWRUYXNrEgoKAmlkGAEgASgJEg4KBmpvYl9pZBgCIAEoCRItCgppZGVudGlmaWVyGAMgASgLMhkuc2x1aWNlLnYxLlRhc2tJZGVudGlmaWVyEg0KBWlucHV0GAQgASgMEg0KBWxlYXNlGAUgASgNEhAKCGZhaWx1cmVzGAcgASgNEhMKC21heF9yZXRyaWVzGAggASgNEigKB3RyaWdnZXIYCiABKAsyFy5zbHVpY2UudjEuU3RvcmFnZUV2ZW50SgQIBhAHSgQICRAKUhBsZWFzZV9leHBpcmVzX2F0UgdjbHVzdGVyIkcKEFRhc2tDYW5jZWxsYXRpb24SIwoFdGFza3MYASADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEg4KBnJlYXNvbhgCIAEoCSIKCghXb3JrSWRsZSIrCglUYXNrTGVhc2USDwoHdGFza19pZBgBIAEoCRINCgVsZWFzZRgCIAEoDSLNAQoKVGFza1Jlc3VsdBIiCgR0YXNrGAEgASgLMhQuc2x1aWNlLnYxLlRhc2tMZWFzZRIOCgZqb2JfaWQYAiABKAkSKgoIY29tcHV0ZWQYAyABKAsyFi5zbHVpY2UudjEuVGFza1N1Y2Nlc3NIABIoCgZmYWlsZWQYBCABKAsyFi5zbHVpY2UudjEuVGFza0ZhaWx1cmVIABIqCghyZWxlYXNlZBgFIAEoCzIWLnNsdWljZS52MS5UYXNrUmVsZWFzZUgAQgkKB291dGNvbWUiDQoLVGFza1JlbGVhc2UiOgoLVGFza1N1Y2Nlc3MSKwoIc3VidGFza3MYASADKAsyGS5zbHVpY2UudjEuVGFza1N1Ym1pc3Npb24iLQoLVGFza0ZhaWx1cmUSDwoHbWVzc2FnZRgBIAEoCRINCgVzdGFjaxgCIAEoCSJRChRDb21wbGV0ZVRhc2tzUmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSJgoHcmVzdWx0cxgCIAMoCzIVLnNsdWljZS52MS5UYXNrUmVzdWx0Ij8KDVJlZnVzZWRSZXN1bHQSDwoHdGFza19pZBgBIAEoCRIMCgRjb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiUgoVQ29tcGxldGVUYXNrc1Jlc3BvbnNlEikKB3JlZnVzZWQYAiADKAsyGC5zbHVpY2UudjEuUmVmdXNlZFJlc3VsdEoECAEQAlIIb3V0Y29tZXMiTgoTRXh0ZW5kTGVhc2VzUmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSJAoGbGVhc2VzGAIgAygLMhQuc2x1aWNlLnYxLlRhc2tMZWFzZSJwChRFeHRlbmRMZWFzZXNSZXNwb25zZRI0ChBsZWFzZV9leHBpcmVzX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiCgRsb3N0GAIgAygLMhQuc2x1aWNlLnYxLlRhc2tMZWFzZTLvAQoNUnVubmVyU2VydmljZRI5CgRXb3JrEhYuc2x1aWNlLnYxLldvcmtSZXF1ZXN0Ghcuc2x1aWNlLnYxLldvcmtSZXNwb25zZTABElIKDUNvbXBsZXRlVGFza3MSHy5zbHVpY2UudjEuQ29tcGxldGVUYXNrc1JlcXVlc3QaIC5zbHVpY2UudjEuQ29tcGxldGVUYXNrc1Jlc3BvbnNlEk8KDEV4dGVuZExlYXNlcxIeLnNsdWljZS52MS5FeHRlbmRMZWFzZXNSZXF1ZXN0Gh8uc2x1aWNlLnYxLkV4dGVuZExlYXNlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_sluice_v1_storage, file_sluice_v1_task]);
 
 /**
  * A task identifier a runner can execute. A task with the same name and major
@@ -189,6 +189,20 @@ export type TaskAssignment = Message<"sluice.v1.TaskAssignment"> & {
    * @generated from field: repeated sluice.v1.LeasedTask tasks = 1;
    */
   tasks: LeasedTask[];
+
+  /**
+   * When their leases end unless extended (all were leased together).
+   *
+   * @generated from field: google.protobuf.Timestamp lease_expires_at = 2;
+   */
+  leaseExpiresAt?: Timestamp | undefined;
+
+  /**
+   * The cluster they run on: the work stream's.
+   *
+   * @generated from field: string cluster = 3;
+   */
+  cluster: string;
 };
 
 /**
@@ -241,13 +255,6 @@ export type LeasedTask = Message<"sluice.v1.LeasedTask"> & {
   lease: number;
 
   /**
-   * When the lease ends unless extended.
-   *
-   * @generated from field: google.protobuf.Timestamp lease_expires_at = 6;
-   */
-  leaseExpiresAt?: Timestamp | undefined;
-
-  /**
    * How often the task failed before.
    *
    * @generated from field: uint32 failures = 7;
@@ -260,13 +267,6 @@ export type LeasedTask = Message<"sluice.v1.LeasedTask"> & {
    * @generated from field: uint32 max_retries = 8;
    */
   maxRetries: number;
-
-  /**
-   * The cluster the task runs on.
-   *
-   * @generated from field: string cluster = 9;
-   */
-  cluster: string;
 
   /**
    * For a storage event task: the event it handles.
@@ -494,45 +494,38 @@ export const CompleteTasksRequestSchema: GenMessage<CompleteTasksRequest> = /*@_
   messageDesc(file_sluice_v1_runner_service, 13);
 
 /**
- * Whether one result was taken.
+ * A result that was not recorded, and why.
  *
- * @generated from message sluice.v1.ResultOutcome
+ * @generated from message sluice.v1.RefusedResult
  */
-export type ResultOutcome = Message<"sluice.v1.ResultOutcome"> & {
+export type RefusedResult = Message<"sluice.v1.RefusedResult"> & {
   /**
-   * The task the outcome is for.
+   * The task the result was for.
    *
    * @generated from field: string task_id = 1;
    */
   taskId: string;
 
   /**
-   * True when the result was recorded.
+   * The Connect error code name, e.g. "failed_precondition".
    *
-   * @generated from field: bool accepted = 2;
-   */
-  accepted: boolean;
-
-  /**
-   * When refused: the Connect error code name, e.g. "failed_precondition".
-   *
-   * @generated from field: string code = 3;
+   * @generated from field: string code = 2;
    */
   code: string;
 
   /**
-   * When refused: why, and what to do.
+   * Why, and what to do.
    *
-   * @generated from field: string message = 4;
+   * @generated from field: string message = 3;
    */
   message: string;
 };
 
 /**
- * Describes the message sluice.v1.ResultOutcome.
- * Use `create(ResultOutcomeSchema)` to create a new message.
+ * Describes the message sluice.v1.RefusedResult.
+ * Use `create(RefusedResultSchema)` to create a new message.
  */
-export const ResultOutcomeSchema: GenMessage<ResultOutcome> = /*@__PURE__*/
+export const RefusedResultSchema: GenMessage<RefusedResult> = /*@__PURE__*/
   messageDesc(file_sluice_v1_runner_service, 14);
 
 /**
@@ -540,11 +533,11 @@ export const ResultOutcomeSchema: GenMessage<ResultOutcome> = /*@__PURE__*/
  */
 export type CompleteTasksResponse = Message<"sluice.v1.CompleteTasksResponse"> & {
   /**
-   * One outcome per result, in request order.
+   * The results that were not recorded, in request order.
    *
-   * @generated from field: repeated sluice.v1.ResultOutcome outcomes = 1;
+   * @generated from field: repeated sluice.v1.RefusedResult refused = 2;
    */
-  outcomes: ResultOutcome[];
+  refused: RefusedResult[];
 };
 
 /**
