@@ -50,9 +50,16 @@ export class Dispatcher {
     this.byCluster.get(stream.clusterId)?.delete(stream);
   }
 
-  /** A runner reported results: free its slots and lease more for it. */
-  reported(runnerId: string, taskIds: readonly string[]): void {
-    this.streams.get(runnerId)?.reported(taskIds);
+  /**
+   * A runner's results arrived: its slots are free at once, so leasing more
+   * for it overlaps with recording these. Call the returned function once
+   * they are recorded (or failed to be).
+   */
+  resultsArrived(runnerId: string, taskIds: readonly string[]): () => void {
+    const stream = this.streams.get(runnerId);
+    if (!stream) return () => {};
+    stream.resultsArrived(taskIds);
+    return () => stream.resultsRecorded();
   }
 
   /** Tells runners on this server to stop the tasks of a job they hold. */

@@ -51,6 +51,8 @@ export class RunnerStream {
   private idleSent = false;
   /** Wake-ups (ready work may exist) seen so far. */
   private wakes = 0;
+  /** Calls recording results of this runner right now. */
+  private recording = 0;
   /**
    * False once a lease found less ready work than it wanted and no wake-up
    * came since. Then freed capacity alone needs no lease statement: whatever
@@ -78,13 +80,24 @@ export class RunnerStream {
     return this.options.capacity - this.held.size - this.carried;
   }
 
-  /** The runner reported these tasks (accepted or refused): their slots are free. */
-  reported(taskIds: readonly string[]): void {
+  /**
+   * The runner reported these tasks: their slots are free, and more work is
+   * leased for them while the results are being recorded. Until
+   * `resultsRecorded` the stream does not say it is idle: recording may
+   * make work ready (subtasks, dependents, retries).
+   */
+  resultsArrived(taskIds: readonly string[]): void {
     for (const id of taskIds) {
       if (!this.held.delete(id) && this.carried > 0) this.carried--;
     }
+    this.recording++;
     if (this.workMayWait || this.pumping) this.pump();
-    else this.sendIdleIfDone();
+  }
+
+  /** Results announced by `resultsArrived` were recorded (or refused). */
+  resultsRecorded(): void {
+    this.recording--;
+    if (!this.pumping) this.sendIdleIfDone();
   }
 
   /** Ready work may exist for this stream's cluster. */
@@ -95,7 +108,7 @@ export class RunnerStream {
   }
 
   private sendIdleIfDone(): void {
-    if (this.held.size === 0 && this.carried === 0 && !this.idleSent && !this.events.isClosed) {
+    if (this.held.size === 0 && this.carried === 0 && this.recording === 0 && !this.idleSent && !this.events.isClosed) {
       this.idleSent = true;
       this.events.push(create(WorkResponseSchema, { event: { case: "idle", value: {} } }));
     }

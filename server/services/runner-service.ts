@@ -86,17 +86,23 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
           rejected.set(r.task!.taskId, (e as Error).message);
         }
       }
-      const recorded = valid.length > 0 ? await recordResults(sql, valid) : { refused: [], failedJobs: [], readyClusters: [] };
-      for (const job of recorded.failedJobs) dispatcher.cancelJob(job, `job ${job} failed`);
-      // Wake this server's streams for the work these results made ready before
-      // freeing the runner's slots: its NOTIFY reaches this server later.
-      dispatcher.wakeClusters(recorded.readyClusters);
       // A result refused for bad subtasks keeps its slot: the runner reports
       // the task again, as failed.
-      dispatcher.reported(
+      const recordedAll = dispatcher.resultsArrived(
         runnerId,
         rejected.size === 0 ? req.results.map((r) => r.task!.taskId) : req.results.map((r) => r.task!.taskId).filter((id) => !rejected.has(id)),
       );
+      let recorded: Awaited<ReturnType<typeof recordResults>>;
+      try {
+        recorded = valid.length > 0 ? await recordResults(sql, valid) : { refused: [], failedJobs: [], readyClusters: [] };
+        for (const job of recorded.failedJobs) dispatcher.cancelJob(job, `job ${job} failed`);
+        // Wake this server's streams for the work these results made ready
+        // (before the runner's stream may say it is idle): the NOTIFY reaches
+        // this server later.
+        dispatcher.wakeClusters(recorded.readyClusters);
+      } finally {
+        recordedAll();
+      }
 
       if (rejected.size === 0 && recorded.refused.length === 0) return { refused: [] };
       const byTask = new Map(recorded.refused.map((o) => [o.taskId, o]));
