@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { Sql } from "postgres";
 import { CANCEL_CHANNEL, TASKS_CHANNEL } from "../store/insert-tasks.js";
 import { RunnerStream, type RunnerStreamOptions } from "./runner-stream.js";
@@ -8,9 +9,14 @@ import { RunnerStream, type RunnerStreamOptions } from "./runner-stream.js";
  * one connection, and wakes only the streams of the cluster concerned.
  */
 export class Dispatcher {
+  /** Names this server in the NOTIFYs it sends, so that it can skip its own. */
+  private readonly serverId = randomBytes(6).toString("hex");
   private readonly streams = new Map<string, RunnerStream>();
   private readonly byCluster = new Map<number, Set<RunnerStream>>();
   private unlisten: (() => Promise<void>)[] = [];
+  /** Clusters to announce to the other servers in the next NOTIFY. */
+  private readonly toAnnounce = new Set<number>();
+  private announcing = false;
 
   constructor(
     private readonly sql: Sql,
@@ -20,7 +26,16 @@ export class Dispatcher {
   async start(): Promise<void> {
     // onlisten runs again after the listening connection reconnects:
     // notifications may have been missed meanwhile, so every stream looks again.
-    const tasks = await this.sql.listen(TASKS_CHANNEL, (payload) => this.wakeCluster(Number(payload)), () => this.wakeAll());
+    // Payload: a cluster id, then the sending server's id if a server sent it
+    // after waking its own streams (`workReady`).
+    const tasks = await this.sql.listen(
+      TASKS_CHANNEL,
+      (payload) => {
+        const [cluster, from] = payload.split(" ");
+        if (from !== this.serverId) this.wakeCluster(Number(cluster));
+      },
+      () => this.wakeAll(),
+    );
     const cancels = await this.sql.listen(CANCEL_CHANNEL, (jobId) => this.cancelJob(jobId, `job ${jobId} was cancelled or failed`));
     this.unlisten = [tasks.unlisten, cancels.unlisten];
   }
@@ -74,6 +89,41 @@ export class Dispatcher {
   /** Ready work may exist in these clusters. */
   wakeClusters(clusterIds: readonly number[]): void {
     for (const id of clusterIds) this.wakeCluster(id);
+  }
+
+  /**
+   * Work became ready in these clusters, committed by this server: wakes its
+   * own streams at once and tells the other servers with one NOTIFY per
+   * cluster, sent after the commit and shared by every call made while the
+   * previous one was on its way.
+   *
+   * A NOTIFY inside the inserting transaction would cost each commit
+   * PostgreSQL's global notify lock, which serializes commits with their WAL
+   * flush: submits of one-task jobs ran at a quarter of the rate without it.
+   */
+  workReady(clusterIds: readonly number[]): void {
+    if (clusterIds.length === 0) return;
+    this.wakeClusters(clusterIds);
+    for (const id of clusterIds) this.toAnnounce.add(id);
+    if (!this.announcing) void this.announce();
+  }
+
+  private async announce(): Promise<void> {
+    this.announcing = true;
+    try {
+      while (this.toAnnounce.size > 0) {
+        const payloads = [...this.toAnnounce].map((c) => `${c} ${this.serverId}`);
+        this.toAnnounce.clear();
+        await this.sql`SELECT pg_notify(${TASKS_CHANNEL}, p) FROM unnest(${payloads}::text[]) AS p`;
+      }
+    } catch (e) {
+      // Other servers' streams find the work at their next wake-up (any
+      // NOTIFY, or a reconnect of their listener) rather than at once.
+      this.toAnnounce.clear();
+      this.onError(e);
+    } finally {
+      this.announcing = false;
+    }
   }
 
   private wakeCluster(clusterId: number): void {

@@ -5,6 +5,7 @@ import { cancelJob } from "../store/cancel-job.js";
 import { getJob, getJobTasks, listJobs, type JobStateName } from "../store/read-jobs.js";
 import { retryJob } from "../store/retry-job.js";
 import { scheduleJob } from "../store/schedules.js";
+import { readyClusters } from "../store/insert-tasks.js";
 import { submitJob } from "../store/submit-job.js";
 import { addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
 import { checkName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
@@ -14,7 +15,7 @@ import { type ServiceDeps, requireClusters } from "./deps.js";
 const DEFAULT_PAGE_SIZE = 100;
 const MAX_PAGE_SIZE = 1000;
 
-export function jobService({ sql, clusters }: ServiceDeps): ServiceImpl<typeof JobService> {
+export function jobService({ sql, clusters, dispatcher }: ServiceDeps): ServiceImpl<typeof JobService> {
   async function readJob(id: string) {
     const job = await getJob(sql, id);
     if (!job) throw notFound(`job ${id} does not exist`);
@@ -42,6 +43,7 @@ export function jobService({ sql, clusters }: ServiceDeps): ServiceImpl<typeof J
         return { job: jobToProto({ ...row, queued: 0, running: 0, computed: 0, failed: 0, cancelled: 0 }, cluster) };
       }
       const row = await submitJob(sql, req.name, ids.get(cluster)!, plan);
+      dispatcher.workReady(readyClusters(plan));
       const counts = { queued: plan.rows.length, running: 0, computed: 0, failed: 0, cancelled: 0 };
       return { job: jobToProto({ ...row, ...counts }, cluster) };
     },

@@ -55,7 +55,7 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
     )`;
 }
 
-/** Cluster ids (as NOTIFY payloads) of planned tasks that are ready at once. */
-export function readyClusters(plan: TaskPlan): string[] {
-  return [...new Set(plan.rows.filter((r) => r.depsLeft === 0).map((r) => String(r.clusterId)))];
+/** Cluster ids of planned tasks that are ready at once. */
+export function readyClusters(plan: TaskPlan): number[] {
+  return [...new Set(plan.rows.filter((r) => r.depsLeft === 0).map((r) => r.clusterId!))];
 }
