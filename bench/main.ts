@@ -300,24 +300,28 @@ interface DrainResult {
  * "start" until no task is queued or running in the database.
  */
 function drain(factory: Factory, spec: RunnerSpec, n: number): Promise<DrainResult> {
-  return withSystem(factory, async (sys, runners) => {
-    await sys.fillNoops(n);
-    await settle(sys);
-    runners.push(...(await sys.spawnRunners(spec)));
-    const progress = new ProgressTotal(runners);
-    const timeoutMs = 60_000 + n * 5;
-    const cpuUsed = await meterCpu(sys, runners);
-    const t0 = await startRunners(runners);
-    await progress.reach(n, timeoutMs);
-    await waitUntil(async () => !(await sys.busy()), "the queue to drain", timeoutMs, 5);
-    const ms = now() - t0;
-    const cpu = await cpuUsed();
-    const serverRss = maxOf(sys.servers().map((s) => peakRss(s.pid)));
-    const runnerRss = maxOf(runners.map((r) => peakRss(r.pid)));
-    const stats = await stopRunners(runners);
-    if (stats.executed < n) throw new Error(`${sys.label}: only ${stats.executed} of ${n} tasks were executed`);
-    return { rate: n / (ms / 1000), ms, serverRss, runnerRss, cpu };
-  });
+  return withSystem(factory, (sys, runners) => drainOnce(sys, runners, spec, n));
+}
+
+/** Queues `n` no-op tasks on a running system, then times fresh runners draining them. */
+async function drainOnce(sys: System, runners: Child[], spec: RunnerSpec, n: number): Promise<DrainResult> {
+  await sys.fillNoops(n);
+  await settle(sys);
+  runners.push(...(await sys.spawnRunners(spec)));
+  const progress = new ProgressTotal(runners);
+  const timeoutMs = 60_000 + n * 5;
+  const cpuUsed = await meterCpu(sys, runners);
+  const t0 = await startRunners(runners);
+  await progress.reach(n, timeoutMs);
+  await waitUntil(async () => !(await sys.busy()), "the queue to drain", timeoutMs, 5);
+  const ms = now() - t0;
+  const cpu = await cpuUsed();
+  const serverRss = maxOf(sys.servers().map((s) => peakRss(s.pid)));
+  const runnerRss = maxOf(runners.map((r) => peakRss(r.pid)));
+  const stats = await stopRunners(runners);
+  runners.length = 0;
+  if (stats.executed < n) throw new Error(`${sys.label}: only ${stats.executed} of ${n} tasks were executed`);
+  return { rate: n / (ms / 1000), ms, serverRss, runnerRss, cpu };
 }
 
 interface SustainedResult {
@@ -404,10 +408,20 @@ interface LargeQueueResult {
   rate: number;
   serverRss: number;
   runnerRss: number;
+  /** The time to drain all `n` tasks, ms. */
+  allMs: number;
+  /** A drain of `agedTasks` fresh tasks afterwards, in the same database. */
+  aged: DrainResult;
 }
 
-/** Queues `n` tasks (jobs of 100,000), then lets one runner work for `windowMs`. */
-function largeQueue(factory: Factory, spec: RunnerSpec, n: number, windowMs: number): Promise<LargeQueueResult> {
+/**
+ * Queues `n` tasks (jobs of 100,000), then lets one runner work for `windowMs`
+ * (the rate then), and on until all are done. Then drains `agedTasks` fresh
+ * tasks in the same database: the drain rate after `n` tasks went through the
+ * tables (dead tuples, index growth, finished tasks kept), to hold against the
+ * drain scenario's.
+ */
+function largeQueue(factory: Factory, spec: RunnerSpec, n: number, windowMs: number, agedTasks: number): Promise<LargeQueueResult> {
   return withSystem(factory, async (sys, runners) => {
     const t = now();
     await sys.fillNoops(n, 100_000);
@@ -422,8 +436,13 @@ function largeQueue(factory: Factory, spec: RunnerSpec, n: number, windowMs: num
     const elapsedMs = executed >= n ? progress.lastAt - t0 : windowMs;
     const serverRss = maxOf(sys.servers().map((s) => peakRss(s.pid)));
     const runnerRss = maxOf(runners.map((r) => peakRss(r.pid)));
+    await progress.reach(n, 30 * 60_000);
+    await waitUntil(async () => !(await sys.busy()), "the queue to drain", 60_000, 5);
+    const allMs = now() - t0;
     await stopRunners(runners);
-    return { fillMs, rate: executed / (elapsedMs / 1000), serverRss, runnerRss };
+    runners.length = 0;
+    const aged = await drainOnce(sys, runners, spec, agedTasks);
+    return { fillMs, rate: executed / (elapsedMs / 1000), serverRss, runnerRss, allMs, aged };
   });
 }
 
@@ -593,13 +612,21 @@ async function scenarioMemory(): Promise<void> {
   const n = config.memoryTasks;
   const spec = runnerSpec();
   const show = (r: LargeQueueResult) =>
-    `queued in ${fmt.ms(r.fillMs / 1000)} s; ${fmt.rate(r.rate)} tasks/s over ${config.memoryWindowMs / 1000} s; server ${fmt.mb(r.serverRss)} MB, runner ${fmt.mb(r.runnerRss)} MB`;
-  const [s] = await repeat(`sluice, ${n} queued`, () => largeQueue(sluice(), spec, n, config.memoryWindowMs), show, 1);
-  const [g] = await repeat(`graphile-worker, ${n} queued`, () => largeQueue(graphile, spec, n, config.memoryWindowMs), show, 1);
+    `queued in ${fmt.ms(r.fillMs / 1000)} s; ${fmt.rate(r.rate)} tasks/s over ${config.memoryWindowMs / 1000} s; server ${fmt.mb(r.serverRss)} MB, runner ${fmt.mb(r.runnerRss)} MB; ` +
+    `all drained in ${fmt.ms(r.allMs / 1000)} s; then ${config.drainTasks} more at ${fmt.rate(r.aged.rate)} tasks/s`;
+  const m = config.drainTasks;
+  const [s] = await repeat(`sluice, ${n} queued`, () => largeQueue(sluice(), spec, n, config.memoryWindowMs, m), show, 1);
+  const [g] = await repeat(`graphile-worker, ${n} queued`, () => largeQueue(graphile, spec, n, config.memoryWindowMs, m), show, 1);
   if (!s || !g) return;
   const name = `memory-${n >= 1_000_000 && n % 1_000_000 === 0 ? `${n / 1_000_000}m` : n}`;
   rows.push({ scenario: name, metric: "time to queue, s (bulk, 100,000 per call)", sluice: fmt.ms(s.fillMs / 1000), graphile: fmt.ms(g.fillMs / 1000), ratio: g.fillMs / s.fillMs });
   rows.push({ scenario: name, metric: `tasks/s in the first ${config.memoryWindowMs / 1000} s of draining`, sluice: fmt.rate(s.rate), graphile: fmt.rate(g.rate), ratio: s.rate / g.rate });
+  rows.push({ scenario: name, metric: `tasks/s over all ${n} tasks`, sluice: fmt.rate(n / (s.allMs / 1000)), graphile: fmt.rate(n / (g.allMs / 1000)), ratio: g.allMs / s.allMs });
+  addRatio(name, `drain of ${m} after ${n} went through, tasks/s`, "tasks/s", s.aged.rate, g.aged.rate, s.aged.rate / g.aged.rate, false);
+  const fresh = drainCache?.sluice.length ? median(drainCache.sluice.map((r) => r.rate)) : NaN;
+  if (Number.isFinite(fresh)) {
+    rows.push({ scenario: name, metric: "Sluice: aged drain vs the drain scenario's", sluice: `${((s.aged.rate / fresh - 1) * 100).toFixed(1)} %`, graphile: "-" });
+  }
   rows.push({ scenario: name, metric: "peak RSS, MB: Sluice server", sluice: fmt.mb(s.serverRss), graphile: "-" });
   rows.push({ scenario: name, metric: "peak RSS, MB: runner / worker process", sluice: fmt.mb(s.runnerRss), graphile: fmt.mb(g.runnerRss) });
   addRatio(name, "peak RSS, MB: server + runner vs worker (ratio = graphile-worker / sluice)", "MB", s.serverRss + s.runnerRss, g.runnerRss, g.runnerRss / (s.serverRss + s.runnerRss));
