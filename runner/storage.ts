@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
-import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { Storage } from "@google-cloud/storage";
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { Storage } from "@google-cloud/storage";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import {
@@ -65,18 +65,26 @@ export class StorageLocation {
     );
   }
 
-  private s3Client(): S3Client {
-    this.s3 ??= new S3Client({
-      region: this.region || process.env.AWS_REGION || "us-east-1",
-      ...(this.endpoint ? { endpoint: this.endpoint, forcePathStyle: true } : {}),
-    });
+  // The cloud SDKs are loaded on first use: a process that never touches S3
+  // or GCS (a server, most runners) does not carry their 45 MB.
+  private async s3Client(): Promise<S3Client> {
+    if (!this.s3) {
+      const { S3Client } = await import("@aws-sdk/client-s3");
+      this.s3 = new S3Client({
+        region: this.region || process.env.AWS_REGION || "us-east-1",
+        ...(this.endpoint ? { endpoint: this.endpoint, forcePathStyle: true } : {}),
+      });
+    }
     return this.s3;
   }
 
-  private gcsFile(key: string) {
+  private async gcsFile(key: string) {
     const [project, bucket] = this.location.split(":");
-    // STORAGE_EMULATOR_HOST, if set, points the client at an emulator.
-    this.gcs ??= new Storage({ projectId: project });
+    if (!this.gcs) {
+      const { Storage } = await import("@google-cloud/storage");
+      // STORAGE_EMULATOR_HOST, if set, points the client at an emulator.
+      this.gcs = new Storage({ projectId: project });
+    }
     return this.gcs.bucket(bucket).file(key);
   }
 
@@ -84,10 +92,11 @@ export class StorageLocation {
   async read(key: string): Promise<Uint8Array> {
     if (this.type === "fs") return readFile(keyPath(this.location, key));
     if (this.type === "s3") {
-      const res = await this.s3Client().send(new GetObjectCommand({ Bucket: this.location, Key: key }));
+      const { GetObjectCommand } = await import("@aws-sdk/client-s3");
+      const res = await (await this.s3Client()).send(new GetObjectCommand({ Bucket: this.location, Key: key }));
       return res.Body!.transformToByteArray();
     }
-    const [data] = await this.gcsFile(key).download();
+    const [data] = await (await this.gcsFile(key)).download();
     return data;
   }
 
@@ -95,10 +104,11 @@ export class StorageLocation {
   async write(key: string, data: Uint8Array): Promise<void> {
     if (this.type === "fs") return writeFolderObject(this.location, key, data);
     if (this.type === "s3") {
-      await this.s3Client().send(new PutObjectCommand({ Bucket: this.location, Key: key, Body: data }));
+      const { PutObjectCommand } = await import("@aws-sdk/client-s3");
+      await (await this.s3Client()).send(new PutObjectCommand({ Bucket: this.location, Key: key, Body: data }));
       return;
     }
-    await this.gcsFile(key).save(Buffer.from(data), { resumable: false });
+    await (await this.gcsFile(key)).save(Buffer.from(data), { resumable: false });
   }
 
   /** What a WriteObject task keeps of this location. */

@@ -2,8 +2,7 @@ import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { isAbsolute } from "node:path";
-import { HeadBucketCommand, S3Client } from "@aws-sdk/client-s3";
-import { Storage } from "@google-cloud/storage";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Sql } from "postgres";
 import { invalid } from "../validation.js";
@@ -43,14 +42,20 @@ export interface StorageClients {
   gcsApiEndpoint?: string;
 }
 
-export function s3Client(l: Pick<LocationRow, "endpoint" | "region">): S3Client {
+/**
+ * The cloud SDKs are loaded on first use (45 MB of a server's memory), so a
+ * server without S3 or GCS locations never loads them.
+ */
+export async function s3Client(l: Pick<LocationRow, "endpoint" | "region">): Promise<S3Client> {
+  const { S3Client } = await import("@aws-sdk/client-s3");
   return new S3Client({
     region: l.region || "us-east-1",
     ...(l.endpoint ? { endpoint: l.endpoint, forcePathStyle: true } : {}),
   });
 }
 
-export function gcsBucket(l: Pick<LocationRow, "location">, clients: StorageClients) {
+export async function gcsBucket(l: Pick<LocationRow, "location">, clients: StorageClients) {
+  const { Storage } = await import("@google-cloud/storage");
   const [project, bucket] = l.location.split(":");
   const storage = new Storage({
     projectId: project,
@@ -103,7 +108,8 @@ export async function checkReachable(l: Pick<LocationRow, "type" | "location" | 
     return;
   }
   if (l.type === "s3") {
-    const client = s3Client(l);
+    const client = await s3Client(l);
+    const { HeadBucketCommand } = await import("@aws-sdk/client-s3");
     try {
       await client.send(new HeadBucketCommand({ Bucket: l.location }), { abortSignal: AbortSignal.timeout(10_000) });
     } catch (e) {
@@ -119,7 +125,7 @@ export async function checkReachable(l: Pick<LocationRow, "type" | "location" | 
     return;
   }
   try {
-    await gcsBucket(l, clients).getMetadata({ timeout: 10_000 } as never);
+    await (await gcsBucket(l, clients)).getMetadata({ timeout: 10_000 } as never);
   } catch (e) {
     const err = e as { code?: number; message?: string };
     if (err.code === 404) throw unreachable(`GCS bucket ${l.location} does not exist`);

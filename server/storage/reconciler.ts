@@ -1,6 +1,5 @@
 import { readdir, stat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
-import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import type { Sql } from "postgres";
 import { type ObjectChangeIn, recordObjectEvents } from "./events.js";
 import { SleepLoop } from "../maintenance/sleep-loop.js";
@@ -23,7 +22,8 @@ export async function listChanged(location: LocationRow, since: Date, clients: S
       out.push({ key: relative(location.location, path).split(sep).join("/"), version: `${Math.round(s.mtimeMs * 1000)}-${s.size}`, modifiedAt: s.mtime });
     }
   } else if (location.type === "s3") {
-    const client = s3Client(location);
+    const client = await s3Client(location);
+    const { ListObjectsV2Command } = await import("@aws-sdk/client-s3");
     try {
       let token: string | undefined;
       do {
@@ -38,7 +38,7 @@ export async function listChanged(location: LocationRow, since: Date, clients: S
       client.destroy();
     }
   } else {
-    const [files] = await gcsBucket(location, clients).getFiles({ autoPaginate: true });
+    const [files] = await (await gcsBucket(location, clients)).getFiles({ autoPaginate: true });
     for (const f of files) {
       const updated = new Date(String(f.metadata.updated ?? 0));
       if (updated < since) continue;

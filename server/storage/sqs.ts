@@ -1,14 +1,19 @@
-import { DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
+import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { Sql } from "postgres";
 import { recordObjectEvents } from "./events.js";
 import { type LocationRow, listLocations } from "./locations.js";
 import { s3Changes, unwrapSns } from "./push.js";
 
-/** The SQS endpoint for a queue URL: AWS's from the region, or the URL's origin for an emulator. */
-function sqsClient(location: LocationRow): SQSClient {
+/**
+ * A client for a location's queue, with AWS's endpoint for the region or the
+ * URL's origin for an emulator. The SDK is loaded on first use, like the other
+ * cloud SDKs (see s3Client).
+ */
+async function sqsClient(location: LocationRow): Promise<{ client: SQSClient; sdk: typeof import("@aws-sdk/client-sqs") }> {
+  const sdk = await import("@aws-sdk/client-sqs");
   const url = new URL(location.sqs_queue_url);
   const aws = url.hostname.endsWith(".amazonaws.com");
-  return new SQSClient({ region: location.region || "us-east-1", ...(aws ? {} : { endpoint: url.origin }) });
+  return { client: new sdk.SQSClient({ region: location.region || "us-east-1", ...(aws ? {} : { endpoint: url.origin }) }), sdk };
 }
 
 /**
@@ -49,7 +54,8 @@ export class SqsPollers {
   }
 
   private async poll(location: LocationRow, signal: AbortSignal): Promise<void> {
-    const client = sqsClient(location);
+    const { client, sdk } = await sqsClient(location);
+    const { DeleteMessageBatchCommand, ReceiveMessageCommand } = sdk;
     let delay = 500;
     while (!signal.aborted) {
       try {
