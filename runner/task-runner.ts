@@ -79,6 +79,11 @@ interface Registered {
   minor: number;
 }
 
+/** The result message for a task's outcome. */
+function resultOf(t: LeasedTask, outcome: Outcome) {
+  return create(TaskResultSchema, { task: { taskId: t.id, lease: t.lease }, jobId: t.jobId, outcome });
+}
+
 /** Codes that reconnecting cannot cure: the runner's request itself is wrong. */
 const PERMANENT = new Set([
   Code.InvalidArgument,
@@ -351,15 +356,13 @@ export class TaskRunner {
   /** Reports a task's result and forgets it. */
   private async finish(h: Held, outcome: Outcome): Promise<void> {
     const t = h.task;
-    const result = (o: Outcome) =>
-      create(TaskResultSchema, { task: { taskId: t.id, lease: t.lease }, jobId: t.jobId, outcome: o });
     try {
-      let res = await this.reporter!.report(result(outcome));
+      let res = await this.reporter!.report(resultOf(t, outcome));
       if (!res.accepted && outcome.case === "computed" && res.code === "invalid_argument") {
         // The server refused the subtasks the task submitted: that is the
         // task's failure, so it is retried or fails its job.
         this.log.warn(`sluice runner: task ${t.id} submitted invalid subtasks: ${res.message}`);
-        res = await this.reporter!.report(result({ case: "failed", value: { message: res.message, stack: "" } }));
+        res = await this.reporter!.report(resultOf(t, { case: "failed", value: { message: res.message, stack: "" } }));
       }
       if (!res.accepted && outcome.case !== "released" && !h.aborted) {
         this.log.warn(`sluice runner: result of task ${t.id} refused: ${res.message}`);
