@@ -49,6 +49,18 @@ export class RunnerStream {
   private pumping = false;
   private again = false;
   private idleSent = false;
+  /**
+   * Leases start after this task id: the highest this stream leased since the
+   * last wake-up. Every task leased leaves a dead entry in the ready index
+   * until vacuum removes it, at the front, since leasing goes in id order; a
+   * lease from the start steps over all of them, and after a million tasks
+   * that cost a fifth of the drain rate. Ready work that may lie below the
+   * floor (new submits committed out of id order, dependents, retries,
+   * expired leases) always comes with a wake-up, which resets it to "0";
+   * so does a lease that finds less than it wanted, before the stream
+   * concludes that nothing is left.
+   */
+  private floor = "0";
   /** Wake-ups (ready work may exist) seen so far. */
   private wakes = 0;
   /** Calls recording results of this runner right now. */
@@ -103,6 +115,7 @@ export class RunnerStream {
   /** Ready work may exist for this stream's cluster. */
   wake(): void {
     this.wakes++;
+    this.floor = "0";
     this.workMayWait = true;
     this.pump();
   }
@@ -166,9 +179,16 @@ export class RunnerStream {
       if (want <= 0 || this.events.isClosed) return;
       const o = this.options;
       const wakesBefore = this.wakes;
-      const rows = await leaseTasks(this.sql, o.clusterId, o.capabilities, want, o.runnerId, o.leaseTtlMs);
+      const floor = this.floor;
+      const rows = await leaseTasks(this.sql, o.clusterId, o.capabilities, want, o.runnerId, o.leaseTtlMs, floor);
+      if (this.wakes === wakesBefore && rows.length > 0) this.floor = rows[rows.length - 1].id;
+      if (rows.length < want && floor !== "0" && this.wakes === wakesBefore) {
+        // Look once more from the start before concluding that nothing is left.
+        this.floor = "0";
+        this.again = true;
+      }
       // Less than wanted and no wake-up meanwhile: nothing more is ready.
-      this.workMayWait = rows.length === want || this.wakes !== wakesBefore;
+      this.workMayWait = rows.length === want || this.wakes !== wakesBefore || this.again;
       if (rows.length > 0) {
         this.idleSent = false;
         for (const r of rows) this.held.set(r.id, { jobId: r.job_id, lease: r.lease });

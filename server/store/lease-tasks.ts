@@ -39,6 +39,8 @@ export async function leaseTasks(
   limit: number,
   runnerId: string,
   leaseTtlMs: number,
+  /** Only tasks with an id above this one (see RunnerStream's `floor`); "0" for all. */
+  after = "0",
 ): Promise<LeasedTaskRow[]> {
   return sql<LeasedTaskRow[]>`
     WITH picked AS (
@@ -48,6 +50,7 @@ export async function leaseTasks(
                   ${capabilities.map((c) => c.minor)}::int[]) AS k(name, major, minor)
         ON t.name = k.name AND t.major = k.major AND t.minor <= k.minor
       WHERE t.cluster_id = ${clusterId} AND t.state = 'queued' AND t.deps_left = 0
+        AND (t.id + 0) > ${after}::bigint
       -- (id + 0): only tasks_ready provides this order, so the planner cannot
       -- prefer the primary key (see migration 0004).
       ORDER BY t.id + 0
