@@ -1,11 +1,20 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { Task } from "../runner/index.js";
+import { type ExecutionContext, Task } from "../runner/index.js";
 import { eventually, quiet, useSandbox } from "./support/harness.js";
 
 class Quick extends Task {
   static identifier = { name: "Quick", version: "v1.0" };
   execute() {}
+}
+
+/** Submits three subtasks, two of them after the first: two dependency edges. */
+class FanOut extends Task {
+  static identifier = { name: "FanOut", version: "v1.0" };
+  execute(context: ExecutionContext) {
+    const first = context.submitSubtask(new Quick());
+    context.submitSubtasks([new Quick(), new Quick()], { dependsOn: [first] });
+  }
 }
 
 class Waiting extends Task {
@@ -19,15 +28,27 @@ describe("job retention", () => {
   it("deletes finished jobs with their tasks once they are older than the retention, and keeps unfinished ones", async () => {
     const jobs = box.client.jobs();
     const done = await Promise.all([1, 2, 3].map((i) => jobs.submit(`done ${i}`, new Quick())));
+    // A job whose tasks depend on each other: its dependency rows go with it.
+    const fan = await jobs.submit("fan", new FanOut());
     const waiting = await jobs.submit("waiting", new Waiting());
-    await box.client.runner("default", { tasks: [Quick], logger: quiet }).runAll();
-    expect((await jobs.get(done[0].id)).state).toBe("completed");
+    await box.client.runner("default", { tasks: [Quick, FanOut], logger: quiet }).runAll();
+    expect((await jobs.get(fan.id)).state).toBe("completed");
+    const fanTasks = (await jobs.get(fan.id)).tasks.map((t) => t.id);
+    const edges = async () =>
+      (
+        await box.sql<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM task_dependencies
+          WHERE task_id = ANY(${fanTasks}::bigint[]) OR depends_on = ANY(${fanTasks}::bigint[])`
+      )[0].n;
+    expect(await edges()).toBe(2);
 
     await eventually(async () => {
-      const err = await jobs.get(done[2].id).then(() => undefined, ConnectError.from);
+      // The fan-out job finished last, so it goes last.
+      const err = await jobs.get(fan.id).then(() => undefined, ConnectError.from);
       return err?.code === Code.NotFound;
     }, 20_000, "the finished jobs to be deleted");
-    for (const j of done) await expect(jobs.get(j.id)).rejects.toThrow(/does not exist/);
+    for (const j of [...done, fan]) await expect(jobs.get(j.id)).rejects.toThrow(/does not exist/);
+    expect(await edges()).toBe(0);
     const [{ n }] = await box.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM tasks WHERE job_id = ANY(${done.map((j) => j.id)}::bigint[])`;
     expect(n).toBe(0);
     expect((await jobs.get(waiting.id)).state).toBe("queued");

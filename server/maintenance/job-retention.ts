@@ -49,17 +49,26 @@ export class JobRetention {
   async prune(): Promise<number> {
     let total = 0;
     for (;;) {
-      const deleted = await this.sql`
-        DELETE FROM jobs WHERE id IN (
+      // The jobs, their tasks (ON DELETE CASCADE) and the dependency edges
+      // between those tasks (no foreign key: migration 0007), in one statement.
+      const [{ deleted }] = await this.sql<{ deleted: number }[]>`
+        WITH expired AS MATERIALIZED (
           SELECT id FROM jobs
           WHERE finished_at < now() - ${this.config.retentionMs}::bigint * interval '1 millisecond'
             AND state IN ('completed', 'failed', 'cancelled')
           ORDER BY finished_at
           LIMIT ${this.config.batchSize}
           FOR UPDATE SKIP LOCKED
-        )`;
-      total += deleted.count;
-      if (deleted.count < this.config.batchSize) return total;
+        ), edges AS (
+          DELETE FROM task_dependencies d USING tasks t, expired e
+          WHERE t.job_id = e.id AND d.task_id = t.id
+          RETURNING 1
+        ), gone AS (
+          DELETE FROM jobs WHERE id IN (SELECT id FROM expired) RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT count(*) FROM edges) AS edges`;
+      total += deleted;
+      if (deleted < this.config.batchSize) return total;
     }
   }
 }
