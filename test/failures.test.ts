@@ -46,6 +46,37 @@ describe("a throwing task", () => {
   const box = useSandbox();
   const runAll = () => box.client.runner("default", { tasks: [Flaky, AlwaysFails, Recorder, Pipeline], concurrency: 2, logger: quiet }).runAll();
 
+  it("is retried ahead of tasks submitted after it", async () => {
+    flakyCalls = 0;
+    started.length = 0;
+    const first = await box.client.jobs().submit("flaky first", new Flaky({ failTimes: 1 }), { maxRetries: 1 });
+    const later = [];
+    for (let i = 1; i <= 8; i++) later.push(await box.client.jobs().submit(`later ${i}`, new Recorder({ tag: `later ${i}` })));
+    // One task at a time, none held ahead: each lease takes the oldest ready task.
+    const order: string[] = [];
+    class Tracking extends Flaky {
+      execute() {
+        order.push(`flaky ${flakyCalls + 1}`);
+        super.execute();
+      }
+    }
+    class TrackingRecorder extends Recorder {
+      execute() {
+        order.push(this.input.tag);
+        super.execute();
+      }
+    }
+    await box.client.runner("default", { tasks: [Tracking, TrackingRecorder], concurrency: 1, prefetch: 0, logger: quiet }).runAll();
+    expect((await box.client.jobs().get(first.id)).state).toBe("completed");
+    for (const j of later) expect((await box.client.jobs().get(j.id)).state).toBe("completed");
+    // The retry is ready again once its failure is recorded, while the next
+    // lease may already be under way: it runs within the next two leases, not
+    // after every task queued behind it.
+    expect(order[0]).toBe("flaky 1");
+    expect(order.indexOf("flaky 2")).toBeGreaterThan(0);
+    expect(order.indexOf("flaky 2")).toBeLessThanOrEqual(3);
+  });
+
   it("is retried and its job completes when a retry succeeds", async () => {
     flakyCalls = 0;
     const job = await box.client.jobs().submit("flaky", new Flaky({ failTimes: 2 }), { maxRetries: 2 });
