@@ -37,6 +37,25 @@ describe("two server processes and four runners on one database", () => {
     await db?.drop();
   });
 
+  it("wake a waiting runner on one server for a job submitted through the other", async () => {
+    const [a, b] = servers.map((s) => new Client({ url: s.url }));
+    const runner = b.runner("default", { tasks: [Count], logger: quiet });
+    const running = runner.runForever();
+    try {
+      // The runner's stream on server B is idle before the submit; nothing
+      // polls, so only server A's NOTIFY after its commit can wake it.
+      await eventually(async () => (await b.clusters().list()).length > 0 && runner.inFlight === 0, 5_000, "the runner to connect");
+      const job = await a.jobs().submit("across servers", new Count({ i: -1 }));
+      await eventually(async () => (await a.jobs().get(job.id)).state === "completed", 15_000, "the job to run on server B's runner");
+    } finally {
+      await runner.stop();
+      await running;
+      a.close();
+      b.close();
+    }
+    executions.clear();
+  });
+
   it("execute every one of 10,000 tasks exactly once", async () => {
     const clients = servers.map((s) => new Client({ url: s.url }));
     const runners = clients.flatMap((c) => [0, 1].map(() => c.runner("default", { tasks: [Count, Spread], concurrency: 16, logger: quiet })));
@@ -63,7 +82,7 @@ describe("two server processes and four runners on one database", () => {
     await eventually(
       async () => {
         const done = await clients[0].jobs().list({ states: ["completed"] });
-        return done.length === 10;
+        return done.filter((j) => jobIds.includes(j.id)).length === 10;
       },
       120_000,
       "all ten jobs to complete",
@@ -78,8 +97,8 @@ describe("two server processes and four runners on one database", () => {
     const sql = postgres(db.url, { max: 1 });
     try {
       const [row] = await sql<{ computed: number; first_lease: number; jobs: number }[]>`
-        SELECT (SELECT count(*) FROM tasks WHERE state = 'computed')::int AS computed,
-               (SELECT count(*) FROM tasks WHERE lease = 1)::int AS first_lease,
+        SELECT (SELECT count(*) FROM tasks WHERE state = 'computed' AND job_id = ANY(${jobIds}::bigint[]))::int AS computed,
+               (SELECT count(*) FROM tasks WHERE lease = 1 AND job_id = ANY(${jobIds}::bigint[]))::int AS first_lease,
                (SELECT count(*) FROM jobs WHERE state = 'completed' AND id = ANY(${jobIds}::bigint[]))::int AS jobs`;
       expect(row).toEqual({ computed: 10_000, first_lease: 10_000, jobs: 10 });
     } finally {
