@@ -48,7 +48,6 @@ type Outcome = NonNullable<MessageInitShape<typeof TaskResultSchema>["outcome"]>
  * AbortController is made only when the task asks for its signal.
  */
 class Held {
-  started = false;
   private controller: AbortController | null = null;
   private reason: Error | null = null;
 
@@ -285,13 +284,11 @@ export class TaskRunner {
 
   private resolve(name: string, version: string): TaskClass | undefined {
     const key = `${name} ${version}`;
-    let cls = this.resolved.get(key);
-    if (cls === undefined && !this.resolved.has(key)) {
+    if (!this.resolved.has(key)) {
       const { major, minor } = parseVersion(version);
-      cls = this.registry.get(name)?.find((v) => v.major === major && v.minor >= minor)?.cls;
-      this.resolved.set(key, cls);
+      this.resolved.set(key, this.registry.get(name)?.find((v) => v.major === major && v.minor >= minor)?.cls);
     }
-    return cls;
+    return this.resolved.get(key);
   }
 
   private accept(task: LeasedTask): void {
@@ -320,7 +317,6 @@ export class TaskRunner {
         continue;
       }
       this.running++;
-      h.started = true;
       void this.execute(h).finally(() => {
         this.running--;
         this.schedule();

@@ -9,10 +9,11 @@ import {
   type TaskResult,
   WorkResponseSchema,
 } from "../../gen/sluice/v1/runner_service_pb.js";
-import { type TaskResultIn, recordResults } from "../store/complete-tasks.js";
+import { type RecordedResults, type TaskResultIn, recordResults } from "../store/complete-tasks.js";
 import type { Capability } from "../store/lease-tasks.js";
 import { extendLeases } from "../store/leases.js";
-import { addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
+import { type TaskPlan, addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
+import type { TaskSubmission } from "../../gen/sluice/v1/task_pb.js";
 import { invalid, parseId, parseIdentifier } from "../validation.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
 
@@ -80,13 +81,13 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       const valid: TaskResultIn[] = [];
       const rejected = new Map<string, string>();
       for (const r of req.results) {
-        if (r.outcome.case === "computed" && r.outcome.value.subtasks.length === 0) {
-          // The common case, without a promise per result.
-          valid.push({ taskId: r.task!.taskId, lease: r.task!.lease, jobId: r.jobId });
+        const subtasks = r.outcome.case === "computed" ? r.outcome.value.subtasks : [];
+        if (subtasks.length === 0) {
+          valid.push(resultIn(r));
           continue;
         }
         try {
-          valid.push(await toResultIn(r, known, (slug) => clusters.id(slug)));
+          valid.push({ ...resultIn(r), subtasks: await planSubtasks(r, subtasks, known, (slug) => clusters.id(slug)) });
         } catch (e) {
           rejected.set(r.task!.taskId, (e as Error).message);
         }
@@ -95,9 +96,9 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       // the task again, as failed.
       const recordedAll = dispatcher.resultsArrived(
         runnerId,
-        rejected.size === 0 ? req.results.map((r) => r.task!.taskId) : req.results.map((r) => r.task!.taskId).filter((id) => !rejected.has(id)),
+        req.results.map((r) => r.task!.taskId).filter((id) => !rejected.has(id)),
       );
-      let recorded: Awaited<ReturnType<typeof recordResults>>;
+      let recorded: RecordedResults;
       try {
         recorded = valid.length > 0 ? await recordResults(sql, valid) : { refused: [], failedJobs: [], readyClusters: [] };
         for (const job of recorded.failedJobs) dispatcher.cancelJob(job, `job ${job} failed`);
@@ -138,21 +139,27 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
   };
 }
 
-async function toResultIn(
-  r: TaskResult,
-  known: ReadonlyMap<string, number>,
-  lookup: (slug: string) => Promise<number | undefined>,
-): Promise<TaskResultIn> {
+/** A result as the store takes it, without subtasks (see planSubtasks). */
+function resultIn(r: TaskResult): TaskResultIn {
   const base = { taskId: r.task!.taskId, lease: r.task!.lease, jobId: r.jobId };
   if (r.outcome.case === "failed") return { ...base, failure: { message: r.outcome.value.message, stack: r.outcome.value.stack } };
   if (r.outcome.case === "released") return { ...base, released: true };
-  const subtasks = r.outcome.value!.subtasks;
-  if (subtasks.length === 0) return base;
+  return base;
+}
+
+/** Validates the subtasks a task submitted and plans their rows; throws InvalidArgument. */
+async function planSubtasks(
+  r: TaskResult,
+  subtasks: readonly TaskSubmission[],
+  known: ReadonlyMap<string, number>,
+  lookup: (slug: string) => Promise<number | undefined>,
+): Promise<TaskPlan> {
+  const taskId = r.task!.taskId;
   const clusterIds = new Map(known);
   for (const slug of clusterSlugsOf(subtasks)) {
     if (!clusterIds.has(slug)) {
       const id = await lookup(slug);
-      if (id === undefined) throw invalid(`subtasks of task ${base.taskId}: cluster "${slug}" does not exist; create it first`);
+      if (id === undefined) throw invalid(`subtasks of task ${taskId}: cluster "${slug}" does not exist; create it first`);
       clusterIds.set(slug, id);
     }
   }
@@ -160,13 +167,13 @@ async function toResultIn(
   // completion is recorded.
   const plan = emptyPlan();
   addSubmissions(plan, subtasks, {
-    where: `subtasks of task ${base.taskId}`,
-    jobId: base.jobId,
-    parentId: base.taskId,
+    where: `subtasks of task ${taskId}`,
+    jobId: r.jobId,
+    parentId: taskId,
     defaultClusterId: null,
     clusterIds,
   });
-  return { ...base, subtasks: plan };
+  return plan;
 }
 
 /** Connect's code names as they appear on the wire, e.g. "failed_precondition". */

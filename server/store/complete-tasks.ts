@@ -34,9 +34,10 @@ export interface RecordedResults {
 }
 
 /**
- * Locks the tasks named by reported results that are still running under the
- * reported lease, and yields their ids as one array (`ids`). `results` is a SQL
- * fragment producing rows `c(id, lease, job_id)`.
+ * A statement that locks the tasks named by reported results that are still
+ * running under the reported lease and yields their ids as one array (`ids`).
+ * With `after`, it runs that query first (a one-time filter): the jobs are
+ * locked before their tasks, as by every writer.
  *
  * Why this shape: after an ANALYZE of a full queue the statistics say that no
  * task is running. Joining the reported rows to `tasks` filtered by state then
@@ -170,6 +171,8 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
   const ofRunning = (rs: readonly TaskResultIn[]) => rs.filter((r) => running.has(r.taskId)).map((r) => r.taskId);
   const doneIds = ofRunning(succeeded);
   const threwIds = ofRunning(threw);
+  /** Every task that threw, in the order of `threw` (its messages and stacks). */
+  const threwAll = threw.map((r) => r.taskId);
   const releasedIds = ofRunning(released);
 
   const done: DoneRow[] =
@@ -188,8 +191,8 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
         UPDATE tasks t
         SET state = (CASE WHEN t.failures < t.max_retries THEN 'queued' ELSE 'failed' END)::task_state,
             failures = t.failures + 1,
-            error_message = (${threw.map((r) => r.failure!.message)}::text[])[array_position(${threw.map((r) => r.taskId)}::bigint[], t.id)],
-            error_stack = (${threw.map((r) => r.failure!.stack)}::text[])[array_position(${threw.map((r) => r.taskId)}::bigint[], t.id)],
+            error_message = (${threw.map((r) => r.failure!.message)}::text[])[array_position(${threwAll}::bigint[], t.id)],
+            error_stack = (${threw.map((r) => r.failure!.stack)}::text[])[array_position(${threwAll}::bigint[], t.id)],
             error_attempt = t.lease,
             runner_id = NULL, lease_expires_at = NULL,
             finished_at = CASE WHEN t.failures < t.max_retries THEN NULL ELSE now() END
