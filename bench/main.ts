@@ -712,7 +712,7 @@ async function main(): Promise<void> {
   }
   dbs = new Databases(adminUrl);
   if (config.profileDir) {
-    settings.serverNodeArgs = ["--cpu-prof", `--cpu-prof-dir=${config.profileDir}`];
+    settings.serverNodeArgs = ["--cpu-prof", "--cpu-prof-interval=200", `--cpu-prof-dir=${config.profileDir}`];
     settings.runnerNodeArgs = settings.serverNodeArgs;
   }
 

@@ -16,7 +16,7 @@ class Slow extends Task<{ tag: string; ms?: number }> {
 
 describe("leases", () => {
   // Short leases, found quickly once they run out.
-  const box = useSandbox({ leaseTtlMs: 1_000, leaseExpiry: { maxIntervalMs: 250, batchSize: 1_000 } });
+  const box = useSandbox({ leaseTtlMs: 1_000, leaseExpiry: { maxIntervalMs: 250, minIntervalMs: 50, batchSize: 1_000 } });
 
   it("of a runner killed mid-task run out; another runner completes the task; the old holder is fenced out", async () => {
     ran.length = 0;

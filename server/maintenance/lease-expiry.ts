@@ -5,19 +5,27 @@ import { SleepLoop } from "./sleep-loop.js";
 export interface LeaseExpiryConfig {
   /** The longest it sleeps between checks when no lease is due sooner. */
   maxIntervalMs: number;
-  /** Expired leases returned to the queue per statement. */
+  /**
+   * The shortest: leases end all the time under load (one `task_leases` row
+   * per lease statement, due a lease period after it), and one pass handles
+   * every row due by then. A lease is returned at most this late.
+   */
+  minIntervalMs: number;
+  /** Due lease rows (each naming the tasks of one lease statement) handled per statement. */
   batchSize: number;
 }
 
 export const LeaseExpiryDefaults: LeaseExpiryConfig = {
   maxIntervalMs: 5_000,
-  batchSize: 1_000,
+  minIntervalMs: 1_000,
+  batchSize: 200,
 };
 
 /**
  * Returns the tasks of runners that stopped extending their leases to the queue.
- * It sleeps until the earliest lease is due (read from the expiry index), so it
- * costs one indexed query per lease period, not a scan per second. Every server
+ * It sleeps until the earliest lease is due (read from the expiry index of
+ * `task_leases`), but at least `minIntervalMs`, so it costs a few indexed
+ * queries per lease period, not a scan per lease. Every server
  * runs one; SKIP LOCKED makes them share the work without conflict.
  */
 export class LeaseExpiry {
@@ -41,10 +49,11 @@ export class LeaseExpiry {
 
   /** Returns due leases to the queue; sleeps until the next lease is due (at most maxIntervalMs). */
   private async pass(): Promise<number> {
-    const { batchSize, maxIntervalMs } = this.config;
+    const { batchSize, maxIntervalMs, minIntervalMs } = this.config;
     while ((await expireLeases(this.sql, batchSize)) === batchSize && !this.loop.isStopped);
     const next = await nextLeaseExpiry(this.sql);
     // A few milliseconds late, so the lease has surely passed in the database's clock too.
-    return next ? Math.min(maxIntervalMs, next.getTime() - Date.now() + 5) : maxIntervalMs;
+    const due = next ? next.getTime() - Date.now() + 5 : maxIntervalMs;
+    return Math.max(minIntervalMs, Math.min(maxIntervalMs, due));
   }
 }

@@ -86,7 +86,9 @@ export async function recordObjectEvents(sql: Sql, location: LocationRow, change
       SELECT job_id, cluster_id, task_name, major, minor, display, input, max_retries,
              jsonb_build_object('type', type, 'key', key, 'version', version, 'location', ${JSON.stringify(refOf(location))}::text::jsonb)
       FROM typed
-      RETURNING cluster_id
+      RETURNING id, cluster_id, name, major, minor
+    ), ready AS (
+      INSERT INTO ready_tasks (cluster_id, id, name, major, minor) SELECT cluster_id, id, name, major, minor FROM new_tasks
     )
     SELECT (SELECT count(*) FROM new_jobs)::int AS jobs,
            (SELECT count(pg_notify(${TASKS_CHANNEL}, c::text)) FROM (SELECT DISTINCT cluster_id AS c FROM new_tasks) x) AS notified`;

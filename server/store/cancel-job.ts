@@ -1,4 +1,4 @@
-import type { Sql } from "postgres";
+import type { Sql, TransactionSql } from "postgres";
 import { retryOnDeadlock } from "./deadlock.js";
 import { CANCEL_CHANNEL } from "./insert-tasks.js";
 import type { JobStateName } from "./read-jobs.js";
@@ -20,12 +20,24 @@ export async function cancelJob(sql: Sql, jobId: string): Promise<CancelOutcome>
         return { kind: "finished", state: job.state } as const;
       }
       if (job.state === "scheduled") await tx`DELETE FROM scheduled_jobs WHERE job_id = ${jobId}`;
-      await tx`
-        UPDATE tasks SET state = 'cancelled', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
-        WHERE job_id = ${jobId} AND state IN ('queued', 'running')`;
+      await cancelTasksOf(tx, [jobId]);
       await tx`UPDATE jobs SET state = 'cancelled', finished_at = now() WHERE id = ${jobId}`;
       await tx`SELECT pg_notify(${CANCEL_CHANNEL}, ${jobId})`;
       return { kind: "cancelled" } as const;
     }),
   );
+}
+
+/**
+ * Cancels the queued and running tasks of these jobs, whose rows the caller has
+ * locked: their ready-queue rows go first, then the tasks. (A lease takes a
+ * ready row before its task, so the same order here never deadlocks with one.)
+ */
+export async function cancelTasksOf(tx: TransactionSql, jobIds: readonly string[]): Promise<void> {
+  await tx`
+    DELETE FROM ready_tasks r USING tasks t
+    WHERE t.job_id = ANY(${jobIds}::bigint[]) AND t.state = 'queued' AND r.cluster_id = t.cluster_id AND r.id = t.id`;
+  await tx`
+    UPDATE tasks SET state = 'cancelled', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
+    WHERE job_id = ANY(${jobIds}::bigint[]) AND state IN ('queued', 'running')`;
 }

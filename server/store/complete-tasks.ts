@@ -2,6 +2,7 @@ import { Code } from "@connectrpc/connect";
 import type { PendingQuery, Row, Sql, TransactionSql } from "postgres";
 import { type TaskPlan, appendPlan, emptyPlan } from "../task-plan.js";
 import { retryOnDeadlock } from "./deadlock.js";
+import { cancelTasksOf } from "./cancel-job.js";
 import { CANCEL_CHANNEL, TASKS_CHANNEL, taskInsertCtes } from "./insert-tasks.js";
 
 /** A runner's report on one task it held. */
@@ -89,8 +90,8 @@ export async function recordResults(sql: Sql, results: readonly TaskResultIn[]):
  * trip, atomic without BEGIN and COMMIT) doing what the transaction below does
  * for them: lock the jobs in id order (an InitPlan of the task update, so before
  * any task row), mark the tasks computed under their lease, count down the
- * dependencies of their dependents, update each job once, and wake the
- * clusters of tasks that became ready.
+ * dependencies of their dependents and queue those left with none, update each
+ * job once, and wake the clusters of tasks that became ready.
  */
 async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Promise<RecordedResults> {
   const jobIds = [...new Set(results.map((r) => r.jobId))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
@@ -112,7 +113,10 @@ async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Prom
         GROUP BY td.task_id
       ) AS d
       WHERE t.id = d.task_id
-      RETURNING t.cluster_id, t.deps_left, t.state
+      RETURNING t.id, t.cluster_id, t.name, t.major, t.minor, t.deps_left, t.state
+    ), readied AS (
+      INSERT INTO ready_tasks (cluster_id, id, name, major, minor)
+      SELECT cluster_id, id, name, major, minor FROM woken WHERE deps_left = 0 AND state = 'queued'
     ), closed AS (
       UPDATE jobs j
       SET open_tasks = j.open_tasks - d.n,
@@ -209,7 +213,12 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
         RETURNING t.id, t.cluster_id, t.deps_left`;
 
   const readyClusters = new Set<string>();
-  for (const r of requeued) readyClusters.add(String(r.cluster_id));
+  /** Tasks queued again with no dependency left: they go back into ready_tasks. */
+  const readyIds: string[] = [];
+  for (const r of requeued) {
+    readyClusters.add(String(r.cluster_id));
+    if (r.deps_left === 0) readyIds.push(r.id);
+  }
   const jobDelta = new Map<string, number>();
   const bump = (job: string, n: number) => jobDelta.set(job, (jobDelta.get(job) ?? 0) + n);
 
@@ -233,23 +242,35 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
 
   const withDependents = done.filter((d) => d.has_dependents).map((d) => d.id);
   if (withDependents.length > 0) {
-    const woken = await tx<{ cluster_id: number }[]>`
+    const woken = await tx<{ id: string; cluster_id: number; deps_left: number; state: string }[]>`
       UPDATE tasks t SET deps_left = t.deps_left - d.n
       FROM (
         SELECT task_id, count(*)::int AS n FROM task_dependencies
         WHERE depends_on = ANY(${withDependents}::bigint[]) GROUP BY task_id
       ) AS d
       WHERE t.id = d.task_id
-      RETURNING t.cluster_id, t.deps_left, t.state`;
-    for (const w of woken as unknown as { cluster_id: number; deps_left: number; state: string }[]) {
-      if (w.deps_left === 0 && w.state === "queued") readyClusters.add(String(w.cluster_id));
+      RETURNING t.id, t.cluster_id, t.deps_left, t.state`;
+    for (const w of woken) {
+      if (w.deps_left === 0 && w.state === "queued") {
+        readyClusters.add(String(w.cluster_id));
+        readyIds.push(w.id);
+      }
     }
   }
 
   const failedJobs = new Set<string>();
   for (const f of failed) {
     if (f.state === "failed") failedJobs.add(f.job_id);
-    else if (f.deps_left === 0) readyClusters.add(String(f.cluster_id));
+    else if (f.deps_left === 0) {
+      readyClusters.add(String(f.cluster_id));
+      readyIds.push(f.id);
+    }
+  }
+  if (readyIds.length > 0) {
+    await tx`
+      INSERT INTO ready_tasks (cluster_id, id, name, major, minor)
+      SELECT cluster_id, id, name, major, minor FROM tasks WHERE id = ANY(${readyIds}::bigint[])
+      ON CONFLICT DO NOTHING`;
   }
 
   const jobUpdates = [...new Set([...jobDelta.keys(), ...failedJobs])].map((id) => ({
@@ -268,9 +289,7 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
       WHERE j.id = c.id`;
   }
   if (failedJobs.size > 0) {
-    await tx`
-      UPDATE tasks SET state = 'cancelled', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
-      WHERE job_id = ANY(${[...failedJobs]}::bigint[]) AND state IN ('queued', 'running')`;
+    await cancelTasksOf(tx, [...failedJobs]);
   }
   if (readyClusters.size > 0 || failedJobs.size > 0) {
     await tx`

@@ -7,8 +7,9 @@ export const TASKS_CHANNEL = "sluice_tasks";
 export const CANCEL_CHANNEL = "sluice_cancel";
 
 /**
- * CTEs (`ids`, `inserted`, `deps`) that insert the planned tasks and their
- * dependency edges in the statement they are part of. Ids are drawn from the
+ * CTEs (`ids`, `inserted`, `ready`, `deps`) that insert the planned tasks, the
+ * ready-queue rows of those without dependencies and the dependency edges in
+ * the statement they are part of. Ids are drawn from the
  * sequence per batch position first, so that edges can name tasks inserted in
  * the same statement. Rows travel as one JSON parameter: postgres.js array
  * parameters mangle booleans and nulls, and one parameter keeps the statement
@@ -44,7 +45,10 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
       FROM json_to_recordset(${rows}::text::json) AS r(ord int, job_id bigint, parent_id bigint, cluster_id int, name text,
              major int, minor int, display text, input text, max_retries int, deps_left int, has_dependents bool, trigger jsonb)
       JOIN ids USING (ord)
-      RETURNING 1
+      RETURNING id, cluster_id, name, major, minor, deps_left
+    ), ready AS (
+      INSERT INTO ready_tasks (cluster_id, id, name, major, minor)
+      SELECT cluster_id, id, name, major, minor FROM inserted WHERE deps_left = 0
     ), deps AS (
       INSERT INTO task_dependencies (depends_on, task_id)
       SELECT a.id, b.id

@@ -23,14 +23,16 @@ export interface LeasedTaskRow {
 
 /**
  * Leases up to `limit` ready tasks of a cluster that the runner can execute, in
- * one statement, and marks their jobs started.
+ * one statement: takes their rows out of `ready_tasks`, marks the tasks running
+ * under a new lease number, records the lease (one `task_leases` row, for lease
+ * expiry) and marks their jobs started.
  *
- * The inner SELECT walks the partial index `tasks_ready (cluster_id, id + 0)` (the
- * exact predicate), joining the runner's capabilities, and SKIP LOCKED lets
- * concurrent leases from other streams and servers pass each other instead of
- * queueing on the same rows. The job update uses SKIP LOCKED as well: a job row
- * locked by a completion is already started, and one locked by a cancellation is
- * about to be cancelled, so neither needs the update and leasing never waits.
+ * The pick walks the primary key of `ready_tasks` (cluster, id) in id order,
+ * joining the runner's capabilities, and SKIP LOCKED lets concurrent leases
+ * from other streams and servers pass each other instead of queueing on the
+ * same rows. The job update uses SKIP LOCKED as well: a job row locked by a
+ * completion is already started, and one locked by a cancellation is about to
+ * be cancelled, so neither needs the update and leasing never waits.
  */
 export async function leaseTasks(
   sql: Sql,
@@ -44,28 +46,32 @@ export async function leaseTasks(
 ): Promise<LeasedTaskRow[]> {
   return sql<LeasedTaskRow[]>`
     WITH picked AS (
-      SELECT t.id
-      FROM tasks t
+      SELECT r.id
+      FROM ready_tasks r
       JOIN unnest(${capabilities.map((c) => c.name)}::text[], ${capabilities.map((c) => c.major)}::int[],
                   ${capabilities.map((c) => c.minor)}::int[]) AS k(name, major, minor)
-        ON t.name = k.name AND t.major = k.major AND t.minor <= k.minor
-      WHERE t.cluster_id = ${clusterId} AND t.state = 'queued' AND t.deps_left = 0
-        AND (t.id + 0) > ${after}::bigint
-      -- (id + 0): only tasks_ready provides this order, so the planner cannot
-      -- prefer the primary key (see migration 0004).
-      ORDER BY t.id + 0
+        ON r.name = k.name AND r.major = k.major AND r.minor <= k.minor
+      WHERE r.cluster_id = ${clusterId} AND r.id > ${after}::bigint
+      ORDER BY r.id
       LIMIT ${limit}
-      FOR UPDATE OF t SKIP LOCKED
+      FOR UPDATE OF r SKIP LOCKED
+    ), taken AS (
+      DELETE FROM ready_tasks r
+      WHERE r.cluster_id = ${clusterId} AND r.id = ANY((SELECT array_agg(id) FROM picked)::bigint[])
+      RETURNING r.id
     ), leased AS (
       UPDATE tasks t
       SET state = 'running', lease = t.lease + 1, runner_id = ${runnerId}::uuid,
           lease_expires_at = now() + ${leaseTtlMs}::int * interval '1 millisecond',
           started_at = coalesce(t.started_at, now())
-      -- By id = ANY, always a primary-key lookup: joined to picked (500 rows),
+      -- By id = ANY, always a primary-key lookup: joined to the taken rows,
       -- the planner hashed a sequential scan of the whole table when it was
       -- small enough (32 of 44 ms of a lease of 500 from a queue of 50,000).
-      WHERE t.id = ANY((SELECT array_agg(id) FROM picked)::bigint[])
+      WHERE t.id = ANY((SELECT array_agg(id) FROM taken)::bigint[]) AND t.state = 'queued'
       RETURNING t.id, t.job_id, t.name, t.major, t.minor, t.input, t.lease, t.failures, t.max_retries, t.trigger
+    ), recorded AS (
+      INSERT INTO task_leases (expires_at, task_ids)
+      SELECT now() + ${leaseTtlMs}::int * interval '1 millisecond', array_agg(id) FROM leased HAVING count(*) > 0
     ), started AS (
       UPDATE jobs j SET state = 'started', started_at = now()
       WHERE j.id IN (

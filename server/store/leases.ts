@@ -46,35 +46,65 @@ export async function extendLeases(
 }
 
 /**
- * Returns tasks whose lease ran out to the queue (at most `limit` per call),
- * found through the `tasks_lease_expiry` index, and wakes their clusters.
- * SKIP LOCKED: a task locked right now is being completed or cancelled.
+ * Returns tasks whose lease ran out to the queue, and wakes their clusters.
+ *
+ * Candidates come from the `task_leases` rows that are due (at most `limit` per
+ * call): each names the tasks one lease statement took. A task is returned to
+ * the queue if it is still running and its own lease end (which its runner
+ * extends) has passed. Each due row then either goes, when none of its tasks is
+ * running any more, or moves to the latest lease end among those still
+ * running. SKIP LOCKED: a task locked right now is being completed, cancelled
+ * or extended, and its row stays due, so it is looked at again.
+ *
+ * Returns the number of due rows handled.
  */
 export async function expireLeases(sql: Sql, limit: number): Promise<number> {
-  const [row] = await sql<{ expired: number }[]>`
-    WITH expired AS (
+  const [row] = await sql<{ due: number }[]>`
+    WITH due AS (
+      SELECT id, task_ids FROM task_leases
+      WHERE expires_at < now()
+      ORDER BY expires_at
+      LIMIT ${limit}
+      FOR UPDATE SKIP LOCKED
+    ), members AS (
+      SELECT d.id AS lease_row, m.task_id FROM due d CROSS JOIN LATERAL unnest(d.task_ids) AS m(task_id)
+    ), expired AS (
       UPDATE tasks t SET state = 'queued', runner_id = NULL, lease_expires_at = NULL
+      -- One primary-key lookup per task, locked, then the update by id = ANY
+      -- (see lockRunning in complete-tasks.ts).
       WHERE t.id = ANY((
-        SELECT array_agg(id) FROM (
-          SELECT id FROM tasks
-          WHERE lease_expires_at < now() AND state = 'running'
-          ORDER BY lease_expires_at
-          LIMIT ${limit}
+        SELECT array_agg(r.id) FROM members m CROSS JOIN LATERAL (
+          SELECT t2.id FROM tasks t2
+          WHERE t2.id = m.task_id AND t2.state = 'running' AND t2.lease_expires_at < now()
+          OFFSET 0
           FOR NO KEY UPDATE SKIP LOCKED
-        ) expired
+        ) r
       )::bigint[])
-      RETURNING t.cluster_id, t.deps_left
+      RETURNING t.id, t.cluster_id, t.name, t.major, t.minor, t.deps_left
+    ), requeued AS (
+      INSERT INTO ready_tasks (cluster_id, id, name, major, minor)
+      SELECT cluster_id, id, name, major, minor FROM expired WHERE deps_left = 0
+      RETURNING cluster_id
+    ), remaining AS (
+      -- This statement's snapshot still shows the expired tasks running.
+      SELECT m.lease_row, max(r.lease_expires_at) AS until
+      FROM members m CROSS JOIN LATERAL (
+        SELECT t.lease_expires_at FROM tasks t WHERE t.id = m.task_id AND t.state = 'running' OFFSET 0
+      ) r
+      WHERE m.task_id NOT IN (SELECT id FROM expired)
+      GROUP BY m.lease_row
+    ), moved AS (
+      UPDATE task_leases l SET expires_at = r.until FROM remaining r WHERE l.id = r.lease_row
+    ), dropped AS (
+      DELETE FROM task_leases l WHERE l.id IN (SELECT id FROM due) AND l.id NOT IN (SELECT lease_row FROM remaining)
     )
-    SELECT (SELECT count(*) FROM expired)::int AS expired,
-           (SELECT count(pg_notify(${TASKS_CHANNEL}, c::text)) FROM (SELECT DISTINCT cluster_id AS c FROM expired) x) AS notified`;
-  return row.expired;
+    SELECT (SELECT count(*) FROM due)::int AS due,
+           (SELECT count(pg_notify(${TASKS_CHANNEL}, c::text)) FROM (SELECT DISTINCT cluster_id AS c FROM requeued) x) AS notified`;
+  return row.due;
 }
 
-/**
- * When the next running lease ends, or null when nothing is running
- * (`lease_expires_at` is set exactly while a task is running).
- */
+/** When the next lease ends, or null when no lease is held. */
 export async function nextLeaseExpiry(sql: Sql): Promise<Date | null> {
-  const [row] = await sql<{ at: Date | null }[]>`SELECT min(lease_expires_at) AS at FROM tasks WHERE lease_expires_at IS NOT NULL`;
+  const [row] = await sql<{ at: Date | null }[]>`SELECT min(expires_at) AS at FROM task_leases`;
   return row.at;
 }

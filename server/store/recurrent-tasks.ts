@@ -194,7 +194,9 @@ export async function fireDueTriggers(sql: Sql, now: Date, limit: number): Promi
         INSERT INTO tasks (job_id, cluster_id, name, major, minor, display, input, max_retries)
         SELECT j.id, j.cluster_id, r.task_name, r.major, r.minor, r.display, r.input, r.max_retries
         FROM new_jobs j JOIN recurrent_tasks r ON r.id = j.recurrent_task_id
-        RETURNING cluster_id
+        RETURNING id, cluster_id, name, major, minor
+      ), ready AS (
+        INSERT INTO ready_tasks (cluster_id, id, name, major, minor) SELECT cluster_id, id, name, major, minor FROM new_tasks
       )
       SELECT (SELECT count(*) FROM moved) AS moved,
              (SELECT count(pg_notify(${TASKS_CHANNEL}, c::text)) FROM (SELECT DISTINCT cluster_id AS c FROM new_tasks) x) AS notified`;

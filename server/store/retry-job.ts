@@ -23,9 +23,16 @@ export async function retryJob(sql: Sql, jobId: string): Promise<RetryOutcome> {
       if (job.state !== "failed" && job.state !== "cancelled") return { kind: "not-failed", state: job.state } as const;
       if (!job.has_tasks) return { kind: "never-started" } as const;
       const requeued = await tx<{ cluster_id: number; deps_left: number }[]>`
-        UPDATE tasks SET state = 'queued', failures = 0, finished_at = NULL
-        WHERE job_id = ${jobId} AND state IN ('failed', 'cancelled')
-        RETURNING cluster_id, deps_left`;
+        WITH requeued AS (
+          UPDATE tasks SET state = 'queued', failures = 0, finished_at = NULL
+          WHERE job_id = ${jobId} AND state IN ('failed', 'cancelled')
+          RETURNING id, cluster_id, name, major, minor, deps_left
+        ), ready AS (
+          INSERT INTO ready_tasks (cluster_id, id, name, major, minor)
+          SELECT cluster_id, id, name, major, minor FROM requeued WHERE deps_left = 0
+          ON CONFLICT DO NOTHING
+        )
+        SELECT cluster_id, deps_left FROM requeued`;
       await tx`
         UPDATE jobs j
         SET state = (CASE WHEN j.started_at IS NULL THEN 'queued' ELSE 'started' END)::job_state,
