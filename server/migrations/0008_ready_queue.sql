@@ -36,7 +36,12 @@ CREATE TABLE task_leases (
   id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   expires_at timestamptz NOT NULL,
   task_ids   bigint[] NOT NULL
-) WITH (autovacuum_vacuum_cost_delay = 0);
+) WITH (
+  -- A lease of 500 tasks names 4 kB of ids: kept in the row, not compressed
+  -- (toast_tuple_target: the most a row may take before it is compressed).
+  toast_tuple_target = 8160,
+  autovacuum_vacuum_cost_delay = 0
+);
 
 CREATE INDEX task_leases_by_expiry ON task_leases (expires_at);
 
