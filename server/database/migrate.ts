@@ -13,8 +13,14 @@ const MIGRATION_LOCK_KEY = 7_203_514_662;
  * several servers starting at once apply each migration exactly once.
  * Returns the names of the migrations applied.
  */
-export async function migrate(sql: Sql): Promise<string[]> {
-  const files = (await readdir(migrationsDir)).filter((f) => /^\d{4}_.+\.sql$/.test(f)).sort();
+export async function migrate(
+  sql: Sql,
+  /** Only the migrations whose names sort before this one (for upgrade tests). */
+  before?: string,
+): Promise<string[]> {
+  const files = (await readdir(migrationsDir))
+    .filter((f) => /^\d{4}_.+\.sql$/.test(f) && (before === undefined || f < before))
+    .sort();
   return sql.begin(async (tx) => {
     await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
     await tx`CREATE TABLE IF NOT EXISTS sluice_migrations (

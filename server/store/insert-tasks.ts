@@ -7,7 +7,7 @@ export const TASKS_CHANNEL = "sluice_tasks";
 export const CANCEL_CHANNEL = "sluice_cancel";
 
 /**
- * CTEs (`ids`, `inserted`, `ready`, `deps`) that insert the planned tasks, the
+ * CTEs (`rows`, `inserted`, `ready`, `deps`) that insert the planned tasks, the
  * ready-queue rows of those without dependencies and the dependency edges in
  * the statement they are part of. Ids are drawn from the
  * sequence per batch position first, so that edges can name tasks inserted in
@@ -35,26 +35,32 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
       trigger: r.trigger,
     })),
   );
+  // No estimate here depends on a parameter's value (a function scan of the
+  // JSON is always guessed at 100 rows), so that PostgreSQL keeps one generic
+  // plan for the statement: with generate_series(1, n) for the ids, a custom
+  // plan looked cheaper, and planning took as long as executing a one-task job.
   return sql`
-    ids AS (
-      SELECT ord, nextval('tasks_id_seq') AS id FROM generate_series(1, ${plan.rows.length}::int) AS ord
-    ), inserted AS (
-      INSERT INTO tasks (id, job_id, parent_id, cluster_id, name, major, minor, display, input, max_retries, deps_left, has_dependents, trigger)
-      SELECT ids.id, coalesce(r.job_id, ${jobId}), r.parent_id, r.cluster_id, r.name, r.major, r.minor, r.display,
-             decode(r.input, 'base64'), r.max_retries, r.deps_left, r.has_dependents, r.trigger
+    rows AS MATERIALIZED (
+      -- Ids in batch order, drawn before the insert so that edges can name them.
+      SELECT r.*, nextval('tasks_id_seq') AS id
       FROM json_to_recordset(${rows}::text::json) AS r(ord int, job_id bigint, parent_id bigint, cluster_id int, name text,
              major int, minor int, display text, input text, max_retries int, deps_left int, has_dependents bool, trigger jsonb)
-      JOIN ids USING (ord)
+    ), inserted AS (
+      INSERT INTO tasks (id, job_id, parent_id, cluster_id, name, major, minor, display, input, max_retries, deps_left, has_dependents, trigger)
+      SELECT r.id, coalesce(r.job_id, ${jobId}), r.parent_id, r.cluster_id, r.name, r.major, r.minor, r.display,
+             decode(r.input, 'base64'), r.max_retries, r.deps_left, r.has_dependents, r.trigger
+      FROM rows r
       RETURNING id, cluster_id, name, major, minor, deps_left
     ), ready AS (
       INSERT INTO ready_tasks (cluster_id, id, name, major, minor)
       SELECT cluster_id, id, name, major, minor FROM inserted WHERE deps_left = 0
     ), deps AS (
       INSERT INTO task_dependencies (depends_on, task_id)
-      SELECT a.id, b.id
-      FROM unnest(${plan.depFrom}::int[], ${plan.depTo}::int[]) AS d(from_ord, to_ord)
-      JOIN ids a ON a.ord = d.from_ord
-      JOIN ids b ON b.ord = d.to_ord
+      -- Positions index the ids directly (they run from 1 to n): no join whose
+      -- plan a generic estimate could get wrong.
+      SELECT m.ids[d.from_ord], m.ids[d.to_ord]
+      FROM unnest(${plan.depFrom}::int[], ${plan.depTo}::int[]) AS d(from_ord, to_ord),
+           (SELECT array_agg(id ORDER BY ord) AS ids FROM rows) AS m
       RETURNING 1
     )`;
 }
