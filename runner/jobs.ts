@@ -1,8 +1,8 @@
-import { create } from "@bufbuild/protobuf";
+import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import type { Client as ConnectClient } from "@connectrpc/connect";
+import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
 import { type Job as JobMessage, JobState } from "../gen/sluice/v1/job_pb.js";
-import { JobService } from "../gen/sluice/v1/job_service_pb.js";
+import { JobService, type SubmitJobRequestSchema } from "../gen/sluice/v1/job_service_pb.js";
 import { type Task as TaskMessage, TaskState, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
 import { WriteObject } from "./builtins.js";
 import { type StorageLocation, triggerOf } from "./storage.js";
@@ -161,9 +161,86 @@ function taskFromMessage(m: TaskMessage): TaskInfo {
   };
 }
 
+type SubmitInit = MessageInitShape<typeof SubmitJobRequestSchema>;
+
+/** The most jobs, and about the most bytes of task input, sent in one SubmitJobs call. */
+const MAX_BATCH_JOBS = 1000;
+const MAX_BATCH_BYTES = 16 * 1024 * 1024;
+
+/** "failed_precondition" -> Code.FailedPrecondition (Unknown for names it does not know). */
+function codeFromName(name: string): Code {
+  const camel = name.replace(/(^|_)([a-z])/g, (_, __, c: string) => c.toUpperCase());
+  const code = (Code as unknown as Record<string, number>)[camel];
+  return typeof code === "number" ? code : Code.Unknown;
+}
+
+/**
+ * Sends submits in batches. Nothing waits on a timer: submits made while no
+ * call is on its way go at once (those made in the same tick together), and
+ * those made while one is on its way go together as one SubmitJobs call when
+ * it returns: one round trip and one transaction for all of them. Each
+ * submit still resolves with its own job or rejects with its own error.
+ */
+class SubmitBatcher {
+  private pending: { req: SubmitInit; bytes: number; resolve: (job: JobMessage) => void; reject: (e: unknown) => void }[] = [];
+  private sending = false;
+
+  constructor(private readonly api: ConnectClient<typeof JobService>) {}
+
+  submit(req: SubmitInit, bytes: number): Promise<JobMessage> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ req, bytes, resolve, reject });
+      if (!this.sending) {
+        this.sending = true;
+        queueMicrotask(() => void this.send());
+      }
+    });
+  }
+
+  private take() {
+    let n = 0;
+    let bytes = 0;
+    while (n < this.pending.length && n < MAX_BATCH_JOBS && (n === 0 || bytes + this.pending[n].bytes <= MAX_BATCH_BYTES)) {
+      bytes += this.pending[n].bytes;
+      n++;
+    }
+    return this.pending.splice(0, n);
+  }
+
+  private async send(): Promise<void> {
+    try {
+      while (this.pending.length > 0) {
+        const batch = this.take();
+        if (batch.length === 1) {
+          const [one] = batch;
+          await this.api.submitJob(one.req).then((res) => one.resolve(res.job!), one.reject);
+          continue;
+        }
+        try {
+          const res = await this.api.submitJobs({ jobs: batch.map((b) => b.req) });
+          batch.forEach((b, i) => {
+            const r = res.results[i]?.result;
+            if (r?.case === "job") b.resolve(r.value);
+            else if (r?.case === "refused") b.reject(new ConnectError(r.value.message, codeFromName(r.value.code)));
+            else b.reject(new ConnectError(`the server sent no result for job ${i} of the batch`, Code.Internal));
+          });
+        } catch (e) {
+          for (const b of batch) b.reject(e);
+        }
+      }
+    } finally {
+      this.sending = false;
+    }
+  }
+}
+
 /** Submits, reads, lists, cancels and retries jobs. */
 export class JobClient {
-  constructor(private readonly api: ConnectClient<typeof JobService>) {}
+  private readonly batcher: SubmitBatcher;
+
+  constructor(private readonly api: ConnectClient<typeof JobService>) {
+    this.batcher = new SubmitBatcher(api);
+  }
 
   /** Submits a job whose root task is `task`. */
   async submit(name: string, task: Task<any>, options: SubmitOptions = {}): Promise<Job> {
@@ -173,13 +250,16 @@ export class JobClient {
       maxRetries: options.maxRetries ?? 0,
       trigger: triggerOf(task),
     });
-    const res = await this.api.submitJob({
-      name,
-      cluster: options.cluster ?? "default",
-      tasks: [root],
-      startAt: options.startAt ? timestampFromDate(options.startAt) : undefined,
-    });
-    return jobFromMessage(res.job!);
+    const job = await this.batcher.submit(
+      {
+        name,
+        cluster: options.cluster ?? "default",
+        tasks: [root],
+        startAt: options.startAt ? timestampFromDate(options.startAt) : undefined,
+      },
+      root.input.length,
+    );
+    return jobFromMessage(job);
   }
 
   /**

@@ -13,6 +13,8 @@ export interface TaskRow {
   /** 1-based position in the whole insert batch; ids are assigned by position. */
   ord: number;
   jobId: string | null;
+  /** For tasks of new jobs submitted together: the 1-based position of the task's job. */
+  jobOrd?: number;
   parentId: string | null;
   /** null: the parent task's cluster, filled in once the parent is known. */
   clusterId: number | null;

@@ -67,3 +67,8 @@ export function checkName(name: string, what: string): string {
   }
   return name;
 }
+
+/** A Connect code's name as sent in messages, e.g. "failed_precondition". */
+export function codeName(code: Code): string {
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+}

@@ -95,6 +95,41 @@ describe("the API on one port", () => {
   });
 });
 
+describe("submits made at once through the SDK", () => {
+  const box = useSandbox();
+
+  class Tagged extends Task<{ n: number }> {
+    static identifier = { name: "Tagged", version: "v1.0" };
+    static seen: number[] = [];
+    execute() {
+      Tagged.seen.push(this.input.n);
+    }
+  }
+
+  it("each get their own job or their own error, and every job runs once", async () => {
+    const jobs = box.client.jobs();
+    const n = 300;
+    const settled = await Promise.allSettled(
+      Array.from({ length: n }, (_, i) =>
+        i === 150 ? jobs.submit("lost", new Tagged({ n: i }), { cluster: "nowhere" }) : jobs.submit(`job ${i}`, new Tagged({ n: i })),
+      ),
+    );
+    const lost = settled[150];
+    expect(lost.status).toBe("rejected");
+    const err = ConnectError.from((lost as PromiseRejectedResult).reason);
+    expect(Code[err.code]).toBe("NotFound");
+    expect(err.rawMessage).toMatch(/cluster "nowhere" does not exist/);
+    const made = settled.flatMap((s, i) => (s.status === "fulfilled" ? [{ i, job: s.value }] : []));
+    expect(made.length).toBe(n - 1);
+    for (const { i, job } of made) expect(job.name).toBe(`job ${i}`);
+    expect(new Set(made.map((m) => m.job.id)).size).toBe(n - 1);
+    expect((await jobs.get(made[200].job.id)).tasks[0].input).toEqual({ n: made[200].i });
+
+    await box.client.runner("default", { tasks: [Tagged], concurrency: 8 }).runAll();
+    expect([...Tagged.seen].sort((a, b) => a - b)).toEqual(made.map((m) => m.i));
+  });
+});
+
 describe("bad input gets a clear error and changes nothing", () => {
   const box = useSandbox();
 
@@ -173,6 +208,26 @@ describe("bad input gets a clear error and changes nothing", () => {
       execute() {}
     }
     await expect(box.client.jobs().submit("j", new BadVersion())).rejects.toThrow(/version "latest" of task "Bad" is invalid/);
+  });
+
+  it("a bad job among jobs submitted together: only it is refused, with its own error", async () => {
+    const before = await counts();
+    const res = await box.api.jobs.submitJobs({
+      jobs: [
+        { name: "first", tasks: [task()] },
+        { name: "lost", cluster: "nowhere", tasks: [task()] },
+        { name: "third", tasks: [task(), task({ dependsOn: [0] })] },
+      ],
+    });
+    expect(res.results.map((r) => r.result.case)).toEqual(["job", "refused", "job"]);
+    const refusal = res.results[1].result.value as { code: string; message: string };
+    expect(refusal.code).toBe("not_found");
+    expect(refusal.message).toMatch(/cluster "nowhere" does not exist/);
+    const [first, third] = [res.results[0], res.results[2]].map((r) => r.result.value as { id: string; name: string });
+    expect([first.name, third.name]).toEqual(["first", "third"]);
+    expect((await box.client.jobs().get(third.id)).tasks.map((t) => t.dependsOn.length)).toEqual([0, 1]);
+    expect(await counts()).toEqual({ jobs: before.jobs + 2, tasks: before.tasks + 3 });
+    await refused(() => box.api.jobs.submitJobs({ jobs: [] }), Code.InvalidArgument, /jobs is empty/);
   });
 
   it("a job with no tasks, or without a name", async () => {

@@ -1,18 +1,31 @@
-import type { ServiceImpl } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { JobService } from "../../gen/sluice/v1/job_service_pb.js";
+import {
+  JobService,
+  type SubmitJobRequest,
+  type SubmitJobResult,
+  SubmitJobResultSchema,
+} from "../../gen/sluice/v1/job_service_pb.js";
 import { cancelJob } from "../store/cancel-job.js";
 import { getJob, getJobTasks, listJobs, type JobStateName } from "../store/read-jobs.js";
 import { retryJob } from "../store/retry-job.js";
 import { scheduleJob } from "../store/schedules.js";
 import { readyClusters } from "../store/insert-tasks.js";
-import { submitJob } from "../store/submit-job.js";
+import { type NewJob, submitJobs } from "../store/submit-job.js";
 import { addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
-import { checkName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
+import { checkName, codeName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
 import { jobStateFromProto, jobToProto, taskToProto } from "./convert.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
 
 const DEFAULT_PAGE_SIZE = 100;
+const MAX_JOBS_PER_CALL = 1000;
+
+/** A validated job: inserted at once, or scheduled when it starts later. */
+interface PlannedJob extends NewJob {
+  cluster: string;
+  startAt: Date | null;
+}
 const MAX_PAGE_SIZE = 1000;
 
 export function jobService({ sql, clusters, dispatcher }: ServiceDeps): ServiceImpl<typeof JobService> {
@@ -22,30 +35,78 @@ export function jobService({ sql, clusters, dispatcher }: ServiceDeps): ServiceI
     return jobToProto(job, await clusters.slug(job.cluster_id));
   }
 
+  /** Validates a job as submitted; throws InvalidArgument or NotFound saying what to fix. */
+  async function planJob(req: SubmitJobRequest): Promise<PlannedJob> {
+    checkName(req.name, "job name");
+    const cluster = req.cluster === "" ? "default" : req.cluster;
+    if (req.tasks.length === 0) throw invalid("a job needs at least one root task in tasks");
+    const ids = await requireClusters(clusters, [cluster, ...clusterSlugsOf(req.tasks)]);
+    const plan = emptyPlan();
+    addSubmissions(plan, req.tasks, {
+      where: "tasks",
+      jobId: null,
+      parentId: null,
+      defaultClusterId: ids.get(cluster)!,
+      clusterIds: ids,
+    });
+    const startAt = req.startAt ? timestampDate(req.startAt) : null;
+    if (startAt && Number.isNaN(startAt.getTime())) throw invalid("start_at is not a valid time");
+    return {
+      name: req.name,
+      cluster,
+      clusterId: ids.get(cluster)!,
+      plan,
+      startAt: startAt && startAt.getTime() > Date.now() ? startAt : null,
+    };
+  }
+
+  /** Keeps a job with a start time in the future scheduled until then. */
+  async function schedule(job: PlannedJob) {
+    const row = await scheduleJob(sql, job.name, job.clusterId, job.plan, job.startAt!);
+    return jobToProto({ ...row, queued: 0, running: 0, computed: 0, failed: 0, cancelled: 0 }, job.cluster);
+  }
+
+  /** Inserts jobs to run now, in one statement, and wakes the runners of their clusters. */
+  async function submitPlanned(jobs: readonly PlannedJob[]) {
+    const rows = await submitJobs(sql, jobs);
+    dispatcher.workReady([...new Set(jobs.flatMap((j) => readyClusters(j.plan)))]);
+    return rows.map((row, i) => {
+      const counts = { queued: jobs[i].plan.rows.length, running: 0, computed: 0, failed: 0, cancelled: 0 };
+      return jobToProto({ ...row, ...counts }, jobs[i].cluster);
+    });
+  }
+
   return {
     async submitJob(req) {
-      checkName(req.name, "job name");
-      const cluster = req.cluster === "" ? "default" : req.cluster;
-      if (req.tasks.length === 0) throw invalid("a job needs at least one root task in tasks");
-      const ids = await requireClusters(clusters, [cluster, ...clusterSlugsOf(req.tasks)]);
-      const plan = emptyPlan();
-      addSubmissions(plan, req.tasks, {
-        where: "tasks",
-        jobId: null,
-        parentId: null,
-        defaultClusterId: ids.get(cluster)!,
-        clusterIds: ids,
-      });
-      const startAt = req.startAt ? timestampDate(req.startAt) : null;
-      if (startAt && Number.isNaN(startAt.getTime())) throw invalid("start_at is not a valid time");
-      if (startAt && startAt.getTime() > Date.now()) {
-        const row = await scheduleJob(sql, req.name, ids.get(cluster)!, plan, startAt);
-        return { job: jobToProto({ ...row, queued: 0, running: 0, computed: 0, failed: 0, cancelled: 0 }, cluster) };
+      const job = await planJob(req);
+      if (job.startAt) return { job: await schedule(job) };
+      const [created] = await submitPlanned([job]);
+      return { job: created };
+    },
+
+    async submitJobs(req) {
+      if (req.jobs.length === 0) throw invalid("jobs is empty; submit at least one job");
+      if (req.jobs.length > MAX_JOBS_PER_CALL) throw invalid(`${req.jobs.length} jobs in one call; send at most ${MAX_JOBS_PER_CALL}`);
+      const results: SubmitJobResult[] = new Array(req.jobs.length);
+      const now: { index: number; job: PlannedJob }[] = [];
+      for (const [index, r] of req.jobs.entries()) {
+        try {
+          // A refusal is reported for its own job (in the request's order).
+          const job = await planJob(r);
+          if (job.startAt) results[index] = create(SubmitJobResultSchema, { result: { case: "job", value: await schedule(job) } });
+          else now.push({ index, job });
+        } catch (e) {
+          if (!(e instanceof ConnectError)) throw e;
+          results[index] = create(SubmitJobResultSchema, {
+            result: { case: "refused", value: { code: codeName(e.code), message: e.rawMessage } },
+          });
+        }
       }
-      const row = await submitJob(sql, req.name, ids.get(cluster)!, plan);
-      dispatcher.workReady(readyClusters(plan));
-      const counts = { queued: plan.rows.length, running: 0, computed: 0, failed: 0, cancelled: 0 };
-      return { job: jobToProto({ ...row, ...counts }, cluster) };
+      if (now.length > 0) {
+        const created = await submitPlanned(now.map((n) => n.job));
+        now.forEach((n, i) => (results[n.index] = create(SubmitJobResultSchema, { result: { case: "job", value: created[i] } })));
+      }
+      return { results };
     },
 
     async getJob(req) {

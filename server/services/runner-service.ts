@@ -14,7 +14,7 @@ import type { Capability } from "../store/lease-tasks.js";
 import { extendLeases } from "../store/leases.js";
 import { type TaskPlan, addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
 import type { TaskSubmission } from "../../gen/sluice/v1/task_pb.js";
-import { invalid, parseId, parseIdentifier } from "../validation.js";
+import { codeName, invalid, parseId, parseIdentifier } from "../validation.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -174,9 +174,4 @@ async function planSubtasks(
     clusterIds,
   });
   return plan;
-}
-
-/** Connect's code names as they appear on the wire, e.g. "failed_precondition". */
-function codeName(code: Code): string {
-  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 }

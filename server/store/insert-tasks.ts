@@ -15,13 +15,15 @@ export const CANCEL_CHANNEL = "sluice_cancel";
  * parameters mangle booleans and nulls, and one parameter keeps the statement
  * prepared whatever the batch size.
  *
- * `jobId` is an SQL expression for rows whose plan has no job id (a new job).
+ * `jobId` is an SQL expression for the job id of rows whose plan has none (of
+ * a new job); it may use `r.job_ord`, the position of the row's job.
  */
 export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId: PendingQuery<Row[]>) {
   const rows = JSON.stringify(
     plan.rows.map((r) => ({
       ord: r.ord,
       job_id: r.jobId,
+      job_ord: r.jobOrd ?? null,
       parent_id: r.parentId,
       cluster_id: r.clusterId,
       name: r.name,
@@ -43,7 +45,7 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
     rows AS MATERIALIZED (
       -- Ids in batch order, drawn before the insert so that edges can name them.
       SELECT r.*, nextval('tasks_id_seq') AS id
-      FROM json_to_recordset(${rows}::text::json) AS r(ord int, job_id bigint, parent_id bigint, cluster_id int, name text,
+      FROM json_to_recordset(${rows}::text::json) AS r(ord int, job_id bigint, job_ord int, parent_id bigint, cluster_id int, name text,
              major int, minor int, display text, input text, max_retries int, deps_left int, has_dependents bool, trigger jsonb)
     ), inserted AS (
       INSERT INTO tasks (id, job_id, parent_id, cluster_id, name, major, minor, display, input, max_retries, deps_left, has_dependents, trigger)

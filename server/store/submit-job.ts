@@ -3,20 +3,39 @@ import type { TaskPlan } from "../task-plan.js";
 import { taskInsertCtes } from "./insert-tasks.js";
 import type { JobRow } from "./read-jobs.js";
 
+/** A job to insert: its root tasks are `plan`'s rows. */
+export interface NewJob {
+  name: string;
+  clusterId: number;
+  plan: TaskPlan;
+}
+
 /**
- * Inserts a job, its root tasks and their dependencies in one statement: one
- * round trip, atomic without an explicit transaction. The caller wakes the
- * runners of the clusters that got ready work (`readyClusters(plan)`) once it
+ * Inserts jobs, their root tasks and their dependencies in one statement: one
+ * round trip and one commit for all of them, atomic without an explicit
+ * transaction. Returns the jobs in the order given. The caller wakes the
+ * runners of the clusters that got ready work (`readyClusters`) once it
  * returns, committed (`Dispatcher.workReady`).
  */
-export async function submitJob(sql: Sql, name: string, clusterId: number, plan: TaskPlan): Promise<JobRow> {
-  const [job] = await sql<JobRow[]>`
-    WITH job AS (
-      INSERT INTO jobs (name, cluster_id, open_tasks)
-      VALUES (${name}, ${clusterId}, ${plan.rows.length})
+export async function submitJobs(sql: Sql, jobs: readonly NewJob[]): Promise<JobRow[]> {
+  const plan: TaskPlan = { rows: [], depFrom: [], depTo: [] };
+  jobs.forEach((job, j) => {
+    const offset = plan.rows.length;
+    for (const r of job.plan.rows) plan.rows.push({ ...r, ord: r.ord + offset, jobOrd: j + 1 });
+    for (const f of job.plan.depFrom) plan.depFrom.push(f + offset);
+    for (const t of job.plan.depTo) plan.depTo.push(t + offset);
+  });
+  const input = JSON.stringify(jobs.map((j, i) => ({ ord: i + 1, name: j.name, cluster_id: j.clusterId, open_tasks: j.plan.rows.length })));
+  return sql<JobRow[]>`
+    WITH new_jobs AS MATERIALIZED (
+      -- Ids in the given order, drawn first so that tasks can name their job.
+      SELECT j.*, nextval(pg_get_serial_sequence('jobs', 'id')) AS id
+      FROM json_to_recordset(${input}::text::json) AS j(ord int, name text, cluster_id int, open_tasks int)
+    ), job AS (
+      INSERT INTO jobs (id, name, cluster_id, open_tasks)
+      OVERRIDING SYSTEM VALUE
+      SELECT id, name, cluster_id, open_tasks FROM new_jobs
       RETURNING id, name, cluster_id, state, created_at, started_at, finished_at, start_at, recurrent_task_id, tick_at
-    ), ${taskInsertCtes(sql, plan, sql`(SELECT id FROM job)`)}
-    SELECT job.*, (SELECT count(*) FROM inserted) + (SELECT count(*) FROM deps) AS written
-    FROM job`;
-  return job;
+    ), ${taskInsertCtes(sql, plan, sql`(SELECT array_agg(id ORDER BY ord) FROM new_jobs)[r.job_ord]`)}
+    SELECT * FROM job ORDER BY id`;
 }

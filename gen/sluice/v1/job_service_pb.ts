@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/job_service.proto.
  */
 export const file_sluice_v1_job_service: GenFile = /*@__PURE__*/
-  fileDesc("ChtzbHVpY2UvdjEvam9iX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSKJAQoQU3VibWl0Sm9iUmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB2NsdXN0ZXIYAiABKAkSKAoFdGFza3MYAyADKAsyGS5zbHVpY2UudjEuVGFza1N1Ym1pc3Npb24SLAoIc3RhcnRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjAKEVN1Ym1pdEpvYlJlc3BvbnNlEhsKA2pvYhgBIAEoCzIOLnNsdWljZS52MS5Kb2IiGwoNR2V0Sm9iUmVxdWVzdBIKCgJpZBgBIAEoCSJNCg5HZXRKb2JSZXNwb25zZRIbCgNqb2IYASABKAsyDi5zbHVpY2UudjEuSm9iEh4KBXRhc2tzGAIgAygLMg8uc2x1aWNlLnYxLlRhc2si4wEKD0xpc3RKb2JzUmVxdWVzdBIjCgZzdGF0ZXMYASADKA4yEy5zbHVpY2UudjEuSm9iU3RhdGUSDwoHY2x1c3RlchgCIAEoCRIMCgRuYW1lGAMgASgJEjEKDWNyZWF0ZWRfYWZ0ZXIYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBiABKA0SEgoKcGFnZV90b2tlbhgHIAEoCSJJChBMaXN0Sm9ic1Jlc3BvbnNlEhwKBGpvYnMYASADKAsyDi5zbHVpY2UudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIeChBDYW5jZWxKb2JSZXF1ZXN0EgoKAmlkGAEgASgJIjAKEUNhbmNlbEpvYlJlc3BvbnNlEhsKA2pvYhgBIAEoCzIOLnNsdWljZS52MS5Kb2IiHQoPUmV0cnlKb2JSZXF1ZXN0EgoKAmlkGAEgASgJIi8KEFJldHJ5Sm9iUmVzcG9uc2USGwoDam9iGAEgASgLMg4uc2x1aWNlLnYxLkpvYjLlAgoKSm9iU2VydmljZRJGCglTdWJtaXRKb2ISGy5zbHVpY2UudjEuU3VibWl0Sm9iUmVxdWVzdBocLnNsdWljZS52MS5TdWJtaXRKb2JSZXNwb25zZRI9CgZHZXRKb2ISGC5zbHVpY2UudjEuR2V0Sm9iUmVxdWVzdBoZLnNsdWljZS52MS5HZXRKb2JSZXNwb25zZRJDCghMaXN0Sm9icxIaLnNsdWljZS52MS5MaXN0Sm9ic1JlcXVlc3QaGy5zbHVpY2UudjEuTGlzdEpvYnNSZXNwb25zZRJGCglDYW5jZWxKb2ISGy5zbHVpY2UudjEuQ2FuY2VsSm9iUmVxdWVzdBocLnNsdWljZS52MS5DYW5jZWxKb2JSZXNwb25zZRJDCghSZXRyeUpvYhIaLnNsdWljZS52MS5SZXRyeUpvYlJlcXVlc3QaGy5zbHVpY2UudjEuUmV0cnlKb2JSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sluice_v1_job, file_sluice_v1_task]);
+  fileDesc("ChtzbHVpY2UvdjEvam9iX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSKJAQoQU3VibWl0Sm9iUmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB2NsdXN0ZXIYAiABKAkSKAoFdGFza3MYAyADKAsyGS5zbHVpY2UudjEuVGFza1N1Ym1pc3Npb24SLAoIc3RhcnRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjAKEVN1Ym1pdEpvYlJlc3BvbnNlEhsKA2pvYhgBIAEoCzIOLnNsdWljZS52MS5Kb2IiPgoRU3VibWl0Sm9ic1JlcXVlc3QSKQoEam9icxgBIAMoCzIbLnNsdWljZS52MS5TdWJtaXRKb2JSZXF1ZXN0IkEKElN1Ym1pdEpvYnNSZXNwb25zZRIrCgdyZXN1bHRzGAEgAygLMhouc2x1aWNlLnYxLlN1Ym1pdEpvYlJlc3VsdCJqCg9TdWJtaXRKb2JSZXN1bHQSHQoDam9iGAEgASgLMg4uc2x1aWNlLnYxLkpvYkgAEi4KB3JlZnVzZWQYAiABKAsyGy5zbHVpY2UudjEuU3VibWl0Sm9iUmVmdXNhbEgAQggKBnJlc3VsdCIxChBTdWJtaXRKb2JSZWZ1c2FsEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCSIbCg1HZXRKb2JSZXF1ZXN0EgoKAmlkGAEgASgJIk0KDkdldEpvYlJlc3BvbnNlEhsKA2pvYhgBIAEoCzIOLnNsdWljZS52MS5Kb2ISHgoFdGFza3MYAiADKAsyDy5zbHVpY2UudjEuVGFzayLjAQoPTGlzdEpvYnNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLnNsdWljZS52MS5Kb2JTdGF0ZRIPCgdjbHVzdGVyGAIgASgJEgwKBG5hbWUYAyABKAkSMQoNY3JlYXRlZF9hZnRlchgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOY3JlYXRlZF9iZWZvcmUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgGIAEoDRISCgpwYWdlX3Rva2VuGAcgASgJIkkKEExpc3RKb2JzUmVzcG9uc2USHAoEam9icxgBIAMoCzIOLnNsdWljZS52MS5Kb2ISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIh4KEENhbmNlbEpvYlJlcXVlc3QSCgoCaWQYASABKAkiMAoRQ2FuY2VsSm9iUmVzcG9uc2USGwoDam9iGAEgASgLMg4uc2x1aWNlLnYxLkpvYiIdCg9SZXRyeUpvYlJlcXVlc3QSCgoCaWQYASABKAkiLwoQUmV0cnlKb2JSZXNwb25zZRIbCgNqb2IYASABKAsyDi5zbHVpY2UudjEuSm9iMrADCgpKb2JTZXJ2aWNlEkYKCVN1Ym1pdEpvYhIbLnNsdWljZS52MS5TdWJtaXRKb2JSZXF1ZXN0Ghwuc2x1aWNlLnYxLlN1Ym1pdEpvYlJlc3BvbnNlEkkKClN1Ym1pdEpvYnMSHC5zbHVpY2UudjEuU3VibWl0Sm9ic1JlcXVlc3QaHS5zbHVpY2UudjEuU3VibWl0Sm9ic1Jlc3BvbnNlEj0KBkdldEpvYhIYLnNsdWljZS52MS5HZXRKb2JSZXF1ZXN0Ghkuc2x1aWNlLnYxLkdldEpvYlJlc3BvbnNlEkMKCExpc3RKb2JzEhouc2x1aWNlLnYxLkxpc3RKb2JzUmVxdWVzdBobLnNsdWljZS52MS5MaXN0Sm9ic1Jlc3BvbnNlEkYKCUNhbmNlbEpvYhIbLnNsdWljZS52MS5DYW5jZWxKb2JSZXF1ZXN0Ghwuc2x1aWNlLnYxLkNhbmNlbEpvYlJlc3BvbnNlEkMKCFJldHJ5Sm9iEhouc2x1aWNlLnYxLlJldHJ5Sm9iUmVxdWVzdBobLnNsdWljZS52MS5SZXRyeUpvYlJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_sluice_v1_job, file_sluice_v1_task]);
 
 /**
  * @generated from message sluice.v1.SubmitJobRequest
@@ -79,6 +79,103 @@ export const SubmitJobResponseSchema: GenMessage<SubmitJobResponse> = /*@__PURE_
   messageDesc(file_sluice_v1_job_service, 1);
 
 /**
+ * @generated from message sluice.v1.SubmitJobsRequest
+ */
+export type SubmitJobsRequest = Message<"sluice.v1.SubmitJobsRequest"> & {
+  /**
+   * The jobs, 1 to 1,000.
+   *
+   * @generated from field: repeated sluice.v1.SubmitJobRequest jobs = 1;
+   */
+  jobs: SubmitJobRequest[];
+};
+
+/**
+ * Describes the message sluice.v1.SubmitJobsRequest.
+ * Use `create(SubmitJobsRequestSchema)` to create a new message.
+ */
+export const SubmitJobsRequestSchema: GenMessage<SubmitJobsRequest> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_job_service, 2);
+
+/**
+ * @generated from message sluice.v1.SubmitJobsResponse
+ */
+export type SubmitJobsResponse = Message<"sluice.v1.SubmitJobsResponse"> & {
+  /**
+   * One result per requested job, in the order of the request.
+   *
+   * @generated from field: repeated sluice.v1.SubmitJobResult results = 1;
+   */
+  results: SubmitJobResult[];
+};
+
+/**
+ * Describes the message sluice.v1.SubmitJobsResponse.
+ * Use `create(SubmitJobsResponseSchema)` to create a new message.
+ */
+export const SubmitJobsResponseSchema: GenMessage<SubmitJobsResponse> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_job_service, 3);
+
+/**
+ * @generated from message sluice.v1.SubmitJobResult
+ */
+export type SubmitJobResult = Message<"sluice.v1.SubmitJobResult"> & {
+  /**
+   * @generated from oneof sluice.v1.SubmitJobResult.result
+   */
+  result: {
+    /**
+     * The job as created.
+     *
+     * @generated from field: sluice.v1.Job job = 1;
+     */
+    value: Job;
+    case: "job";
+  } | {
+    /**
+     * Why the job was refused; nothing of it was written.
+     *
+     * @generated from field: sluice.v1.SubmitJobRefusal refused = 2;
+     */
+    value: SubmitJobRefusal;
+    case: "refused";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message sluice.v1.SubmitJobResult.
+ * Use `create(SubmitJobResultSchema)` to create a new message.
+ */
+export const SubmitJobResultSchema: GenMessage<SubmitJobResult> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_job_service, 4);
+
+/**
+ * @generated from message sluice.v1.SubmitJobRefusal
+ */
+export type SubmitJobRefusal = Message<"sluice.v1.SubmitJobRefusal"> & {
+  /**
+   * The Connect error code SubmitJob would have failed with, e.g. "invalid_argument".
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * What to fix.
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message sluice.v1.SubmitJobRefusal.
+ * Use `create(SubmitJobRefusalSchema)` to create a new message.
+ */
+export const SubmitJobRefusalSchema: GenMessage<SubmitJobRefusal> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_job_service, 5);
+
+/**
  * @generated from message sluice.v1.GetJobRequest
  */
 export type GetJobRequest = Message<"sluice.v1.GetJobRequest"> & {
@@ -95,7 +192,7 @@ export type GetJobRequest = Message<"sluice.v1.GetJobRequest"> & {
  * Use `create(GetJobRequestSchema)` to create a new message.
  */
 export const GetJobRequestSchema: GenMessage<GetJobRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_job_service, 2);
+  messageDesc(file_sluice_v1_job_service, 6);
 
 /**
  * @generated from message sluice.v1.GetJobResponse
@@ -121,7 +218,7 @@ export type GetJobResponse = Message<"sluice.v1.GetJobResponse"> & {
  * Use `create(GetJobResponseSchema)` to create a new message.
  */
 export const GetJobResponseSchema: GenMessage<GetJobResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_job_service, 3);
+  messageDesc(file_sluice_v1_job_service, 7);
 
 /**
  * @generated from message sluice.v1.ListJobsRequest
@@ -182,7 +279,7 @@ export type ListJobsRequest = Message<"sluice.v1.ListJobsRequest"> & {
  * Use `create(ListJobsRequestSchema)` to create a new message.
  */
 export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_job_service, 4);
+  messageDesc(file_sluice_v1_job_service, 8);
 
 /**
  * @generated from message sluice.v1.ListJobsResponse
@@ -208,7 +305,7 @@ export type ListJobsResponse = Message<"sluice.v1.ListJobsResponse"> & {
  * Use `create(ListJobsResponseSchema)` to create a new message.
  */
 export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_job_service, 5);
+  messageDesc(file_sluice_v1_job_service, 9);
 
 /**
  * @generated from message sluice.v1.CancelJobRequest
@@ -227,7 +324,7 @@ export type CancelJobRequest = Message<"sluice.v1.CancelJobRequest"> & {
  * Use `create(CancelJobRequestSchema)` to create a new message.
  */
 export const CancelJobRequestSchema: GenMessage<CancelJobRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_job_service, 6);
+  messageDesc(file_sluice_v1_job_service, 10);
 
 /**
  * @generated from message sluice.v1.CancelJobResponse
@@ -246,7 +343,7 @@ export type CancelJobResponse = Message<"sluice.v1.CancelJobResponse"> & {
  * Use `create(CancelJobResponseSchema)` to create a new message.
  */
 export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_job_service, 7);
+  messageDesc(file_sluice_v1_job_service, 11);
 
 /**
  * @generated from message sluice.v1.RetryJobRequest
@@ -265,7 +362,7 @@ export type RetryJobRequest = Message<"sluice.v1.RetryJobRequest"> & {
  * Use `create(RetryJobRequestSchema)` to create a new message.
  */
 export const RetryJobRequestSchema: GenMessage<RetryJobRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_job_service, 8);
+  messageDesc(file_sluice_v1_job_service, 12);
 
 /**
  * @generated from message sluice.v1.RetryJobResponse
@@ -284,7 +381,7 @@ export type RetryJobResponse = Message<"sluice.v1.RetryJobResponse"> & {
  * Use `create(RetryJobResponseSchema)` to create a new message.
  */
 export const RetryJobResponseSchema: GenMessage<RetryJobResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_job_service, 9);
+  messageDesc(file_sluice_v1_job_service, 13);
 
 /**
  * Submits, queries, cancels and retries jobs.
@@ -301,6 +398,19 @@ export const JobService: GenService<{
     methodKind: "unary";
     input: typeof SubmitJobRequestSchema;
     output: typeof SubmitJobResponseSchema;
+  },
+  /**
+   * Submits up to 1,000 jobs in one call and one transaction, each as SubmitJob
+   * would. A job that is refused (a bad name, task or cluster) is not written
+   * and does not stop the others. The SDK sends the submits made while its
+   * previous call is on its way as one such call.
+   *
+   * @generated from rpc sluice.v1.JobService.SubmitJobs
+   */
+  submitJobs: {
+    methodKind: "unary";
+    input: typeof SubmitJobsRequestSchema;
+    output: typeof SubmitJobsResponseSchema;
   },
   /**
    * Reads a job with all of its tasks.
