@@ -67,18 +67,19 @@ export async function expireLeases(sql: Sql, limit: number): Promise<number> {
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED
     ), members AS (
-      SELECT d.id AS lease_row, m.task_id FROM due d CROSS JOIN LATERAL unnest(d.task_ids) AS m(task_id)
+      -- The running tasks of the due rows, as this statement's snapshot sees
+      -- them: one primary-key lookup each. Usually none has expired.
+      SELECT d.id AS lease_row, t.id AS task_id, t.lease_expires_at
+      FROM due d JOIN tasks t ON t.id = ANY(d.task_ids) AND t.state = 'running'
     ), expired AS (
       UPDATE tasks t SET state = 'queued', runner_id = NULL, lease_expires_at = NULL
-      -- One primary-key lookup per task, locked, then the update by id = ANY
-      -- (see lockRunning in complete-tasks.ts).
       WHERE t.id = ANY((
-        SELECT array_agg(r.id) FROM members m CROSS JOIN LATERAL (
+        SELECT array_agg(x.id) FROM (
           SELECT t2.id FROM tasks t2
-          WHERE t2.id = m.task_id AND t2.state = 'running' AND t2.lease_expires_at < now()
-          OFFSET 0
+          WHERE t2.id = ANY((SELECT array_agg(task_id) FROM members WHERE lease_expires_at < now())::bigint[])
+            AND t2.state = 'running' AND t2.lease_expires_at < now()
           FOR NO KEY UPDATE SKIP LOCKED
-        ) r
+        ) x
       )::bigint[])
       RETURNING t.id, t.cluster_id, t.name, t.major, t.minor, t.deps_left
     ), requeued AS (
@@ -86,13 +87,11 @@ export async function expireLeases(sql: Sql, limit: number): Promise<number> {
       SELECT cluster_id, id, name, major, minor FROM expired WHERE deps_left = 0
       RETURNING cluster_id
     ), remaining AS (
-      -- This statement's snapshot still shows the expired tasks running.
-      SELECT m.lease_row, max(r.lease_expires_at) AS until
-      FROM members m CROSS JOIN LATERAL (
-        SELECT t.lease_expires_at FROM tasks t WHERE t.id = m.task_id AND t.state = 'running' OFFSET 0
-      ) r
-      WHERE m.task_id NOT IN (SELECT id FROM expired)
-      GROUP BY m.lease_row
+      -- Tasks skipped as locked keep their old lease end, so their row stays due.
+      SELECT lease_row, max(lease_expires_at) AS until
+      FROM members
+      WHERE task_id NOT IN (SELECT id FROM expired)
+      GROUP BY lease_row
     ), moved AS (
       UPDATE task_leases l SET expires_at = r.until FROM remaining r WHERE l.id = r.lease_row
     ), dropped AS (
