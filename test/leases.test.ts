@@ -48,6 +48,25 @@ describe("leases", () => {
     expect((await box.client.jobs().get(job.id)).tasks[0]).toMatchObject({ state: "computed", failures: 0 });
   });
 
+  it("of a runner that extended them for a while, then was killed, run out too", async () => {
+    ran.length = 0;
+    const job = await box.client.jobs().submit("extended, then orphaned", new Slow({ tag: "orphan" }));
+    const doomed = spawnNode([join(FIXTURES, "hang-runner.ts")], { SLUICE_URL: box.url });
+    const [, taskId] = await doomed.waitFor(/started task (\d+) lease (\d+)/);
+    // Past two lease periods: the lease row came due and was kept, moved to the extended end.
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect((await box.client.jobs().get(job.id)).tasks[0]).toMatchObject({ id: taskId, state: "running", attempts: 1 });
+    doomed.process.kill("SIGKILL");
+    await doomed.exited;
+
+    const rescuer = box.client.runner("default", { tasks: [Slow], logger: quiet });
+    const rescuing = rescuer.runForever();
+    await jobInState(box.client, job.id, ["completed"]);
+    await rescuer.stop();
+    await rescuing;
+    expect(ran).toEqual(["orphan lease 2"]);
+  });
+
   it("are extended while a task runs longer than the lease", async () => {
     ran.length = 0;
     const job = await box.client.jobs().submit("long task", new Slow({ tag: "long", ms: 3_000 }));
