@@ -18,6 +18,18 @@ describe("leases", () => {
   // Short leases, found quickly once they run out.
   const box = useSandbox({ leaseTtlMs: 1_000, leaseExpiry: { maxIntervalMs: 250, minIntervalMs: 50, batchSize: 1_000 } });
 
+  /**
+   * Runs a runner until the job completes. (runAll would return at once: the
+   * task is not ready, it is held by a dead runner until its lease runs out.)
+   */
+  async function rescue(jobId: string) {
+    const rescuer = box.client.runner("default", { tasks: [Slow], logger: quiet });
+    const rescuing = rescuer.runForever();
+    await jobInState(box.client, jobId, ["completed"]);
+    await rescuer.stop();
+    await rescuing;
+  }
+
   it("of a runner killed mid-task run out; another runner completes the task; the old holder is fenced out", async () => {
     ran.length = 0;
     const job = await box.client.jobs().submit("survives a crash", new Slow({ tag: "crash" }));
@@ -27,12 +39,7 @@ describe("leases", () => {
     doomed.process.kill("SIGKILL");
     expect(await doomed.exited).toBe("SIGKILL");
 
-    // runAll would return at once: the task is not ready, it is held by the dead runner until its lease runs out.
-    const rescuer = box.client.runner("default", { tasks: [Slow], logger: quiet });
-    const rescuing = rescuer.runForever();
-    await jobInState(box.client, job.id, ["completed"]);
-    await rescuer.stop();
-    await rescuing;
+    await rescue(job.id);
     expect(ran).toEqual(["crash lease 2"]);
     const done = await box.client.jobs().get(job.id);
     expect(done.tasks[0]).toMatchObject({ id: taskId, attempts: 2, failures: 0 });
@@ -59,11 +66,7 @@ describe("leases", () => {
     doomed.process.kill("SIGKILL");
     await doomed.exited;
 
-    const rescuer = box.client.runner("default", { tasks: [Slow], logger: quiet });
-    const rescuing = rescuer.runForever();
-    await jobInState(box.client, job.id, ["completed"]);
-    await rescuer.stop();
-    await rescuing;
+    await rescue(job.id);
     expect(ran).toEqual(["orphan lease 2"]);
   });
 

@@ -19,6 +19,7 @@ import { jobStateFromProto, jobToProto, taskToProto } from "./convert.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
 
 const DEFAULT_PAGE_SIZE = 100;
+const MAX_PAGE_SIZE = 1000;
 const MAX_JOBS_PER_CALL = 1000;
 
 /** A validated job: inserted at once, or scheduled when it starts later. */
@@ -26,7 +27,6 @@ interface PlannedJob extends NewJob {
   cluster: string;
   startAt: Date | null;
 }
-const MAX_PAGE_SIZE = 1000;
 
 export function jobService({ sql, clusters, dispatcher }: ServiceDeps): ServiceImpl<typeof JobService> {
   async function readJob(id: string) {
