@@ -73,7 +73,9 @@ function lockRunning(sql: Sql | TransactionSql, results: readonly TaskResultIn[]
  * 2. mark succeeded tasks computed and insert their subtasks, fenced by the lease
  *    number, so a result from a runner whose lease expired changes nothing;
  * 3. re-queue or fail the tasks that threw, and re-queue those given back;
- * 4. count down the dependencies of tasks waiting on the computed ones;
+ * 4. count down the dependencies of tasks waiting on the computed ones, and
+ *    put every task that became ready (retried, given back, no dependency
+ *    left) into ready_tasks;
  * 5. update each job once per batch (its open-task count, completed, failed) and
  *    cancel the rest of the jobs that failed;
  * 6. NOTIFY once per cluster that got ready work and once per failed job.
