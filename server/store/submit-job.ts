@@ -18,10 +18,20 @@ export interface NewJob {
  * returns, committed (`Dispatcher.workReady`).
  */
 export async function submitJobs(sql: Sql, jobs: readonly NewJob[]): Promise<JobRow[]> {
-  const plan: TaskPlan = { rows: [], depFrom: [], depTo: [] };
+  // One plan for all: the jobs' rows are renumbered in place (they are not
+  // used for anything else afterwards).
+  const plan: TaskPlan = jobs.length === 1 ? jobs[0].plan : { rows: [], depFrom: [], depTo: [] };
   jobs.forEach((job, j) => {
+    if (job.plan === plan) {
+      for (const r of plan.rows) r.jobOrd = 1;
+      return;
+    }
     const offset = plan.rows.length;
-    for (const r of job.plan.rows) plan.rows.push({ ...r, ord: r.ord + offset, jobOrd: j + 1 });
+    for (const r of job.plan.rows) {
+      r.ord += offset;
+      r.jobOrd = j + 1;
+      plan.rows.push(r);
+    }
     for (const f of job.plan.depFrom) plan.depFrom.push(f + offset);
     for (const t of job.plan.depTo) plan.depTo.push(t + offset);
   });
