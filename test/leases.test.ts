@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type ExecutionContext, Task } from "../runner/index.js";
-import { FIXTURES, jobInState, quiet, spawnNode, useSandbox } from "./support/harness.js";
+import { FIXTURES, eventually, jobInState, quiet, spawnNode, useSandbox } from "./support/harness.js";
 
 const ran: string[] = [];
 
@@ -22,9 +22,10 @@ describe("leases", () => {
    * Runs a runner until the job completes. (runAll would return at once: the
    * task is not ready, it is held by a dead runner until its lease runs out.)
    */
-  async function rescue(jobId: string) {
+  async function rescue(jobId: string, whileRunning?: () => Promise<void>) {
     const rescuer = box.client.runner("default", { tasks: [Slow], logger: quiet });
     const rescuing = rescuer.runForever();
+    await whileRunning?.();
     await jobInState(box.client, jobId, ["completed"]);
     await rescuer.stop();
     await rescuing;
@@ -57,7 +58,7 @@ describe("leases", () => {
 
   it("of a runner that extended them for a while, then was killed, run out too", async () => {
     ran.length = 0;
-    const job = await box.client.jobs().submit("extended, then orphaned", new Slow({ tag: "orphan" }));
+    const job = await box.client.jobs().submit("extended, then orphaned", new Slow({ tag: "orphan", ms: 1_000 }));
     const doomed = spawnNode([join(FIXTURES, "hang-runner.ts")], { SLUICE_URL: box.url });
     const [, taskId] = await doomed.waitFor(/started task (\d+) lease (\d+)/);
     // Past two lease periods: the lease row came due and was kept, moved to the extended end.
@@ -66,7 +67,17 @@ describe("leases", () => {
     doomed.process.kill("SIGKILL");
     await doomed.exited;
 
-    await rescue(job.id);
+    await rescue(job.id, async () => {
+      // While the rescuer runs it under lease 2, a success reported under
+      // lease 1 is refused and changes nothing.
+      await eventually(async () => (await box.client.jobs().get(job.id)).tasks[0].attempts === 2, 10_000, "lease 2");
+      const res = await box.api.runner.completeTasks({
+        runnerId: crypto.randomUUID(),
+        results: [{ task: { taskId, lease: 1 }, jobId: job.id, outcome: { case: "computed", value: { subtasks: [] } } }],
+      });
+      expect(res.refused.map((r) => r.message)).toEqual([expect.stringMatching(/lease 1 expired and the task was leased again \(lease 2\)/)]);
+      expect((await box.client.jobs().get(job.id)).tasks[0].state).toBe("running");
+    });
     expect(ran).toEqual(["orphan lease 2"]);
   });
 

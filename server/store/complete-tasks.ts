@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import type { PendingQuery, Row, Sql, TransactionSql } from "postgres";
+import type { Sql, TransactionSql } from "postgres";
 import { type TaskPlan, appendPlan, emptyPlan } from "../task-plan.js";
 import { retryOnDeadlock } from "./deadlock.js";
 import { cancelTasksOf } from "./cancel-job.js";
@@ -37,20 +37,17 @@ export interface RecordedResults {
 /**
  * A statement that locks the tasks named by reported results that are still
  * running under the reported lease and yields their ids as one array (`ids`).
- * With `after`, it runs that query first (a one-time filter): the jobs are
- * locked before their tasks, as by every writer.
  *
- * Why this shape: after an ANALYZE of a full queue the statistics say that no
- * task is running. Joining the reported rows to `tasks` filtered by state then
- * puts `tasks` (estimated 1 row, really hundreds) on the outer side of a nested
- * loop over the reported rows, comparing every running task with every result:
- * 80 to 110 ms for a batch of 500. Here each result is one primary-key lookup
- * in a LATERAL subquery (the reported rows are always the outer side), which
- * locks the row so that its state and lease cannot change before the update;
- * the update then finds its rows by `id = ANY(ids)`, which the planner always
- * serves from the primary key.
+ * Each result is one primary-key lookup in a LATERAL subquery (the reported
+ * rows are always the outer side), which locks the row so that its state and
+ * lease cannot change before the updates that follow find it by id. (A join
+ * of the reported rows to `tasks` filtered by state once put `tasks` on the
+ * outer side, through a partial index of running tasks that statistics said
+ * was empty: 80 to 110 ms for a batch of 500. That index is gone, and the
+ * server's connections plan for indexes only, but the transaction needs the
+ * locked set anyway.)
  */
-function lockRunning(sql: Sql | TransactionSql, results: readonly TaskResultIn[], after?: PendingQuery<Row[]>) {
+function lockRunning(sql: Sql | TransactionSql, results: readonly TaskResultIn[]) {
   return sql`
     SELECT coalesce(array_agg(r.id), '{}') AS ids
     FROM unnest(${results.map((r) => r.taskId)}::bigint[], ${results.map((r) => r.lease)}::int[],
@@ -60,8 +57,7 @@ function lockRunning(sql: Sql | TransactionSql, results: readonly TaskResultIn[]
       WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running'
       OFFSET 0
       FOR NO KEY UPDATE
-    ) r
-    ${after ? sql`WHERE (SELECT count(*) FROM (${after}) AS a) >= 0` : sql``}`;
+    ) r`;
 }
 
 /**
@@ -91,7 +87,9 @@ export async function recordResults(sql: Sql, results: readonly TaskResultIn[]):
  * The common case, successes without subtasks, as one statement (one round
  * trip, atomic without BEGIN and COMMIT) doing what the transaction below does
  * for them: lock the jobs in id order (an InitPlan of the task update, so before
- * any task row), mark the tasks computed under their lease, count down the
+ * any task row), mark the tasks computed under their lease (the update joins
+ * the reported rows and rechecks state and lease on the row it locks, so it
+ * needs no separate lock: one WAL record per task fewer), count down the
  * dependencies of their dependents and queue those left with none, update each
  * job once, and wake the clusters of tasks that became ready.
  */
@@ -100,12 +98,13 @@ async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Prom
   const [row] = await sql<{ done: string[] | null; ready: number[] | null }[]>`
     WITH locked AS MATERIALIZED (
       SELECT id FROM jobs WHERE id = ANY(${jobIds}::bigint[]) ORDER BY id FOR NO KEY UPDATE
-    ), running AS MATERIALIZED (
-      ${lockRunning(sql, results, sql`SELECT id FROM locked`)}
     ), done AS (
       UPDATE tasks t
       SET state = 'computed', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
-      WHERE t.id = ANY((SELECT ids FROM running)::bigint[]) AND t.state = 'running'
+      FROM unnest(${results.map((r) => r.taskId)}::bigint[], ${results.map((r) => r.lease)}::int[],
+                  ${results.map((r) => r.jobId)}::bigint[]) AS c(id, lease, job_id)
+      WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running'
+        AND (SELECT count(*) FROM locked) >= 0
       RETURNING t.id, t.job_id, t.has_dependents
     ), woken AS (
       UPDATE tasks t SET deps_left = t.deps_left - d.n
