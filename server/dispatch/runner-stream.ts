@@ -51,7 +51,7 @@ export class RunnerStream {
   private idleSent = false;
   /**
    * Leases start after this task id: the highest this stream leased since the
-   * last wake-up. Every task leased leaves a dead entry in the ready index
+   * last wake-up. Every task leased leaves a dead entry in the index of ready_tasks
    * until vacuum removes it, at the front, since leasing goes in id order; a
    * lease from the start steps over all of them, and after a million tasks
    * that cost a fifth of the drain rate. Ready work that may lie below the
