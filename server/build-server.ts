@@ -90,13 +90,18 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
       jit: "off",
     },
   });
+  // Migrations run on a connection with PostgreSQL's own planner settings: one
+  // that rewrites a whole table should be free to scan it.
+  const migrations = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
-    const applied = await migrate(sql);
+    const applied = await migrate(migrations);
     if (applied.length > 0) logger.info(`applied migrations: ${applied.join(", ")}`);
   } catch (e) {
     await sql.end({ timeout: 1 });
     await embedded?.stop();
     throw e;
+  } finally {
+    await migrations.end({ timeout: 5 });
   }
 
   const onError = (e: unknown) => logger.error("background error", e);
