@@ -1,5 +1,5 @@
 import type { Sql } from "postgres";
-import { TASKS_CHANNEL } from "../store/insert-tasks.js";
+import { TASKS_CHANNEL, queueReady } from "../store/insert-tasks.js";
 import { compileGlob } from "./glob.js";
 import { type LocationRow, refOf } from "./locations.js";
 
@@ -88,7 +88,7 @@ export async function recordObjectEvents(sql: Sql, location: LocationRow, change
       FROM typed
       RETURNING id, cluster_id, name, major, minor
     ), ready AS (
-      INSERT INTO ready_tasks (cluster_id, id, name, major, minor) SELECT cluster_id, id, name, major, minor FROM new_tasks
+      ${queueReady(sql, "new_tasks")}
     )
     SELECT (SELECT count(*) FROM new_jobs)::int AS jobs,
            (SELECT count(pg_notify(${TASKS_CHANNEL}, c::text)) FROM (SELECT DISTINCT cluster_id AS c FROM new_tasks) x) AS notified`;

@@ -3,7 +3,7 @@ import type { Sql, TransactionSql } from "postgres";
 import { type TaskPlan, appendPlan, emptyPlan } from "../task-plan.js";
 import { retryOnDeadlock } from "./deadlock.js";
 import { cancelTasksOf } from "./cancel-job.js";
-import { CANCEL_CHANNEL, TASKS_CHANNEL, taskInsertCtes } from "./insert-tasks.js";
+import { CANCEL_CHANNEL, TASKS_CHANNEL, queueReady, taskInsertCtes } from "./insert-tasks.js";
 
 /** A runner's report on one task it held. */
 export interface TaskResultIn {
@@ -116,8 +116,7 @@ async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Prom
       WHERE t.id = d.task_id
       RETURNING t.id, t.cluster_id, t.name, t.major, t.minor, t.deps_left, t.state
     ), readied AS (
-      INSERT INTO ready_tasks (cluster_id, id, name, major, minor)
-      SELECT cluster_id, id, name, major, minor FROM woken WHERE deps_left = 0 AND state = 'queued'
+      ${queueReady(sql, "woken")} WHERE deps_left = 0 AND state = 'queued'
     ), closed AS (
       UPDATE jobs j
       SET open_tasks = j.open_tasks - d.n,
@@ -269,8 +268,7 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
   }
   if (readyIds.length > 0) {
     await tx`
-      INSERT INTO ready_tasks (cluster_id, id, name, major, minor)
-      SELECT cluster_id, id, name, major, minor FROM tasks WHERE id = ANY(${readyIds}::bigint[])
+      ${queueReady(tx, "tasks")} WHERE id = ANY(${readyIds}::bigint[])
       ON CONFLICT DO NOTHING`;
   }
 

@@ -54,8 +54,7 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
       FROM rows r
       RETURNING id, cluster_id, name, major, minor, deps_left
     ), ready AS (
-      INSERT INTO ready_tasks (cluster_id, id, name, major, minor)
-      SELECT cluster_id, id, name, major, minor FROM inserted WHERE deps_left = 0
+      ${queueReady(sql, "inserted")} WHERE deps_left = 0
     ), deps AS (
       INSERT INTO task_dependencies (depends_on, task_id)
       -- Positions index the ids directly (they run from 1 to n): no join whose
@@ -65,6 +64,16 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
            (SELECT array_agg(id ORDER BY ord) AS ids FROM rows) AS m
       RETURNING 1
     )`;
+}
+
+/**
+ * Puts tasks into the ready queue: an INSERT of the rows of `source` (a table or
+ * CTE with the tasks' cluster_id, id, name, major and minor), to be followed by
+ * the caller's WHERE. Every path that makes a task ready goes through it.
+ */
+export function queueReady(sql: Sql | TransactionSql, source: string) {
+  return sql`INSERT INTO ready_tasks (cluster_id, id, name, major, minor)
+    SELECT cluster_id, id, name, major, minor FROM ${sql(source)}`;
 }
 
 /** Cluster ids of planned tasks that are ready at once. */

@@ -1,5 +1,5 @@
 import type { Sql } from "postgres";
-import { TASKS_CHANNEL } from "./insert-tasks.js";
+import { TASKS_CHANNEL, queueReady } from "./insert-tasks.js";
 
 export interface LeaseRef {
   taskId: string;
@@ -68,7 +68,8 @@ export async function expireLeases(sql: Sql, limit: number): Promise<number> {
       FOR UPDATE SKIP LOCKED
     ), members AS (
       -- The running tasks of the due rows, as this statement's snapshot sees
-      -- them: one primary-key lookup each. Usually none has expired.
+      -- them: one primary-key scan per row over its id array. Usually none
+      -- has expired.
       SELECT d.id AS lease_row, t.id AS task_id, t.lease_expires_at
       FROM due d JOIN tasks t ON t.id = ANY(d.task_ids) AND t.state = 'running'
     ), expired AS (
@@ -83,8 +84,7 @@ export async function expireLeases(sql: Sql, limit: number): Promise<number> {
       )::bigint[])
       RETURNING t.id, t.cluster_id, t.name, t.major, t.minor, t.deps_left
     ), requeued AS (
-      INSERT INTO ready_tasks (cluster_id, id, name, major, minor)
-      SELECT cluster_id, id, name, major, minor FROM expired WHERE deps_left = 0
+      ${queueReady(sql, "expired")} WHERE deps_left = 0
       RETURNING cluster_id
     ), remaining AS (
       -- Tasks skipped as locked keep their old lease end, so their row stays due.

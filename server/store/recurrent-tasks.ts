@@ -1,6 +1,6 @@
 import type { Sql } from "postgres";
 import { type CronSchedule, cachedCron, latestTick, nextTick } from "../cron.js";
-import { TASKS_CHANNEL } from "./insert-tasks.js";
+import { TASKS_CHANNEL, queueReady } from "./insert-tasks.js";
 import { SCHEDULE_CHANNEL } from "./schedules.js";
 
 export interface RecurrentTaskRow {
@@ -196,7 +196,7 @@ export async function fireDueTriggers(sql: Sql, now: Date, limit: number): Promi
         FROM new_jobs j JOIN recurrent_tasks r ON r.id = j.recurrent_task_id
         RETURNING id, cluster_id, name, major, minor
       ), ready AS (
-        INSERT INTO ready_tasks (cluster_id, id, name, major, minor) SELECT cluster_id, id, name, major, minor FROM new_tasks
+        ${queueReady(tx, "new_tasks")}
       )
       SELECT (SELECT count(*) FROM moved) AS moved,
              (SELECT count(pg_notify(${TASKS_CHANNEL}, c::text)) FROM (SELECT DISTINCT cluster_id AS c FROM new_tasks) x) AS notified`;

@@ -1,6 +1,6 @@
 import type { Sql } from "postgres";
 import { retryOnDeadlock } from "./deadlock.js";
-import { TASKS_CHANNEL } from "./insert-tasks.js";
+import { TASKS_CHANNEL, queueReady } from "./insert-tasks.js";
 import type { JobStateName } from "./read-jobs.js";
 
 export type RetryOutcome =
@@ -28,8 +28,7 @@ export async function retryJob(sql: Sql, jobId: string): Promise<RetryOutcome> {
           WHERE job_id = ${jobId} AND state IN ('failed', 'cancelled')
           RETURNING id, cluster_id, name, major, minor, deps_left
         ), ready AS (
-          INSERT INTO ready_tasks (cluster_id, id, name, major, minor)
-          SELECT cluster_id, id, name, major, minor FROM requeued WHERE deps_left = 0
+          ${queueReady(tx, "requeued")} WHERE deps_left = 0
           ON CONFLICT DO NOTHING
         )
         SELECT cluster_id, deps_left FROM requeued`;
