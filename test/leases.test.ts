@@ -93,9 +93,12 @@ describe("leases", () => {
     ran.length = 0;
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
+    let began!: () => void;
+    const begun = new Promise<void>((r) => (began = r));
     class Gated extends Task<{ tag: string }> {
       static identifier = { name: "Gated", version: "v1.0" };
       async execute() {
+        began();
         await gate;
         ran.push(this.input.tag);
       }
@@ -104,7 +107,8 @@ describe("leases", () => {
     for (const tag of ["first", "second", "third"]) jobs.push(await box.client.jobs().submit(tag, new Gated({ tag })));
     const runner = box.client.runner("default", { tasks: [Gated], concurrency: 1, prefetch: 2, logger: quiet });
     const running = runner.runForever();
-    // The runner holds all three: one running, two prefetched.
+    // The runner holds all three: one running (it has begun), two prefetched.
+    await begun;
     const held = async () => (await box.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM tasks WHERE state = 'running'`)[0].n;
     while ((await held()) < 3) await new Promise((r) => setTimeout(r, 20));
     const stopped = runner.stop();
