@@ -89,6 +89,44 @@ describe("leases", () => {
     expect((await box.client.jobs().get(job.id)).tasks[0]).toMatchObject({ state: "computed", attempts: 1 });
   });
 
+  it("start their job: it shows as started, from its task's start, and is listed as started", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let began!: () => void;
+    const begun = new Promise<void>((r) => (began = r));
+    class Held extends Task {
+      static identifier = { name: "Held", version: "v1.0" };
+      async execute() {
+        began();
+        await gate;
+      }
+    }
+    const jobs = box.client.jobs();
+    const job = await jobs.submit("held", new Held({}));
+    const waiting = await jobs.submit("waiting", new (class extends Task {
+      static identifier = { name: "NobodyRunsThis", version: "v1.0" };
+      execute() {}
+    })({}));
+    expect((await jobs.get(job.id)).state).toBe("queued");
+    const runner = box.client.runner("default", { tasks: [Held], logger: quiet });
+    const running = runner.runForever();
+    await begun;
+    const shown = await jobs.get(job.id);
+    expect(shown.state).toBe("started");
+    expect(shown.startedAt).toEqual(shown.tasks[0].startedAt);
+    const ids = async (state: "queued" | "started") => (await jobs.list({ states: [state] })).map((j) => j.id);
+    expect(await ids("started")).toContain(job.id);
+    expect(await ids("queued")).not.toContain(job.id);
+    expect(await ids("queued")).toContain(waiting.id);
+    release();
+    await runner.stop();
+    await running;
+    const done = await jobs.get(job.id);
+    expect(done.state).toBe("completed");
+    expect(done.startedAt).toEqual(shown.startedAt);
+    await jobs.cancel(waiting.id);
+  });
+
   it("are handed back at once when a runner stops before starting its prefetched tasks", async () => {
     ran.length = 0;
     let release!: () => void;

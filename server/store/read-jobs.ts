@@ -56,11 +56,22 @@ const COUNTS = `
   count(*) FILTER (WHERE t.state = 'running')::int AS running,
   count(*) FILTER (WHERE t.state = 'computed')::int AS computed,
   count(*) FILTER (WHERE t.state = 'failed')::int AS failed,
-  count(*) FILTER (WHERE t.state = 'cancelled')::int AS cancelled`;
+  count(*) FILTER (WHERE t.state = 'cancelled')::int AS cancelled,
+  min(t.started_at) AS first_started`;
+
+/**
+ * A job's state and start as shown, from its row (`j`) and its tasks (`c`,
+ * with COUNTS): leasing a task does not write its job, so a job whose row
+ * still says queued has started once one of its tasks has.
+ */
+const SHOWN = `
+  CASE WHEN j.state = 'queued' AND c.first_started IS NOT NULL THEN 'started' ELSE j.state::text END AS state,
+  least(j.started_at, c.first_started) AS started_at`;
 
 export async function getJob(sql: Sql, id: string): Promise<JobWithCounts | null> {
   const [row] = await sql<JobWithCounts[]>`
-    SELECT j.id, j.name, j.cluster_id, j.state, j.created_at, j.started_at, j.finished_at, j.start_at, j.recurrent_task_id, j.tick_at, c.*
+    SELECT j.id, j.name, j.cluster_id, j.created_at, j.finished_at, j.start_at, j.recurrent_task_id, j.tick_at,
+           c.queued, c.running, c.computed, c.failed, c.cancelled, ${sql.unsafe(SHOWN)}
     FROM jobs j, LATERAL (SELECT ${sql.unsafe(COUNTS)} FROM tasks t WHERE t.job_id = j.id) c
     WHERE j.id = ${id}`;
   return row ?? null;
@@ -88,15 +99,22 @@ export interface JobFilter {
 
 /** Jobs matching the filter, newest first, with their task counts. */
 export async function listJobs(sql: Sql, f: JobFilter): Promise<JobWithCounts[]> {
+  const states = f.states.length === 0 ? null : f.states;
   return sql<JobWithCounts[]>`
-    SELECT j.id, j.name, j.cluster_id, j.state, j.created_at, j.started_at, j.finished_at, j.start_at, j.recurrent_task_id, j.tick_at, c.*
-    FROM jobs j, LATERAL (SELECT ${sql.unsafe(COUNTS)} FROM tasks t WHERE t.job_id = j.id) c
-    WHERE (${f.states.join(",")}::text = '' OR j.state::text = ANY(string_to_array(${f.states.join(",")}::text, ',')))
-      AND (${f.clusterId}::int IS NULL OR j.cluster_id = ${f.clusterId}::int)
-      AND (${f.name}::text = '' OR strpos(lower(j.name), lower(${f.name}::text)) > 0)
-      AND (${f.createdAfter}::timestamptz IS NULL OR j.created_at >= ${f.createdAfter}::timestamptz)
-      AND (${f.createdBefore}::timestamptz IS NULL OR j.created_at < ${f.createdBefore}::timestamptz)
-      AND (${f.beforeId}::bigint IS NULL OR j.id < ${f.beforeId}::bigint)
+    SELECT * FROM (
+      SELECT j.id, j.name, j.cluster_id, j.created_at, j.finished_at, j.start_at, j.recurrent_task_id, j.tick_at,
+             c.queued, c.running, c.computed, c.failed, c.cancelled, ${sql.unsafe(SHOWN)}
+      FROM jobs j, LATERAL (SELECT ${sql.unsafe(COUNTS)} FROM tasks t WHERE t.job_id = j.id) c
+      WHERE (${states}::text[] IS NULL OR j.state::text = ANY(${states}::text[])
+             OR (j.state = 'queued' AND 'started' = ANY(${states}::text[])))
+        AND (${f.clusterId}::int IS NULL OR j.cluster_id = ${f.clusterId}::int)
+        AND (${f.name}::text = '' OR strpos(lower(j.name), lower(${f.name}::text)) > 0)
+        AND (${f.createdAfter}::timestamptz IS NULL OR j.created_at >= ${f.createdAfter}::timestamptz)
+        AND (${f.createdBefore}::timestamptz IS NULL OR j.created_at < ${f.createdBefore}::timestamptz)
+        AND (${f.beforeId}::bigint IS NULL OR j.id < ${f.beforeId}::bigint)
+    ) j
+    -- A stored state of queued shows as queued or started (SHOWN); every other as itself.
+    WHERE ${states}::text[] IS NULL OR j.state = ANY(${states}::text[])
     ORDER BY j.id DESC
     LIMIT ${f.limit}`;
 }
