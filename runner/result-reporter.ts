@@ -1,5 +1,6 @@
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
-import { RunnerService, type TaskResult } from "../gen/sluice/v1/runner_service_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { ComputedTasksSchema, RunnerService, type TaskResult, TaskResultSchema } from "../gen/sluice/v1/runner_service_pb.js";
 
 /** What the server did with one result. */
 export interface ResultOutcome {
@@ -11,6 +12,19 @@ export interface ResultOutcome {
 }
 
 const ACCEPTED: ResultOutcome = Object.freeze({ accepted: true, code: "", message: "" });
+
+interface Pending {
+  /** The result as a message; null for a success without subtasks sent as columns. */
+  result: TaskResult | null;
+  taskId: string;
+  lease: number;
+  jobId: string;
+  done: (o: ResultOutcome) => void;
+}
+
+function computedResult(taskId: string, lease: number, jobId: string): TaskResult {
+  return create(TaskResultSchema, { task: { taskId, lease }, jobId, outcome: { case: "computed", value: {} } });
+}
 
 /** Results sent in one call at most. */
 const MAX_BATCH = 1_000;
@@ -24,7 +38,12 @@ const MAX_RETRY_DELAY_MS = 5_000;
  * Results survive connection errors and are sent again.
  */
 export class ResultReporter {
-  private pending: { result: TaskResult; done: (o: ResultOutcome) => void }[] = [];
+  private pending: Pending[] = [];
+  /**
+   * Successes without subtasks go as columns (CompleteTasksRequest.computed)
+   * until a server answers that it did not read them (an older server).
+   */
+  private columns = true;
   private flushing: Promise<void> | null = null;
 
   constructor(
@@ -35,8 +54,17 @@ export class ResultReporter {
 
   /** Queues a result; resolves with the server's outcome for it. */
   report(result: TaskResult): Promise<ResultOutcome> {
+    return this.queue(result, result.task?.taskId ?? "", result.task?.lease ?? 0, result.jobId);
+  }
+
+  /** Queues the result of a task that succeeded without submitting subtasks. */
+  reportComputed(taskId: string, lease: number, jobId: string): Promise<ResultOutcome> {
+    return this.queue(this.columns ? null : computedResult(taskId, lease, jobId), taskId, lease, jobId);
+  }
+
+  private queue(result: TaskResult | null, taskId: string, lease: number, jobId: string): Promise<ResultOutcome> {
     return new Promise((done) => {
-      this.pending.push({ result, done });
+      this.pending.push({ result, taskId, lease, jobId, done });
       this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
     });
   }
@@ -56,14 +84,39 @@ export class ResultReporter {
       while (this.pending.length > 0) {
         const batch = this.pending.slice(0, MAX_BATCH);
         try {
-          const res = await this.api.completeTasks({ runnerId: this.runnerId, results: batch.map((p) => p.result) });
+          const results: TaskResult[] = [];
+          const computed = create(ComputedTasksSchema);
+          for (const p of batch) {
+            if (p.result) {
+              results.push(p.result);
+            } else {
+              computed.taskIds.push(p.taskId);
+              computed.leases.push(p.lease);
+              computed.jobIds.push(p.jobId);
+            }
+          }
+          const res = await this.api.completeTasks({
+            runnerId: this.runnerId,
+            results,
+            computed: computed.taskIds.length > 0 ? computed : undefined,
+          });
           this.pending.splice(0, batch.length);
+          // A server that did not read the columns recorded none of them:
+          // they go again, as results, and so does every later success.
+          const unread: Pending[] = [];
+          if (computed.taskIds.length > 0 && !res.computedRead) this.columns = false;
           // Only refusals come back; every other result was recorded.
           const refused = res.refused.length === 0 ? null : new Map(res.refused.map((r) => [r.taskId, r]));
           for (const p of batch) {
-            const r = refused?.get(p.result.task?.taskId ?? "");
+            if (!p.result && !res.computedRead) {
+              p.result = computedResult(p.taskId, p.lease, p.jobId);
+              unread.push(p);
+              continue;
+            }
+            const r = refused?.get(p.taskId);
             p.done(r ? { accepted: false, code: r.code, message: r.message } : ACCEPTED);
           }
+          this.pending.unshift(...unread);
           delay = RETRY_DELAY_MS;
         } catch (e) {
           const err = ConnectError.from(e);

@@ -2,7 +2,13 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
-import { type LeasedTask, RunnerService, TaskResultSchema } from "../gen/sluice/v1/runner_service_pb.js";
+import {
+  type LeasedTask,
+  type LeasedTaskColumns,
+  RunnerService,
+  TaskResultSchema,
+} from "../gen/sluice/v1/runner_service_pb.js";
+import type { StorageEvent } from "../gen/sluice/v1/storage_pb.js";
 import { TaskContext } from "./context.js";
 import { BUILTIN_TASKS } from "./builtins.js";
 import type { CacheBackend } from "./cache/cache.js";
@@ -43,6 +49,47 @@ export interface RunnerOptions {
 
 type Outcome = NonNullable<MessageInitShape<typeof TaskResultSchema>["outcome"]>;
 
+/** A task as the server assigned it, from either form of an assignment. */
+interface Assigned {
+  id: string;
+  jobId: string;
+  name: string;
+  version: string;
+  input: Uint8Array;
+  lease: number;
+  trigger: StorageEvent | undefined;
+}
+
+function assignedOf(t: LeasedTask): Assigned {
+  return {
+    id: t.id,
+    jobId: t.jobId,
+    name: t.identifier?.name ?? "",
+    version: t.identifier?.version ?? "",
+    input: t.input,
+    lease: t.lease,
+    trigger: t.trigger,
+  };
+}
+
+/** The tasks of an assignment sent as columns (see LeasedTaskColumns). */
+function assignedFromColumns(c: LeasedTaskColumns): Assigned[] {
+  const out: Assigned[] = new Array(c.ids.length);
+  for (let i = 0; i < c.ids.length; i++) {
+    const identifier = c.identifiers[c.identifierIndexes[i]];
+    out[i] = {
+      id: c.ids[i],
+      jobId: c.jobIds[i],
+      name: identifier?.name ?? "",
+      version: identifier?.version ?? "",
+      input: c.inputs[i] ?? new Uint8Array(),
+      lease: c.leases[i] ?? 0,
+      trigger: c.triggers[i],
+    };
+  }
+  return out;
+}
+
 /**
  * A task leased to this runner, until its result is reported. Its
  * AbortController is made only when the task asks for its signal.
@@ -51,7 +98,7 @@ class Held {
   private controller: AbortController | null = null;
   private reason: Error | null = null;
 
-  constructor(readonly task: LeasedTask) {}
+  constructor(readonly task: Assigned) {}
 
   get aborted(): boolean {
     return this.reason !== null;
@@ -79,7 +126,7 @@ interface Registered {
 }
 
 /** The result message for a task's outcome. */
-function resultOf(t: LeasedTask, outcome: Outcome) {
+function resultOf(t: Assigned, outcome: Outcome) {
   return create(TaskResultSchema, { task: { taskId: t.id, lease: t.lease }, jobId: t.jobId, outcome });
 }
 
@@ -228,6 +275,7 @@ export class TaskRunner {
               prefetch: this.prefetch,
               inFlight: this.held.size,
               name: this.name,
+              columns: true,
             },
             { signal },
           );
@@ -239,7 +287,9 @@ export class TaskRunner {
               this.scheduleExtension();
             } else if (event.case === "assignment") {
               this.idle = false;
-              for (const task of event.value.tasks) this.accept(task);
+              const { columns, tasks } = event.value;
+              if (columns && columns.ids.length > 0) for (const task of assignedFromColumns(columns)) this.accept(task);
+              for (const task of tasks) this.accept(assignedOf(task));
             } else if (event.case === "cancellation") {
               for (const l of event.value.tasks) {
                 const h = this.held.get(l.taskId);
@@ -291,7 +341,7 @@ export class TaskRunner {
     return this.resolved.get(key);
   }
 
-  private accept(task: LeasedTask): void {
+  private accept(task: Assigned): void {
     const h = new Held(task);
     this.held.set(task.id, h);
     if (this.stopping) {
@@ -326,8 +376,7 @@ export class TaskRunner {
 
   private async execute(h: Held): Promise<void> {
     const t = h.task;
-    const name = t.identifier?.name ?? "";
-    const version = t.identifier?.version ?? "";
+    const { name, version } = t;
     let outcome: Outcome;
     try {
       const cls = this.resolve(name, version);
@@ -353,7 +402,10 @@ export class TaskRunner {
   private async finish(h: Held, outcome: Outcome): Promise<void> {
     const t = h.task;
     try {
-      let res = await this.reporter!.report(resultOf(t, outcome));
+      let res =
+        outcome.case === "computed" && (outcome.value.subtasks?.length ?? 0) === 0
+          ? await this.reporter!.reportComputed(t.id, t.lease, t.jobId)
+          : await this.reporter!.report(resultOf(t, outcome));
       if (!res.accepted && outcome.case === "computed" && res.code === "invalid_argument") {
         // The server refused the subtasks the task submitted: that is the
         // task's failure, so it is retried or fails its job.

@@ -2,16 +2,20 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Sql } from "postgres";
 import {
+  type LeasedTask,
+  type LeasedTaskColumns,
+  LeasedTaskColumnsSchema,
   LeasedTaskSchema,
   type TaskLease,
   TaskLeaseSchema,
   type WorkResponse,
   WorkResponseSchema,
 } from "../../gen/sluice/v1/runner_service_pb.js";
+import type { StorageEvent } from "../../gen/sluice/v1/storage_pb.js";
 import { type TaskIdentifier, TaskIdentifierSchema } from "../../gen/sluice/v1/task_pb.js";
 import { triggerToProto } from "../storage/trigger.js";
 import { formatVersion } from "../validation.js";
-import { type Capability, leaseTasks } from "../store/lease-tasks.js";
+import { type Capability, type LeasedTaskRow, leaseTasks } from "../store/lease-tasks.js";
 import { EventQueue } from "./event-queue.js";
 
 /** The most tasks leased by one statement for one stream. */
@@ -26,6 +30,8 @@ export interface RunnerStreamOptions {
   capacity: number;
   /** Tasks leased before a reconnect that the runner still executes. */
   carried: number;
+  /** The runner reads assignments as columns (TaskAssignment.columns). */
+  columns: boolean;
   leaseTtlMs: number;
   onError: (error: unknown) => void;
 }
@@ -172,6 +178,52 @@ export class RunnerStream {
     return id;
   }
 
+  private leasedTask(r: LeasedTaskRow): LeasedTask {
+    return create(LeasedTaskSchema, {
+      id: r.id,
+      jobId: r.job_id,
+      identifier: this.identifier(r.name, r.major, r.minor),
+      input: r.input,
+      lease: r.lease,
+      failures: r.failures,
+      maxRetries: r.max_retries,
+      trigger: r.trigger ? triggerToProto(r.trigger) : undefined,
+    });
+  }
+
+  /** The rows as one list per field: no message per task to build and encode. */
+  private columnsOf(rows: readonly LeasedTaskRow[]): LeasedTaskColumns {
+    const n = rows.length;
+    const ids: string[] = new Array(n);
+    const jobIds: string[] = new Array(n);
+    const inputs: Uint8Array[] = new Array(n);
+    const leases: number[] = new Array(n);
+    const failures: number[] = new Array(n);
+    const maxRetries: number[] = new Array(n);
+    const identifierIndexes: number[] = new Array(n);
+    const identifiers: TaskIdentifier[] = [];
+    const index = new Map<TaskIdentifier, number>();
+    const triggers: { [task: number]: StorageEvent } = {};
+    for (let i = 0; i < n; i++) {
+      const r = rows[i];
+      ids[i] = r.id;
+      jobIds[i] = r.job_id;
+      inputs[i] = r.input;
+      leases[i] = r.lease;
+      failures[i] = r.failures;
+      maxRetries[i] = r.max_retries;
+      const identifier = this.identifier(r.name, r.major, r.minor);
+      let k = index.get(identifier);
+      if (k === undefined) {
+        k = identifiers.push(identifier) - 1;
+        index.set(identifier, k);
+      }
+      identifierIndexes[i] = k;
+      if (r.trigger) triggers[i] = triggerToProto(r.trigger);
+    }
+    return create(LeasedTaskColumnsSchema, { ids, jobIds, identifiers, identifierIndexes, inputs, leases, failures, maxRetries, triggers });
+  }
+
   private async leaseLoop(): Promise<void> {
     for (;;) {
       this.again = false;
@@ -197,18 +249,7 @@ export class RunnerStream {
             event: {
               case: "assignment",
               value: {
-                tasks: rows.map((r) =>
-                  create(LeasedTaskSchema, {
-                    id: r.id,
-                    jobId: r.job_id,
-                    identifier: this.identifier(r.name, r.major, r.minor),
-                    input: r.input,
-                    lease: r.lease,
-                    failures: r.failures,
-                    maxRetries: r.max_retries,
-                    trigger: r.trigger ? triggerToProto(r.trigger) : undefined,
-                  }),
-                ),
+                ...(o.columns ? { columns: this.columnsOf(rows) } : { tasks: rows.map((r) => this.leasedTask(r)) }),
                 leaseExpiresAt: timestampFromDate(new Date(Date.now() + o.leaseTtlMs)),
                 cluster: o.clusterSlug,
               },

@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, type ServiceImpl } from "@connectrpc/connect";
 import {
+  type ComputedTasks,
   type RefusedResult,
   RefusedResultSchema,
   RunnerService,
@@ -17,6 +18,8 @@ import type { TaskSubmission } from "../../gen/sluice/v1/task_pb.js";
 import { codeName, invalid, parseId, parseIdentifier } from "../validation.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
 
+/** What parseId takes, tested first so that a valid id costs no message. */
+const ID = /^[1-9]\d{0,18}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_RESULTS_PER_CALL = 5_000;
 const MAX_CONCURRENCY = 10_000;
@@ -46,6 +49,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
         capabilities,
         capacity: req.concurrency + req.prefetch,
         carried: req.inFlight,
+        columns: req.columns,
         leaseTtlMs,
       });
       const detach = () => dispatcher.detach(stream);
@@ -61,8 +65,10 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
 
     async completeTasks(req) {
       const runnerId = checkRunnerId(req.runnerId);
-      if (req.results.length > MAX_RESULTS_PER_CALL) {
-        throw invalid(`${req.results.length} results in one call; send at most ${MAX_RESULTS_PER_CALL}`);
+      const computed = computedOf(req.computed);
+      const count = req.results.length + computed.length;
+      if (count > MAX_RESULTS_PER_CALL) {
+        throw invalid(`${count} results in one call; send at most ${MAX_RESULTS_PER_CALL}`);
       }
       const seen = new Set<string>();
       for (const [i, r] of req.results.entries()) {
@@ -73,11 +79,15 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
         if (seen.has(r.task.taskId)) throw invalid(`results[${i}]: task ${r.task.taskId} is reported twice in one call`);
         seen.add(r.task.taskId);
       }
+      for (const [i, c] of computed.entries()) {
+        if (seen.has(c.taskId)) throw invalid(`computed.task_ids[${i}]: task ${c.taskId} is reported twice in one call`);
+        seen.add(c.taskId);
+      }
 
       // Subtasks are validated per result: a bad subtask list refuses that
       // result (InvalidArgument) and records nothing for it, not the batch.
       const slugs = req.results.flatMap((r) => (r.outcome.case === "computed" ? clusterSlugsOf(r.outcome.value.subtasks) : []));
-      const known = await clusters.ids([...new Set(slugs)]);
+      const known = slugs.length === 0 ? new Map<string, number>() : await clusters.ids([...new Set(slugs)]);
       const valid: TaskResultIn[] = [];
       const rejected = new Map<string, string>();
       for (const r of req.results) {
@@ -92,12 +102,12 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
           rejected.set(r.task!.taskId, (e as Error).message);
         }
       }
+      for (const c of computed) valid.push(c);
       // A result refused for bad subtasks keeps its slot: the runner reports
       // the task again, as failed.
-      const recordedAll = dispatcher.resultsArrived(
-        runnerId,
-        req.results.map((r) => r.task!.taskId).filter((id) => !rejected.has(id)),
-      );
+      const arrived = req.results.map((r) => r.task!.taskId).filter((id) => !rejected.has(id));
+      for (const c of computed) arrived.push(c.taskId);
+      const recordedAll = dispatcher.resultsArrived(runnerId, arrived);
       let recorded: RecordedResults;
       try {
         recorded = valid.length > 0 ? await recordResults(sql, valid) : { refused: [], failedJobs: [], readyClusters: [] };
@@ -110,11 +120,10 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
         recordedAll();
       }
 
-      if (rejected.size === 0 && recorded.refused.length === 0) return { refused: [] };
+      if (rejected.size === 0 && recorded.refused.length === 0) return { refused: [], computedRead: true };
       const byTask = new Map(recorded.refused.map((o) => [o.taskId, o]));
       const refused: RefusedResult[] = [];
-      for (const r of req.results) {
-        const taskId = r.task!.taskId;
+      const refuse = (taskId: string) => {
         const reason = rejected.get(taskId);
         const o = byTask.get(taskId);
         if (reason !== undefined) {
@@ -122,8 +131,10 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
         } else if (o !== undefined) {
           refused.push(create(RefusedResultSchema, { taskId, code: codeName(o.code), message: o.message }));
         }
-      }
-      return { refused };
+      };
+      for (const r of req.results) refuse(r.task!.taskId);
+      for (const c of computed) refuse(c.taskId);
+      return { refused, computedRead: true };
     },
 
     async extendLeases(req) {
@@ -137,6 +148,26 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       };
     },
   };
+}
+
+/** The successes a runner sent as columns, checked: lists of one length, ids that are ids. */
+function computedOf(c: ComputedTasks | undefined): TaskResultIn[] {
+  if (!c) return [];
+  const n = c.taskIds.length;
+  if (c.leases.length !== n || c.jobIds.length !== n) {
+    throw invalid(
+      `computed: task_ids, leases and job_ids must have one element per task, got ${n}, ${c.leases.length} and ${c.jobIds.length}`,
+    );
+  }
+  const out: TaskResultIn[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const taskId = c.taskIds[i];
+    const jobId = c.jobIds[i];
+    if (!ID.test(taskId)) parseId(taskId, `computed.task_ids[${i}]`);
+    if (!ID.test(jobId)) parseId(jobId, `computed.job_ids[${i}]`);
+    out[i] = { taskId, lease: c.leases[i], jobId };
+  }
+  return out;
 }
 
 /** A result as the store takes it, without subtasks (see planSubtasks). */

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/runner_service.proto.
  */
 export const file_sluice_v1_runner_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zbHVpY2UvdjEvcnVubmVyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSIvCg5SZWdpc3RlcmVkVGFzaxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkiowEKC1dvcmtSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgdjbHVzdGVyGAIgASgJEigKBXRhc2tzGAMgAygLMhkuc2x1aWNlLnYxLlJlZ2lzdGVyZWRUYXNrEhMKC2NvbmN1cnJlbmN5GAQgASgNEhEKCWluX2ZsaWdodBgFIAEoDRIQCghwcmVmZXRjaBgGIAEoDRIMCgRuYW1lGAcgASgJIs0BCgxXb3JrUmVzcG9uc2USKQoHc3RhcnRlZBgBIAEoCzIWLnNsdWljZS52MS5Xb3JrU3RhcnRlZEgAEi8KCmFzc2lnbm1lbnQYAiABKAsyGS5zbHVpY2UudjEuVGFza0Fzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAyABKAsyGy5zbHVpY2UudjEuVGFza0NhbmNlbGxhdGlvbkgAEiMKBGlkbGUYBCABKAsyEy5zbHVpY2UudjEuV29ya0lkbGVIAEIHCgVldmVudCIjCgtXb3JrU3RhcnRlZBIUCgxsZWFzZV90dGxfbXMYASABKA0ifQoOVGFza0Fzc2lnbm1lbnQSJAoFdGFza3MYASADKAsyFS5zbHVpY2UudjEuTGVhc2VkVGFzaxI0ChBsZWFzZV9leHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdjbHVzdGVyGAMgASgJIu0BCgpMZWFzZWRUYXNrEgoKAmlkGAEgASgJEg4KBmpvYl9pZBgCIAEoCRItCgppZGVudGlmaWVyGAMgASgLMhkuc2x1aWNlLnYxLlRhc2tJZGVudGlmaWVyEg0KBWlucHV0GAQgASgMEg0KBWxlYXNlGAUgASgNEhAKCGZhaWx1cmVzGAcgASgNEhMKC21heF9yZXRyaWVzGAggASgNEigKB3RyaWdnZXIYCiABKAsyFy5zbHVpY2UudjEuU3RvcmFnZUV2ZW50SgQIBhAHSgQICRAKUhBsZWFzZV9leHBpcmVzX2F0UgdjbHVzdGVyIkcKEFRhc2tDYW5jZWxsYXRpb24SIwoFdGFza3MYASADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEg4KBnJlYXNvbhgCIAEoCSIKCghXb3JrSWRsZSIrCglUYXNrTGVhc2USDwoHdGFza19pZBgBIAEoCRINCgVsZWFzZRgCIAEoDSLNAQoKVGFza1Jlc3VsdBIiCgR0YXNrGAEgASgLMhQuc2x1aWNlLnYxLlRhc2tMZWFzZRIOCgZqb2JfaWQYAiABKAkSKgoIY29tcHV0ZWQYAyABKAsyFi5zbHVpY2UudjEuVGFza1N1Y2Nlc3NIABIoCgZmYWlsZWQYBCABKAsyFi5zbHVpY2UudjEuVGFza0ZhaWx1cmVIABIqCghyZWxlYXNlZBgFIAEoCzIWLnNsdWljZS52MS5UYXNrUmVsZWFzZUgAQgkKB291dGNvbWUiDQoLVGFza1JlbGVhc2UiOgoLVGFza1N1Y2Nlc3MSKwoIc3VidGFza3MYASADKAsyGS5zbHVpY2UudjEuVGFza1N1Ym1pc3Npb24iLQoLVGFza0ZhaWx1cmUSDwoHbWVzc2FnZRgBIAEoCRINCgVzdGFjaxgCIAEoCSJRChRDb21wbGV0ZVRhc2tzUmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSJgoHcmVzdWx0cxgCIAMoCzIVLnNsdWljZS52MS5UYXNrUmVzdWx0Ij8KDVJlZnVzZWRSZXN1bHQSDwoHdGFza19pZBgBIAEoCRIMCgRjb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiUgoVQ29tcGxldGVUYXNrc1Jlc3BvbnNlEikKB3JlZnVzZWQYAiADKAsyGC5zbHVpY2UudjEuUmVmdXNlZFJlc3VsdEoECAEQAlIIb3V0Y29tZXMiTgoTRXh0ZW5kTGVhc2VzUmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSJAoGbGVhc2VzGAIgAygLMhQuc2x1aWNlLnYxLlRhc2tMZWFzZSJwChRFeHRlbmRMZWFzZXNSZXNwb25zZRI0ChBsZWFzZV9leHBpcmVzX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiCgRsb3N0GAIgAygLMhQuc2x1aWNlLnYxLlRhc2tMZWFzZTLvAQoNUnVubmVyU2VydmljZRI5CgRXb3JrEhYuc2x1aWNlLnYxLldvcmtSZXF1ZXN0Ghcuc2x1aWNlLnYxLldvcmtSZXNwb25zZTABElIKDUNvbXBsZXRlVGFza3MSHy5zbHVpY2UudjEuQ29tcGxldGVUYXNrc1JlcXVlc3QaIC5zbHVpY2UudjEuQ29tcGxldGVUYXNrc1Jlc3BvbnNlEk8KDEV4dGVuZExlYXNlcxIeLnNsdWljZS52MS5FeHRlbmRMZWFzZXNSZXF1ZXN0Gh8uc2x1aWNlLnYxLkV4dGVuZExlYXNlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_sluice_v1_storage, file_sluice_v1_task]);
+  fileDesc("Ch5zbHVpY2UvdjEvcnVubmVyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSIvCg5SZWdpc3RlcmVkVGFzaxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkitAEKC1dvcmtSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgdjbHVzdGVyGAIgASgJEigKBXRhc2tzGAMgAygLMhkuc2x1aWNlLnYxLlJlZ2lzdGVyZWRUYXNrEhMKC2NvbmN1cnJlbmN5GAQgASgNEhEKCWluX2ZsaWdodBgFIAEoDRIQCghwcmVmZXRjaBgGIAEoDRIMCgRuYW1lGAcgASgJEg8KB2NvbHVtbnMYCCABKAgizQEKDFdvcmtSZXNwb25zZRIpCgdzdGFydGVkGAEgASgLMhYuc2x1aWNlLnYxLldvcmtTdGFydGVkSAASLwoKYXNzaWdubWVudBgCIAEoCzIZLnNsdWljZS52MS5UYXNrQXNzaWdubWVudEgAEjMKDGNhbmNlbGxhdGlvbhgDIAEoCzIbLnNsdWljZS52MS5UYXNrQ2FuY2VsbGF0aW9uSAASIwoEaWRsZRgEIAEoCzITLnNsdWljZS52MS5Xb3JrSWRsZUgAQgcKBWV2ZW50IiMKC1dvcmtTdGFydGVkEhQKDGxlYXNlX3R0bF9tcxgBIAEoDSKsAQoOVGFza0Fzc2lnbm1lbnQSJAoFdGFza3MYASADKAsyFS5zbHVpY2UudjEuTGVhc2VkVGFzaxI0ChBsZWFzZV9leHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdjbHVzdGVyGAMgASgJEi0KB2NvbHVtbnMYBCABKAsyHC5zbHVpY2UudjEuTGVhc2VkVGFza0NvbHVtbnMizAIKEUxlYXNlZFRhc2tDb2x1bW5zEgsKA2lkcxgBIAMoCRIPCgdqb2JfaWRzGAIgAygJEi4KC2lkZW50aWZpZXJzGAMgAygLMhkuc2x1aWNlLnYxLlRhc2tJZGVudGlmaWVyEhoKEmlkZW50aWZpZXJfaW5kZXhlcxgEIAMoDRIOCgZpbnB1dHMYBSADKAwSDgoGbGVhc2VzGAYgAygNEhAKCGZhaWx1cmVzGAcgAygNEhMKC21heF9yZXRyaWVzGAggAygNEjwKCHRyaWdnZXJzGAkgAygLMiouc2x1aWNlLnYxLkxlYXNlZFRhc2tDb2x1bW5zLlRyaWdnZXJzRW50cnkaSAoNVHJpZ2dlcnNFbnRyeRILCgNrZXkYASABKA0SJgoFdmFsdWUYAiABKAsyFy5zbHVpY2UudjEuU3RvcmFnZUV2ZW50OgI4ASLtAQoKTGVhc2VkVGFzaxIKCgJpZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSLQoKaWRlbnRpZmllchgDIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchINCgVpbnB1dBgEIAEoDBINCgVsZWFzZRgFIAEoDRIQCghmYWlsdXJlcxgHIAEoDRITCgttYXhfcmV0cmllcxgIIAEoDRIoCgd0cmlnZ2VyGAogASgLMhcuc2x1aWNlLnYxLlN0b3JhZ2VFdmVudEoECAYQB0oECAkQClIQbGVhc2VfZXhwaXJlc19hdFIHY2x1c3RlciJHChBUYXNrQ2FuY2VsbGF0aW9uEiMKBXRhc2tzGAEgAygLMhQuc2x1aWNlLnYxLlRhc2tMZWFzZRIOCgZyZWFzb24YAiABKAkiCgoIV29ya0lkbGUiKwoJVGFza0xlYXNlEg8KB3Rhc2tfaWQYASABKAkSDQoFbGVhc2UYAiABKA0izQEKClRhc2tSZXN1bHQSIgoEdGFzaxgBIAEoCzIULnNsdWljZS52MS5UYXNrTGVhc2USDgoGam9iX2lkGAIgASgJEioKCGNvbXB1dGVkGAMgASgLMhYuc2x1aWNlLnYxLlRhc2tTdWNjZXNzSAASKAoGZmFpbGVkGAQgASgLMhYuc2x1aWNlLnYxLlRhc2tGYWlsdXJlSAASKgoIcmVsZWFzZWQYBSABKAsyFi5zbHVpY2UudjEuVGFza1JlbGVhc2VIAEIJCgdvdXRjb21lIg0KC1Rhc2tSZWxlYXNlIjoKC1Rhc2tTdWNjZXNzEisKCHN1YnRhc2tzGAEgAygLMhkuc2x1aWNlLnYxLlRhc2tTdWJtaXNzaW9uIi0KC1Rhc2tGYWlsdXJlEg8KB21lc3NhZ2UYASABKAkSDQoFc3RhY2sYAiABKAkifQoUQ29tcGxldGVUYXNrc1JlcXVlc3QSEQoJcnVubmVyX2lkGAEgASgJEiYKB3Jlc3VsdHMYAiADKAsyFS5zbHVpY2UudjEuVGFza1Jlc3VsdBIqCghjb21wdXRlZBgDIAEoCzIYLnNsdWljZS52MS5Db21wdXRlZFRhc2tzIkIKDUNvbXB1dGVkVGFza3MSEAoIdGFza19pZHMYASADKAkSDgoGbGVhc2VzGAIgAygNEg8KB2pvYl9pZHMYAyADKAkiPwoNUmVmdXNlZFJlc3VsdBIPCgd0YXNrX2lkGAEgASgJEgwKBGNvZGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSJpChVDb21wbGV0ZVRhc2tzUmVzcG9uc2USKQoHcmVmdXNlZBgCIAMoCzIYLnNsdWljZS52MS5SZWZ1c2VkUmVzdWx0EhUKDWNvbXB1dGVkX3JlYWQYAyABKAhKBAgBEAJSCG91dGNvbWVzIk4KE0V4dGVuZExlYXNlc1JlcXVlc3QSEQoJcnVubmVyX2lkGAEgASgJEiQKBmxlYXNlcxgCIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2UicAoURXh0ZW5kTGVhc2VzUmVzcG9uc2USNAoQbGVhc2VfZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoEbG9zdBgCIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2Uy7wEKDVJ1bm5lclNlcnZpY2USOQoEV29yaxIWLnNsdWljZS52MS5Xb3JrUmVxdWVzdBoXLnNsdWljZS52MS5Xb3JrUmVzcG9uc2UwARJSCg1Db21wbGV0ZVRhc2tzEh8uc2x1aWNlLnYxLkNvbXBsZXRlVGFza3NSZXF1ZXN0GiAuc2x1aWNlLnYxLkNvbXBsZXRlVGFza3NSZXNwb25zZRJPCgxFeHRlbmRMZWFzZXMSHi5zbHVpY2UudjEuRXh0ZW5kTGVhc2VzUmVxdWVzdBofLnNsdWljZS52MS5FeHRlbmRMZWFzZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sluice_v1_storage, file_sluice_v1_task]);
 
 /**
  * A task identifier a runner can execute. A task with the same name and major
@@ -100,6 +100,14 @@ export type WorkRequest = Message<"sluice.v1.WorkRequest"> & {
    * @generated from field: string name = 7;
    */
   name: string;
+
+  /**
+   * The runner reads assignments as columns (TaskAssignment.columns). Runners
+   * that leave it unset get TaskAssignment.tasks.
+   *
+   * @generated from field: bool columns = 8;
+   */
+  columns: boolean;
 };
 
 /**
@@ -203,6 +211,15 @@ export type TaskAssignment = Message<"sluice.v1.TaskAssignment"> & {
    * @generated from field: string cluster = 3;
    */
   cluster: string;
+
+  /**
+   * The same tasks as one list per field, for runners that asked for columns
+   * (WorkRequest.columns); `tasks` is then empty. Without a message per task
+   * there is much less to encode and decode.
+   *
+   * @generated from field: sluice.v1.LeasedTaskColumns columns = 4;
+   */
+  columns?: LeasedTaskColumns | undefined;
 };
 
 /**
@@ -211,6 +228,83 @@ export type TaskAssignment = Message<"sluice.v1.TaskAssignment"> & {
  */
 export const TaskAssignmentSchema: GenMessage<TaskAssignment> = /*@__PURE__*/
   messageDesc(file_sluice_v1_runner_service, 4);
+
+/**
+ * Leased tasks field by field: task i is element i of every list.
+ *
+ * @generated from message sluice.v1.LeasedTaskColumns
+ */
+export type LeasedTaskColumns = Message<"sluice.v1.LeasedTaskColumns"> & {
+  /**
+   * The tasks' ids.
+   *
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+
+  /**
+   * Their jobs' ids.
+   *
+   * @generated from field: repeated string job_ids = 2;
+   */
+  jobIds: string[];
+
+  /**
+   * The distinct identifiers of these tasks.
+   *
+   * @generated from field: repeated sluice.v1.TaskIdentifier identifiers = 3;
+   */
+  identifiers: TaskIdentifier[];
+
+  /**
+   * Per task, the index of its identifier in `identifiers`.
+   *
+   * @generated from field: repeated uint32 identifier_indexes = 4;
+   */
+  identifierIndexes: number[];
+
+  /**
+   * Their serialized inputs.
+   *
+   * @generated from field: repeated bytes inputs = 5;
+   */
+  inputs: Uint8Array[];
+
+  /**
+   * Their lease numbers.
+   *
+   * @generated from field: repeated uint32 leases = 6;
+   */
+  leases: number[];
+
+  /**
+   * How often each failed before.
+   *
+   * @generated from field: repeated uint32 failures = 7;
+   */
+  failures: number[];
+
+  /**
+   * How often each may be retried.
+   *
+   * @generated from field: repeated uint32 max_retries = 8;
+   */
+  maxRetries: number[];
+
+  /**
+   * The events of storage event tasks, by task index (only tasks that have one).
+   *
+   * @generated from field: map<uint32, sluice.v1.StorageEvent> triggers = 9;
+   */
+  triggers: { [key: number]: StorageEvent };
+};
+
+/**
+ * Describes the message sluice.v1.LeasedTaskColumns.
+ * Use `create(LeasedTaskColumnsSchema)` to create a new message.
+ */
+export const LeasedTaskColumnsSchema: GenMessage<LeasedTaskColumns> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_runner_service, 5);
 
 /**
  * A task leased to a runner.
@@ -281,7 +375,7 @@ export type LeasedTask = Message<"sluice.v1.LeasedTask"> & {
  * Use `create(LeasedTaskSchema)` to create a new message.
  */
 export const LeasedTaskSchema: GenMessage<LeasedTask> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 5);
+  messageDesc(file_sluice_v1_runner_service, 6);
 
 /**
  * @generated from message sluice.v1.TaskCancellation
@@ -307,7 +401,7 @@ export type TaskCancellation = Message<"sluice.v1.TaskCancellation"> & {
  * Use `create(TaskCancellationSchema)` to create a new message.
  */
 export const TaskCancellationSchema: GenMessage<TaskCancellation> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 6);
+  messageDesc(file_sluice_v1_runner_service, 7);
 
 /**
  * @generated from message sluice.v1.WorkIdle
@@ -320,7 +414,7 @@ export type WorkIdle = Message<"sluice.v1.WorkIdle"> & {
  * Use `create(WorkIdleSchema)` to create a new message.
  */
 export const WorkIdleSchema: GenMessage<WorkIdle> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 7);
+  messageDesc(file_sluice_v1_runner_service, 8);
 
 /**
  * A task and the lease under which a runner holds it.
@@ -348,7 +442,7 @@ export type TaskLease = Message<"sluice.v1.TaskLease"> & {
  * Use `create(TaskLeaseSchema)` to create a new message.
  */
 export const TaskLeaseSchema: GenMessage<TaskLease> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 8);
+  messageDesc(file_sluice_v1_runner_service, 9);
 
 /**
  * The result of executing one task.
@@ -406,7 +500,7 @@ export type TaskResult = Message<"sluice.v1.TaskResult"> & {
  * Use `create(TaskResultSchema)` to create a new message.
  */
 export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 9);
+  messageDesc(file_sluice_v1_runner_service, 10);
 
 /**
  * @generated from message sluice.v1.TaskRelease
@@ -419,7 +513,7 @@ export type TaskRelease = Message<"sluice.v1.TaskRelease"> & {
  * Use `create(TaskReleaseSchema)` to create a new message.
  */
 export const TaskReleaseSchema: GenMessage<TaskRelease> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 10);
+  messageDesc(file_sluice_v1_runner_service, 11);
 
 /**
  * @generated from message sluice.v1.TaskSuccess
@@ -439,7 +533,7 @@ export type TaskSuccess = Message<"sluice.v1.TaskSuccess"> & {
  * Use `create(TaskSuccessSchema)` to create a new message.
  */
 export const TaskSuccessSchema: GenMessage<TaskSuccess> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 11);
+  messageDesc(file_sluice_v1_runner_service, 12);
 
 /**
  * @generated from message sluice.v1.TaskFailure
@@ -465,7 +559,7 @@ export type TaskFailure = Message<"sluice.v1.TaskFailure"> & {
  * Use `create(TaskFailureSchema)` to create a new message.
  */
 export const TaskFailureSchema: GenMessage<TaskFailure> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 12);
+  messageDesc(file_sluice_v1_runner_service, 13);
 
 /**
  * @generated from message sluice.v1.CompleteTasksRequest
@@ -479,11 +573,20 @@ export type CompleteTasksRequest = Message<"sluice.v1.CompleteTasksRequest"> & {
   runnerId: string;
 
   /**
-   * The results, at most 5000.
+   * The results, at most 5000 together with `computed`.
    *
    * @generated from field: repeated sluice.v1.TaskResult results = 2;
    */
   results: TaskResult[];
+
+  /**
+   * Tasks that succeeded without submitting subtasks, as columns: the same as a
+   * TaskResult with an empty TaskSuccess each, without a message per task.
+   * Servers that do not set CompleteTasksResponse.computed_read ignore it.
+   *
+   * @generated from field: sluice.v1.ComputedTasks computed = 3;
+   */
+  computed?: ComputedTasks | undefined;
 };
 
 /**
@@ -491,7 +594,42 @@ export type CompleteTasksRequest = Message<"sluice.v1.CompleteTasksRequest"> & {
  * Use `create(CompleteTasksRequestSchema)` to create a new message.
  */
 export const CompleteTasksRequestSchema: GenMessage<CompleteTasksRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 13);
+  messageDesc(file_sluice_v1_runner_service, 14);
+
+/**
+ * Successes without subtasks, field by field: task i is element i of every list.
+ *
+ * @generated from message sluice.v1.ComputedTasks
+ */
+export type ComputedTasks = Message<"sluice.v1.ComputedTasks"> & {
+  /**
+   * The tasks' ids.
+   *
+   * @generated from field: repeated string task_ids = 1;
+   */
+  taskIds: string[];
+
+  /**
+   * The leases they ran under.
+   *
+   * @generated from field: repeated uint32 leases = 2;
+   */
+  leases: number[];
+
+  /**
+   * Their jobs' ids.
+   *
+   * @generated from field: repeated string job_ids = 3;
+   */
+  jobIds: string[];
+};
+
+/**
+ * Describes the message sluice.v1.ComputedTasks.
+ * Use `create(ComputedTasksSchema)` to create a new message.
+ */
+export const ComputedTasksSchema: GenMessage<ComputedTasks> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_runner_service, 15);
 
 /**
  * A result that was not recorded, and why.
@@ -526,18 +664,27 @@ export type RefusedResult = Message<"sluice.v1.RefusedResult"> & {
  * Use `create(RefusedResultSchema)` to create a new message.
  */
 export const RefusedResultSchema: GenMessage<RefusedResult> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 14);
+  messageDesc(file_sluice_v1_runner_service, 16);
 
 /**
  * @generated from message sluice.v1.CompleteTasksResponse
  */
 export type CompleteTasksResponse = Message<"sluice.v1.CompleteTasksResponse"> & {
   /**
-   * The results that were not recorded, in request order.
+   * The results that were not recorded, in request order (`results` first,
+   * then `computed`).
    *
    * @generated from field: repeated sluice.v1.RefusedResult refused = 2;
    */
   refused: RefusedResult[];
+
+  /**
+   * The server read CompleteTasksRequest.computed. Older servers leave it false
+   * and record none of those: send them again as `results`.
+   *
+   * @generated from field: bool computed_read = 3;
+   */
+  computedRead: boolean;
 };
 
 /**
@@ -545,7 +692,7 @@ export type CompleteTasksResponse = Message<"sluice.v1.CompleteTasksResponse"> &
  * Use `create(CompleteTasksResponseSchema)` to create a new message.
  */
 export const CompleteTasksResponseSchema: GenMessage<CompleteTasksResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 15);
+  messageDesc(file_sluice_v1_runner_service, 17);
 
 /**
  * @generated from message sluice.v1.ExtendLeasesRequest
@@ -571,7 +718,7 @@ export type ExtendLeasesRequest = Message<"sluice.v1.ExtendLeasesRequest"> & {
  * Use `create(ExtendLeasesRequestSchema)` to create a new message.
  */
 export const ExtendLeasesRequestSchema: GenMessage<ExtendLeasesRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 16);
+  messageDesc(file_sluice_v1_runner_service, 18);
 
 /**
  * @generated from message sluice.v1.ExtendLeasesResponse
@@ -598,7 +745,7 @@ export type ExtendLeasesResponse = Message<"sluice.v1.ExtendLeasesResponse"> & {
  * Use `create(ExtendLeasesResponseSchema)` to create a new message.
  */
 export const ExtendLeasesResponseSchema: GenMessage<ExtendLeasesResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 17);
+  messageDesc(file_sluice_v1_runner_service, 19);
 
 /**
  * The service task runners talk to. A runner opens Work and receives the tasks

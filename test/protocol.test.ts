@@ -1,0 +1,138 @@
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { afterAll, describe, expect, it } from "vitest";
+import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
+import { Client, Task } from "../runner/index.js";
+import { quiet, useSandbox } from "./support/harness.js";
+
+const ran: string[] = [];
+
+class Count extends Task<{ n: number }> {
+  static identifier = { name: "Count", version: "v1.0" };
+  execute() {
+    ran.push(`count ${this.input.n}`);
+  }
+}
+
+/**
+ * A RunnerService in front of the real server that behaves as a server built
+ * before columns: it does not know WorkRequest.columns (so it sends
+ * TaskAssignment.tasks), ignores CompleteTasksRequest.computed and never sets
+ * computed_read. It counts what the runner sent.
+ */
+async function olderServer(box: ReturnType<typeof useSandbox>) {
+  const seen = { callsWithColumns: 0, callsWithResults: 0, computedIgnored: 0 };
+  const routes = (router: ConnectRouter) =>
+    router.service(RunnerService, {
+      async *work(req, ctx) {
+        yield* box.api.runner.work({ ...req, columns: false }, { signal: ctx.signal });
+      },
+      async completeTasks(req) {
+        const computed = req.computed?.taskIds.length ?? 0;
+        if (computed > 0) seen.callsWithColumns++;
+        if (req.results.length > 0) seen.callsWithResults++;
+        seen.computedIgnored += computed;
+        const res = await box.api.runner.completeTasks({ runnerId: req.runnerId, results: req.results });
+        return { refused: res.refused };
+      },
+      extendLeases: (req) => box.api.runner.extendLeases(req),
+    });
+  const server = http2.createServer(connectNodeAdapter({ routes }));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url,
+    seen,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe("runners and servers of different versions", () => {
+  const box = useSandbox();
+  const closers: (() => Promise<void>)[] = [];
+  afterAll(async () => {
+    for (const close of closers.reverse()) await close();
+  });
+
+  it("a server sends assignments as columns to a runner that asks, and records successes sent as columns", async () => {
+    const job = await box.client.jobs().submit("columns", new Count({ n: 1 }));
+    const runnerId = crypto.randomUUID();
+    const stream = new AbortController();
+    const events = box.api.runner.work(
+      { runnerId, tasks: [{ name: "Count", version: "v1.0" }], concurrency: 1, columns: true },
+      { signal: stream.signal },
+    );
+    let columns;
+    for await (const res of events) {
+      if (res.event.case === "assignment") {
+        expect(res.event.value.tasks).toEqual([]);
+        columns = res.event.value.columns!;
+        break;
+      }
+    }
+    stream.abort();
+    expect(columns!.ids).toHaveLength(1);
+    expect(columns!.identifiers[columns!.identifierIndexes[0]]).toMatchObject({ name: "Count", version: "v1.0" });
+    expect(JSON.parse(new TextDecoder().decode(columns!.inputs[0]))).toEqual({ n: 1 });
+    const [taskId, lease, jobId] = [columns!.ids[0], columns!.leases[0], columns!.jobIds[0]];
+    expect(jobId).toBe(job.id);
+
+    const done = await box.api.runner.completeTasks({ runnerId, computed: { taskIds: [taskId], leases: [lease], jobIds: [jobId] } });
+    expect(done).toMatchObject({ refused: [], computedRead: true });
+    expect((await box.client.jobs().get(job.id)).state).toBe("completed");
+
+    // The same success again is refused for that task, saying why.
+    const again = await box.api.runner.completeTasks({ runnerId, computed: { taskIds: [taskId], leases: [lease], jobIds: [jobId] } });
+    expect(again.computedRead).toBe(true);
+    expect(again.refused).toEqual([
+      expect.objectContaining({ taskId, code: "failed_precondition", message: expect.stringMatching(/it is computed, not running/) }),
+    ]);
+  });
+
+  it("columns that do not line up, or name a task twice, are refused whole with what to fix", async () => {
+    const runnerId = crypto.randomUUID();
+    const refused = async (req: Parameters<typeof box.api.runner.completeTasks>[0], message: RegExp) => {
+      const err = await box.api.runner.completeTasks(req).then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
+      expect(err?.code).toBe(Code.InvalidArgument);
+      expect(err?.rawMessage).toMatch(message);
+    };
+    await refused(
+      { runnerId, computed: { taskIds: ["1", "2"], leases: [1], jobIds: ["1", "1"] } },
+      /task_ids, leases and job_ids must have one element per task, got 2, 1 and 2/,
+    );
+    await refused({ runnerId, computed: { taskIds: ["x"], leases: [1], jobIds: ["1"] } }, /computed\.task_ids\[0\] must be a positive decimal number/);
+    await refused(
+      {
+        runnerId,
+        results: [{ task: { taskId: "7", lease: 1 }, jobId: "1", outcome: { case: "computed", value: {} } }],
+        computed: { taskIds: ["7"], leases: [1], jobIds: ["1"] },
+      },
+      /task 7 is reported twice in one call/,
+    );
+  });
+
+  it("a runner talking to an older server sends its successes again as results, and every task runs once", async () => {
+    const older = await olderServer(box);
+    closers.push(older.close);
+    const client = new Client({ url: older.url });
+    closers.push(async () => client.close());
+    ran.length = 0;
+    const jobs = box.client.jobs();
+    const submitted = await Promise.all(Array.from({ length: 60 }, (_, n) => jobs.submit(`old ${n}`, new Count({ n }))));
+
+    await client.runner("default", { tasks: [Count], concurrency: 4, logger: quiet }).runAll();
+
+    expect(ran.sort()).toEqual(Array.from({ length: 60 }, (_, n) => `count ${n}`).sort());
+    const states = await Promise.all(submitted.map(async (j) => (await jobs.get(j.id)).tasks[0]));
+    expect(new Set(states.map((t) => t.state))).toEqual(new Set(["computed"]));
+    expect(new Set(states.map((t) => t.attempts))).toEqual(new Set([1]));
+    // The runner tried columns once, saw them ignored, and went on with results.
+    expect(older.seen.callsWithColumns).toBe(1);
+    expect(older.seen.callsWithResults).toBeGreaterThan(0);
+  });
+});
