@@ -318,10 +318,25 @@ export class TaskRunner {
       for (const h of this.queue.splice(0)) void this.finish(h, { case: "released", value: {} });
       await this.whenSettled(() => this.held.size === 0);
       await this.reporter.drain();
+      await this.sayStopped();
       lifetime.abort();
       if (this.extender) clearTimeout(this.extender);
       this.extender = null;
       this.stream = null;
+    }
+  }
+
+  /**
+   * Tells the server that this runner holds nothing any more, so that it queues
+   * again at once what it sent on the stream as the stream closed (never
+   * received here). Best effort: without it those tasks wait for their leases
+   * to run out.
+   */
+  private async sayStopped(): Promise<void> {
+    try {
+      await this.api.completeTasks({ runnerId: this.id, last: true }, { timeoutMs: 5_000 });
+    } catch (e) {
+      this.log.warn(`sluice runner ${this.id}: could not tell the server it stopped (${ConnectError.from(e).message})`);
     }
   }
 

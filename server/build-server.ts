@@ -106,7 +106,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
 
   const onError = (e: unknown) => logger.error("background error", e);
   const clusters = new ClusterDirectory(sql);
-  const dispatcher = new Dispatcher(sql, onError);
+  const dispatcher = new Dispatcher(sql, onError, config.leaseTtlMs);
   await dispatcher.start();
   const leaseExpiry = new LeaseExpiry(sql, config.leaseExpiry, onError);
   leaseExpiry.start();

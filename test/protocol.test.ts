@@ -49,7 +49,7 @@ async function olderServer(box: ReturnType<typeof useSandbox>) {
   };
 }
 
-describe("runners and servers of different versions", () => {
+describe("the runner protocol: columns, older servers, stopping runners", () => {
   const box = useSandbox();
   const closers: (() => Promise<void>)[] = [];
   afterAll(async () => {
@@ -114,6 +114,53 @@ describe("runners and servers of different versions", () => {
       },
       /task 7 is reported twice in one call/,
     );
+  });
+
+  it("tasks sent on a stream as it closed are queued again as soon as the runner says it stopped", async () => {
+    ran.length = 0;
+    const jobs = box.client.jobs();
+    const submitted: Awaited<ReturnType<typeof jobs.submit>>[] = [];
+    for (const n of [101, 102, 103]) submitted.push(await jobs.submit(`in transit ${n}`, new Count({ n })));
+    const runnerId = crypto.randomUUID();
+    const stream = new AbortController();
+    const events = box.api.runner.work(
+      { runnerId, tasks: [{ name: "Count", version: "v1.0" }], concurrency: 3, columns: true },
+      { signal: stream.signal },
+    );
+    let columns;
+    for await (const res of events) {
+      if (res.event.case === "assignment") {
+        columns = res.event.value.columns!;
+        break;
+      }
+    }
+    expect(columns!.ids).toHaveLength(3);
+    // The runner got and ran the first; the other two were on their way when its stream closed.
+    const [first, ...lost] = columns!.ids;
+    const done = await box.api.runner.completeTasks({
+      runnerId,
+      computed: { taskIds: [first], leases: [columns!.leases[0]], jobIds: [columns!.jobIds[0]] },
+    });
+    expect(done.refused).toEqual([]);
+    stream.abort();
+    const taskStates = async () =>
+      Promise.all(submitted.map(async (j) => (await jobs.get(j.id)).tasks[0])).then((ts) => ts.map((t) => [t.id, t.state, t.failures]));
+    expect(await taskStates()).toEqual([
+      [first, "computed", 0],
+      [lost[0], "running", 0],
+      [lost[1], "running", 0],
+    ]);
+
+    // Leases last 30 s here: without this, the two would wait that long.
+    await box.api.runner.completeTasks({ runnerId, last: true });
+    expect(await taskStates()).toEqual([
+      [first, "computed", 0],
+      [lost[0], "queued", 0],
+      [lost[1], "queued", 0],
+    ]);
+    await box.client.runner("default", { tasks: [Count], logger: quiet }).runAll();
+    expect(ran.sort()).toEqual(["count 102", "count 103"]);
+    expect((await Promise.all(submitted.map((j) => jobs.get(j.id)))).map((j) => j.state)).toEqual(["completed", "completed", "completed"]);
   });
 
   it("a runner talking to an older server sends its successes again as results, and every task runs once", async () => {

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Sql } from "postgres";
 import { CANCEL_CHANNEL, TASKS_CHANNEL } from "../store/insert-tasks.js";
-import { RunnerStream, type RunnerStreamOptions } from "./runner-stream.js";
+import { type HeldTask, RunnerStream, type RunnerStreamOptions } from "./runner-stream.js";
 
 /**
  * Hands work to the runner streams attached to this server. It LISTENs for
@@ -14,6 +14,12 @@ export class Dispatcher {
   private readonly streams = new Map<string, RunnerStream>();
   private readonly byCluster = new Map<number, Set<RunnerStream>>();
   private unlisten: (() => Promise<void>)[] = [];
+  /**
+   * Per runner whose stream closed: the tasks leased to it on that stream that
+   * it had not reported, until it reports them or says it stopped (`depart`).
+   * Kept for a lease's length: after that, lease expiry has them.
+   */
+  private readonly departed = new Map<string, { tasks: Map<string, HeldTask>; until: number }>();
   /** Clusters to announce to the other servers in the next NOTIFY. */
   private readonly toAnnounce = new Set<number>();
   private announcing = false;
@@ -21,6 +27,7 @@ export class Dispatcher {
   constructor(
     private readonly sql: Sql,
     private readonly onError: (error: unknown) => void,
+    private readonly leaseTtlMs: number,
   ) {}
 
   async start(): Promise<void> {
@@ -63,6 +70,29 @@ export class Dispatcher {
     stream.close();
     if (this.streams.get(stream.runnerId) === stream) this.streams.delete(stream.runnerId);
     this.byCluster.get(stream.clusterId)?.delete(stream);
+    const now = Date.now();
+    for (const [runnerId, d] of this.departed) if (d.until < now) this.departed.delete(runnerId);
+    const left = stream.unreported();
+    if (left.size === 0) return;
+    const d = this.departed.get(stream.runnerId);
+    if (d) {
+      for (const [id, t] of left) d.tasks.set(id, t);
+      d.until = now + this.leaseTtlMs;
+    } else {
+      this.departed.set(stream.runnerId, { tasks: new Map(left), until: now + this.leaseTtlMs });
+    }
+  }
+
+  /**
+   * The runner stopped and holds nothing: closes its stream if it is still
+   * open, and returns the tasks leased to it that it never reported.
+   */
+  depart(runnerId: string): Map<string, HeldTask> {
+    const stream = this.streams.get(runnerId);
+    if (stream) this.detach(stream);
+    const d = this.departed.get(runnerId);
+    this.departed.delete(runnerId);
+    return d && d.until >= Date.now() ? d.tasks : new Map();
   }
 
   /**
@@ -72,6 +102,8 @@ export class Dispatcher {
    */
   resultsArrived(runnerId: string, taskIds: readonly string[]): () => void {
     const stream = this.streams.get(runnerId);
+    const d = this.departed.get(runnerId);
+    if (d) for (const id of taskIds) d.tasks.delete(id);
     if (!stream) return () => {};
     stream.resultsArrived(taskIds);
     return () => stream.resultsRecorded();

@@ -36,7 +36,7 @@ export interface RunnerStreamOptions {
   onError: (error: unknown) => void;
 }
 
-interface HeldTask {
+export interface HeldTask {
   jobId: string;
   lease: number;
 }
@@ -131,6 +131,11 @@ export class RunnerStream {
       this.idleSent = true;
       this.events.push(create(WorkResponseSchema, { event: { case: "idle", value: {} } }));
     }
+  }
+
+  /** The tasks leased to the runner on this stream that it has not reported yet. */
+  unreported(): Map<string, HeldTask> {
+    return this.held;
   }
 
   /** Tells the runner to stop the tasks it holds of a cancelled or failed job. */

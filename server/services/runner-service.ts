@@ -30,6 +30,21 @@ function checkRunnerId(runnerId: string): string {
 }
 
 export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDeps): ServiceImpl<typeof RunnerService> {
+  /**
+   * The runner stopped: the tasks leased to it that it never reported (sent as
+   * its stream closed) are queued again now, without a failure, as if it had
+   * given them back. Fenced by lease like any result: a task that ran
+   * elsewhere meanwhile is left alone.
+   */
+  async function releaseUnreported(runnerId: string): Promise<void> {
+    const left = dispatcher.depart(runnerId);
+    if (left.size === 0) return;
+    const released: TaskResultIn[] = [];
+    for (const [taskId, t] of left) released.push({ taskId, lease: t.lease, jobId: t.jobId, released: true });
+    const recorded = await recordResults(sql, released);
+    dispatcher.wakeClusters(recorded.readyClusters);
+  }
+
   return {
     async *work(req, ctx) {
       const runnerId = checkRunnerId(req.runnerId);
@@ -119,6 +134,8 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       } finally {
         recordedAll();
       }
+
+      if (req.last) await releaseUnreported(runnerId);
 
       if (rejected.size === 0 && recorded.refused.length === 0) return { refused: [], computedRead: true };
       const byTask = new Map(recorded.refused.map((o) => [o.taskId, o]));
