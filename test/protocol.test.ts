@@ -56,23 +56,26 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
     for (const close of closers.reverse()) await close();
   });
 
+  /** Opens a work stream as a runner that reads columns, and reads it up to its first assignment. */
+  async function firstAssignment(runnerId: string, concurrency: number) {
+    const stream = new AbortController();
+    const events = box.api.runner.work(
+      { runnerId, tasks: [{ name: "Count", version: "v1.0" }], concurrency, columns: true },
+      { signal: stream.signal },
+    );
+    for await (const res of events) {
+      if (res.event.case === "assignment") return { assignment: res.event.value, close: () => stream.abort() };
+    }
+    throw new Error("the work stream ended without an assignment");
+  }
+
   it("a server sends assignments as columns to a runner that asks, and records successes sent as columns", async () => {
     const job = await box.client.jobs().submit("columns", new Count({ n: 1 }));
     const runnerId = crypto.randomUUID();
-    const stream = new AbortController();
-    const events = box.api.runner.work(
-      { runnerId, tasks: [{ name: "Count", version: "v1.0" }], concurrency: 1, columns: true },
-      { signal: stream.signal },
-    );
-    let columns;
-    for await (const res of events) {
-      if (res.event.case === "assignment") {
-        expect(res.event.value.tasks).toEqual([]);
-        columns = res.event.value.columns!;
-        break;
-      }
-    }
-    stream.abort();
+    const { assignment, close } = await firstAssignment(runnerId, 1);
+    close();
+    expect(assignment.tasks).toEqual([]);
+    const columns = assignment.columns;
     expect(columns!.ids).toHaveLength(1);
     expect(columns!.identifiers[columns!.identifierIndexes[0]]).toMatchObject({ name: "Count", version: "v1.0" });
     expect(JSON.parse(new TextDecoder().decode(columns!.inputs[0]))).toEqual({ n: 1 });
@@ -122,18 +125,8 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
     const submitted: Awaited<ReturnType<typeof jobs.submit>>[] = [];
     for (const n of [101, 102, 103]) submitted.push(await jobs.submit(`in transit ${n}`, new Count({ n })));
     const runnerId = crypto.randomUUID();
-    const stream = new AbortController();
-    const events = box.api.runner.work(
-      { runnerId, tasks: [{ name: "Count", version: "v1.0" }], concurrency: 3, columns: true },
-      { signal: stream.signal },
-    );
-    let columns;
-    for await (const res of events) {
-      if (res.event.case === "assignment") {
-        columns = res.event.value.columns!;
-        break;
-      }
-    }
+    const { assignment, close } = await firstAssignment(runnerId, 3);
+    const columns = assignment.columns;
     expect(columns!.ids).toHaveLength(3);
     // The runner got and ran the first; the other two were on their way when its stream closed.
     const [first, ...lost] = columns!.ids;
@@ -142,7 +135,7 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
       computed: { taskIds: [first], leases: [columns!.leases[0]], jobIds: [columns!.jobIds[0]] },
     });
     expect(done.refused).toEqual([]);
-    stream.abort();
+    close();
     const taskStates = async () =>
       Promise.all(submitted.map(async (j) => (await jobs.get(j.id)).tasks[0])).then((ts) => ts.map((t) => [t.id, t.state, t.failures]));
     expect(await taskStates()).toEqual([
