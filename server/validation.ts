@@ -19,8 +19,11 @@ export function failedPrecondition(message: string): ConnectError {
 }
 
 /** Parses a job or task id (a positive decimal integer sent as a string). */
+/** A task, job or other id: a positive decimal bigint. */
+export const ID_PATTERN = /^[1-9]\d{0,18}$/;
+
 export function parseId(value: string, what: string): string {
-  if (!/^[1-9]\d{0,18}$/.test(value)) {
+  if (!ID_PATTERN.test(value)) {
     throw invalid(`${what} must be a positive decimal number such as "42", got ${JSON.stringify(value)}`);
   }
   return value;

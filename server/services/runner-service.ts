@@ -15,11 +15,9 @@ import type { Capability } from "../store/lease-tasks.js";
 import { extendLeases } from "../store/leases.js";
 import { type TaskPlan, addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
 import type { TaskSubmission } from "../../gen/sluice/v1/task_pb.js";
-import { codeName, invalid, parseId, parseIdentifier } from "../validation.js";
+import { ID_PATTERN, codeName, invalid, parseId, parseIdentifier } from "../validation.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
 
-/** What parseId takes, tested first so that a valid id costs no message. */
-const ID = /^[1-9]\d{0,18}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_RESULTS_PER_CALL = 5_000;
 const MAX_CONCURRENCY = 10_000;
@@ -180,8 +178,9 @@ function computedOf(c: ComputedTasks | undefined): TaskResultIn[] {
   for (let i = 0; i < n; i++) {
     const taskId = c.taskIds[i];
     const jobId = c.jobIds[i];
-    if (!ID.test(taskId)) parseId(taskId, `computed.task_ids[${i}]`);
-    if (!ID.test(jobId)) parseId(jobId, `computed.job_ids[${i}]`);
+    // Tested first so that a valid id costs no message.
+    if (!ID_PATTERN.test(taskId)) parseId(taskId, `computed.task_ids[${i}]`);
+    if (!ID_PATTERN.test(jobId)) parseId(jobId, `computed.job_ids[${i}]`);
     out[i] = { taskId, lease: c.leases[i], jobId };
   }
   return out;
