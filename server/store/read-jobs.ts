@@ -68,10 +68,14 @@ const SHOWN = `
   CASE WHEN j.state = 'queued' AND c.first_started IS NOT NULL THEN 'started' ELSE j.state::text END AS state,
   least(j.started_at, c.first_started) AS started_at`;
 
+/** A JobWithCounts from `jobs j` and the LATERAL COUNTS `c` of its tasks. */
+const JOB_WITH_COUNTS = `
+  j.id, j.name, j.cluster_id, j.created_at, j.finished_at, j.start_at, j.recurrent_task_id, j.tick_at,
+  c.queued, c.running, c.computed, c.failed, c.cancelled, ${SHOWN}`;
+
 export async function getJob(sql: Sql, id: string): Promise<JobWithCounts | null> {
   const [row] = await sql<JobWithCounts[]>`
-    SELECT j.id, j.name, j.cluster_id, j.created_at, j.finished_at, j.start_at, j.recurrent_task_id, j.tick_at,
-           c.queued, c.running, c.computed, c.failed, c.cancelled, ${sql.unsafe(SHOWN)}
+    SELECT ${sql.unsafe(JOB_WITH_COUNTS)}
     FROM jobs j, LATERAL (SELECT ${sql.unsafe(COUNTS)} FROM tasks t WHERE t.job_id = j.id) c
     WHERE j.id = ${id}`;
   return row ?? null;
@@ -102,8 +106,7 @@ export async function listJobs(sql: Sql, f: JobFilter): Promise<JobWithCounts[]>
   const states = f.states.length === 0 ? null : f.states;
   return sql<JobWithCounts[]>`
     SELECT * FROM (
-      SELECT j.id, j.name, j.cluster_id, j.created_at, j.finished_at, j.start_at, j.recurrent_task_id, j.tick_at,
-             c.queued, c.running, c.computed, c.failed, c.cancelled, ${sql.unsafe(SHOWN)}
+      SELECT ${sql.unsafe(JOB_WITH_COUNTS)}
       FROM jobs j, LATERAL (SELECT ${sql.unsafe(COUNTS)} FROM tasks t WHERE t.job_id = j.id) c
       WHERE (${states}::text[] IS NULL OR j.state::text = ANY(${states}::text[])
              OR (j.state = 'queued' AND 'started' = ANY(${states}::text[])))
