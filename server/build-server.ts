@@ -54,6 +54,26 @@ const quietLogger: ServerLogger = { info() {}, error() {} };
 /** The largest request body accepted (a subtask list of many inputs can be large). */
 const READ_MAX_BYTES = 512 * 1024 * 1024;
 
+/** Settings of every connection of the server's pool. */
+export const SESSION_SETTINGS = {
+  // Every statement of the server finds its rows through an index. Plans
+  // are kept per connection (PostgreSQL's generic plans, after five
+  // executions), and one made while the tables of a new database were
+  // nearly empty chose what is cheapest on an empty table: a sequential
+  // scan of tasks to lease five of them, or a bitmap scan of the ready
+  // queue, which visits every entry that leasing left dead (until vacuum)
+  // and, unlike a plain index scan, never marks them so that later scans
+  // skip them. Leases cost 1.6 ms, growing with the table, for the first
+  // minute of a new database. Statements that have no index to use still
+  // scan the table.
+  enable_seqscan: "off",
+  enable_bitmapscan: "off",
+  // A disabled scan that is still used counts as very expensive, which is
+  // over the JIT threshold: compiling took 130 ms for a catalog query that
+  // runs in under 1 ms. No statement of a queue gains from JIT.
+  jit: "off",
+};
+
 /**
  * Builds and starts a server: database (embedded unless a URL is given),
  * migrations, the dispatcher, background duties and the HTTP listener. Tests
@@ -71,24 +91,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   const sql = postgres(databaseUrl, {
     max: config.poolSize,
     onnotice: () => {},
-    connection: {
-      // Every statement of the server finds its rows through an index. Plans
-      // are kept per connection (PostgreSQL's generic plans, after five
-      // executions), and one made while the tables of a new database were
-      // nearly empty chose what is cheapest on an empty table: a sequential
-      // scan of tasks to lease five of them, or a bitmap scan of the ready
-      // queue, which visits every entry that leasing left dead (until vacuum)
-      // and, unlike a plain index scan, never marks them so that later scans
-      // skip them. Leases cost 1.6 ms, growing with the table, for the first
-      // minute of a new database. Statements that have no index to use still
-      // scan the table.
-      enable_seqscan: "off",
-      enable_bitmapscan: "off",
-      // A disabled scan that is still used counts as very expensive, which is
-      // over the JIT threshold: compiling took 130 ms for a catalog query that
-      // runs in under 1 ms. No statement of a queue gains from JIT.
-      jit: "off",
-    },
+    connection: SESSION_SETTINGS,
   });
   // Migrations run on a connection with PostgreSQL's own planner settings: one
   // that rewrites a whole table should be free to scan it.

@@ -2,6 +2,7 @@ import { Code } from "@connectrpc/connect";
 import type { Sql, TransactionSql } from "postgres";
 import { type TaskPlan, appendPlan, emptyPlan } from "../task-plan.js";
 import { retryOnDeadlock } from "./deadlock.js";
+import { reportedRows } from "./reported-rows.js";
 import { cancelTasksOf } from "./cancel-job.js";
 import { CANCEL_CHANNEL, TASKS_CHANNEL, queueReady, taskInsertCtes } from "./insert-tasks.js";
 
@@ -101,8 +102,7 @@ async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Prom
     ), done AS (
       UPDATE tasks t
       SET state = 'computed', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
-      FROM unnest(${results.map((r) => r.taskId)}::bigint[], ${results.map((r) => r.lease)}::int[],
-                  ${results.map((r) => r.jobId)}::bigint[]) AS c(id, lease, job_id)
+      FROM ${reportedRows(sql, results, "c")}
       WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running'
         AND (SELECT count(*) FROM locked) >= 0
       RETURNING t.id, t.job_id, t.has_dependents

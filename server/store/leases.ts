@@ -1,5 +1,6 @@
 import type { Sql } from "postgres";
 import { TASKS_CHANNEL, queueReady } from "./insert-tasks.js";
+import { reportedRows } from "./reported-rows.js";
 
 export interface LeaseRef {
   taskId: string;
@@ -19,7 +20,7 @@ export async function extendLeases(
 ): Promise<{ expiresAt: Date; lost: LeaseRef[] }> {
   const rows = await sql<{ id: string; lease: number; extended: boolean; expires_at: Date }[]>`
     WITH wanted AS (
-      SELECT * FROM unnest(${leases.map((l) => l.taskId)}::bigint[], ${leases.map((l) => l.lease)}::int[]) AS w(id, lease)
+      SELECT w.id, w.lease FROM ${reportedRows(sql, leases, "w")}
     ), extended AS (
       UPDATE tasks t SET lease_expires_at = now() + ${leaseTtlMs}::int * interval '1 millisecond'
       -- One primary-key lookup per lease, locked, then the update by id = ANY:

@@ -1,0 +1,123 @@
+import { randomUUID } from "node:crypto";
+import postgres, { type Sql } from "postgres";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SESSION_SETTINGS } from "../server/build-server.js";
+import { migrate } from "../server/database/migrate.js";
+import { recordResults } from "../server/store/complete-tasks.js";
+import { leaseTasks } from "../server/store/lease-tasks.js";
+import { expireLeases, extendLeases } from "../server/store/leases.js";
+import { submitJobs } from "../server/store/submit-job.js";
+import type { TaskRow } from "../server/task-plan.js";
+import { createDatabase } from "./support/harness.js";
+
+/**
+ * The server's statements against a table whose statistics were taken while
+ * every task was queued (an ANALYZE of a full queue, as autovacuum does), on a
+ * connection set up as the server's. The work of a statement must follow the
+ * rows it names, not the size of the table.
+ */
+describe("statements on a large queue", () => {
+  const TASKS = 20_000;
+  const REPORTED = 1_000;
+  let db: Awaited<ReturnType<typeof createDatabase>>;
+  let sql: Sql;
+
+  beforeAll(async () => {
+    db = await createDatabase();
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await migrate(admin);
+    } finally {
+      await admin.end();
+    }
+    sql = postgres(db.url, { max: 1, onnotice: () => {}, connection: SESSION_SETTINGS });
+    const rows: TaskRow[] = Array.from({ length: TASKS }, (_, i) => ({
+      ord: i + 1,
+      jobId: null,
+      parentId: null,
+      clusterId: 1,
+      name: "Noop",
+      major: 1,
+      minor: 0,
+      display: null,
+      input: new Uint8Array(),
+      maxRetries: 0,
+      depsLeft: 0,
+      hasDependents: false,
+      trigger: null,
+    }));
+    await submitJobs(sql, [{ name: "large queue", clusterId: 1, plan: { rows, depFrom: [], depTo: [] } }]);
+    await sql`ANALYZE`;
+  });
+
+  afterAll(async () => {
+    await sql?.end();
+    await db?.drop();
+  });
+
+  /** Leases `REPORTED` tasks, in batches of 500 as a work stream does. */
+  async function leaseSome() {
+    const runner = randomUUID();
+    const noop = [{ name: "Noop", major: 1, minor: 0 }];
+    const first = await leaseTasks(sql, 1, noop, 500, runner, 30_000);
+    const leased = [...first, ...(await leaseTasks(sql, 1, noop, 500, runner, 30_000, first[first.length - 1].id))];
+    expect(leased).toHaveLength(REPORTED);
+    return leased;
+  }
+
+  /** Runs `fn` in a transaction; returns its result and the tuples of `tasks` it read, by any scan. */
+  function counting<T>(fn: (tx: Sql) => Promise<T>): Promise<{ result: T; tuplesRead: number }> {
+    return sql.begin(async (tx) => {
+      // The counts of this connection since its last report to the
+      // statistics system, which never happens inside a transaction: read
+      // before and after.
+      const reads = async () => {
+        const [r] = await tx<{ n: string }[]>`
+          SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) AS n
+          FROM pg_stat_xact_user_tables WHERE relname = 'tasks'`;
+        return Number(r.n);
+      };
+      const before = await reads();
+      const result = await fn(tx as unknown as Sql);
+      return { result, tuplesRead: (await reads()) - before };
+    }) as Promise<{ result: T; tuplesRead: number }>;
+  }
+
+  async function taskStates() {
+    const rows = await sql<{ state: string; n: string }[]>`SELECT state::text, count(*) AS n FROM tasks GROUP BY state ORDER BY state`;
+    return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
+  }
+
+  it(`record ${REPORTED} results by looking up those tasks, not by reading all ${TASKS}`, async () => {
+    const leased = await leaseSome();
+    const recorded = await counting((tx) =>
+      recordResults(tx, leased.map((t) => ({ taskId: t.id, lease: t.lease, jobId: t.job_id }))),
+    );
+    expect(recorded.result.refused).toEqual([]);
+    expect(await taskStates()).toEqual({ computed: REPORTED, queued: TASKS - REPORTED });
+    // A few reads per reported task (its lookup by key, the update's), where
+    // a walk of the table reads every one of its tasks (21,000 here).
+    expect(recorded.tuplesRead).toBeGreaterThanOrEqual(REPORTED);
+    expect(recorded.tuplesRead).toBeLessThanOrEqual(3 * REPORTED);
+  });
+
+  it(`extend ${REPORTED} leases, and expire them, by looking up those tasks`, async () => {
+    const leased = await leaseSome();
+    const extended = await counting((tx) => extendLeases(tx, leased.map((t) => ({ taskId: t.id, lease: t.lease })), 60_000));
+    expect(extended.result.lost).toEqual([]);
+    expect(extended.tuplesRead).toBeGreaterThanOrEqual(REPORTED);
+    expect(extended.tuplesRead).toBeLessThanOrEqual(3 * REPORTED);
+
+    // The runner went away: its leases end.
+    await sql`UPDATE tasks SET lease_expires_at = now() - interval '1 second' WHERE state = 'running'`;
+    const due = await sql<{ id: string; n: number }[]>`
+      UPDATE task_leases SET expires_at = now() - interval '1 second' RETURNING id, cardinality(task_ids) AS n`;
+    const named = due.reduce((sum, r) => sum + r.n, 0);
+    const expired = await counting((tx) => expireLeases(tx, 100));
+    expect(expired.result).toBe(due.length);
+    expect(await sql`SELECT id FROM task_leases`).toEqual([]);
+    expect(await taskStates()).toEqual({ computed: REPORTED, queued: TASKS - REPORTED });
+    expect(expired.tuplesRead).toBeGreaterThanOrEqual(REPORTED);
+    expect(expired.tuplesRead).toBeLessThanOrEqual(3 * named);
+  });
+});
