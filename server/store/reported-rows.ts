@@ -1,12 +1,5 @@
 import type { Sql, TransactionSql } from "postgres";
-
-/** A task named under a lease number, as runners report, extend and release them. */
-export interface TaskLeaseRef {
-  taskId: string;
-  lease: number;
-  /** The task's job, when the caller checks it too. */
-  jobId?: string;
-}
+import type { LeaseRef } from "./leases.js";
 
 /**
  * Tasks named by a runner as rows `alias(id, lease, job_id)`, for joins with
@@ -20,7 +13,7 @@ export interface TaskLeaseRef {
  * every reported row: 40 to 160 ms for a batch of 1,000 from a queue of
  * 50,000, against 3.4 ms for a batch of 500, which it still looked up by key.
  */
-export function reportedRows(sql: Sql | TransactionSql, refs: readonly TaskLeaseRef[], alias: string) {
+export function reportedRows(sql: Sql | TransactionSql, refs: readonly (LeaseRef & { jobId?: string })[], alias: string) {
   return sql`
     (SELECT ${refs.map((r) => r.taskId)}::bigint[] AS ids, ${refs.map((r) => r.lease)}::int[] AS leases,
             ${refs.map((r) => r.jobId ?? null)}::bigint[] AS job_ids OFFSET 0) AS ${sql(`${alias}_arrays`)},
