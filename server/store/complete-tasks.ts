@@ -2,7 +2,7 @@ import { Code } from "@connectrpc/connect";
 import type { Sql, TransactionSql } from "postgres";
 import { type TaskPlan, appendPlan, emptyPlan } from "../task-plan.js";
 import { retryOnDeadlock } from "./deadlock.js";
-import { reportedRows } from "./reported-rows.js";
+import { arrayLiteral, reportedRows } from "./reported-rows.js";
 import { cancelTasksOf } from "./cancel-job.js";
 import { CANCEL_CHANNEL, TASKS_CHANNEL, queueReady, taskInsertCtes } from "./insert-tasks.js";
 
@@ -98,7 +98,7 @@ async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Prom
   const jobIds = [...new Set(results.map((r) => r.jobId))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
   const [row] = await sql<{ done: string[] | null; ready: number[] | null }[]>`
     WITH locked AS MATERIALIZED (
-      SELECT id FROM jobs WHERE id = ANY(${jobIds}::bigint[]) ORDER BY id FOR NO KEY UPDATE
+      SELECT id FROM jobs WHERE id = ANY(${arrayLiteral(jobIds)}::bigint[]) ORDER BY id FOR NO KEY UPDATE
     ), done AS (
       UPDATE tasks t
       SET state = 'computed', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
@@ -163,7 +163,7 @@ interface FailedRow {
 
 async function recordInTransaction(tx: TransactionSql, results: readonly TaskResultIn[]): Promise<RecordedResults> {
   const jobIds = [...new Set(results.map((r) => r.jobId))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
-  await tx`SELECT id FROM jobs WHERE id = ANY(${jobIds}::bigint[]) ORDER BY id FOR NO KEY UPDATE`;
+  await tx`SELECT id FROM jobs WHERE id = ANY(${arrayLiteral(jobIds)}::bigint[]) ORDER BY id FOR NO KEY UPDATE`;
 
   const succeeded = results.filter((r) => r.failure === undefined && !r.released);
   const threw = results.filter((r) => r.failure !== undefined);

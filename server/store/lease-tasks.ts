@@ -50,7 +50,7 @@ export async function leaseTasks(
 ): Promise<LeasedTaskRow[]> {
   return sql<LeasedTaskRow[]>`
     WITH picked AS (
-      SELECT r.id
+      SELECT r.ctid
       FROM ready_tasks r
       JOIN unnest(${capabilities.map((c) => c.name)}::text[], ${capabilities.map((c) => c.major)}::int[],
                   ${capabilities.map((c) => c.minor)}::int[]) AS k(name, major, minor)
@@ -60,8 +60,10 @@ export async function leaseTasks(
       LIMIT ${limit}
       FOR UPDATE OF r SKIP LOCKED
     ), taken AS (
+      -- By the locked rows' physical addresses (a locked row cannot move):
+      -- no descent of the primary key per row, about a tenth of the lease.
       DELETE FROM ready_tasks r
-      WHERE r.cluster_id = ${clusterId} AND r.id = ANY((SELECT array_agg(id) FROM picked)::bigint[])
+      WHERE r.ctid = ANY((SELECT array_agg(ctid) FROM picked)::tid[])
       RETURNING r.id
     ), leased AS (
       UPDATE tasks t

@@ -15,7 +15,18 @@ import type { LeaseRef } from "./leases.js";
  */
 export function reportedRows(sql: Sql | TransactionSql, refs: readonly (LeaseRef & { jobId?: string })[], alias: string) {
   return sql`
-    (SELECT ${refs.map((r) => r.taskId)}::bigint[] AS ids, ${refs.map((r) => r.lease)}::int[] AS leases,
-            ${refs.map((r) => r.jobId ?? null)}::bigint[] AS job_ids OFFSET 0) AS ${sql(`${alias}_arrays`)},
+    (SELECT ${arrayLiteral(refs.map((r) => r.taskId))}::bigint[] AS ids, ${arrayLiteral(refs.map((r) => r.lease))}::int[] AS leases,
+            ${arrayLiteral(refs.map((r) => r.jobId ?? "NULL"))}::bigint[] AS job_ids OFFSET 0) AS ${sql(`${alias}_arrays`)},
     unnest(${sql(`${alias}_arrays`)}.ids, ${sql(`${alias}_arrays`)}.leases, ${sql(`${alias}_arrays`)}.job_ids) AS ${sql(alias)}(id, lease, job_id)`;
+}
+
+/**
+ * An array parameter as PostgreSQL's array literal, for values that need no
+ * quoting: ids (validated digits), integers and NULL. postgres.js sends a
+ * string as it is, where it would quote and escape every element of a
+ * JavaScript array one by one (a tenth of the server's time in the drain went
+ * there for the ids of each completion).
+ */
+export function arrayLiteral(values: readonly (string | number)[]): string {
+  return `{${values.join(",")}}`;
 }
