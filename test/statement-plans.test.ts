@@ -59,8 +59,13 @@ describe("statements on a large queue", () => {
   async function leaseSome() {
     const runner = randomUUID();
     const noop = [{ name: "Noop", major: 1, minor: 0 }];
-    const first = await leaseTasks(sql, 1, noop, 500, runner, 30_000);
-    const leased = [...first, ...(await leaseTasks(sql, 1, noop, 500, runner, 30_000, first[first.length - 1].id))];
+    const leased: { id: string; lease: number; job_id: string }[] = [];
+    let after = "0";
+    for (let i = 0; i < 2; i++) {
+      const batch = await leaseTasks(sql, 1, noop, 500, runner, 30_000, after);
+      batch.ids.forEach((id, j) => leased.push({ id, lease: batch.leases[j], job_id: batch.jobIds[j] }));
+      after = batch.lastId;
+    }
     expect(leased).toHaveLength(REPORTED);
     return leased;
   }

@@ -15,7 +15,7 @@ import type { StorageEvent } from "../../gen/sluice/v1/storage_pb.js";
 import { type TaskIdentifier, TaskIdentifierSchema } from "../../gen/sluice/v1/task_pb.js";
 import { triggerToProto } from "../storage/trigger.js";
 import { formatVersion } from "../validation.js";
-import { type Capability, type LeasedTaskRow, leaseTasks } from "../store/lease-tasks.js";
+import { type Capability, type LeasedTasks, leaseTasks } from "../store/lease-tasks.js";
 import { EventQueue } from "./event-queue.js";
 
 /** The most tasks leased by one statement for one stream. */
@@ -183,50 +183,37 @@ export class RunnerStream {
     return id;
   }
 
-  private leasedTask(r: LeasedTaskRow): LeasedTask {
+  /** Task `i` of a lease as a message of its own, for runners that do not read columns. */
+  private leasedTask(t: LeasedTasks, i: number): LeasedTask {
+    const k = t.identifiers[t.identifierIndexes[i]];
+    const trigger = t.triggers.get(i);
     return create(LeasedTaskSchema, {
-      id: r.id,
-      jobId: r.job_id,
-      identifier: this.identifier(r.name, r.major, r.minor),
-      input: r.input,
-      lease: r.lease,
-      failures: r.failures,
-      maxRetries: r.max_retries,
-      trigger: r.trigger ? triggerToProto(r.trigger) : undefined,
+      id: t.ids[i],
+      jobId: t.jobIds[i],
+      identifier: this.identifier(k.name, k.major, k.minor),
+      input: t.inputs[i],
+      lease: t.leases[i],
+      failures: t.failures[i],
+      maxRetries: t.maxRetries[i],
+      trigger: trigger ? triggerToProto(trigger) : undefined,
     });
   }
 
-  /** The rows as one list per field: no message per task to build and encode. */
-  private columnsOf(rows: readonly LeasedTaskRow[]): LeasedTaskColumns {
-    const n = rows.length;
-    const ids: string[] = new Array(n);
-    const jobIds: string[] = new Array(n);
-    const inputs: Uint8Array[] = new Array(n);
-    const leases: number[] = new Array(n);
-    const failures: number[] = new Array(n);
-    const maxRetries: number[] = new Array(n);
-    const identifierIndexes: number[] = new Array(n);
-    const identifiers: TaskIdentifier[] = [];
-    const index = new Map<TaskIdentifier, number>();
+  /** A lease as one list per field: no message per task to build and encode. */
+  private columnsOf(t: LeasedTasks): LeasedTaskColumns {
     const triggers: { [task: number]: StorageEvent } = {};
-    for (let i = 0; i < n; i++) {
-      const r = rows[i];
-      ids[i] = r.id;
-      jobIds[i] = r.job_id;
-      inputs[i] = r.input;
-      leases[i] = r.lease;
-      failures[i] = r.failures;
-      maxRetries[i] = r.max_retries;
-      const identifier = this.identifier(r.name, r.major, r.minor);
-      let k = index.get(identifier);
-      if (k === undefined) {
-        k = identifiers.push(identifier) - 1;
-        index.set(identifier, k);
-      }
-      identifierIndexes[i] = k;
-      if (r.trigger) triggers[i] = triggerToProto(r.trigger);
-    }
-    return create(LeasedTaskColumnsSchema, { ids, jobIds, identifiers, identifierIndexes, inputs, leases, failures, maxRetries, triggers });
+    for (const [i, trigger] of t.triggers) triggers[i] = triggerToProto(trigger);
+    return create(LeasedTaskColumnsSchema, {
+      ids: t.ids,
+      jobIds: t.jobIds,
+      identifiers: t.identifiers.map((k) => this.identifier(k.name, k.major, k.minor)),
+      identifierIndexes: t.identifierIndexes,
+      inputs: t.inputs,
+      leases: t.leases,
+      failures: t.failures,
+      maxRetries: t.maxRetries,
+      triggers,
+    });
   }
 
   private async leaseLoop(): Promise<void> {
@@ -237,24 +224,25 @@ export class RunnerStream {
       const o = this.options;
       const wakesBefore = this.wakes;
       const floor = this.floor;
-      const rows = await leaseTasks(this.sql, o.clusterId, o.capabilities, want, o.runnerId, o.leaseTtlMs, floor);
-      if (this.wakes === wakesBefore && rows.length > 0) this.floor = rows[rows.length - 1].id;
-      if (rows.length < want && floor !== "0" && this.wakes === wakesBefore) {
+      const leased = await leaseTasks(this.sql, o.clusterId, o.capabilities, want, o.runnerId, o.leaseTtlMs, floor);
+      const count = leased.ids.length;
+      if (this.wakes === wakesBefore && count > 0) this.floor = leased.lastId;
+      if (count < want && floor !== "0" && this.wakes === wakesBefore) {
         // Look once more from the start before concluding that nothing is left.
         this.floor = "0";
         this.again = true;
       }
       // Less than wanted and no wake-up meanwhile: nothing more is ready.
-      this.workMayWait = rows.length === want || this.wakes !== wakesBefore || this.again;
-      if (rows.length > 0) {
+      this.workMayWait = count === want || this.wakes !== wakesBefore || this.again;
+      if (count > 0) {
         this.idleSent = false;
-        for (const r of rows) this.held.set(r.id, { jobId: r.job_id, lease: r.lease });
+        for (let i = 0; i < count; i++) this.held.set(leased.ids[i], { jobId: leased.jobIds[i], lease: leased.leases[i] });
         this.events.push(
           create(WorkResponseSchema, {
             event: {
               case: "assignment",
               value: {
-                ...(o.columns ? { columns: this.columnsOf(rows) } : { tasks: rows.map((r) => this.leasedTask(r)) }),
+                ...(o.columns ? { columns: this.columnsOf(leased) } : { tasks: leased.ids.map((_, i) => this.leasedTask(leased, i)) }),
                 leaseExpiresAt: timestampFromDate(new Date(Date.now() + o.leaseTtlMs)),
                 cluster: o.clusterSlug,
               },
@@ -262,7 +250,7 @@ export class RunnerStream {
           }),
         );
       }
-      if (rows.length < want && !this.again) {
+      if (count < want && !this.again) {
         this.sendIdleIfDone();
         return;
       }

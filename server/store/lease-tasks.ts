@@ -8,24 +8,50 @@ export interface Capability {
   minor: number;
 }
 
-export interface LeasedTaskRow {
-  id: string;
-  job_id: string;
+/** Leased tasks, one list per field: task i is element i of each. */
+export interface LeasedTasks {
+  ids: string[];
+  jobIds: string[];
+  leases: number[];
+  failures: number[];
+  maxRetries: number[];
+  inputs: Uint8Array[];
+  /** The distinct identifiers of the tasks; `identifierIndexes[i]` is task i's. */
+  identifiers: Capability[];
+  identifierIndexes: number[];
+  /** The events of storage event tasks, by task index (only tasks that have one). */
+  triggers: Map<number, TriggerJson>;
+  /** The highest task id leased, or "0" when none was. */
+  lastId: string;
+}
+
+/** One row of the lease statement: the leased tasks of one identifier, each field aggregated. */
+interface LeasedGroupRow {
   name: string;
   major: number;
   minor: number;
-  input: Buffer;
-  lease: number;
-  failures: number;
-  max_retries: number;
-  trigger: TriggerJson | null;
+  /** Comma-separated, like every list but the inputs. */
+  ids: string;
+  job_ids: string;
+  leases: string;
+  failures: string;
+  max_retries: string;
+  /** The inputs one after the other; `input_lengths` says where each ends. */
+  inputs: Buffer;
+  input_lengths: string;
+  /** Null when no task of the group has one. */
+  triggers: (TriggerJson | null)[] | null;
+  last_id: string;
 }
+
+const numbers = (list: string) => list.split(",").map(Number);
 
 /**
  * Leases up to `limit` ready tasks of a cluster that the runner can execute, in
  * one statement: takes their rows out of `ready_tasks`, marks the tasks running
  * under a new lease number and records the lease (one `task_leases` row, for
  * lease expiry). Its commit is asynchronous (see the end of the statement).
+ * Returns the tasks as columns, as they go to a runner.
  *
  * The pick walks the primary key of `ready_tasks` (cluster, id) in id order,
  * joining the runner's capabilities, and SKIP LOCKED lets concurrent leases
@@ -47,8 +73,8 @@ export async function leaseTasks(
   leaseTtlMs: number,
   /** Only tasks with an id above this one (see RunnerStream's `floor`); "0" for all. */
   after = "0",
-): Promise<LeasedTaskRow[]> {
-  return sql<LeasedTaskRow[]>`
+): Promise<LeasedTasks> {
+  const groups = await sql<LeasedGroupRow[]>`
     WITH picked AS (
       SELECT r.ctid
       FROM ready_tasks r
@@ -85,5 +111,64 @@ export async function leaseTasks(
     -- they run again, as after an expired lease. A completion's commit, which
     -- does wait, writes out every lease committed before it. The drain ran
     -- 10 % faster: the flush was on the path from one batch to the next.
-    SELECT leased.* FROM leased, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit ORDER BY id`;
+    --
+    -- One row per task identifier, each field aggregated into one value: the
+    -- client parses a few values instead of ten per task (a tenth of the
+    -- server's time went to parsing the rows of leases). All aggregates of a
+    -- group read its rows in the same order, so the lists line up.
+    SELECT g.name, g.major, g.minor,
+           string_agg(g.id::text, ',') AS ids, string_agg(g.job_id::text, ',') AS job_ids,
+           string_agg(g.lease::text, ',') AS leases, string_agg(g.failures::text, ',') AS failures,
+           string_agg(g.max_retries::text, ',') AS max_retries,
+           string_agg(g.input, ''::bytea) AS inputs, string_agg(length(g.input)::text, ',') AS input_lengths,
+           CASE WHEN bool_or(g.trigger IS NOT NULL) THEN json_agg(g.trigger) END AS triggers,
+           max(g.id)::text AS last_id
+    FROM (SELECT * FROM leased ORDER BY id) AS g, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+    GROUP BY g.name, g.major, g.minor`;
+  return columnsOf(groups);
+}
+
+function columnsOf(groups: readonly LeasedGroupRow[]): LeasedTasks {
+  const out: LeasedTasks = {
+    ids: [],
+    jobIds: [],
+    leases: [],
+    failures: [],
+    maxRetries: [],
+    inputs: [],
+    identifiers: [],
+    identifierIndexes: [],
+    triggers: new Map(),
+    lastId: "0",
+  };
+  for (const g of groups) {
+    const first = out.ids.length;
+    const k = out.identifiers.push({ name: g.name, major: g.major, minor: g.minor }) - 1;
+    const ids = g.ids.split(",");
+    const n = ids.length;
+    if (groups.length === 1) {
+      out.ids = ids;
+      out.jobIds = g.job_ids.split(",");
+      out.leases = numbers(g.leases);
+      out.failures = numbers(g.failures);
+      out.maxRetries = numbers(g.max_retries);
+      out.identifierIndexes = new Array<number>(n).fill(k);
+    } else {
+      out.ids.push(...ids);
+      out.jobIds.push(...g.job_ids.split(","));
+      out.leases.push(...numbers(g.leases));
+      out.failures.push(...numbers(g.failures));
+      out.maxRetries.push(...numbers(g.max_retries));
+      for (let i = 0; i < n; i++) out.identifierIndexes.push(k);
+    }
+    let end = 0;
+    for (const length of g.input_lengths.split(",")) {
+      const start = end;
+      end += Number(length);
+      out.inputs.push(g.inputs.subarray(start, end));
+    }
+    g.triggers?.forEach((t, i) => t && out.triggers.set(first + i, t));
+    if (g.last_id.length > out.lastId.length || (g.last_id.length === out.lastId.length && g.last_id > out.lastId)) out.lastId = g.last_id;
+  }
+  return out;
 }
