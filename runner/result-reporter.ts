@@ -52,21 +52,22 @@ export class ResultReporter {
     private readonly signal: AbortSignal,
   ) {}
 
-  /** Queues a result; resolves with the server's outcome for it. */
-  report(result: TaskResult): Promise<ResultOutcome> {
-    return this.queue(result, result.task?.taskId ?? "", result.task?.lease ?? 0, result.jobId);
+  /**
+   * Queues a result; `done` is called with the server's outcome for it.
+   * (A callback, not a promise: the drain makes one per task.)
+   */
+  report(result: TaskResult, done: (o: ResultOutcome) => void): void {
+    this.queue(result, result.task?.taskId ?? "", result.task?.lease ?? 0, result.jobId, done);
   }
 
   /** Queues the result of a task that succeeded without submitting subtasks. */
-  reportComputed(taskId: string, lease: number, jobId: string): Promise<ResultOutcome> {
-    return this.queue(this.columns ? null : computedResult(taskId, lease, jobId), taskId, lease, jobId);
+  reportComputed(taskId: string, lease: number, jobId: string, done: (o: ResultOutcome) => void): void {
+    this.queue(this.columns ? null : computedResult(taskId, lease, jobId), taskId, lease, jobId, done);
   }
 
-  private queue(result: TaskResult | null, taskId: string, lease: number, jobId: string): Promise<ResultOutcome> {
-    return new Promise((done) => {
-      this.pending.push({ result, taskId, lease, jobId, done });
-      this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
-    });
+  private queue(result: TaskResult | null, taskId: string, lease: number, jobId: string, done: (o: ResultOutcome) => void): void {
+    this.pending.push({ result, taskId, lease, jobId, done });
+    this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
   }
 
   /** Resolves once every queued result was sent. */

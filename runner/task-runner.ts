@@ -13,7 +13,7 @@ import { TaskContext } from "./context.js";
 import { BUILTIN_TASKS } from "./builtins.js";
 import type { CacheBackend } from "./cache/cache.js";
 import { InMemoryCache } from "./cache/memory.js";
-import { ResultReporter } from "./result-reporter.js";
+import { type ResultOutcome, ResultReporter } from "./result-reporter.js";
 import { StorageEventTask, triggerFromMessage } from "./storage.js";
 import { type TaskClass, deserializeInput, identifierOf, parseVersion } from "./task.js";
 
@@ -49,23 +49,30 @@ export interface RunnerOptions {
 
 type Outcome = NonNullable<MessageInitShape<typeof TaskResultSchema>["outcome"]>;
 
+type Resolver = (name: string, version: string) => TaskClass | undefined;
+
 /** A task as the server assigned it, from either form of an assignment. */
 interface Assigned {
   id: string;
   jobId: string;
   name: string;
   version: string;
+  /** The registered class that runs it (undefined: none is compatible). */
+  cls: TaskClass | undefined;
   input: Uint8Array;
   lease: number;
   trigger: StorageEvent | undefined;
 }
 
-function assignedOf(t: LeasedTask): Assigned {
+function assignedOf(t: LeasedTask, resolve: Resolver): Assigned {
+  const name = t.identifier?.name ?? "";
+  const version = t.identifier?.version ?? "";
   return {
     id: t.id,
     jobId: t.jobId,
-    name: t.identifier?.name ?? "",
-    version: t.identifier?.version ?? "",
+    name,
+    version,
+    cls: resolve(name, version),
     input: t.input,
     lease: t.lease,
     trigger: t.trigger,
@@ -73,15 +80,19 @@ function assignedOf(t: LeasedTask): Assigned {
 }
 
 /** The tasks of an assignment sent as columns (see LeasedTaskColumns). */
-function assignedFromColumns(c: LeasedTaskColumns): Assigned[] {
+function assignedFromColumns(c: LeasedTaskColumns, resolve: Resolver): Assigned[] {
   const out: Assigned[] = new Array(c.ids.length);
+  // Each identifier is resolved once per assignment, not once per task.
+  const classes = c.identifiers.map((k) => resolve(k.name, k.version));
   for (let i = 0; i < c.ids.length; i++) {
-    const identifier = c.identifiers[c.identifierIndexes[i]];
+    const k = c.identifierIndexes[i];
+    const identifier = c.identifiers[k];
     out[i] = {
       id: c.ids[i],
       jobId: c.jobIds[i],
       name: identifier?.name ?? "",
       version: identifier?.version ?? "",
+      cls: classes[k],
       input: c.inputs[i] ?? new Uint8Array(),
       lease: c.leases[i] ?? 0,
       trigger: c.triggers[i],
@@ -288,8 +299,8 @@ export class TaskRunner {
             } else if (event.case === "assignment") {
               this.idle = false;
               const { columns, tasks } = event.value;
-              if (columns && columns.ids.length > 0) for (const task of assignedFromColumns(columns)) this.accept(task);
-              for (const task of tasks) this.accept(assignedOf(task));
+              if (columns && columns.ids.length > 0) for (const task of assignedFromColumns(columns, this.resolver)) this.accept(task);
+              for (const task of tasks) this.accept(assignedOf(task, this.resolver));
             } else if (event.case === "cancellation") {
               for (const l of event.value.tasks) {
                 const h = this.held.get(l.taskId);
@@ -347,6 +358,8 @@ export class TaskRunner {
     );
   }
 
+  private readonly resolver: Resolver = (name, version) => this.resolve(name, version);
+
   private resolve(name: string, version: string): TaskClass | undefined {
     const key = `${name} ${version}`;
     if (!this.resolved.has(key)) {
@@ -382,19 +395,16 @@ export class TaskRunner {
         continue;
       }
       this.running++;
-      void this.execute(h).finally(() => {
-        this.running--;
-        this.schedule();
-      });
+      void this.execute(h);
     }
   }
 
+  /** Runs a task in a slot; frees the slot and fills it again when done. */
   private async execute(h: Held): Promise<void> {
     const t = h.task;
-    const { name, version } = t;
+    const { name, version, cls } = t;
     let outcome: Outcome;
     try {
-      const cls = this.resolve(name, version);
       if (!cls) throw new Error(`this runner has no task ${name} compatible with ${version}`);
       const task = new cls(deserializeInput(t.input));
       if (t.trigger && task instanceof StorageEventTask) task.trigger = triggerFromMessage(t.trigger);
@@ -410,29 +420,39 @@ export class TaskRunner {
     }
     // The slot is free once the task has run; its result goes in the next
     // batch, and the lease is held until the server has it.
-    void this.finish(h, outcome);
+    this.finish(h, outcome);
+    this.running--;
+    this.schedule();
   }
 
-  /** Reports a task's result and forgets it. */
-  private async finish(h: Held, outcome: Outcome): Promise<void> {
+  /** Reports a task's result and forgets it once the server has answered. */
+  private finish(h: Held, outcome: Outcome): void {
     const t = h.task;
-    try {
-      let res =
-        outcome.case === "computed" && (outcome.value.subtasks?.length ?? 0) === 0
-          ? await this.reporter!.reportComputed(t.id, t.lease, t.jobId)
-          : await this.reporter!.report(resultOf(t, outcome));
+    const forget = (res: ResultOutcome) => {
+      if (!res.accepted && outcome.case !== "released" && !h.aborted) {
+        this.log.warn(`sluice runner: result of task ${t.id} refused: ${res.message}`);
+      }
+      this.held.delete(t.id);
+      this.checkSettled();
+    };
+    const answered = (res: ResultOutcome) => {
       if (!res.accepted && outcome.case === "computed" && res.code === "invalid_argument") {
         // The server refused the subtasks the task submitted: that is the
         // task's failure, so it is retried or fails its job.
         this.log.warn(`sluice runner: task ${t.id} submitted invalid subtasks: ${res.message}`);
-        res = await this.reporter!.report(resultOf(t, { case: "failed", value: { message: res.message, stack: "" } }));
+        this.reporter!.report(resultOf(t, { case: "failed", value: { message: res.message, stack: "" } }), forget);
+        return;
       }
-      if (!res.accepted && outcome.case !== "released" && !h.aborted) {
-        this.log.warn(`sluice runner: result of task ${t.id} refused: ${res.message}`);
+      forget(res);
+    };
+    try {
+      if (outcome.case === "computed" && (outcome.value.subtasks?.length ?? 0) === 0) {
+        this.reporter!.reportComputed(t.id, t.lease, t.jobId, answered);
+      } else {
+        this.reporter!.report(resultOf(t, outcome), answered);
       }
     } catch (e) {
       this.log.error(`sluice runner: result of task ${t.id} was not reported: ${(e as Error).message}`);
-    } finally {
       this.held.delete(t.id);
       this.checkSettled();
     }
@@ -450,8 +470,10 @@ export class TaskRunner {
   }
 
   private checkSettled(): void {
-    const waiting = this.settled.splice(0);
-    for (const w of waiting) w();
+    if (this.settled.length > 0) {
+      const waiting = this.settled.splice(0);
+      for (const w of waiting) w();
+    }
     if (this.untilIdle && this.idle && this.held.size === 0 && !this.stopping) {
       this.stopping = true;
       this.stream?.abort();
