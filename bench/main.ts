@@ -460,19 +460,45 @@ function largeQueue(factory: Factory, spec: RunnerSpec, n: number, windowMs: num
 /** Runs `fn` `config.reps` times, printing each result; failures are recorded and skipped. */
 async function repeat<T>(label: string, fn: () => Promise<T>, show: (r: T) => string, reps = config.reps): Promise<T[]> {
   const out: T[] = [];
-  for (let i = 1; i <= reps; i++) {
-    const started = Date.now();
-    try {
-      const r = await fn();
-      out.push(r);
-      log(`  ${label} [${i}/${reps}]: ${show(r)}  (${((Date.now() - started) / 1000).toFixed(1)} s)`);
-    } catch (e) {
-      const msg = `${label} [${i}/${reps}] failed: ${(e as Error).message}`;
-      failures.push(msg.split("\n")[0]);
-      log(`  ${msg}`);
-    }
-  }
+  for (let i = 1; i <= reps; i++) await once(label, i, reps, fn, show, out);
   return out;
+}
+
+/**
+ * Runs Sluice's and graphile-worker's repetitions of a scenario alternately
+ * (Sluice, graphile-worker, Sluice, ...), so that both meet the machine in the
+ * same state: the speed of the machines we measure on drifts by up to a third
+ * within minutes, and runs of one system after the other put that drift into
+ * the ratio.
+ */
+async function repeatBoth<T>(
+  sluiceLabel: string,
+  sluiceFn: () => Promise<T>,
+  graphileLabel: string,
+  graphileFn: () => Promise<T>,
+  show: (r: T) => string,
+  reps = config.reps,
+): Promise<[T[], T[]]> {
+  const s: T[] = [];
+  const g: T[] = [];
+  for (let i = 1; i <= reps; i++) {
+    await once(sluiceLabel, i, reps, sluiceFn, show, s);
+    await once(graphileLabel, i, reps, graphileFn, show, g);
+  }
+  return [s, g];
+}
+
+async function once<T>(label: string, i: number, reps: number, fn: () => Promise<T>, show: (r: T) => string, out: T[]): Promise<void> {
+  const started = Date.now();
+  try {
+    const r = await fn();
+    out.push(r);
+    log(`  ${label} [${i}/${reps}]: ${show(r)}  (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    const msg = `${label} [${i}/${reps}] failed: ${(e as Error).message}`;
+    failures.push(msg.split("\n")[0]);
+    log(`  ${msg}`);
+  }
 }
 
 const runnerSpec = (processes = 1, extra: Partial<RunnerSpec> = {}): RunnerSpec => ({
@@ -501,8 +527,13 @@ let drainCache: { sluice: DrainResult[]; graphile: DrainResult[] } | undefined;
 async function scenarioDrain(): Promise<void> {
   const n = config.drainTasks;
   log(`\n== drain: ${n} queued no-op tasks, 1 runner process, concurrency ${config.concurrency}`);
-  const s = await repeat("sluice", () => drain(sluice(), runnerSpec(), n), (r) => `${fmt.rate(r.rate)} tasks/s`);
-  const g = await repeat("graphile-worker (batched)", () => drain(graphile, runnerSpec(), n), (r) => `${fmt.rate(r.rate)} tasks/s`);
+  const [s, g] = await repeatBoth(
+    "sluice",
+    () => drain(sluice(), runnerSpec(), n),
+    "graphile-worker (batched)",
+    () => drain(graphile, runnerSpec(), n),
+    (r) => `${fmt.rate(r.rate)} tasks/s`,
+  );
   const d = await repeat(
     "graphile-worker (defaults)",
     () => drain(graphile, runnerSpec(1, { batched: false }), n),
@@ -531,8 +562,13 @@ async function scenarioSustained(rate: number): Promise<void> {
   log(`\n== ${name}: a submitter process submits ${rate} one-task jobs/s for ${config.warmupMs / 1000} s of warm-up + ${config.sustainedMs / 1000} s; 1 runner process`);
   const show = (r: SustainedResult) =>
     `${fmt.rate(r.rate)} tasks/s${r.behind > 0 ? ` [fell behind: ${r.behind} tasks not started ${config.backlogWaitMs / 1000} s after the last submit]` : ""} (submitted ${r.submitted} at ${fmt.rate(r.submitRate)}/s, submit call p50 ${fmt.ms(r.callP50Ms)} ms, p99 ${fmt.ms(r.callP99Ms)} ms), submit-to-start p50 ${fmt.ms(r.latency.p50)} ms, p99 ${fmt.ms(r.latency.p99)} ms, max ${fmt.ms(r.latency.max)} ms${r.leaseDelay ? ` (in the database: insert to lease p50 ${fmt.ms(r.leaseDelay.p50)} ms, p99 ${fmt.ms(r.leaseDelay.p99)} ms)` : ""}`;
-  const s = await repeat("sluice", () => sustained(sluice(), runnerSpec(), rate, config.sustainedMs), show);
-  const g = await repeat("graphile-worker (batched)", () => sustained(graphile, runnerSpec(), rate, config.sustainedMs), show);
+  const [s, g] = await repeatBoth(
+    "sluice",
+    () => sustained(sluice(), runnerSpec(), rate, config.sustainedMs),
+    "graphile-worker (batched)",
+    () => sustained(graphile, runnerSpec(), rate, config.sustainedMs),
+    show,
+  );
   const m = (xs: SustainedResult[], f: (r: SustainedResult) => number) => median(xs.map(f));
   addRatio(name, "tasks/s kept up with", "tasks/s", m(s, (r) => r.rate), m(g, (r) => r.rate), m(s, (r) => r.rate) / m(g, (r) => r.rate));
   rows.push({ scenario: name, metric: `tasks not started ${config.backlogWaitMs / 1000} s after the last submit`, sluice: fmt.rate(m(s, (r) => r.behind)), graphile: fmt.rate(m(g, (r) => r.behind)) });
@@ -565,8 +601,7 @@ async function scenarioFanout(): Promise<void> {
   const n = config.fanoutTasks;
   log(`\n== fanout: one job whose root submits ${n} subtasks and a final task depending on all of them; 1 runner process`);
   const show = (ms: number) => `${fmt.ms(ms)} ms`;
-  const s = await repeat("sluice", () => fanout(sluice(), runnerSpec(), n), show);
-  const g = await repeat("graphile-worker (batched)", () => fanout(graphile, runnerSpec(), n), show);
+  const [s, g] = await repeatBoth("sluice", () => fanout(sluice(), runnerSpec(), n), "graphile-worker (batched)", () => fanout(graphile, runnerSpec(), n), show);
   const sm = median(s);
   const gm = median(g);
   addRatio("fanout", "job duration, ms (ratio = graphile-worker / sluice)", "ms", sm, gm, gm / sm);
@@ -579,24 +614,29 @@ async function scenarioScale(): Promise<void> {
     ...config.scaleRunners.map((k) => ({ name: `scale-${k}`, runners: k, servers: 1 })),
     { name: "scale-4-2servers", runners: 4, servers: 2 },
   ];
-  const graphileByRunners = new Map<number, number>();
+  // graphile-worker has no servers: its figure for k processes is run
+  // alongside every Sluice configuration with k runners, and the ratio of each
+  // configuration uses the repetitions run alongside it.
   for (const c of configs) {
     let sr: number;
+    let gr: number;
     if (c.runners === 1 && c.servers === 1 && drainCache && drainCache.sluice.length > 0) {
       log(`  ${c.name}: the drain scenario's figures`);
       sr = median(drainCache.sluice.map((r) => r.rate));
-      graphileByRunners.set(1, median(drainCache.graphile.map((r) => r.rate)));
+      gr = median(drainCache.graphile.map((r) => r.rate));
     } else {
-      const s = await repeat(`sluice ${c.runners} runners, ${c.servers} server${c.servers > 1 ? "s" : ""}`, () => drain(sluice(c.servers), runnerSpec(c.runners), n), (r) => `${fmt.rate(r.rate)} tasks/s`);
-      sr = median(s.map((r) => r.rate));
-    }
-    if (!graphileByRunners.has(c.runners)) {
       // 4 processes x 25 connections would exceed a default max_connections of 100.
       const poolSize = c.runners >= 4 ? 15 : config.concurrency + 1;
-      const g = await repeat(`graphile-worker ${c.runners} processes`, () => drain(graphile, runnerSpec(c.runners, { poolSize }), n), (r) => `${fmt.rate(r.rate)} tasks/s`);
-      graphileByRunners.set(c.runners, median(g.map((r) => r.rate)));
+      const [s, g] = await repeatBoth(
+        `sluice ${c.runners} runners, ${c.servers} server${c.servers > 1 ? "s" : ""}`,
+        () => drain(sluice(c.servers), runnerSpec(c.runners), n),
+        `graphile-worker ${c.runners} processes`,
+        () => drain(graphile, runnerSpec(c.runners, { poolSize }), n),
+        (r) => `${fmt.rate(r.rate)} tasks/s`,
+      );
+      sr = median(s.map((r) => r.rate));
+      gr = median(g.map((r) => r.rate));
     }
-    const gr = graphileByRunners.get(c.runners)!;
     addRatio(c.name, `tasks/s, ${c.runners} runner processes, ${c.servers} Sluice server${c.servers > 1 ? "s" : ""}`, "tasks/s", sr, gr, sr / gr);
   }
 }
