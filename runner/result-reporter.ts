@@ -13,13 +13,17 @@ export interface ResultOutcome {
 
 const ACCEPTED: ResultOutcome = Object.freeze({ accepted: true, code: "", message: "" });
 
-interface Pending {
+/** Called with the server's outcome for a result and the owner it was queued with. */
+export type ResultCallback<O> = (outcome: ResultOutcome, owner: O) => void;
+
+interface Pending<O> {
   /** The result as a message; null for a success without subtasks sent as columns. */
   result: TaskResult | null;
   taskId: string;
   lease: number;
   jobId: string;
-  done: (o: ResultOutcome) => void;
+  done: ResultCallback<O>;
+  owner: O;
 }
 
 function computedResult(taskId: string, lease: number, jobId: string): TaskResult {
@@ -37,8 +41,8 @@ const MAX_RETRY_DELAY_MS = 5_000;
  * call, so batches grow with load and an idle runner reports at once.
  * Results survive connection errors and are sent again.
  */
-export class ResultReporter {
-  private pending: Pending[] = [];
+export class ResultReporter<O> {
+  private pending: Pending<O>[] = [];
   /**
    * Successes without subtasks go as columns (CompleteTasksRequest.computed)
    * until a server answers that it did not read them (an older server).
@@ -53,20 +57,21 @@ export class ResultReporter {
   ) {}
 
   /**
-   * Queues a result; `done` is called with the server's outcome for it.
-   * (A callback, not a promise: the drain makes one per task.)
+   * Queues a result; `done` is called with the server's outcome for it and
+   * `owner`. (A callback made once and an owner, not a promise or a closure
+   * per result: the drain queues one per task.)
    */
-  report(result: TaskResult, done: (o: ResultOutcome) => void): void {
-    this.queue(result, result.task?.taskId ?? "", result.task?.lease ?? 0, result.jobId, done);
+  report(result: TaskResult, done: ResultCallback<O>, owner: O): void {
+    this.queue(result, result.task?.taskId ?? "", result.task?.lease ?? 0, result.jobId, done, owner);
   }
 
   /** Queues the result of a task that succeeded without submitting subtasks. */
-  reportComputed(taskId: string, lease: number, jobId: string, done: (o: ResultOutcome) => void): void {
-    this.queue(this.columns ? null : computedResult(taskId, lease, jobId), taskId, lease, jobId, done);
+  reportComputed(taskId: string, lease: number, jobId: string, done: ResultCallback<O>, owner: O): void {
+    this.queue(this.columns ? null : computedResult(taskId, lease, jobId), taskId, lease, jobId, done, owner);
   }
 
-  private queue(result: TaskResult | null, taskId: string, lease: number, jobId: string, done: (o: ResultOutcome) => void): void {
-    this.pending.push({ result, taskId, lease, jobId, done });
+  private queue(result: TaskResult | null, taskId: string, lease: number, jobId: string, done: ResultCallback<O>, owner: O): void {
+    this.pending.push({ result, taskId, lease, jobId, done, owner });
     this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
   }
 
@@ -104,7 +109,7 @@ export class ResultReporter {
           this.pending.splice(0, batch.length);
           // A server that did not read the columns recorded none of them:
           // they go again, as results, and so does every later success.
-          const unread: Pending[] = [];
+          const unread: Pending<O>[] = [];
           if (computed.taskIds.length > 0 && !res.computedRead) this.columns = false;
           // Only refusals come back; every other result was recorded.
           const refused = res.refused.length === 0 ? null : new Map(res.refused.map((r) => [r.taskId, r]));
@@ -115,7 +120,7 @@ export class ResultReporter {
               continue;
             }
             const r = refused?.get(p.taskId);
-            p.done(r ? { accepted: false, code: r.code, message: r.message } : ACCEPTED);
+            p.done(r ? { accepted: false, code: r.code, message: r.message } : ACCEPTED, p.owner);
           }
           this.pending.unshift(...unread);
           delay = RETRY_DELAY_MS;
@@ -124,7 +129,7 @@ export class ResultReporter {
           if (err.code === Code.InvalidArgument || err.code === Code.ResourceExhausted) {
             // The server will never take this batch: report why for each result.
             this.pending.splice(0, batch.length);
-            for (const p of batch) p.done({ accepted: false, code: "invalid_argument", message: err.rawMessage });
+            for (const p of batch) p.done({ accepted: false, code: "invalid_argument", message: err.rawMessage }, p.owner);
             continue;
           }
           if (this.signal.aborted) throw err;

@@ -108,6 +108,8 @@ function assignedFromColumns(c: LeasedTaskColumns, resolve: Resolver): Assigned[
 class Held {
   private controller: AbortController | null = null;
   private reason: Error | null = null;
+  /** What came of it, once it ran (or was given back). */
+  outcome: Outcome | null = null;
 
   constructor(readonly task: Assigned) {}
 
@@ -189,7 +191,7 @@ export class TaskRunner {
   private untilIdle = false;
   private stopping = false;
   private stream: AbortController | null = null;
-  private reporter: ResultReporter | null = null;
+  private reporter: ResultReporter<Held> | null = null;
   private extender: NodeJS.Timeout | null = null;
   private settled: (() => void)[] = [];
   private run: Promise<void> | null = null;
@@ -428,35 +430,40 @@ export class TaskRunner {
   /** Reports a task's result and forgets it once the server has answered. */
   private finish(h: Held, outcome: Outcome): void {
     const t = h.task;
-    const forget = (res: ResultOutcome) => {
-      if (!res.accepted && outcome.case !== "released" && !h.aborted) {
-        this.log.warn(`sluice runner: result of task ${t.id} refused: ${res.message}`);
-      }
-      this.held.delete(t.id);
-      this.checkSettled();
-    };
-    const answered = (res: ResultOutcome) => {
-      if (!res.accepted && outcome.case === "computed" && res.code === "invalid_argument") {
-        // The server refused the subtasks the task submitted: that is the
-        // task's failure, so it is retried or fails its job.
-        this.log.warn(`sluice runner: task ${t.id} submitted invalid subtasks: ${res.message}`);
-        this.reporter!.report(resultOf(t, { case: "failed", value: { message: res.message, stack: "" } }), forget);
-        return;
-      }
-      forget(res);
-    };
+    h.outcome = outcome;
     try {
       if (outcome.case === "computed" && (outcome.value.subtasks?.length ?? 0) === 0) {
-        this.reporter!.reportComputed(t.id, t.lease, t.jobId, answered);
+        this.reporter!.reportComputed(t.id, t.lease, t.jobId, this.answered, h);
       } else {
-        this.reporter!.report(resultOf(t, outcome), answered);
+        this.reporter!.report(resultOf(t, outcome), this.answered, h);
       }
     } catch (e) {
       this.log.error(`sluice runner: result of task ${t.id} was not reported: ${(e as Error).message}`);
-      this.held.delete(t.id);
-      this.checkSettled();
+      this.forget({ accepted: true, code: "", message: "" }, h);
     }
   }
+
+  // The two callbacks of results are made once per runner, not per task.
+
+  private readonly answered = (res: ResultOutcome, h: Held): void => {
+    const t = h.task;
+    if (!res.accepted && h.outcome?.case === "computed" && res.code === "invalid_argument") {
+      // The server refused the subtasks the task submitted: that is the
+      // task's failure, so it is retried or fails its job.
+      this.log.warn(`sluice runner: task ${t.id} submitted invalid subtasks: ${res.message}`);
+      this.reporter!.report(resultOf(t, { case: "failed", value: { message: res.message, stack: "" } }), this.forget, h);
+      return;
+    }
+    this.forget(res, h);
+  };
+
+  private readonly forget = (res: ResultOutcome, h: Held): void => {
+    if (!res.accepted && h.outcome?.case !== "released" && !h.aborted) {
+      this.log.warn(`sluice runner: result of task ${h.task.id} refused: ${res.message}`);
+    }
+    this.held.delete(h.task.id);
+    this.checkSettled();
+  };
 
   private whenSettled(done: () => boolean): Promise<void> {
     if (done()) return Promise.resolve();
