@@ -94,6 +94,66 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
     ]);
   });
 
+  it("an assignment of tasks of several identifiers lines up every column with its task, in both forms", async () => {
+    // Root tasks of two identifiers (one an older minor version), interleaved,
+    // each input naming its identifier: the lease returns one row per
+    // identifier, and the columns must still line up task by task.
+    const encode = (x: unknown) => new TextEncoder().encode(JSON.stringify(x));
+    const tasks = [0, 1, 2, 3, 4, 5].map((i) => {
+      const identifier = i % 2 === 0 ? { name: "Mixed", version: "v1.0" } : { name: "MixedOther", version: "v2.1" };
+      return { identifier, input: encode({ i, name: identifier.name, version: identifier.version }) };
+    });
+    await box.api.clusters.createCluster({ slug: "mixed" });
+    const read = async (columns: boolean) => {
+      const { job } = await box.api.jobs.submitJob({ name: "mixed", cluster: "mixed", tasks });
+      const stream = new AbortController();
+      const got: { id: string; jobId: string; name: string; version: string; input: { i: number; name: string; version: string } }[] = [];
+      const events = box.api.runner.work(
+        {
+          runnerId: crypto.randomUUID(),
+          cluster: "mixed",
+          tasks: [
+            { name: "Mixed", version: "v1.0" },
+            { name: "MixedOther", version: "v2.3" },
+          ],
+          concurrency: 10,
+          columns,
+        },
+        { signal: stream.signal },
+      );
+      for await (const res of events) {
+        if (res.event.case !== "assignment") continue;
+        const a = res.event.value;
+        const c = a.columns;
+        if (c) {
+          c.ids.forEach((id, i) => {
+            const k = c.identifiers[c.identifierIndexes[i]];
+            got.push({ id, jobId: c.jobIds[i], name: k.name, version: k.version, input: JSON.parse(new TextDecoder().decode(c.inputs[i])) });
+          });
+        }
+        for (const t of a.tasks) {
+          got.push({ id: t.id, jobId: t.jobId, name: t.identifier!.name, version: t.identifier!.version, input: JSON.parse(new TextDecoder().decode(t.input)) });
+        }
+        if (got.length >= tasks.length) break;
+      }
+      stream.abort();
+      return { job: job!, got };
+    };
+    for (const columns of [true, false]) {
+      const { job, got } = await read(columns);
+      // What the server stored for each task id, to hold every column against.
+      const { tasks: stored } = await box.api.jobs.getJob({ id: job.id });
+      const byId = new Map(stored.map((t) => [t.id, JSON.parse(new TextDecoder().decode(t.input))]));
+      expect(got).toHaveLength(tasks.length);
+      for (const g of got) {
+        expect(g.jobId).toBe(job.id);
+        expect(g.input).toEqual(byId.get(g.id));
+        expect(g.input).toEqual({ i: expect.any(Number), name: g.name, version: g.version });
+      }
+      expect(got.map((g) => g.input.i).sort()).toEqual([0, 1, 2, 3, 4, 5]);
+    }
+  });
+
   it("columns that do not line up, or name a task twice, are refused whole with what to fix", async () => {
     const runnerId = crypto.randomUUID();
     const refused = async (req: Parameters<typeof box.api.runner.completeTasks>[0], message: RegExp) => {
