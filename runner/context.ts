@@ -48,13 +48,16 @@ export interface SignalSource {
   readonly signal: AbortSignal;
 }
 
+const NONE: readonly TaskSubmission[] = Object.freeze([]);
+
 /**
  * The context of one task attempt; collects the subtasks it submits. Its
  * signal and job cache are made on first use: most tasks use neither, and an
  * AbortController per task was a tenth of a runner's CPU time on short tasks.
  */
 export class TaskContext implements ExecutionContext {
-  readonly subtasks: TaskSubmission[] = [];
+  /** Made on the first submit: most tasks submit none. */
+  private submitted: TaskSubmission[] | null = null;
   private cache: JobCache | null = null;
 
   constructor(
@@ -64,6 +67,11 @@ export class TaskContext implements ExecutionContext {
     private readonly signals: SignalSource,
     private readonly cacheBackend: CacheBackend,
   ) {}
+
+  /** The subtasks submitted so far, in order (empty: none). */
+  get subtasks(): readonly TaskSubmission[] {
+    return this.submitted ?? NONE;
+  }
 
   get signal(): AbortSignal {
     return this.signals.signal;
@@ -85,7 +93,8 @@ export class TaskContext implements ExecutionContext {
     if (!Number.isInteger(maxRetries) || maxRetries < 0 || maxRetries > 100) {
       throw new RangeError(`maxRetries must be an integer from 0 to 100, got ${maxRetries}`);
     }
-    this.subtasks.push(
+    const list = (this.submitted ??= []);
+    list.push(
       create(TaskSubmissionSchema, {
         identifier: identifierOf(task),
         input: serializeInput(task),
@@ -96,7 +105,7 @@ export class TaskContext implements ExecutionContext {
         trigger: triggerOf(task),
       }),
     );
-    return { index: this.subtasks.length - 1, owner: this };
+    return { index: list.length - 1, owner: this };
   }
 
   submitSubtasks(tasks: readonly Task<any>[], options?: SubtaskOptions): SubtaskHandle[] {

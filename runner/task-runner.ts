@@ -138,6 +138,9 @@ interface Registered {
   minor: number;
 }
 
+/** The outcome of a task that succeeded without submitting subtasks: one for all of them. */
+const COMPUTED: Outcome = Object.freeze({ case: "computed", value: Object.freeze({}) });
+
 /** The result message for a task's outcome. */
 function resultOf(t: Assigned, outcome: Outcome) {
   return create(TaskResultSchema, { task: { taskId: t.id, lease: t.lease }, jobId: t.jobId, outcome });
@@ -412,7 +415,8 @@ export class TaskRunner {
       if (t.trigger && task instanceof StorageEventTask) task.trigger = triggerFromMessage(t.trigger);
       const context = new TaskContext(t.jobId, t.id, t.lease, h, this.cache);
       await task.execute(context);
-      outcome = { case: "computed", value: { subtasks: context.subtasks } };
+      const subtasks = context.subtasks;
+      outcome = subtasks.length === 0 ? COMPUTED : { case: "computed", value: { subtasks: [...subtasks] } };
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
       if (!h.aborted) {
