@@ -128,6 +128,7 @@ export async function leaseTasks(
   return columnsOf(groups);
 }
 
+/** The lease statement's rows (one per identifier) split into one list per field. */
 function columnsOf(groups: readonly LeasedGroupRow[]): LeasedTasks {
   const out: LeasedTasks = {
     ids: [],
@@ -145,22 +146,12 @@ function columnsOf(groups: readonly LeasedGroupRow[]): LeasedTasks {
     const first = out.ids.length;
     const k = out.identifiers.push({ name: g.name, major: g.major, minor: g.minor }) - 1;
     const ids = g.ids.split(",");
-    const n = ids.length;
-    if (groups.length === 1) {
-      out.ids = ids;
-      out.jobIds = g.job_ids.split(",");
-      out.leases = numbers(g.leases);
-      out.failures = numbers(g.failures);
-      out.maxRetries = numbers(g.max_retries);
-      out.identifierIndexes = new Array<number>(n).fill(k);
-    } else {
-      out.ids.push(...ids);
-      out.jobIds.push(...g.job_ids.split(","));
-      out.leases.push(...numbers(g.leases));
-      out.failures.push(...numbers(g.failures));
-      out.maxRetries.push(...numbers(g.max_retries));
-      for (let i = 0; i < n; i++) out.identifierIndexes.push(k);
-    }
+    out.ids.push(...ids);
+    out.jobIds.push(...g.job_ids.split(","));
+    out.leases.push(...numbers(g.leases));
+    out.failures.push(...numbers(g.failures));
+    out.maxRetries.push(...numbers(g.max_retries));
+    for (let i = 0; i < ids.length; i++) out.identifierIndexes.push(k);
     let end = 0;
     for (const length of g.input_lengths.split(",")) {
       const start = end;
