@@ -47,6 +47,8 @@ interface Config {
   /** ANALYZE after queuing, before the runners start. */
   analyze: boolean;
   profileDir?: string;
+  /** The systems to run; without graphile-worker there are no ratios (for profiling Sluice alone). */
+  systems: ("sluice" | "graphile")[];
 }
 
 const SCENARIOS = ["drain", "sustained", "fanout", "scale", "memory"] as const;
@@ -73,6 +75,9 @@ const HELP = `usage: npm run bench -- [options]
   --no-analyze        do not ANALYZE the database between queuing and draining (by default it does,
                       for both systems, so that runs do not depend on when autovacuum gets to it)
   --verbose           show the output of the child processes
+  --systems LIST      run only these systems: sluice, graphile (default both); with one, the
+                      table shows n/a for the other and no ratios (to profile or compare builds
+                      of one system quickly)
 
 DATABASE_URL names the PostgreSQL server to use (any database on it: the benchmark
 creates its own, named sluice_bench_*, and drops them at the end); without it an
@@ -97,6 +102,7 @@ function parseArgs(argv: string[]): Config {
     concurrency: 24,
     prefetch: 24,
     analyze: true,
+    systems: ["sluice", "graphile"],
   };
   let prefetchSet = false;
   const int = (flag: string, raw: string | undefined, min = 1) => {
@@ -152,6 +158,15 @@ function parseArgs(argv: string[]): Config {
       case "--verbose":
         c.verbose = true;
         break;
+      case "--systems": {
+        const list = (value() ?? "").split(",").filter(Boolean);
+        for (const x of list) {
+          if (x !== "sluice" && x !== "graphile") throw new Error(`--systems: unknown system ${x}; use sluice, graphile or both`);
+        }
+        if (list.length === 0) throw new Error("--systems needs sluice, graphile or both, comma-separated");
+        c.systems = list as Config["systems"];
+        break;
+      }
       case "--help":
       case "-h":
         console.log(HELP);
@@ -482,11 +497,13 @@ async function repeatBoth<T>(
   const s: T[] = [];
   const g: T[] = [];
   for (let i = 1; i <= reps; i++) {
-    await once(sluiceLabel, i, reps, sluiceFn, show, s);
-    await once(graphileLabel, i, reps, graphileFn, show, g);
+    if (runs("sluice")) await once(sluiceLabel, i, reps, sluiceFn, show, s);
+    if (runs("graphile")) await once(graphileLabel, i, reps, graphileFn, show, g);
   }
   return [s, g];
 }
+
+const runs = (system: "sluice" | "graphile") => config.systems.includes(system);
 
 async function once<T>(label: string, i: number, reps: number, fn: () => Promise<T>, show: (r: T) => string, out: T[]): Promise<void> {
   const started = Date.now();
@@ -534,11 +551,9 @@ async function scenarioDrain(): Promise<void> {
     () => drain(graphile, runnerSpec(), n),
     (r) => `${fmt.rate(r.rate)} tasks/s`,
   );
-  const d = await repeat(
-    "graphile-worker (defaults)",
-    () => drain(graphile, runnerSpec(1, { batched: false }), n),
-    (r) => `${fmt.rate(r.rate)} tasks/s`,
-  );
+  const d = runs("graphile")
+    ? await repeat("graphile-worker (defaults)", () => drain(graphile, runnerSpec(1, { batched: false }), n), (r) => `${fmt.rate(r.rate)} tasks/s`)
+    : [];
   drainCache = { sluice: s, graphile: g };
   const sr = median(s.map((r) => r.rate));
   const gr = median(g.map((r) => r.rate));
@@ -643,10 +658,12 @@ async function scenarioScale(): Promise<void> {
 
 async function scenarioMemory(): Promise<void> {
   log(`\n== memory: peak RSS (VmHWM) in the drain scenario${config.quick ? "" : ` and with ${config.memoryTasks} tasks queued`}`);
-  if (!drainCache || drainCache.sluice.length === 0 || drainCache.graphile.length === 0) {
+  if (!drainCache || (runs("sluice") && drainCache.sluice.length === 0) || (runs("graphile") && drainCache.graphile.length === 0)) {
     const n = config.drainTasks;
-    const s = await repeat("sluice drain", () => drain(sluice(), runnerSpec(), n), (r) => `${fmt.rate(r.rate)} tasks/s; server ${fmt.mb(r.serverRss)} MB, runner ${fmt.mb(r.runnerRss)} MB`, 1);
-    const g = await repeat("graphile-worker drain", () => drain(graphile, runnerSpec(), n), (r) => `${fmt.rate(r.rate)} tasks/s; worker ${fmt.mb(r.runnerRss)} MB`, 1);
+    const s = runs("sluice")
+      ? await repeat("sluice drain", () => drain(sluice(), runnerSpec(), n), (r) => `${fmt.rate(r.rate)} tasks/s; server ${fmt.mb(r.serverRss)} MB, runner ${fmt.mb(r.runnerRss)} MB`, 1)
+      : [];
+    const g = runs("graphile") ? await repeat("graphile-worker drain", () => drain(graphile, runnerSpec(), n), (r) => `${fmt.rate(r.rate)} tasks/s; worker ${fmt.mb(r.runnerRss)} MB`, 1) : [];
     drainCache = { sluice: s, graphile: g };
   }
   const server = median(drainCache.sluice.map((r) => r.serverRss));
@@ -667,6 +684,10 @@ async function scenarioMemory(): Promise<void> {
     `all drained in ${fmt.ms(r.allMs / 1000)} s; then ${config.drainTasks} more at ${fmt.rate(r.aged.rate)} tasks/s, ` +
     `and after a VACUUM (${fmt.ms(r.vacuumMs / 1000)} s) at ${fmt.rate(r.vacuumed.rate)} tasks/s`;
   const m = config.drainTasks;
+  if (config.systems.length < 2) {
+    log("  (the large-queue run compares both systems; skipped with --systems)");
+    return;
+  }
   const [s] = await repeat(`sluice, ${n} queued`, () => largeQueue(sluice(), spec, n, config.memoryWindowMs, m), show, 1);
   const [g] = await repeat(`graphile-worker, ${n} queued`, () => largeQueue(graphile, spec, n, config.memoryWindowMs, m), show, 1);
   if (!s || !g) return;
