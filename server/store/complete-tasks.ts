@@ -51,8 +51,7 @@ export interface RecordedResults {
 function lockRunning(sql: Sql | TransactionSql, results: readonly TaskResultIn[]) {
   return sql`
     SELECT coalesce(array_agg(r.id), '{}') AS ids
-    FROM unnest(${results.map((r) => r.taskId)}::bigint[], ${results.map((r) => r.lease)}::int[],
-                ${results.map((r) => r.jobId)}::bigint[]) AS c(id, lease, job_id)
+    FROM ${reportedRows(sql, results, "c")}
     CROSS JOIN LATERAL (
       SELECT t.id FROM tasks t
       WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running'
@@ -185,7 +184,7 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
       : await tx<DoneRow[]>`
         UPDATE tasks t
         SET state = 'computed', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
-        WHERE t.id = ANY(${doneIds}::bigint[])
+        WHERE t.id = ANY(${arrayLiteral(doneIds)}::bigint[])
         RETURNING t.id, t.job_id, t.cluster_id, t.has_dependents`;
 
   const failed: FailedRow[] =
@@ -195,12 +194,12 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
         UPDATE tasks t
         SET state = (CASE WHEN t.failures < t.max_retries THEN 'queued' ELSE 'failed' END)::task_state,
             failures = t.failures + 1,
-            error_message = (${threw.map((r) => r.failure!.message)}::text[])[array_position(${threwAll}::bigint[], t.id)],
-            error_stack = (${threw.map((r) => r.failure!.stack)}::text[])[array_position(${threwAll}::bigint[], t.id)],
+            error_message = (${threw.map((r) => r.failure!.message)}::text[])[array_position(${arrayLiteral(threwAll)}::bigint[], t.id)],
+            error_stack = (${threw.map((r) => r.failure!.stack)}::text[])[array_position(${arrayLiteral(threwAll)}::bigint[], t.id)],
             error_attempt = t.lease,
             runner_id = NULL, lease_expires_at = NULL,
             finished_at = CASE WHEN t.failures < t.max_retries THEN NULL ELSE now() END
-        WHERE t.id = ANY(${threwIds}::bigint[])
+        WHERE t.id = ANY(${arrayLiteral(threwIds)}::bigint[])
         RETURNING t.id, t.job_id, t.state, t.cluster_id, t.deps_left`;
 
   const requeued: { id: string; cluster_id: number; deps_left: number }[] =
@@ -209,7 +208,7 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
       : await tx<{ id: string; cluster_id: number; deps_left: number }[]>`
         UPDATE tasks t
         SET state = 'queued', runner_id = NULL, lease_expires_at = NULL
-        WHERE t.id = ANY(${releasedIds}::bigint[])
+        WHERE t.id = ANY(${arrayLiteral(releasedIds)}::bigint[])
         RETURNING t.id, t.cluster_id, t.deps_left`;
 
   const readyClusters = new Set<string>();
@@ -246,7 +245,7 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
       UPDATE tasks t SET deps_left = t.deps_left - d.n
       FROM (
         SELECT task_id, count(*)::int AS n FROM task_dependencies
-        WHERE depends_on = ANY(${withDependents}::bigint[]) GROUP BY task_id
+        WHERE depends_on = ANY(${arrayLiteral(withDependents)}::bigint[]) GROUP BY task_id
       ) AS d
       WHERE t.id = d.task_id
       RETURNING t.id, t.cluster_id, t.deps_left, t.state`;
@@ -268,7 +267,7 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
   }
   if (readyIds.length > 0) {
     await tx`
-      ${queueReady(tx, "tasks")} WHERE id = ANY(${readyIds}::bigint[])
+      ${queueReady(tx, "tasks")} WHERE id = ANY(${arrayLiteral(readyIds)}::bigint[])
       ON CONFLICT DO NOTHING`;
   }
 
@@ -319,7 +318,7 @@ async function explainRefusals(tx: Sql | TransactionSql, refused: readonly TaskR
   const rows = await tx<RefusalRow[]>`
     SELECT t.id, t.job_id, t.state, t.lease, j.state AS job_state
     FROM tasks t JOIN jobs j ON j.id = t.job_id
-    WHERE t.id = ANY(${refused.map((r) => r.taskId)}::bigint[])`;
+    WHERE t.id = ANY(${arrayLiteral(refused.map((r) => r.taskId))}::bigint[])`;
   const byId = new Map(rows.map((r) => [r.id, r]));
   return refused.map((r): Refusal => {
     const row = byId.get(r.taskId);

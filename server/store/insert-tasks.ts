@@ -1,5 +1,6 @@
 import type { PendingQuery, Row, Sql, TransactionSql } from "postgres";
 import type { TaskPlan } from "../task-plan.js";
+import { arrayLiteral } from "./reported-rows.js";
 
 /** The channel a server listens on for ready work; the payload is a cluster id. */
 export const TASKS_CHANNEL = "sluice_tasks";
@@ -60,7 +61,7 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
       -- Positions index the ids directly (they run from 1 to n): no join whose
       -- plan a generic estimate could get wrong.
       SELECT m.ids[d.from_ord], m.ids[d.to_ord]
-      FROM unnest(${plan.depFrom}::int[], ${plan.depTo}::int[]) AS d(from_ord, to_ord),
+      FROM unnest(${arrayLiteral(plan.depFrom)}::int[], ${arrayLiteral(plan.depTo)}::int[]) AS d(from_ord, to_ord),
            (SELECT array_agg(id ORDER BY ord) AS ids FROM rows) AS m
       RETURNING 1
     )`;
