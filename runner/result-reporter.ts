@@ -11,7 +11,7 @@ export interface ResultOutcome {
   message: string;
 }
 
-const ACCEPTED: ResultOutcome = Object.freeze({ accepted: true, code: "", message: "" });
+export const ACCEPTED: ResultOutcome = Object.freeze({ accepted: true, code: "", message: "" });
 
 /** Called with the server's outcome for a result and the owner it was queued with. */
 export type ResultCallback<O> = (outcome: ResultOutcome, owner: O) => void;

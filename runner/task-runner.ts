@@ -13,7 +13,7 @@ import { TaskContext } from "./context.js";
 import { BUILTIN_TASKS } from "./builtins.js";
 import type { CacheBackend } from "./cache/cache.js";
 import { InMemoryCache } from "./cache/memory.js";
-import { type ResultOutcome, ResultReporter } from "./result-reporter.js";
+import { ACCEPTED, type ResultOutcome, ResultReporter } from "./result-reporter.js";
 import { StorageEventTask, triggerFromMessage } from "./storage.js";
 import { type TaskClass, deserializeInput, identifierOf, parseVersion } from "./task.js";
 
@@ -443,7 +443,7 @@ export class TaskRunner {
       }
     } catch (e) {
       this.log.error(`sluice runner: result of task ${t.id} was not reported: ${(e as Error).message}`);
-      this.forget({ accepted: true, code: "", message: "" }, h);
+      this.forget(ACCEPTED, h);
     }
   }
 
