@@ -28,6 +28,11 @@ export interface TaskRow {
   hasDependents: boolean;
   /** The storage event a storage event task handles. */
   trigger: TriggerJson | null;
+  /**
+   * The runner this task is inserted already leased to (lease 1), when it is
+   * handed straight to a waiting runner (Dispatcher.reserveHandOffs).
+   */
+  leaseTo?: string;
 }
 
 /** Tasks to insert and their dependency edges, as batch positions. */

@@ -46,7 +46,7 @@ describe("statements on a large queue", () => {
       hasDependents: false,
       trigger: null,
     }));
-    await submitJobs(sql, [{ name: "large queue", clusterId: 1, plan: { rows, depFrom: [], depTo: [] } }]);
+    await submitJobs(sql, [{ name: "large queue", clusterId: 1, plan: { rows, depFrom: [], depTo: [] } }], 30_000);
     await sql`ANALYZE`;
   });
 

@@ -1,7 +1,22 @@
 import { randomBytes } from "node:crypto";
 import type { Sql } from "postgres";
+import { type TaskResultIn, recordResults } from "../store/complete-tasks.js";
 import { CANCEL_CHANNEL, TASKS_CHANNEL } from "../store/insert-tasks.js";
+import type { Capability, LeasedTasks } from "../store/lease-tasks.js";
+import type { TaskRow } from "../task-plan.js";
 import { type HeldTask, RunnerStream, type RunnerStreamOptions } from "./runner-stream.js";
+
+/** Tasks of one submit inserted already leased to one stream's runner. */
+export interface HandOff {
+  stream: RunnerStream;
+  rows: TaskRow[];
+}
+
+/** Where a task handed over ended up: its id and its job's. */
+export interface PlacedTask {
+  id: string;
+  jobId: string;
+}
 
 /**
  * Hands work to the runner streams attached to this server. It LISTENs for
@@ -109,6 +124,75 @@ export class Dispatcher {
     return () => stream.resultsRecorded();
   }
 
+  /**
+   * Chooses, for tasks about to be inserted ready (no dependency), runner
+   * streams of this server that wait for work they can execute
+   * (`RunnerStream.canTake`), and reserves their slots: such a task is inserted
+   * already leased to the stream's runner (`TaskRow.leaseTo`) and sent when
+   * the insert has committed (`handOver`), with no NOTIFY, wake-up or lease
+   * statement between the commit and the runner. Each task goes to the
+   * stream with the most free slots; the others are queued as usual. Call
+   * `handOver` after the commit, or `cancelHandOffs` if the insert failed.
+   */
+  reserveHandOffs(rows: readonly TaskRow[]): HandOff[] {
+    if (this.streams.size === 0) return [];
+    const byStream = new Map<RunnerStream, TaskRow[]>();
+    /** Cluster and identifier of tasks no stream can take any more. */
+    let full: Set<string> | undefined;
+    for (const row of rows) {
+      if (row.depsLeft !== 0 || row.clusterId === null) continue;
+      const set = this.byCluster.get(row.clusterId);
+      if (!set || set.size === 0) continue;
+      const key = full && `${row.clusterId} ${row.name} ${row.major} ${row.minor}`;
+      if (key && full!.has(key)) continue;
+      let best: RunnerStream | undefined;
+      for (const s of set) if (s.canTake(row.name, row.major, row.minor) && (!best || s.free > best.free)) best = s;
+      if (!best) {
+        (full ??= new Set()).add(`${row.clusterId} ${row.name} ${row.major} ${row.minor}`);
+        continue;
+      }
+      best.reserve(1);
+      row.leaseTo = best.runnerId;
+      let list = byStream.get(best);
+      if (!list) byStream.set(best, (list = []));
+      list.push(row);
+    }
+    return [...byStream].map(([stream, rows]) => ({ stream, rows }));
+  }
+
+  /**
+   * The insert of reserved hand-offs committed: sends each runner its tasks.
+   * Tasks of a stream that closed meanwhile go back to the queue, as a
+   * departing runner's unreported tasks do.
+   */
+  handOver(handOffs: readonly HandOff[], placed: ReadonlyMap<TaskRow, PlacedTask>): void {
+    const orphans: TaskResultIn[] = [];
+    for (const { stream, rows } of handOffs) {
+      const tasks = handedTasks(rows, placed);
+      if (stream.handOver(tasks)) continue;
+      tasks.ids.forEach((taskId, i) => orphans.push({ taskId, lease: 1, jobId: tasks.jobIds[i], released: true }));
+    }
+    if (orphans.length > 0) void this.release(orphans);
+  }
+
+  /** The insert of reserved hand-offs failed: frees their slots. */
+  cancelHandOffs(handOffs: readonly HandOff[]): void {
+    for (const { stream, rows } of handOffs) {
+      stream.unreserve(rows.length);
+      for (const row of rows) row.leaseTo = undefined;
+    }
+  }
+
+  private async release(tasks: TaskResultIn[]): Promise<void> {
+    try {
+      const recorded = await recordResults(this.sql, tasks);
+      this.workReady(recorded.readyClusters);
+    } catch (e) {
+      // Lease expiry queues them again.
+      this.onError(e);
+    }
+  }
+
   /** Tells runners on this server to stop the tasks of a job they hold. */
   cancelJob(jobId: string, reason: string): void {
     for (const stream of this.streams.values()) stream.cancelJob(jobId, reason);
@@ -166,4 +250,39 @@ export class Dispatcher {
   private wakeAll(): void {
     for (const stream of this.streams.values()) stream.wake();
   }
+}
+
+/** Tasks handed over as a lease statement would have returned them: first lease, no failure yet. */
+function handedTasks(rows: readonly TaskRow[], placed: ReadonlyMap<TaskRow, PlacedTask>): LeasedTasks {
+  const out: LeasedTasks = {
+    ids: [],
+    jobIds: [],
+    leases: [],
+    failures: [],
+    maxRetries: [],
+    inputs: [],
+    identifiers: [],
+    identifierIndexes: [],
+    triggers: new Map(),
+    lastId: "0",
+  };
+  const indexes = new Map<string, number>();
+  rows.forEach((row, i) => {
+    const { id, jobId } = placed.get(row)!;
+    out.ids.push(id);
+    out.jobIds.push(jobId);
+    out.leases.push(1);
+    out.failures.push(0);
+    out.maxRetries.push(row.maxRetries);
+    out.inputs.push(row.input);
+    const key = `${row.name} ${row.major} ${row.minor}`;
+    let k = indexes.get(key);
+    if (k === undefined) {
+      const identifier: Capability = { name: row.name, major: row.major, minor: row.minor };
+      indexes.set(key, (k = out.identifiers.push(identifier) - 1));
+    }
+    out.identifierIndexes.push(k);
+    if (row.trigger) out.triggers.set(i, row.trigger);
+  });
+  return out;
 }

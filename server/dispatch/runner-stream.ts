@@ -71,6 +71,8 @@ export class RunnerStream {
   private wakes = 0;
   /** Calls recording results of this runner right now. */
   private recording = 0;
+  /** Slots promised to tasks being inserted already leased to this runner (`reserve`). */
+  private reserved = 0;
   /**
    * False once a lease found less ready work than it wanted and no wake-up
    * came since. Then freed capacity alone needs no lease statement: whatever
@@ -95,7 +97,44 @@ export class RunnerStream {
   }
 
   get free(): number {
-    return this.options.capacity - this.held.size - this.carried;
+    return this.options.capacity - this.held.size - this.carried - this.reserved;
+  }
+
+  /**
+   * Whether a new ready task of this identifier may be handed straight to the
+   * runner, inserted already leased to it (Dispatcher.reserveHandOffs): the
+   * runner can execute it and has a free slot, and the stream knows of no
+   * ready work to lease instead. Its last lease found less than it wanted, no
+   * wake-up came since and no lease is running, so a task handed over jumps no
+   * queue that this runner could take from.
+   */
+  canTake(name: string, major: number, minor: number): boolean {
+    if (this.workMayWait || this.pumping || this.events.isClosed || this.free <= 0) return false;
+    for (const c of this.options.capabilities) {
+      if (c.name === name && c.major === major && c.minor >= minor) return true;
+    }
+    return false;
+  }
+
+  /** Holds `n` slots for tasks being handed over; `handOver` or `unreserve` gives them back. */
+  reserve(n: number): void {
+    this.reserved += n;
+  }
+
+  unreserve(n: number): void {
+    this.reserved -= n;
+  }
+
+  /**
+   * Tasks inserted already leased to this runner (their slots reserved) are
+   * committed: sends them. False when the stream closed meanwhile: the caller
+   * gives them back to the queue.
+   */
+  handOver(tasks: LeasedTasks): boolean {
+    this.reserved -= tasks.ids.length;
+    if (this.events.isClosed) return false;
+    this.assign(tasks);
+    return true;
   }
 
   /**
@@ -216,6 +255,25 @@ export class RunnerStream {
     });
   }
 
+  /** Sends leased tasks to the runner and holds them until it reports them. */
+  private assign(leased: LeasedTasks): void {
+    const o = this.options;
+    this.idleSent = false;
+    for (let i = 0; i < leased.ids.length; i++) this.held.set(leased.ids[i], { jobId: leased.jobIds[i], lease: leased.leases[i] });
+    this.events.push(
+      create(WorkResponseSchema, {
+        event: {
+          case: "assignment",
+          value: {
+            ...(o.columns ? { columns: this.columnsOf(leased) } : { tasks: leased.ids.map((_, i) => this.leasedTask(leased, i)) }),
+            leaseExpiresAt: timestampFromDate(new Date(Date.now() + o.leaseTtlMs)),
+            cluster: o.clusterSlug,
+          },
+        },
+      }),
+    );
+  }
+
   private async leaseLoop(): Promise<void> {
     for (;;) {
       this.again = false;
@@ -234,22 +292,7 @@ export class RunnerStream {
       }
       // Less than wanted and no wake-up meanwhile: nothing more is ready.
       this.workMayWait = count === want || this.wakes !== wakesBefore || this.again;
-      if (count > 0) {
-        this.idleSent = false;
-        for (let i = 0; i < count; i++) this.held.set(leased.ids[i], { jobId: leased.jobIds[i], lease: leased.leases[i] });
-        this.events.push(
-          create(WorkResponseSchema, {
-            event: {
-              case: "assignment",
-              value: {
-                ...(o.columns ? { columns: this.columnsOf(leased) } : { tasks: leased.ids.map((_, i) => this.leasedTask(leased, i)) }),
-                leaseExpiresAt: timestampFromDate(new Date(Date.now() + o.leaseTtlMs)),
-                cluster: o.clusterSlug,
-              },
-            },
-          }),
-        );
-      }
+      if (count > 0) this.assign(leased);
       if (count < want && !this.again) {
         this.sendIdleIfDone();
         return;

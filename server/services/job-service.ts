@@ -12,8 +12,9 @@ import { getJob, getJobTasks, listJobs, type JobStateName } from "../store/read-
 import { retryJob } from "../store/retry-job.js";
 import { scheduleJob } from "../store/schedules.js";
 import { readyClusters } from "../store/insert-tasks.js";
-import { type NewJob, submitJobs } from "../store/submit-job.js";
-import { addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
+import { type NewJob, type SubmittedJob, submitJobs } from "../store/submit-job.js";
+import { type TaskRow, addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
+import type { PlacedTask } from "../dispatch/dispatcher.js";
 import { checkName, codeName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
 import { jobStateFromProto, jobToProto, taskToProto } from "./convert.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
@@ -28,7 +29,7 @@ interface PlannedJob extends NewJob {
   startAt: Date | null;
 }
 
-export function jobService({ sql, clusters, dispatcher }: ServiceDeps): ServiceImpl<typeof JobService> {
+export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDeps): ServiceImpl<typeof JobService> {
   async function readJob(id: string) {
     const job = await getJob(sql, id);
     if (!job) throw notFound(`job ${id} does not exist`);
@@ -66,13 +67,39 @@ export function jobService({ sql, clusters, dispatcher }: ServiceDeps): ServiceI
     return jobToProto({ ...row, queued: 0, running: 0, computed: 0, failed: 0, cancelled: 0 }, job.cluster);
   }
 
-  /** Inserts jobs to run now, in one statement, and wakes the runners of their clusters. */
+  /**
+   * Inserts jobs to run now, in one statement; hands ready tasks straight to
+   * runners of this server that wait for work, and wakes the runners of the
+   * clusters whose tasks were queued.
+   */
   async function submitPlanned(jobs: readonly PlannedJob[]) {
-    const rows = await submitJobs(sql, jobs);
+    const handOffs = dispatcher.reserveHandOffs(jobs.length === 1 ? jobs[0].plan.rows : jobs.flatMap((j) => j.plan.rows));
+    let rows: SubmittedJob[];
+    try {
+      rows = await submitJobs(sql, jobs, leaseTtlMs);
+    } catch (e) {
+      dispatcher.cancelHandOffs(handOffs);
+      throw e;
+    }
+    const handedPerJob = rows.map(() => 0);
+    if (handOffs.length > 0) {
+      const placed = new Map<TaskRow, PlacedTask>();
+      rows.forEach((row, i) => {
+        if (row.handed === null) return;
+        const ids = row.handed.split(",");
+        handedPerJob[i] = ids.length;
+        let k = 0;
+        for (const r of jobs[i].plan.rows) if (r.leaseTo !== undefined) placed.set(r, { id: ids[k++], jobId: row.id });
+      });
+      dispatcher.handOver(handOffs, placed);
+    }
     dispatcher.workReady([...new Set(jobs.flatMap((j) => readyClusters(j.plan)))]);
     return rows.map((row, i) => {
-      const counts = { queued: jobs[i].plan.rows.length, running: 0, computed: 0, failed: 0, cancelled: 0 };
-      return jobToProto({ ...row, ...counts }, jobs[i].cluster);
+      const running = handedPerJob[i];
+      const counts = { queued: jobs[i].plan.rows.length - running, running, computed: 0, failed: 0, cancelled: 0 };
+      // A job with a task handed over has started, as a read of it would say.
+      const started = running > 0 ? { state: "started" as const, started_at: row.created_at } : {};
+      return jobToProto({ ...row, ...counts, ...started }, jobs[i].cluster);
     });
   }
 

@@ -8,9 +8,11 @@ export const TASKS_CHANNEL = "sluice_tasks";
 export const CANCEL_CHANNEL = "sluice_cancel";
 
 /**
- * CTEs (`rows`, `inserted`, `ready`, `deps`) that insert the planned tasks, the
- * ready-queue rows of those without dependencies and the dependency edges in
- * the statement they are part of. Ids are drawn from the
+ * CTEs (`rows`, `inserted`, `ready`, `handed`, `deps`) that insert the planned
+ * tasks, the ready-queue rows of those without dependencies, the lease of
+ * those handed straight to a runner (`TaskRow.leaseTo`: inserted running under
+ * lease 1, recorded in `task_leases` for lease expiry, not queued) and the
+ * dependency edges in the statement they are part of. Ids are drawn from the
  * sequence per batch position first, so that edges can name tasks inserted in
  * the same statement. Rows travel as one JSON parameter: postgres.js array
  * parameters mangle booleans and nulls, and one parameter keeps the statement
@@ -19,7 +21,7 @@ export const CANCEL_CHANNEL = "sluice_cancel";
  * `jobId` is an SQL expression for the job id of rows whose plan has none (of
  * a new job); it may use `r.job_ord`, the position of the row's job.
  */
-export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId: PendingQuery<Row[]>) {
+export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId: PendingQuery<Row[]>, leaseTtlMs = 0) {
   const rows = JSON.stringify(
     plan.rows.map((r) => ({
       ord: r.ord,
@@ -36,6 +38,7 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
       deps_left: r.depsLeft,
       has_dependents: r.hasDependents,
       trigger: r.trigger,
+      lease_to: r.leaseTo ?? null,
     })),
   );
   // No estimate here depends on a parameter's value (a function scan of the
@@ -47,15 +50,23 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
       -- Ids in batch order, drawn before the insert so that edges can name them.
       SELECT r.*, nextval('tasks_id_seq') AS id
       FROM json_to_recordset(${rows}::text::json) AS r(ord int, job_id bigint, job_ord int, parent_id bigint, cluster_id int, name text,
-             major int, minor int, display text, input text, max_retries int, deps_left int, has_dependents bool, trigger jsonb)
+             major int, minor int, display text, input text, max_retries int, deps_left int, has_dependents bool, trigger jsonb,
+             lease_to uuid)
     ), inserted AS (
-      INSERT INTO tasks (id, job_id, parent_id, cluster_id, name, major, minor, display, input, max_retries, deps_left, has_dependents, trigger)
+      INSERT INTO tasks (id, job_id, parent_id, cluster_id, name, major, minor, display, input, max_retries, deps_left, has_dependents, trigger,
+                         state, lease, runner_id, lease_expires_at, started_at)
       SELECT r.id, coalesce(r.job_id, ${jobId}), r.parent_id, r.cluster_id, r.name, r.major, r.minor, r.display,
-             decode(r.input, 'base64'), r.max_retries, r.deps_left, r.has_dependents, r.trigger
+             decode(r.input, 'base64'), r.max_retries, r.deps_left, r.has_dependents, r.trigger,
+             CASE WHEN r.lease_to IS NULL THEN 'queued' ELSE 'running' END::task_state, (r.lease_to IS NOT NULL)::int, r.lease_to,
+             CASE WHEN r.lease_to IS NOT NULL THEN now() + ${leaseTtlMs}::int * interval '1 millisecond' END,
+             CASE WHEN r.lease_to IS NOT NULL THEN now() END
       FROM rows r
-      RETURNING id, cluster_id, name, major, minor, deps_left
+      RETURNING id, cluster_id, name, major, minor, deps_left, runner_id
     ), ready AS (
-      ${queueReady(sql, "inserted")} WHERE deps_left = 0
+      ${queueReady(sql, "inserted")} WHERE deps_left = 0 AND runner_id IS NULL
+    ), handed AS (
+      INSERT INTO task_leases (expires_at, task_ids)
+      SELECT now() + ${leaseTtlMs}::int * interval '1 millisecond', array_agg(id) FROM inserted WHERE runner_id IS NOT NULL HAVING count(*) > 0
     ), deps AS (
       INSERT INTO task_dependencies (depends_on, task_id)
       -- Positions index the ids directly (they run from 1 to n): no join whose
@@ -77,7 +88,7 @@ export function queueReady(sql: Sql | TransactionSql, source: string) {
     SELECT cluster_id, id, name, major, minor FROM ${sql(source)}`;
 }
 
-/** Cluster ids of planned tasks that are ready at once. */
+/** Cluster ids of planned tasks that are queued ready (not handed to a runner). */
 export function readyClusters(plan: TaskPlan): number[] {
-  return [...new Set(plan.rows.filter((r) => r.depsLeft === 0).map((r) => r.clusterId!))];
+  return [...new Set(plan.rows.filter((r) => r.depsLeft === 0 && r.leaseTo === undefined).map((r) => r.clusterId!))];
 }

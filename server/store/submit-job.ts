@@ -10,14 +10,24 @@ export interface NewJob {
   plan: TaskPlan;
 }
 
+/** A job as inserted, with the ids of its tasks handed to runners. */
+export interface SubmittedJob extends JobRow {
+  /**
+   * Comma-separated, in the order of the job's plan rows that have `leaseTo`;
+   * null when it has none.
+   */
+  handed: string | null;
+}
+
 /**
  * Inserts jobs, their root tasks and their dependencies in one statement: one
  * round trip and one commit for all of them, atomic without an explicit
- * transaction. Returns the jobs in the order given. The caller wakes the
- * runners of the clusters that got ready work (`readyClusters`) once it
- * returns, committed (`Dispatcher.workReady`).
+ * transaction. Returns the jobs in the order given. The caller hands the
+ * tasks with `leaseTo` to their runners and wakes the runners of the clusters
+ * that got ready work (`readyClusters`) once it returns, committed
+ * (`Dispatcher.handOver`, `Dispatcher.workReady`).
  */
-export async function submitJobs(sql: Sql, jobs: readonly NewJob[]): Promise<JobRow[]> {
+export async function submitJobs(sql: Sql, jobs: readonly NewJob[], leaseTtlMs: number): Promise<SubmittedJob[]> {
   // One plan for all: the jobs' rows are renumbered in place (they are not
   // used for anything else afterwards).
   const plan: TaskPlan = jobs.length === 1 ? jobs[0].plan : { rows: [], depFrom: [], depTo: [] };
@@ -36,7 +46,7 @@ export async function submitJobs(sql: Sql, jobs: readonly NewJob[]): Promise<Job
     for (const t of job.plan.depTo) plan.depTo.push(t + offset);
   });
   const input = JSON.stringify(jobs.map((j, i) => ({ ord: i + 1, name: j.name, cluster_id: j.clusterId, open_tasks: j.plan.rows.length })));
-  return sql<JobRow[]>`
+  return sql<SubmittedJob[]>`
     WITH new_jobs AS MATERIALIZED (
       -- Ids in the given order, drawn first so that tasks can name their job.
       SELECT j.*, nextval(pg_get_serial_sequence('jobs', 'id')) AS id
@@ -46,6 +56,11 @@ export async function submitJobs(sql: Sql, jobs: readonly NewJob[]): Promise<Job
       OVERRIDING SYSTEM VALUE
       SELECT id, name, cluster_id, open_tasks FROM new_jobs
       RETURNING id, name, cluster_id, state, created_at, started_at, finished_at, start_at, recurrent_task_id, tick_at
-    ), ${taskInsertCtes(sql, plan, sql`(SELECT array_agg(id ORDER BY ord) FROM new_jobs)[r.job_ord]`)}
-    SELECT * FROM job ORDER BY id`;
+    ), ${taskInsertCtes(sql, plan, sql`(SELECT array_agg(id ORDER BY ord) FROM new_jobs)[r.job_ord]`, leaseTtlMs)}
+    SELECT job.*, h.ids AS handed
+    FROM job JOIN new_jobs n ON n.id = job.id
+    LEFT JOIN (
+      SELECT job_ord, string_agg(id::text, ',' ORDER BY ord) AS ids FROM rows WHERE lease_to IS NOT NULL GROUP BY job_ord
+    ) h ON h.job_ord = n.ord
+    ORDER BY job.id`;
 }
