@@ -196,11 +196,17 @@ export class SluiceSystem implements System {
    * Percentiles of created-to-leased time in ms from the database's own
    * timestamps (tasks.created_at to started_at), leaving out warm-up tasks.
    */
-  async leaseDelay(): Promise<{ p50: number; p99: number }> {
-    const [row] = await this.sql<{ p: number[] | null }[]>`
-      SELECT percentile_cont(array[0.5, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - created_at) * 1000) AS p
+  /**
+   * Insert to lease from the database's timestamps, and the share of tasks
+   * handed over as they were inserted (started in the inserting statement:
+   * started_at = created_at).
+   */
+  async leaseDelay(): Promise<{ p50: number; p99: number; handedOver: number }> {
+    const [row] = await this.sql<{ p: number[] | null; handed: number | null }[]>`
+      SELECT percentile_cont(array[0.5, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - created_at) * 1000) AS p,
+             avg((started_at = created_at)::int)::float8 AS handed
       FROM tasks WHERE started_at IS NOT NULL AND convert_from(input, 'UTF8')::json ->> 'w' IS NULL`;
-    return { p50: row.p?.[0] ?? NaN, p99: row.p?.[1] ?? NaN };
+    return { p50: row.p?.[0] ?? NaN, p99: row.p?.[1] ?? NaN, handedOver: row.handed ?? NaN };
   }
 
   async stop(): Promise<void> {

@@ -169,8 +169,14 @@ export class Dispatcher {
     const orphans: TaskResultIn[] = [];
     for (const { stream, rows } of handOffs) {
       const tasks = handedTasks(rows, placed);
-      if (stream.handOver(tasks)) continue;
-      tasks.ids.forEach((taskId, i) => orphans.push({ taskId, lease: 1, jobId: tasks.jobIds[i], released: true }));
+      let sent = false;
+      try {
+        sent = stream.handOver(tasks);
+      } catch (e) {
+        // The submit committed and is answered as such whatever happens here.
+        this.onError(e);
+      }
+      if (!sent) tasks.ids.forEach((taskId, i) => orphans.push({ taskId, lease: 1, jobId: tasks.jobIds[i], released: true }));
     }
     if (orphans.length > 0) void this.release(orphans);
   }
