@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Sql } from "postgres";
 import { type TaskResultIn, recordResults } from "../store/complete-tasks.js";
 import { CANCEL_CHANNEL, TASKS_CHANNEL } from "../store/insert-tasks.js";
-import type { Capability, LeasedTasks } from "../store/lease-tasks.js";
+import { type Capability, type LeasedTasks, emptyLeasedTasks } from "../store/lease-tasks.js";
 import type { TaskRow } from "../task-plan.js";
 import { type HeldTask, RunnerStream, type RunnerStreamOptions } from "./runner-stream.js";
 
@@ -260,18 +260,7 @@ export class Dispatcher {
 
 /** Tasks handed over as a lease statement would have returned them: first lease, no failure yet. */
 function handedTasks(rows: readonly TaskRow[], placed: ReadonlyMap<TaskRow, PlacedTask>): LeasedTasks {
-  const out: LeasedTasks = {
-    ids: [],
-    jobIds: [],
-    leases: [],
-    failures: [],
-    maxRetries: [],
-    inputs: [],
-    identifiers: [],
-    identifierIndexes: [],
-    triggers: new Map(),
-    lastId: "0",
-  };
+  const out = emptyLeasedTasks();
   const indexes = new Map<string, number>();
   rows.forEach((row, i) => {
     const { id, jobId } = placed.get(row)!;

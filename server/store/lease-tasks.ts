@@ -128,9 +128,9 @@ export async function leaseTasks(
   return columnsOf(groups);
 }
 
-/** The lease statement's rows (one per identifier) split into one list per field. */
-function columnsOf(groups: readonly LeasedGroupRow[]): LeasedTasks {
-  const out: LeasedTasks = {
+/** No tasks, as lists to append to. */
+export function emptyLeasedTasks(): LeasedTasks {
+  return {
     ids: [],
     jobIds: [],
     leases: [],
@@ -142,6 +142,11 @@ function columnsOf(groups: readonly LeasedGroupRow[]): LeasedTasks {
     triggers: new Map(),
     lastId: "0",
   };
+}
+
+/** The lease statement's rows (one per identifier) split into one list per field. */
+function columnsOf(groups: readonly LeasedGroupRow[]): LeasedTasks {
+  const out = emptyLeasedTasks();
   for (const g of groups) {
     const first = out.ids.length;
     const k = out.identifiers.push({ name: g.name, major: g.major, minor: g.minor }) - 1;
