@@ -49,8 +49,8 @@ export class JobRetention {
   async prune(): Promise<number> {
     let total = 0;
     for (;;) {
-      // The jobs, their tasks (ON DELETE CASCADE) and the dependency edges
-      // between those tasks (no foreign key: migration 0007), in one statement.
+      // The jobs, their tasks and the dependency edges between those tasks
+      // (no foreign keys: migrations 0007 and 0009), in one statement.
       const [{ deleted }] = await this.sql<{ deleted: number }[]>`
         WITH expired AS MATERIALIZED (
           SELECT id FROM jobs
@@ -63,10 +63,12 @@ export class JobRetention {
           DELETE FROM task_dependencies d USING tasks t, expired e
           WHERE t.job_id = e.id AND d.task_id = t.id
           RETURNING 1
+        ), tasks_gone AS (
+          DELETE FROM tasks t USING expired e WHERE t.job_id = e.id RETURNING 1
         ), gone AS (
           DELETE FROM jobs WHERE id IN (SELECT id FROM expired) RETURNING 1
         )
-        SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT count(*) FROM edges) AS edges`;
+        SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT count(*) FROM edges) AS edges, (SELECT count(*) FROM tasks_gone) AS tasks`;
       total += deleted;
       if (deleted < this.config.batchSize) return total;
     }
