@@ -143,12 +143,12 @@ export class Dispatcher {
       if (row.depsLeft !== 0 || row.clusterId === null) continue;
       const set = this.byCluster.get(row.clusterId);
       if (!set || set.size === 0) continue;
-      const key = full && `${row.clusterId} ${row.name} ${row.major} ${row.minor}`;
-      if (key && full!.has(key)) continue;
+      const key = `${row.clusterId} ${row.name} ${row.major} ${row.minor}`;
+      if (full?.has(key)) continue;
       let best: RunnerStream | undefined;
       for (const s of set) if (s.canTake(row.name, row.major, row.minor) && (!best || s.free > best.free)) best = s;
       if (!best) {
-        (full ??= new Set()).add(`${row.clusterId} ${row.name} ${row.major} ${row.minor}`);
+        (full ??= new Set()).add(key);
         continue;
       }
       best.reserve(1);
