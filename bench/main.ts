@@ -19,6 +19,7 @@ import { startEmbeddedDatabase } from "../server/database/embedded.js";
 import { Child, ProgressTotal, ROOT, allChildren, track } from "./lib/child.js";
 import { Databases, waitUntil } from "./lib/db.js";
 import { GraphileSystem, type RunnerSpec, type Settings, SluiceSystem, type System } from "./lib/systems.js";
+import { type Noise, NoiseProbe } from "./lib/noise.js";
 import { CpuMeter, type LatencySummary, fmt, median, now, peakRss, sleep, summarize } from "./lib/util.js";
 
 // ---------------------------------------------------------------- options
@@ -218,7 +219,10 @@ function log(line: string): void {
 // ---------------------------------------------------------------- running
 
 let dbs: Databases;
-const settings: Settings = { verbose: config.verbose, serverNodeArgs: [], runnerNodeArgs: [] };
+// BENCH_NODE_ARGS: extra node flags for every Sluice server, runner, worker
+// and submitter process (e.g. "--trace-gc"); --profile adds its own.
+const extraNodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+const settings: Settings = { verbose: config.verbose, serverNodeArgs: [...extraNodeArgs], runnerNodeArgs: [...extraNodeArgs] };
 
 type Factory = () => Promise<System>;
 const sluice =
@@ -353,6 +357,8 @@ interface SustainedResult {
   cpuPer1000: CpuUse;
   /** Tasks not yet started when the backlog wait ran out (0: it caught up). */
   behind: number;
+  /** What the machine did to everything while the submitter ran. */
+  noise: Noise;
 }
 
 /**
@@ -370,14 +376,16 @@ function sustained(factory: Factory, spec: RunnerSpec, rate: number, durationMs:
         BENCH_RATE: String(rate),
         BENCH_DURATION_MS: String(durationMs),
         BENCH_WARMUP_MS: String(config.warmupMs),
-      }, { echo: config.verbose }),
+      }, { echo: config.verbose, nodeArgs: settings.runnerNodeArgs }),
     );
     runners.push(submitter);
     await submitter.next("loaded");
     const cpuUsed = await meterCpu(sys, runners);
     const done = submitter.next("submitted", config.warmupMs + durationMs + 300_000);
+    const probe = new NoiseProbe();
     submitter.send({ type: "start" });
     const sub = await done;
+    const noise = await probe.stop();
     if (sub.errors > 0) failures.push(`${sys.label} sustained-${rate}: ${sub.errors} submissions failed`);
     // A system that fell behind gets `backlogWaitMs` to catch up; after that it
     // is measured on what it did.
@@ -402,6 +410,7 @@ function sustained(factory: Factory, spec: RunnerSpec, rate: number, durationMs:
       latency: summarize(stats.latencies),
       submitted: sub.count,
       leaseDelay,
+      noise,
       cpuPer1000: { server: per1000(cpu.server), runners: per1000(cpu.runners), postgres: per1000(cpu.postgres), submitter: (sub.cpuMs * 1000) / (sub.warmup + sub.count) },
     };
   });
@@ -576,7 +585,7 @@ async function scenarioSustained(rate: number): Promise<void> {
   const name = `sustained-${rate}`;
   log(`\n== ${name}: a submitter process submits ${rate} one-task jobs/s for ${config.warmupMs / 1000} s of warm-up + ${config.sustainedMs / 1000} s; 1 runner process`);
   const show = (r: SustainedResult) =>
-    `${fmt.rate(r.rate)} tasks/s${r.behind > 0 ? ` [fell behind: ${r.behind} tasks not started ${config.backlogWaitMs / 1000} s after the last submit]` : ""} (submitted ${r.submitted} at ${fmt.rate(r.submitRate)}/s, submit call p50 ${fmt.ms(r.callP50Ms)} ms, p99 ${fmt.ms(r.callP99Ms)} ms), submit-to-start p50 ${fmt.ms(r.latency.p50)} ms, p99 ${fmt.ms(r.latency.p99)} ms, max ${fmt.ms(r.latency.max)} ms${r.leaseDelay ? ` (in the database: insert to lease p50 ${fmt.ms(r.leaseDelay.p50)} ms, p99 ${fmt.ms(r.leaseDelay.p99)} ms; ${Math.round(r.leaseDelay.handedOver * 100)} % handed over as inserted)` : ""}`;
+    `${fmt.rate(r.rate)} tasks/s${r.behind > 0 ? ` [fell behind: ${r.behind} tasks not started ${config.backlogWaitMs / 1000} s after the last submit]` : ""} (submitted ${r.submitted} at ${fmt.rate(r.submitRate)}/s, submit call p50 ${fmt.ms(r.callP50Ms)} ms, p99 ${fmt.ms(r.callP99Ms)} ms), submit-to-start p50 ${fmt.ms(r.latency.p50)} ms, p99 ${fmt.ms(r.latency.p99)} ms, max ${fmt.ms(r.latency.max)} ms${r.leaseDelay ? ` (in the database: insert to lease p50 ${fmt.ms(r.leaseDelay.p50)} ms, p99 ${fmt.ms(r.leaseDelay.p99)} ms; ${Math.round(r.leaseDelay.handedOver * 100)} % handed over as inserted)` : ""}; machine: ${r.noise.stalls} stalls > 5 ms (longest ${fmt.ms(r.noise.longestMs)} ms), ${r.noise.stealPct.toFixed(1)} % steal`;
   const [s, g] = await repeatBoth(
     "sluice",
     () => sustained(sluice(), runnerSpec(), rate, config.sustainedMs),
@@ -611,6 +620,8 @@ async function scenarioSustained(rate: number): Promise<void> {
     rows.push({ scenario: name, metric, sluice: fmt.ms(m(s, (r) => f(r.cpuPer1000))), graphile: metric.includes("Sluice") ? "-" : fmt.ms(m(g, (r) => f(r.cpuPer1000))) });
   }
   rows.push({ scenario: name, metric: "submitter's worst lag behind schedule, ms", sluice: fmt.ms(m(s, (r) => r.maxLagMs)), graphile: fmt.ms(m(g, (r) => r.maxLagMs)) });
+  rows.push({ scenario: name, metric: "machine: idle thread woken > 5 ms late, times", sluice: fmt.rate(m(s, (r) => r.noise.stalls)), graphile: fmt.rate(m(g, (r) => r.noise.stalls)) });
+  rows.push({ scenario: name, metric: "machine: CPU time taken by the hypervisor (steal), %", sluice: m(s, (r) => r.noise.stealPct).toFixed(1), graphile: m(g, (r) => r.noise.stealPct).toFixed(1) });
 }
 
 async function scenarioFanout(): Promise<void> {
@@ -774,7 +785,7 @@ async function main(): Promise<void> {
   }
   dbs = new Databases(adminUrl);
   if (config.profileDir) {
-    settings.serverNodeArgs = ["--cpu-prof", "--cpu-prof-interval=200", `--cpu-prof-dir=${config.profileDir}`];
+    settings.serverNodeArgs = [...extraNodeArgs, "--cpu-prof", "--cpu-prof-interval=200", `--cpu-prof-dir=${config.profileDir}`];
     settings.runnerNodeArgs = settings.serverNodeArgs;
   }
 
