@@ -1,5 +1,6 @@
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
+import type { SessionChannel } from "./session.js";
 import { ComputedTasksSchema, RunnerService, type TaskResult, TaskResultSchema } from "../gen/sluice/v1/runner_service_pb.js";
 
 /** What the server did with one result. */
@@ -49,6 +50,11 @@ export class ResultReporter<O> {
    */
   private columns = true;
   private flushing: Promise<void> | null = null;
+  /**
+   * The runner's open session, if it has one: results go there as a message
+   * instead of a CompleteTasks call each.
+   */
+  channel: SessionChannel | null = null;
 
   constructor(
     private readonly api: ConnectClient<typeof RunnerService>,
@@ -89,6 +95,7 @@ export class ResultReporter<O> {
     try {
       while (this.pending.length > 0) {
         const batch = this.pending.slice(0, MAX_BATCH);
+        let channel: SessionChannel | null = null;
         try {
           const results: TaskResult[] = [];
           const computed = create(ComputedTasksSchema);
@@ -101,11 +108,9 @@ export class ResultReporter<O> {
               computed.jobIds.push(p.jobId);
             }
           }
-          const res = await this.api.completeTasks({
-            runnerId: this.runnerId,
-            results,
-            computed: computed.taskIds.length > 0 ? computed : undefined,
-          });
+          const req = { runnerId: this.runnerId, results, computed: computed.taskIds.length > 0 ? computed : undefined };
+          channel = this.channel?.closed ? null : this.channel;
+          const res = channel ? await channel.complete(req) : await this.api.completeTasks(req);
           this.pending.splice(0, batch.length);
           // A server that did not read the columns recorded none of them:
           // they go again, as results, and so does every later success.
@@ -125,6 +130,9 @@ export class ResultReporter<O> {
           this.pending.unshift(...unread);
           delay = RETRY_DELAY_MS;
         } catch (e) {
+          // The session ended under the batch: send it again at once, on the
+          // next session or as a call.
+          if (channel?.closed) continue;
           const err = ConnectError.from(e);
           if (err.code === Code.InvalidArgument || err.code === Code.ResourceExhausted) {
             // The server will never take this batch: report why for each result.

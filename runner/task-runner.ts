@@ -14,6 +14,7 @@ import { BUILTIN_TASKS } from "./builtins.js";
 import type { CacheBackend } from "./cache/cache.js";
 import { InMemoryCache } from "./cache/memory.js";
 import { ACCEPTED, type ResultOutcome, ResultReporter } from "./result-reporter.js";
+import { SessionChannel } from "./session.js";
 import { StorageEventTask, triggerFromMessage } from "./storage.js";
 import { type TaskClass, deserializeInput, identifierOf, parseVersion } from "./task.js";
 
@@ -195,6 +196,8 @@ export class TaskRunner {
   private stopping = false;
   private stream: AbortController | null = null;
   private reporter: ResultReporter<Held> | null = null;
+  /** Whether to open sessions (false once a server answered that it has none). */
+  private sessions = true;
   private extender: NodeJS.Timeout | null = null;
   private settled: (() => void)[] = [];
   private run: Promise<void> | null = null;
@@ -281,20 +284,25 @@ export class TaskRunner {
       while (!this.stopping) {
         this.stream = new AbortController();
         const signal = this.stream.signal;
+        let channel: SessionChannel | null = null;
         try {
-          const responses = this.api.work(
-            {
-              runnerId: this.id,
-              cluster: this.cluster,
-              tasks: this.registered(),
-              concurrency: this.concurrency,
-              prefetch: this.prefetch,
-              inFlight: this.held.size,
-              name: this.name,
-              columns: true,
-            },
-            { signal },
-          );
+          const work = {
+            runnerId: this.id,
+            cluster: this.cluster,
+            tasks: this.registered(),
+            concurrency: this.concurrency,
+            prefetch: this.prefetch,
+            inFlight: this.held.size,
+            name: this.name,
+            columns: true,
+          };
+          // A session carries the results too; a server without sessions
+          // answers Unimplemented, and gets Work and CompleteTasks from then on.
+          if (this.sessions) {
+            channel = new SessionChannel(work);
+            this.reporter.channel = channel;
+          }
+          const responses = channel ? this.api.session(channel.requests(), { signal }) : this.api.work(work, { signal });
           for await (const res of responses) {
             delay = 100;
             const event = res.event;
@@ -315,14 +323,24 @@ export class TaskRunner {
             } else if (event.case === "idle") {
               this.idle = true;
               this.checkSettled();
+            } else if (event.case === "recorded") {
+              channel?.recorded(event.value);
             }
           }
           if (!this.stopping) this.log.warn(`sluice runner ${this.id}: the server closed the work stream; reconnecting`);
         } catch (e) {
           if (this.stopping) break;
           const err = ConnectError.from(e);
+          if (channel && err.code === Code.Unimplemented) {
+            this.sessions = false;
+            channel.end();
+            continue;
+          }
           if (PERMANENT.has(err.code)) throw err;
           this.log.warn(`sluice runner ${this.id}: work stream failed (${err.message}); reconnecting in ${delay} ms`);
+        } finally {
+          // Results sent on it and not answered go again (ResultReporter).
+          channel?.end();
         }
         if (this.stopping) break;
         await sleep(delay, signal);

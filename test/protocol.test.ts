@@ -3,11 +3,13 @@ import type { AddressInfo } from "node:net";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterAll, describe, expect, it } from "vitest";
-import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { RunnerService, type SessionRequestSchema } from "../gen/sluice/v1/runner_service_pb.js";
 import { Client, Task } from "../runner/index.js";
 import { quiet, useSandbox } from "./support/harness.js";
 
 const ran: string[] = [];
+type SessionRequestInit = MessageInitShape<typeof SessionRequestSchema>;
 
 class Count extends Task<{ n: number }> {
   static identifier = { name: "Count", version: "v1.0" };
@@ -44,6 +46,53 @@ async function olderServer(box: ReturnType<typeof useSandbox>) {
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     url,
+    seen,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** Messages for a session, sent as they are pushed. */
+class Outbox {
+  private items: SessionRequestInit[] = [];
+  private wake: (() => void) | null = null;
+  push(m: SessionRequestInit): void {
+    this.items.push(m);
+    this.wake?.();
+  }
+  async *messages(): AsyncGenerator<SessionRequestInit> {
+    for (;;) {
+      while (this.items.length > 0) yield this.items.shift()!;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+}
+
+/** The real server's RunnerService behind a proxy that counts how results arrive. */
+async function countingServer(box: ReturnType<typeof useSandbox>) {
+  const seen = { sessions: 0, resultsOnSession: 0, completeCalls: [] as { results: number; last: boolean }[] };
+  const routes = (router: ConnectRouter) =>
+    router.service(RunnerService, {
+      work: (req, ctx) => box.api.runner.work(req, { signal: ctx.signal }),
+      async *session(messages, ctx) {
+        seen.sessions++;
+        async function* counted() {
+          for await (const m of messages) {
+            if (m.message.case === "results") seen.resultsOnSession += (m.message.value.computed?.taskIds.length ?? 0) + m.message.value.results.length;
+            yield m;
+          }
+        }
+        yield* box.api.runner.session(counted(), { signal: ctx.signal });
+      },
+      async completeTasks(req) {
+        seen.completeCalls.push({ results: req.results.length + (req.computed?.taskIds.length ?? 0), last: req.last });
+        return box.api.runner.completeTasks(req);
+      },
+      extendLeases: (req) => box.api.runner.extendLeases(req),
+    });
+  const server = http2.createServer(connectNodeAdapter({ routes }));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     seen,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
@@ -216,6 +265,78 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
     expect((await Promise.all(submitted.map((j) => jobs.get(j.id)))).map((j) => j.state)).toEqual(["completed", "completed", "completed"]);
   });
 
+  it("a session carries a runner's results and answers each in order; the same success again is refused", async () => {
+    const job = await box.client.jobs().submit("session", new Count({ n: 7 }));
+    const runnerId = crypto.randomUUID();
+    const outbox = new Outbox();
+    outbox.push({ message: { case: "work", value: { runnerId, tasks: [{ name: "Count", version: "v1.0" }], concurrency: 1, columns: true } } });
+    const stream = new AbortController();
+    const answers: { refused: { taskId: string; code: string; message: string }[]; computedRead: boolean }[] = [];
+    const events = box.api.runner.session(outbox.messages(), { signal: stream.signal });
+    for await (const res of events) {
+      const event = res.event;
+      if (event.case === "assignment") {
+        const c = event.value.columns!;
+        expect(c.jobIds).toEqual([job.id]);
+        const computed = { taskIds: [c.ids[0]], leases: [c.leases[0]], jobIds: [c.jobIds[0]] };
+        // Twice, without waiting: the answers come in the order sent.
+        outbox.push({ message: { case: "results", value: { computed } } });
+        outbox.push({ message: { case: "results", value: { runnerId, computed } } });
+      } else if (event.case === "recorded") {
+        answers.push(event.value);
+        if (answers.length === 2) break;
+      }
+    }
+    stream.abort();
+    expect(answers[0]).toMatchObject({ refused: [], computedRead: true });
+    expect(answers[1].refused).toEqual([expect.objectContaining({ code: "failed_precondition", message: expect.stringMatching(/it is computed, not running/) })]);
+    expect((await box.client.jobs().get(job.id)).state).toBe("completed");
+  });
+
+  it("a session refuses a first message that is not work, results with last, and another runner's results", async () => {
+    const runnerId = crypto.randomUUID();
+    const work = { runnerId, tasks: [{ name: "Count", version: "v1.0" }], concurrency: 1 };
+    const ended = async (messages: Parameters<Outbox["push"]>[0][]) => {
+      const outbox = new Outbox();
+      for (const m of messages) outbox.push(m);
+      try {
+        for await (const _ of box.api.runner.session(outbox.messages())) {
+          // read until the server ends the session
+        }
+        return undefined;
+      } catch (e) {
+        return ConnectError.from(e);
+      }
+    };
+    const first = await ended([{ message: { case: "results", value: { runnerId } } }]);
+    expect(first?.code).toBe(Code.InvalidArgument);
+    expect(first?.rawMessage).toMatch(/first message of a session must be work/);
+    const last = await ended([{ message: { case: "work", value: work } }, { message: { case: "results", value: { last: true } } }]);
+    expect(last?.code).toBe(Code.InvalidArgument);
+    expect(last?.rawMessage).toMatch(/last is not allowed on a session/);
+    const other = crypto.randomUUID();
+    const foreign = await ended([{ message: { case: "work", value: work } }, { message: { case: "results", value: { runnerId: other } } }]);
+    expect(foreign?.code).toBe(Code.InvalidArgument);
+    expect(foreign?.rawMessage).toContain(`results name runner ${other}, but the session is runner ${runnerId}'s`);
+  });
+
+  it("the SDK's runner reports results on its session, not with CompleteTasks", async () => {
+    const proxy = await countingServer(box);
+    closers.push(proxy.close);
+    const client = new Client({ url: proxy.url });
+    closers.push(async () => client.close());
+    ran.length = 0;
+    const jobs = box.client.jobs();
+    const submitted = await Promise.all(Array.from({ length: 40 }, (_, n) => jobs.submit(`session ${n}`, new Count({ n }))));
+    await client.runner("default", { tasks: [Count], concurrency: 4, logger: quiet }).runAll();
+    expect(ran.sort()).toEqual(Array.from({ length: 40 }, (_, n) => `count ${n}`).sort());
+    expect(new Set((await Promise.all(submitted.map((j) => jobs.get(j.id)))).map((j) => j.state))).toEqual(new Set(["completed"]));
+    expect(proxy.seen.sessions).toBe(1);
+    expect(proxy.seen.resultsOnSession).toBe(40);
+    // Only the runner's goodbye (last) went as a call.
+    expect(proxy.seen.completeCalls).toEqual([{ results: 0, last: true }]);
+  });
+
   it("a runner talking to an older server sends its successes again as results, and every task runs once", async () => {
     const older = await olderServer(box);
     closers.push(older.close);
@@ -231,7 +352,8 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
     const states = await Promise.all(submitted.map(async (j) => (await jobs.get(j.id)).tasks[0]));
     expect(new Set(states.map((t) => t.state))).toEqual(new Set(["computed"]));
     expect(new Set(states.map((t) => t.attempts))).toEqual(new Set([1]));
-    // The runner tried columns once, saw them ignored, and went on with results.
+    // The runner found no sessions (Unimplemented), used Work and CompleteTasks,
+    // tried columns once, saw them ignored, and went on with results.
     expect(older.seen.callsWithColumns).toBe(1);
     expect(older.seen.callsWithResults).toBeGreaterThan(0);
   });

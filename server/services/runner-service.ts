@@ -1,15 +1,20 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
+  type CompleteTasksResponse,
+  CompleteTasksResponseSchema,
   type ComputedTasks,
   type RefusedResult,
   RefusedResultSchema,
   RunnerService,
   TaskLeaseSchema,
   type TaskResult,
+  type WorkRequest,
+  type WorkResponse,
   WorkResponseSchema,
 } from "../../gen/sluice/v1/runner_service_pb.js";
+import type { RunnerStream } from "../dispatch/runner-stream.js";
 import { type RecordedResults, type TaskResultIn, recordResults } from "../store/complete-tasks.js";
 import type { Capability } from "../store/lease-tasks.js";
 import { extendLeases } from "../store/leases.js";
@@ -43,37 +48,93 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
     dispatcher.wakeClusters(recorded.readyClusters);
   }
 
-  return {
-    async *work(req, ctx) {
-      const runnerId = checkRunnerId(req.runnerId);
-      if (req.tasks.length === 0) throw invalid("tasks is empty: a runner must register at least one task it can execute");
-      const capabilities: Capability[] = req.tasks.map((t, i) => parseIdentifier(t.name, t.version, `tasks[${i}]`));
-      if (req.concurrency < 1 || req.concurrency > MAX_CONCURRENCY) {
-        throw invalid(`concurrency must be between 1 and ${MAX_CONCURRENCY}, got ${req.concurrency}`);
-      }
-      if (req.prefetch > MAX_CONCURRENCY) throw invalid(`prefetch must be at most ${MAX_CONCURRENCY}, got ${req.prefetch}`);
-      const slug = req.cluster === "" ? "default" : req.cluster;
-      const clusterId = (await requireClusters(clusters, [slug])).get(slug)!;
+  /** Checks a runner's WorkRequest and attaches its stream to the dispatcher. */
+  async function attach(req: WorkRequest) {
+    const runnerId = checkRunnerId(req.runnerId);
+    if (req.tasks.length === 0) throw invalid("tasks is empty: a runner must register at least one task it can execute");
+    const capabilities: Capability[] = req.tasks.map((t, i) => parseIdentifier(t.name, t.version, `tasks[${i}]`));
+    if (req.concurrency < 1 || req.concurrency > MAX_CONCURRENCY) {
+      throw invalid(`concurrency must be between 1 and ${MAX_CONCURRENCY}, got ${req.concurrency}`);
+    }
+    if (req.prefetch > MAX_CONCURRENCY) throw invalid(`prefetch must be at most ${MAX_CONCURRENCY}, got ${req.prefetch}`);
+    const slug = req.cluster === "" ? "default" : req.cluster;
+    const clusterId = (await requireClusters(clusters, [slug])).get(slug)!;
+    return dispatcher.attach({
+      runnerId,
+      clusterId,
+      clusterSlug: slug,
+      capabilities,
+      capacity: req.concurrency + req.prefetch,
+      carried: req.inFlight,
+      columns: req.columns,
+      leaseTtlMs,
+    });
+  }
 
-      const stream = dispatcher.attach({
-        runnerId,
-        clusterId,
-        clusterSlug: slug,
-        capabilities,
-        capacity: req.concurrency + req.prefetch,
-        carried: req.inFlight,
-        columns: req.columns,
-        leaseTtlMs,
-      });
-      const detach = () => dispatcher.detach(stream);
-      ctx.signal.addEventListener("abort", detach, { once: true });
-      try {
-        yield create(WorkResponseSchema, { event: { case: "started", value: { leaseTtlMs } } });
-        for await (const event of stream.events) yield event;
-      } finally {
-        ctx.signal.removeEventListener("abort", detach);
-        detach();
+  /** The events of an attached stream, first "started"; detaches it when the call ends. */
+  async function* events(stream: RunnerStream, signal: AbortSignal): AsyncGenerator<WorkResponse> {
+    const detach = () => dispatcher.detach(stream);
+    signal.addEventListener("abort", detach, { once: true });
+    try {
+      yield create(WorkResponseSchema, { event: { case: "started", value: { leaseTtlMs } } });
+      for await (const event of stream.events) yield event;
+    } finally {
+      signal.removeEventListener("abort", detach);
+      detach();
+    }
+  }
+
+  const impl: ServiceImpl<typeof RunnerService> = {
+    async *work(req, ctx) {
+      yield* events(await attach(req), ctx.signal);
+    },
+
+    async *session(messages, ctx) {
+      const incoming = messages[Symbol.asyncIterator]();
+      const first = await incoming.next();
+      if (first.done || first.value.message.case !== "work") {
+        throw invalid("the first message of a session must be work: the runner's WorkRequest");
       }
+      const stream = await attach(first.value.message.value);
+      const runnerId = stream.runnerId;
+      // Results are recorded one message after the other, each answered on the
+      // stream in the order they came. A message the server cannot take ends
+      // the session with the error.
+      let failure: unknown;
+      const reading = (async () => {
+        for (;;) {
+          const next = await incoming.next();
+          if (next.done) return;
+          const m = next.value.message;
+          if (m.case !== "results") throw invalid("after its first message a session carries only results");
+          const req = m.value;
+          if (req.last) throw invalid("last is not allowed on a session: end the session instead, then send CompleteTasks with last");
+          if (req.runnerId !== "" && checkRunnerId(req.runnerId) !== runnerId) {
+            throw invalid(`results name runner ${req.runnerId}, but the session is runner ${runnerId}'s`);
+          }
+          req.runnerId = runnerId;
+          let answer: CompleteTasksResponse;
+          try {
+            answer = create(CompleteTasksResponseSchema, await impl.completeTasks(req, ctx));
+          } catch (e) {
+            // A batch refused as a whole (as CompleteTasks would refuse the
+            // call) is answered with a refusal per result.
+            if (!(e instanceof ConnectError) || (e.code !== Code.InvalidArgument && e.code !== Code.ResourceExhausted)) throw e;
+            const refusal = (taskId: string) => create(RefusedResultSchema, { taskId, code: codeName(e.code), message: e.rawMessage });
+            const refused = req.results.map((r) => refusal(r.task?.taskId ?? ""));
+            for (const id of req.computed?.taskIds ?? []) refused.push(refusal(id));
+            answer = create(CompleteTasksResponseSchema, { refused, computedRead: true });
+          }
+          stream.events.push(create(WorkResponseSchema, { event: { case: "recorded", value: answer } }));
+        }
+      })().catch((e) => {
+        if (ctx.signal.aborted) return;
+        failure = e;
+        stream.events.close();
+      });
+      yield* events(stream, ctx.signal);
+      await reading;
+      if (failure !== undefined) throw failure;
     },
 
     async completeTasks(req) {
@@ -163,6 +224,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       };
     },
   };
+  return impl;
 }
 
 /** The successes a runner sent as columns, checked: lists of one length, ids that are ids. */

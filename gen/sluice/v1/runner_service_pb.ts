@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/runner_service.proto.
  */
 export const file_sluice_v1_runner_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zbHVpY2UvdjEvcnVubmVyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSIvCg5SZWdpc3RlcmVkVGFzaxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkitAEKC1dvcmtSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgdjbHVzdGVyGAIgASgJEigKBXRhc2tzGAMgAygLMhkuc2x1aWNlLnYxLlJlZ2lzdGVyZWRUYXNrEhMKC2NvbmN1cnJlbmN5GAQgASgNEhEKCWluX2ZsaWdodBgFIAEoDRIQCghwcmVmZXRjaBgGIAEoDRIMCgRuYW1lGAcgASgJEg8KB2NvbHVtbnMYCCABKAgizQEKDFdvcmtSZXNwb25zZRIpCgdzdGFydGVkGAEgASgLMhYuc2x1aWNlLnYxLldvcmtTdGFydGVkSAASLwoKYXNzaWdubWVudBgCIAEoCzIZLnNsdWljZS52MS5UYXNrQXNzaWdubWVudEgAEjMKDGNhbmNlbGxhdGlvbhgDIAEoCzIbLnNsdWljZS52MS5UYXNrQ2FuY2VsbGF0aW9uSAASIwoEaWRsZRgEIAEoCzITLnNsdWljZS52MS5Xb3JrSWRsZUgAQgcKBWV2ZW50IiMKC1dvcmtTdGFydGVkEhQKDGxlYXNlX3R0bF9tcxgBIAEoDSKsAQoOVGFza0Fzc2lnbm1lbnQSJAoFdGFza3MYASADKAsyFS5zbHVpY2UudjEuTGVhc2VkVGFzaxI0ChBsZWFzZV9leHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdjbHVzdGVyGAMgASgJEi0KB2NvbHVtbnMYBCABKAsyHC5zbHVpY2UudjEuTGVhc2VkVGFza0NvbHVtbnMizAIKEUxlYXNlZFRhc2tDb2x1bW5zEgsKA2lkcxgBIAMoCRIPCgdqb2JfaWRzGAIgAygJEi4KC2lkZW50aWZpZXJzGAMgAygLMhkuc2x1aWNlLnYxLlRhc2tJZGVudGlmaWVyEhoKEmlkZW50aWZpZXJfaW5kZXhlcxgEIAMoDRIOCgZpbnB1dHMYBSADKAwSDgoGbGVhc2VzGAYgAygNEhAKCGZhaWx1cmVzGAcgAygNEhMKC21heF9yZXRyaWVzGAggAygNEjwKCHRyaWdnZXJzGAkgAygLMiouc2x1aWNlLnYxLkxlYXNlZFRhc2tDb2x1bW5zLlRyaWdnZXJzRW50cnkaSAoNVHJpZ2dlcnNFbnRyeRILCgNrZXkYASABKA0SJgoFdmFsdWUYAiABKAsyFy5zbHVpY2UudjEuU3RvcmFnZUV2ZW50OgI4ASLtAQoKTGVhc2VkVGFzaxIKCgJpZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSLQoKaWRlbnRpZmllchgDIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchINCgVpbnB1dBgEIAEoDBINCgVsZWFzZRgFIAEoDRIQCghmYWlsdXJlcxgHIAEoDRITCgttYXhfcmV0cmllcxgIIAEoDRIoCgd0cmlnZ2VyGAogASgLMhcuc2x1aWNlLnYxLlN0b3JhZ2VFdmVudEoECAYQB0oECAkQClIQbGVhc2VfZXhwaXJlc19hdFIHY2x1c3RlciJHChBUYXNrQ2FuY2VsbGF0aW9uEiMKBXRhc2tzGAEgAygLMhQuc2x1aWNlLnYxLlRhc2tMZWFzZRIOCgZyZWFzb24YAiABKAkiCgoIV29ya0lkbGUiKwoJVGFza0xlYXNlEg8KB3Rhc2tfaWQYASABKAkSDQoFbGVhc2UYAiABKA0izQEKClRhc2tSZXN1bHQSIgoEdGFzaxgBIAEoCzIULnNsdWljZS52MS5UYXNrTGVhc2USDgoGam9iX2lkGAIgASgJEioKCGNvbXB1dGVkGAMgASgLMhYuc2x1aWNlLnYxLlRhc2tTdWNjZXNzSAASKAoGZmFpbGVkGAQgASgLMhYuc2x1aWNlLnYxLlRhc2tGYWlsdXJlSAASKgoIcmVsZWFzZWQYBSABKAsyFi5zbHVpY2UudjEuVGFza1JlbGVhc2VIAEIJCgdvdXRjb21lIg0KC1Rhc2tSZWxlYXNlIjoKC1Rhc2tTdWNjZXNzEisKCHN1YnRhc2tzGAEgAygLMhkuc2x1aWNlLnYxLlRhc2tTdWJtaXNzaW9uIi0KC1Rhc2tGYWlsdXJlEg8KB21lc3NhZ2UYASABKAkSDQoFc3RhY2sYAiABKAkiiwEKFENvbXBsZXRlVGFza3NSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCRImCgdyZXN1bHRzGAIgAygLMhUuc2x1aWNlLnYxLlRhc2tSZXN1bHQSKgoIY29tcHV0ZWQYAyABKAsyGC5zbHVpY2UudjEuQ29tcHV0ZWRUYXNrcxIMCgRsYXN0GAQgASgIIkIKDUNvbXB1dGVkVGFza3MSEAoIdGFza19pZHMYASADKAkSDgoGbGVhc2VzGAIgAygNEg8KB2pvYl9pZHMYAyADKAkiPwoNUmVmdXNlZFJlc3VsdBIPCgd0YXNrX2lkGAEgASgJEgwKBGNvZGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSJpChVDb21wbGV0ZVRhc2tzUmVzcG9uc2USKQoHcmVmdXNlZBgCIAMoCzIYLnNsdWljZS52MS5SZWZ1c2VkUmVzdWx0EhUKDWNvbXB1dGVkX3JlYWQYAyABKAhKBAgBEAJSCG91dGNvbWVzIk4KE0V4dGVuZExlYXNlc1JlcXVlc3QSEQoJcnVubmVyX2lkGAEgASgJEiQKBmxlYXNlcxgCIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2UicAoURXh0ZW5kTGVhc2VzUmVzcG9uc2USNAoQbGVhc2VfZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoEbG9zdBgCIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2Uy7wEKDVJ1bm5lclNlcnZpY2USOQoEV29yaxIWLnNsdWljZS52MS5Xb3JrUmVxdWVzdBoXLnNsdWljZS52MS5Xb3JrUmVzcG9uc2UwARJSCg1Db21wbGV0ZVRhc2tzEh8uc2x1aWNlLnYxLkNvbXBsZXRlVGFza3NSZXF1ZXN0GiAuc2x1aWNlLnYxLkNvbXBsZXRlVGFza3NSZXNwb25zZRJPCgxFeHRlbmRMZWFzZXMSHi5zbHVpY2UudjEuRXh0ZW5kTGVhc2VzUmVxdWVzdBofLnNsdWljZS52MS5FeHRlbmRMZWFzZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sluice_v1_storage, file_sluice_v1_task]);
+  fileDesc("Ch5zbHVpY2UvdjEvcnVubmVyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSIvCg5SZWdpc3RlcmVkVGFzaxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkitAEKC1dvcmtSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgdjbHVzdGVyGAIgASgJEigKBXRhc2tzGAMgAygLMhkuc2x1aWNlLnYxLlJlZ2lzdGVyZWRUYXNrEhMKC2NvbmN1cnJlbmN5GAQgASgNEhEKCWluX2ZsaWdodBgFIAEoDRIQCghwcmVmZXRjaBgGIAEoDRIMCgRuYW1lGAcgASgJEg8KB2NvbHVtbnMYCCABKAgidwoOU2Vzc2lvblJlcXVlc3QSJgoEd29yaxgBIAEoCzIWLnNsdWljZS52MS5Xb3JrUmVxdWVzdEgAEjIKB3Jlc3VsdHMYAiABKAsyHy5zbHVpY2UudjEuQ29tcGxldGVUYXNrc1JlcXVlc3RIAEIJCgdtZXNzYWdlIoMCCgxXb3JrUmVzcG9uc2USKQoHc3RhcnRlZBgBIAEoCzIWLnNsdWljZS52MS5Xb3JrU3RhcnRlZEgAEi8KCmFzc2lnbm1lbnQYAiABKAsyGS5zbHVpY2UudjEuVGFza0Fzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAyABKAsyGy5zbHVpY2UudjEuVGFza0NhbmNlbGxhdGlvbkgAEiMKBGlkbGUYBCABKAsyEy5zbHVpY2UudjEuV29ya0lkbGVIABI0CghyZWNvcmRlZBgFIAEoCzIgLnNsdWljZS52MS5Db21wbGV0ZVRhc2tzUmVzcG9uc2VIAEIHCgVldmVudCIjCgtXb3JrU3RhcnRlZBIUCgxsZWFzZV90dGxfbXMYASABKA0irAEKDlRhc2tBc3NpZ25tZW50EiQKBXRhc2tzGAEgAygLMhUuc2x1aWNlLnYxLkxlYXNlZFRhc2sSNAoQbGVhc2VfZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY2x1c3RlchgDIAEoCRItCgdjb2x1bW5zGAQgASgLMhwuc2x1aWNlLnYxLkxlYXNlZFRhc2tDb2x1bW5zIswCChFMZWFzZWRUYXNrQ29sdW1ucxILCgNpZHMYASADKAkSDwoHam9iX2lkcxgCIAMoCRIuCgtpZGVudGlmaWVycxgDIAMoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchIaChJpZGVudGlmaWVyX2luZGV4ZXMYBCADKA0SDgoGaW5wdXRzGAUgAygMEg4KBmxlYXNlcxgGIAMoDRIQCghmYWlsdXJlcxgHIAMoDRITCgttYXhfcmV0cmllcxgIIAMoDRI8Cgh0cmlnZ2VycxgJIAMoCzIqLnNsdWljZS52MS5MZWFzZWRUYXNrQ29sdW1ucy5UcmlnZ2Vyc0VudHJ5GkgKDVRyaWdnZXJzRW50cnkSCwoDa2V5GAEgASgNEiYKBXZhbHVlGAIgASgLMhcuc2x1aWNlLnYxLlN0b3JhZ2VFdmVudDoCOAEi7QEKCkxlYXNlZFRhc2sSCgoCaWQYASABKAkSDgoGam9iX2lkGAIgASgJEi0KCmlkZW50aWZpZXIYAyABKAsyGS5zbHVpY2UudjEuVGFza0lkZW50aWZpZXISDQoFaW5wdXQYBCABKAwSDQoFbGVhc2UYBSABKA0SEAoIZmFpbHVyZXMYByABKA0SEwoLbWF4X3JldHJpZXMYCCABKA0SKAoHdHJpZ2dlchgKIAEoCzIXLnNsdWljZS52MS5TdG9yYWdlRXZlbnRKBAgGEAdKBAgJEApSEGxlYXNlX2V4cGlyZXNfYXRSB2NsdXN0ZXIiRwoQVGFza0NhbmNlbGxhdGlvbhIjCgV0YXNrcxgBIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2USDgoGcmVhc29uGAIgASgJIgoKCFdvcmtJZGxlIisKCVRhc2tMZWFzZRIPCgd0YXNrX2lkGAEgASgJEg0KBWxlYXNlGAIgASgNIs0BCgpUYXNrUmVzdWx0EiIKBHRhc2sYASABKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEg4KBmpvYl9pZBgCIAEoCRIqCghjb21wdXRlZBgDIAEoCzIWLnNsdWljZS52MS5UYXNrU3VjY2Vzc0gAEigKBmZhaWxlZBgEIAEoCzIWLnNsdWljZS52MS5UYXNrRmFpbHVyZUgAEioKCHJlbGVhc2VkGAUgASgLMhYuc2x1aWNlLnYxLlRhc2tSZWxlYXNlSABCCQoHb3V0Y29tZSINCgtUYXNrUmVsZWFzZSI6CgtUYXNrU3VjY2VzcxIrCghzdWJ0YXNrcxgBIAMoCzIZLnNsdWljZS52MS5UYXNrU3VibWlzc2lvbiItCgtUYXNrRmFpbHVyZRIPCgdtZXNzYWdlGAEgASgJEg0KBXN0YWNrGAIgASgJIosBChRDb21wbGV0ZVRhc2tzUmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSJgoHcmVzdWx0cxgCIAMoCzIVLnNsdWljZS52MS5UYXNrUmVzdWx0EioKCGNvbXB1dGVkGAMgASgLMhguc2x1aWNlLnYxLkNvbXB1dGVkVGFza3MSDAoEbGFzdBgEIAEoCCJCCg1Db21wdXRlZFRhc2tzEhAKCHRhc2tfaWRzGAEgAygJEg4KBmxlYXNlcxgCIAMoDRIPCgdqb2JfaWRzGAMgAygJIj8KDVJlZnVzZWRSZXN1bHQSDwoHdGFza19pZBgBIAEoCRIMCgRjb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiaQoVQ29tcGxldGVUYXNrc1Jlc3BvbnNlEikKB3JlZnVzZWQYAiADKAsyGC5zbHVpY2UudjEuUmVmdXNlZFJlc3VsdBIVCg1jb21wdXRlZF9yZWFkGAMgASgISgQIARACUghvdXRjb21lcyJOChNFeHRlbmRMZWFzZXNSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCRIkCgZsZWFzZXMYAiADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlInAKFEV4dGVuZExlYXNlc1Jlc3BvbnNlEjQKEGxlYXNlX2V4cGlyZXNfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiIKBGxvc3QYAiADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlMrICCg1SdW5uZXJTZXJ2aWNlEjkKBFdvcmsSFi5zbHVpY2UudjEuV29ya1JlcXVlc3QaFy5zbHVpY2UudjEuV29ya1Jlc3BvbnNlMAESQQoHU2Vzc2lvbhIZLnNsdWljZS52MS5TZXNzaW9uUmVxdWVzdBoXLnNsdWljZS52MS5Xb3JrUmVzcG9uc2UoATABElIKDUNvbXBsZXRlVGFza3MSHy5zbHVpY2UudjEuQ29tcGxldGVUYXNrc1JlcXVlc3QaIC5zbHVpY2UudjEuQ29tcGxldGVUYXNrc1Jlc3BvbnNlEk8KDEV4dGVuZExlYXNlcxIeLnNsdWljZS52MS5FeHRlbmRMZWFzZXNSZXF1ZXN0Gh8uc2x1aWNlLnYxLkV4dGVuZExlYXNlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_sluice_v1_storage, file_sluice_v1_task]);
 
 /**
  * A task identifier a runner can execute. A task with the same name and major
@@ -118,6 +118,42 @@ export const WorkRequestSchema: GenMessage<WorkRequest> = /*@__PURE__*/
   messageDesc(file_sluice_v1_runner_service, 1);
 
 /**
+ * One message from the runner on a session.
+ *
+ * @generated from message sluice.v1.SessionRequest
+ */
+export type SessionRequest = Message<"sluice.v1.SessionRequest"> & {
+  /**
+   * @generated from oneof sluice.v1.SessionRequest.message
+   */
+  message: {
+    /**
+     * The first message, and only the first: who the runner is and what it runs.
+     *
+     * @generated from field: sluice.v1.WorkRequest work = 1;
+     */
+    value: WorkRequest;
+    case: "work";
+  } | {
+    /**
+     * Results, as for CompleteTasks (runner_id may be left empty: the session's
+     * is used; `last` is not allowed, the end of the session says it).
+     *
+     * @generated from field: sluice.v1.CompleteTasksRequest results = 2;
+     */
+    value: CompleteTasksRequest;
+    case: "results";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message sluice.v1.SessionRequest.
+ * Use `create(SessionRequestSchema)` to create a new message.
+ */
+export const SessionRequestSchema: GenMessage<SessionRequest> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_runner_service, 2);
+
+/**
  * One message of the work stream.
  *
  * @generated from message sluice.v1.WorkResponse
@@ -158,6 +194,14 @@ export type WorkResponse = Message<"sluice.v1.WorkResponse"> & {
      */
     value: WorkIdle;
     case: "idle";
+  } | {
+    /**
+     * Session only: the answer to the runner's oldest unanswered results message.
+     *
+     * @generated from field: sluice.v1.CompleteTasksResponse recorded = 5;
+     */
+    value: CompleteTasksResponse;
+    case: "recorded";
   } | { case: undefined; value?: undefined };
 };
 
@@ -166,7 +210,7 @@ export type WorkResponse = Message<"sluice.v1.WorkResponse"> & {
  * Use `create(WorkResponseSchema)` to create a new message.
  */
 export const WorkResponseSchema: GenMessage<WorkResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 2);
+  messageDesc(file_sluice_v1_runner_service, 3);
 
 /**
  * @generated from message sluice.v1.WorkStarted
@@ -185,7 +229,7 @@ export type WorkStarted = Message<"sluice.v1.WorkStarted"> & {
  * Use `create(WorkStartedSchema)` to create a new message.
  */
 export const WorkStartedSchema: GenMessage<WorkStarted> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 3);
+  messageDesc(file_sluice_v1_runner_service, 4);
 
 /**
  * @generated from message sluice.v1.TaskAssignment
@@ -227,7 +271,7 @@ export type TaskAssignment = Message<"sluice.v1.TaskAssignment"> & {
  * Use `create(TaskAssignmentSchema)` to create a new message.
  */
 export const TaskAssignmentSchema: GenMessage<TaskAssignment> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 4);
+  messageDesc(file_sluice_v1_runner_service, 5);
 
 /**
  * Leased tasks field by field: task i is element i of every list.
@@ -304,7 +348,7 @@ export type LeasedTaskColumns = Message<"sluice.v1.LeasedTaskColumns"> & {
  * Use `create(LeasedTaskColumnsSchema)` to create a new message.
  */
 export const LeasedTaskColumnsSchema: GenMessage<LeasedTaskColumns> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 5);
+  messageDesc(file_sluice_v1_runner_service, 6);
 
 /**
  * A task leased to a runner.
@@ -375,7 +419,7 @@ export type LeasedTask = Message<"sluice.v1.LeasedTask"> & {
  * Use `create(LeasedTaskSchema)` to create a new message.
  */
 export const LeasedTaskSchema: GenMessage<LeasedTask> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 6);
+  messageDesc(file_sluice_v1_runner_service, 7);
 
 /**
  * @generated from message sluice.v1.TaskCancellation
@@ -401,7 +445,7 @@ export type TaskCancellation = Message<"sluice.v1.TaskCancellation"> & {
  * Use `create(TaskCancellationSchema)` to create a new message.
  */
 export const TaskCancellationSchema: GenMessage<TaskCancellation> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 7);
+  messageDesc(file_sluice_v1_runner_service, 8);
 
 /**
  * @generated from message sluice.v1.WorkIdle
@@ -414,7 +458,7 @@ export type WorkIdle = Message<"sluice.v1.WorkIdle"> & {
  * Use `create(WorkIdleSchema)` to create a new message.
  */
 export const WorkIdleSchema: GenMessage<WorkIdle> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 8);
+  messageDesc(file_sluice_v1_runner_service, 9);
 
 /**
  * A task and the lease under which a runner holds it.
@@ -442,7 +486,7 @@ export type TaskLease = Message<"sluice.v1.TaskLease"> & {
  * Use `create(TaskLeaseSchema)` to create a new message.
  */
 export const TaskLeaseSchema: GenMessage<TaskLease> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 9);
+  messageDesc(file_sluice_v1_runner_service, 10);
 
 /**
  * The result of executing one task.
@@ -500,7 +544,7 @@ export type TaskResult = Message<"sluice.v1.TaskResult"> & {
  * Use `create(TaskResultSchema)` to create a new message.
  */
 export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 10);
+  messageDesc(file_sluice_v1_runner_service, 11);
 
 /**
  * @generated from message sluice.v1.TaskRelease
@@ -513,7 +557,7 @@ export type TaskRelease = Message<"sluice.v1.TaskRelease"> & {
  * Use `create(TaskReleaseSchema)` to create a new message.
  */
 export const TaskReleaseSchema: GenMessage<TaskRelease> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 11);
+  messageDesc(file_sluice_v1_runner_service, 12);
 
 /**
  * @generated from message sluice.v1.TaskSuccess
@@ -533,7 +577,7 @@ export type TaskSuccess = Message<"sluice.v1.TaskSuccess"> & {
  * Use `create(TaskSuccessSchema)` to create a new message.
  */
 export const TaskSuccessSchema: GenMessage<TaskSuccess> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 12);
+  messageDesc(file_sluice_v1_runner_service, 13);
 
 /**
  * @generated from message sluice.v1.TaskFailure
@@ -559,7 +603,7 @@ export type TaskFailure = Message<"sluice.v1.TaskFailure"> & {
  * Use `create(TaskFailureSchema)` to create a new message.
  */
 export const TaskFailureSchema: GenMessage<TaskFailure> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 13);
+  messageDesc(file_sluice_v1_runner_service, 14);
 
 /**
  * @generated from message sluice.v1.CompleteTasksRequest
@@ -605,7 +649,7 @@ export type CompleteTasksRequest = Message<"sluice.v1.CompleteTasksRequest"> & {
  * Use `create(CompleteTasksRequestSchema)` to create a new message.
  */
 export const CompleteTasksRequestSchema: GenMessage<CompleteTasksRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 14);
+  messageDesc(file_sluice_v1_runner_service, 15);
 
 /**
  * Successes without subtasks, field by field: task i is element i of every list.
@@ -640,7 +684,7 @@ export type ComputedTasks = Message<"sluice.v1.ComputedTasks"> & {
  * Use `create(ComputedTasksSchema)` to create a new message.
  */
 export const ComputedTasksSchema: GenMessage<ComputedTasks> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 15);
+  messageDesc(file_sluice_v1_runner_service, 16);
 
 /**
  * A result that was not recorded, and why.
@@ -675,7 +719,7 @@ export type RefusedResult = Message<"sluice.v1.RefusedResult"> & {
  * Use `create(RefusedResultSchema)` to create a new message.
  */
 export const RefusedResultSchema: GenMessage<RefusedResult> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 16);
+  messageDesc(file_sluice_v1_runner_service, 17);
 
 /**
  * @generated from message sluice.v1.CompleteTasksResponse
@@ -703,7 +747,7 @@ export type CompleteTasksResponse = Message<"sluice.v1.CompleteTasksResponse"> &
  * Use `create(CompleteTasksResponseSchema)` to create a new message.
  */
 export const CompleteTasksResponseSchema: GenMessage<CompleteTasksResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 17);
+  messageDesc(file_sluice_v1_runner_service, 18);
 
 /**
  * @generated from message sluice.v1.ExtendLeasesRequest
@@ -729,7 +773,7 @@ export type ExtendLeasesRequest = Message<"sluice.v1.ExtendLeasesRequest"> & {
  * Use `create(ExtendLeasesRequestSchema)` to create a new message.
  */
 export const ExtendLeasesRequestSchema: GenMessage<ExtendLeasesRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 18);
+  messageDesc(file_sluice_v1_runner_service, 19);
 
 /**
  * @generated from message sluice.v1.ExtendLeasesResponse
@@ -756,12 +800,12 @@ export type ExtendLeasesResponse = Message<"sluice.v1.ExtendLeasesResponse"> & {
  * Use `create(ExtendLeasesResponseSchema)` to create a new message.
  */
 export const ExtendLeasesResponseSchema: GenMessage<ExtendLeasesResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 19);
+  messageDesc(file_sluice_v1_runner_service, 20);
 
 /**
- * The service task runners talk to. A runner opens Work and receives the tasks
- * leased to it; it reports results with CompleteTasks and keeps its leases alive
- * with ExtendLeases.
+ * The service task runners talk to. A runner opens Session (or Work) and
+ * receives the tasks leased to it; it reports results on the session (or with
+ * CompleteTasks) and keeps its leases alive with ExtendLeases.
  *
  * @generated from service sluice.v1.RunnerService
  */
@@ -769,12 +813,29 @@ export const RunnerService: GenService<{
   /**
    * Attaches a runner to a cluster. The server pushes leased tasks down the stream,
    * never more than the runner's free capacity, and tells it about cancelled tasks.
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
    *
    * @generated from rpc sluice.v1.RunnerService.Work
    */
   work: {
     methodKind: "server_streaming";
     input: typeof WorkRequestSchema;
+    output: typeof WorkResponseSchema;
+  },
+  /**
+   * Work and CompleteTasks on one stream (HTTP/2): the runner's first message is
+   * its WorkRequest, every later one a CompleteTasksRequest, answered in the
+   * order sent by WorkResponse.recorded. Results then cost a message on an open
+   * stream instead of a call each. A server without it answers Unimplemented:
+   * use Work and CompleteTasks. (Its answers are Work's, so the type is shared.)
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   *
+   * @generated from rpc sluice.v1.RunnerService.Session
+   */
+  session: {
+    methodKind: "bidi_streaming";
+    input: typeof SessionRequestSchema;
     output: typeof WorkResponseSchema;
   },
   /**
