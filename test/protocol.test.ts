@@ -68,20 +68,41 @@ class Outbox {
 }
 
 /** The real server's RunnerService behind a proxy that counts how results arrive. */
-async function countingServer(box: ReturnType<typeof useSandbox>) {
-  const seen = { sessions: 0, resultsOnSession: 0, completeCalls: [] as { results: number; last: boolean }[] };
+async function countingServer(box: ReturnType<typeof useSandbox>, options: { breakAfterFirstResults?: boolean } = {}) {
+  const seen = { sessions: 0, resultsOnSession: 0, broke: false, completeCalls: [] as { results: number; last: boolean }[] };
   const routes = (router: ConnectRouter) =>
     router.service(RunnerService, {
       work: (req, ctx) => box.api.runner.work(req, { signal: ctx.signal }),
       async *session(messages, ctx) {
         seen.sessions++;
+        let broken: (() => void) | null = null;
+        const breaking = new Promise<void>((resolve) => (broken = resolve));
         async function* counted() {
           for await (const m of messages) {
-            if (m.message.case === "results") seen.resultsOnSession += (m.message.value.computed?.taskIds.length ?? 0) + m.message.value.results.length;
+            if (m.message.case === "results") {
+              seen.resultsOnSession += (m.message.value.computed?.taskIds.length ?? 0) + m.message.value.results.length;
+              if (options.breakAfterFirstResults && !seen.broke) {
+                seen.broke = true;
+                yield m;
+                broken!();
+                continue;
+              }
+            }
             yield m;
           }
         }
-        yield* box.api.runner.session(counted(), { signal: ctx.signal });
+        const upstream = box.api.runner.session(counted(), { signal: ctx.signal })[Symbol.asyncIterator]();
+        let deadline: Promise<null> | null = null;
+        void breaking.then(() => (deadline = new Promise((r) => setTimeout(() => r(null), 300))));
+        for (;;) {
+          const next = await Promise.race([upstream.next(), breaking.then(() => deadline!)]);
+          if (next === null) throw new ConnectError("the proxy broke the session", Code.Unavailable);
+          if (next.done) return;
+          // Once broken, the server's answers no longer reach the runner
+          // (its assignments still do, until the session ends).
+          if (deadline && next.value.event.case === "recorded") continue;
+          yield next.value;
+        }
       },
       async completeTasks(req) {
         seen.completeCalls.push({ results: req.results.length + (req.computed?.taskIds.length ?? 0), last: req.last });
@@ -335,6 +356,27 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
     expect(proxy.seen.resultsOnSession).toBe(40);
     // Only the runner's goodbye (last) went as a call.
     expect(proxy.seen.completeCalls).toEqual([{ results: 0, last: true }]);
+  });
+
+  it("results whose session broke before the answer are sent again; each task is recorded once and runs once", async () => {
+    // The proxy passes the first results message to the server, then breaks
+    // the session before the answer reaches the runner.
+    const proxy = await countingServer(box, { breakAfterFirstResults: true });
+    closers.push(proxy.close);
+    const client = new Client({ url: proxy.url });
+    closers.push(async () => client.close());
+    ran.length = 0;
+    const warnings: string[] = [];
+    const logger = { ...quiet, warn: (m: string) => warnings.push(m) };
+    const jobs = box.client.jobs();
+    const submitted = await Promise.all(Array.from({ length: 20 }, (_, n) => jobs.submit(`resent ${n}`, new Count({ n }))));
+    await client.runner("default", { tasks: [Count], concurrency: 4, logger }).runAll();
+    expect(ran.sort()).toEqual(Array.from({ length: 20 }, (_, n) => `count ${n}`).sort());
+    const tasks = await Promise.all(submitted.map(async (j) => (await jobs.get(j.id)).tasks[0]));
+    expect(tasks.map((t) => [t.state, t.attempts])).toEqual(tasks.map(() => ["computed", 1]));
+    expect(proxy.seen.sessions).toBe(2);
+    // The batch the server had recorded came back refused as already computed: said, not lost.
+    expect(warnings.some((w) => /refused: .*it is computed, not running/.test(w))).toBe(true);
   });
 
   it("a runner talking to an older server sends its successes again as results, and every task runs once", async () => {
