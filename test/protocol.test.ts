@@ -126,6 +126,21 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
     for (const close of closers.reverse()) await close();
   });
 
+  /**
+   * Submits `n` Count jobs, runs them all with a runner of the SDK talking to
+   * `url`, checks that each ran once and returns the jobs.
+   */
+  async function runThrough(url: string, n: number, label: string, logger: { info(m: string): void; warn(m: string): void; error(m: string): void } = quiet) {
+    const client = new Client({ url });
+    closers.push(async () => client.close());
+    ran.length = 0;
+    const jobs = box.client.jobs();
+    const submitted = await Promise.all(Array.from({ length: n }, (_, i) => jobs.submit(`${label} ${i}`, new Count({ n: i }))));
+    await client.runner("default", { tasks: [Count], concurrency: 4, logger }).runAll();
+    expect(ran.sort()).toEqual(Array.from({ length: n }, (_, i) => `count ${i}`).sort());
+    return Promise.all(submitted.map((j) => jobs.get(j.id)));
+  }
+
   /** Opens a work stream as a runner that reads columns, and reads it up to its first assignment. */
   async function firstAssignment(runnerId: string, concurrency: number) {
     const stream = new AbortController();
@@ -344,14 +359,8 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
   it("the SDK's runner reports results on its session, not with CompleteTasks", async () => {
     const proxy = await countingServer(box);
     closers.push(proxy.close);
-    const client = new Client({ url: proxy.url });
-    closers.push(async () => client.close());
-    ran.length = 0;
-    const jobs = box.client.jobs();
-    const submitted = await Promise.all(Array.from({ length: 40 }, (_, n) => jobs.submit(`session ${n}`, new Count({ n }))));
-    await client.runner("default", { tasks: [Count], concurrency: 4, logger: quiet }).runAll();
-    expect(ran.sort()).toEqual(Array.from({ length: 40 }, (_, n) => `count ${n}`).sort());
-    expect(new Set((await Promise.all(submitted.map((j) => jobs.get(j.id)))).map((j) => j.state))).toEqual(new Set(["completed"]));
+    const done = await runThrough(proxy.url, 40, "session");
+    expect(new Set(done.map((j) => j.state))).toEqual(new Set(["completed"]));
     expect(proxy.seen.sessions).toBe(1);
     expect(proxy.seen.resultsOnSession).toBe(40);
     // Only the runner's goodbye (last) went as a call.
@@ -363,17 +372,9 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
     // the session before the answer reaches the runner.
     const proxy = await countingServer(box, { breakAfterFirstResults: true });
     closers.push(proxy.close);
-    const client = new Client({ url: proxy.url });
-    closers.push(async () => client.close());
-    ran.length = 0;
     const warnings: string[] = [];
-    const logger = { ...quiet, warn: (m: string) => warnings.push(m) };
-    const jobs = box.client.jobs();
-    const submitted = await Promise.all(Array.from({ length: 20 }, (_, n) => jobs.submit(`resent ${n}`, new Count({ n }))));
-    await client.runner("default", { tasks: [Count], concurrency: 4, logger }).runAll();
-    expect(ran.sort()).toEqual(Array.from({ length: 20 }, (_, n) => `count ${n}`).sort());
-    const tasks = await Promise.all(submitted.map(async (j) => (await jobs.get(j.id)).tasks[0]));
-    expect(tasks.map((t) => [t.state, t.attempts])).toEqual(tasks.map(() => ["computed", 1]));
+    const done = await runThrough(proxy.url, 20, "resent", { ...quiet, warn: (m: string) => warnings.push(m) });
+    expect(done.map((j) => [j.tasks[0].state, j.tasks[0].attempts])).toEqual(done.map(() => ["computed", 1]));
     expect(proxy.seen.sessions).toBe(2);
     // The batch the server had recorded came back refused as already computed: said, not lost.
     expect(warnings.some((w) => /refused: .*it is computed, not running/.test(w))).toBe(true);
@@ -382,18 +383,9 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
   it("a runner talking to an older server sends its successes again as results, and every task runs once", async () => {
     const older = await olderServer(box);
     closers.push(older.close);
-    const client = new Client({ url: older.url });
-    closers.push(async () => client.close());
-    ran.length = 0;
-    const jobs = box.client.jobs();
-    const submitted = await Promise.all(Array.from({ length: 60 }, (_, n) => jobs.submit(`old ${n}`, new Count({ n }))));
-
-    await client.runner("default", { tasks: [Count], concurrency: 4, logger: quiet }).runAll();
-
-    expect(ran.sort()).toEqual(Array.from({ length: 60 }, (_, n) => `count ${n}`).sort());
-    const states = await Promise.all(submitted.map(async (j) => (await jobs.get(j.id)).tasks[0]));
-    expect(new Set(states.map((t) => t.state))).toEqual(new Set(["computed"]));
-    expect(new Set(states.map((t) => t.attempts))).toEqual(new Set([1]));
+    const done = await runThrough(older.url, 60, "old");
+    expect(new Set(done.map((j) => j.tasks[0].state))).toEqual(new Set(["computed"]));
+    expect(new Set(done.map((j) => j.tasks[0].attempts))).toEqual(new Set([1]));
     // The runner found no sessions (Unimplemented), used Work and CompleteTasks,
     // tried columns once, saw them ignored, and went on with results.
     expect(older.seen.callsWithColumns).toBe(1);
