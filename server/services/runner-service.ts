@@ -101,7 +101,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       // stream in the order they came. A message the server cannot take ends
       // the session with the error.
       let failure: unknown;
-      const reading = (async () => {
+      void (async () => {
         for (;;) {
           const next = await incoming.next();
           if (next.done) return;
@@ -132,8 +132,10 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
         failure = e;
         stream.events.close();
       });
+      // Not waiting for the reader: a failure is set before it closes the
+      // events, and a stream the server closed (it is stopping) must end the
+      // call even while the runner keeps its side open.
       yield* events(stream, ctx.signal);
-      await reading;
       if (failure !== undefined) throw failure;
     },
 
