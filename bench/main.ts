@@ -312,6 +312,8 @@ interface DrainResult {
   serverRss: number;
   runnerRss: number;
   cpu: CpuUse;
+  /** WAL written while the runners worked, bytes (by every database of the server). */
+  walBytes: number;
 }
 
 /**
@@ -330,17 +332,19 @@ async function drainOnce(sys: System, runners: Child[], spec: RunnerSpec, n: num
   const progress = new ProgressTotal(runners);
   const timeoutMs = 60_000 + n * 5;
   const cpuUsed = await meterCpu(sys, runners);
+  const [{ lsn }] = await sys.sql<{ lsn: string }[]>`SELECT pg_current_wal_lsn()::text AS lsn`;
   const t0 = await startRunners(runners);
   await progress.reach(n, timeoutMs);
   await waitUntil(async () => !(await sys.busy()), "the queue to drain", timeoutMs, 5);
   const ms = now() - t0;
   const cpu = await cpuUsed();
+  const [{ wal }] = await sys.sql<{ wal: string }[]>`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), ${lsn}::pg_lsn)::text AS wal`;
   const serverRss = maxOf(sys.servers().map((s) => peakRss(s.pid)));
   const runnerRss = maxOf(runners.map((r) => peakRss(r.pid)));
   const stats = await stopRunners(runners);
   runners.length = 0;
   if (stats.executed < n) throw new Error(`${sys.label}: only ${stats.executed} of ${n} tasks were executed`);
-  return { rate: n / (ms / 1000), ms, serverRss, runnerRss, cpu };
+  return { rate: n / (ms / 1000), ms, serverRss, runnerRss, cpu, walBytes: Number(wal) };
 }
 
 interface SustainedResult {
@@ -434,10 +438,12 @@ interface LargeQueueResult {
   runnerRss: number;
   /** The time to drain all `n` tasks, ms. */
   allMs: number;
-  /** A drain of `agedTasks` fresh tasks afterwards, in the same database. */
-  aged: DrainResult;
+  /** Drains of `agedTasks` fresh tasks afterwards, in the same database. */
+  aged: DrainResult[];
   /** The same, after a VACUUM of the database. */
-  vacuumed: DrainResult;
+  vacuumed: DrainResult[];
+  /** Drains of `agedTasks` in a new database, each right after an aged or vacuumed one. */
+  fresh: DrainResult[];
   /** How long the VACUUM took, ms. */
   vacuumMs: number;
 }
@@ -446,9 +452,11 @@ interface LargeQueueResult {
  * Queues `n` tasks (jobs of 10,000: the server's memory then shows the queue,
  * not one huge request), then lets one runner work for `windowMs`
  * (the rate then), and on until all are done. Then drains `agedTasks` fresh
- * tasks in the same database: the drain rate after `n` tasks went through the
- * tables (dead tuples, index growth, finished tasks kept), to hold against the
- * drain scenario's.
+ * tasks in the same database `config.reps` times, and as many times again
+ * after a VACUUM: the drain rate after `n` tasks went through the tables (dead
+ * tuples, index growth, finished tasks kept). Each of those drains is followed
+ * by one in a new database, so that the aged and the fresh rates are measured
+ * minutes apart at most, not a scenario apart (the machine's speed drifts).
  */
 function largeQueue(factory: Factory, spec: RunnerSpec, n: number, windowMs: number, agedTasks: number): Promise<LargeQueueResult> {
   return withSystem(factory, async (sys, runners) => {
@@ -470,14 +478,25 @@ function largeQueue(factory: Factory, spec: RunnerSpec, n: number, windowMs: num
     const allMs = now() - t0;
     await stopRunners(runners);
     runners.length = 0;
-    const aged = await drainOnce(sys, runners, spec, agedTasks);
+    const fresh: DrainResult[] = [];
+    const agedDrains = async () => {
+      const out: DrainResult[] = [];
+      for (let i = 0; i < config.reps; i++) {
+        const r = await drainOnce(sys, runners, spec, agedTasks);
+        const f = await drain(factory, spec, agedTasks);
+        out.push(r);
+        fresh.push(f);
+      }
+      return out;
+    };
+    const aged = await agedDrains();
     // Again after a VACUUM of the database (autovacuum's naptime is a minute:
     // it may or may not have run by the time of the first).
     const vacuumStart = now();
     await sys.sql.unsafe("VACUUM");
     const vacuumMs = now() - vacuumStart;
-    const vacuumed = await drainOnce(sys, runners, spec, agedTasks);
-    return { fillMs, rate: executed / (elapsedMs / 1000), serverRss, runnerRss, allMs, aged, vacuumed, vacuumMs };
+    const vacuumed = await agedDrains();
+    return { fillMs, rate: executed / (elapsedMs / 1000), serverRss, runnerRss, allMs, aged, vacuumed, fresh, vacuumMs };
   });
 }
 
@@ -691,32 +710,45 @@ async function scenarioMemory(): Promise<void> {
   }
   const n = config.memoryTasks;
   const spec = runnerSpec();
+  const rates = (rs: DrainResult[]) => rs.map((r) => fmt.rate(r.rate)).join("/");
   const show = (r: LargeQueueResult) =>
     `queued in ${fmt.ms(r.fillMs / 1000)} s; ${fmt.rate(r.rate)} tasks/s over ${config.memoryWindowMs / 1000} s; server ${fmt.mb(r.serverRss)} MB, runner ${fmt.mb(r.runnerRss)} MB; ` +
-    `all drained in ${fmt.ms(r.allMs / 1000)} s; then ${config.drainTasks} more at ${fmt.rate(r.aged.rate)} tasks/s, ` +
-    `and after a VACUUM (${fmt.ms(r.vacuumMs / 1000)} s) at ${fmt.rate(r.vacuumed.rate)} tasks/s`;
+    `all drained in ${fmt.ms(r.allMs / 1000)} s; then ${config.drainTasks} more at ${rates(r.aged)} tasks/s, ` +
+    `and after a VACUUM (${fmt.ms(r.vacuumMs / 1000)} s) at ${rates(r.vacuumed)} tasks/s; in new databases meanwhile ${rates(r.fresh)} tasks/s`;
   const m = config.drainTasks;
-  if (config.systems.length < 2) {
-    log("  (the large-queue run compares both systems; skipped with --systems)");
-    return;
-  }
-  const [s] = await repeat(`sluice, ${n} queued`, () => largeQueue(sluice(), spec, n, config.memoryWindowMs, m), show, 1);
-  const [g] = await repeat(`graphile-worker, ${n} queued`, () => largeQueue(graphile, spec, n, config.memoryWindowMs, m), show, 1);
-  if (!s || !g) return;
+  const [s] = runs("sluice") ? await repeat(`sluice, ${n} queued`, () => largeQueue(sluice(), spec, n, config.memoryWindowMs, m), show, 1) : [];
+  const [g] = runs("graphile") ? await repeat(`graphile-worker, ${n} queued`, () => largeQueue(graphile, spec, n, config.memoryWindowMs, m), show, 1) : [];
+  if ((runs("sluice") && !s) || (runs("graphile") && !g)) return;
   const name = `memory-${n >= 1_000_000 && n % 1_000_000 === 0 ? `${n / 1_000_000}m` : n}`;
-  rows.push({ scenario: name, metric: "time to queue, s (bulk, 10,000 per call)", sluice: fmt.ms(s.fillMs / 1000), graphile: fmt.ms(g.fillMs / 1000), ratio: g.fillMs / s.fillMs });
-  rows.push({ scenario: name, metric: `tasks/s in the first ${config.memoryWindowMs / 1000} s of draining`, sluice: fmt.rate(s.rate), graphile: fmt.rate(g.rate), ratio: s.rate / g.rate });
-  rows.push({ scenario: name, metric: `tasks/s over all ${n} tasks`, sluice: fmt.rate(n / (s.allMs / 1000)), graphile: fmt.rate(n / (g.allMs / 1000)), ratio: g.allMs / s.allMs });
-  addRatio(name, `drain of ${m} after ${n} went through, tasks/s`, "tasks/s", s.aged.rate, g.aged.rate, s.aged.rate / g.aged.rate, false);
-  addRatio(name, `the same after a VACUUM (which took: Sluice ${fmt.ms(s.vacuumMs / 1000)} s, graphile-worker ${fmt.ms(g.vacuumMs / 1000)} s)`, "tasks/s", s.vacuumed.rate, g.vacuumed.rate, s.vacuumed.rate / g.vacuumed.rate, false);
-  const fresh = drainCache?.sluice.length ? median(drainCache.sluice.map((r) => r.rate)) : NaN;
-  if (Number.isFinite(fresh)) {
-    const pct = (x: number) => `${((x / fresh - 1) * 100).toFixed(1)} %`;
-    rows.push({ scenario: name, metric: "Sluice: aged drains vs the drain scenario's (before / after the VACUUM)", sluice: `${pct(s.aged.rate)} / ${pct(s.vacuumed.rate)}`, graphile: "-" });
-  }
-  rows.push({ scenario: name, metric: "peak RSS, MB: Sluice server", sluice: fmt.mb(s.serverRss), graphile: "-" });
-  rows.push({ scenario: name, metric: "peak RSS, MB: runner / worker process", sluice: fmt.mb(s.runnerRss), graphile: fmt.mb(g.runnerRss) });
-  addRatio(name, "peak RSS, MB: server + runner vs worker (ratio = graphile-worker / sluice)", "MB", s.serverRss + s.runnerRss, g.runnerRss, g.runnerRss / (s.serverRss + s.runnerRss));
+  const na = (x: number | undefined, f: (x: number) => string) => (x === undefined ? "n/a" : f(x));
+  const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? undefined : a / b);
+  const rate = (rs: DrainResult[] | undefined) => (rs ? median(rs.map((r) => r.rate)) : undefined);
+  const row = (metric: string, sv: number | undefined, gv: number | undefined, f: (x: number) => string, r?: number) =>
+    rows.push({ scenario: name, metric, sluice: na(sv, f), graphile: na(gv, f), ratio: r });
+  row("time to queue, s (bulk, 10,000 per call)", s && s.fillMs / 1000, g && g.fillMs / 1000, fmt.ms, ratio(g?.fillMs, s?.fillMs));
+  row(`tasks/s in the first ${config.memoryWindowMs / 1000} s of draining`, s?.rate, g?.rate, fmt.rate, ratio(s?.rate, g?.rate));
+  row(`tasks/s over all ${n} tasks`, s && n / (s.allMs / 1000), g && n / (g.allMs / 1000), fmt.rate, ratio(g?.allMs, s?.allMs));
+  row(`drain of ${m} after ${n} went through, tasks/s (median of ${config.reps})`, rate(s?.aged), rate(g?.aged), fmt.rate, ratio(rate(s?.aged), rate(g?.aged)));
+  row(
+    `the same after a VACUUM (which took: Sluice ${na(s && s.vacuumMs / 1000, fmt.ms)} s, graphile-worker ${na(g && g.vacuumMs / 1000, fmt.ms)} s)`,
+    rate(s?.vacuumed), rate(g?.vacuumed), fmt.rate, ratio(rate(s?.vacuumed), rate(g?.vacuumed)),
+  );
+  row(`drain of ${m} in a new database, between those, tasks/s (median of ${2 * config.reps})`, rate(s?.fresh), rate(g?.fresh), fmt.rate, ratio(rate(s?.fresh), rate(g?.fresh)));
+  const pct = (x: number) => `${x >= 0 ? "+" : ""}${(x * 100).toFixed(1)} %`;
+  // Each aged drain against the fresh one that followed it, then the median.
+  const change = (r: LargeQueueResult | undefined, rs: (r: LargeQueueResult) => DrainResult[], offset: number) =>
+    r && median(rs(r).map((d, i) => d.rate / r.fresh[offset + i].rate - 1));
+  const beforeAfter = (r: LargeQueueResult | undefined) =>
+    r ? `${pct(change(r, (x) => x.aged, 0)!)} / ${pct(change(r, (x) => x.vacuumed, r.aged.length)!)}` : "n/a";
+  rows.push({ scenario: name, metric: "aged drains vs a new database's (before / after the VACUUM; median of pairs)", sluice: beforeAfter(s), graphile: beforeAfter(g) });
+  const wal = (rs: DrainResult[] | undefined) => (rs ? median(rs.map((d) => d.walBytes / m)) : undefined);
+  const walText = (r: LargeQueueResult | undefined) =>
+    r ? `${fmt.ms(wal(r.aged)!)} / ${fmt.ms(wal(r.vacuumed)!)} / ${fmt.ms(wal(r.fresh)!)}` : "n/a";
+  rows.push({ scenario: name, metric: "WAL bytes per task drained: aged / after the VACUUM / new database", sluice: walText(s), graphile: walText(g) });
+  row("peak RSS, MB: Sluice server", s?.serverRss, undefined, fmt.mb);
+  rows[rows.length - 1].graphile = "-";
+  row("peak RSS, MB: runner / worker process", s?.runnerRss, g?.runnerRss, fmt.mb);
+  if (s && g) addRatio(name, "peak RSS, MB: server + runner vs worker (ratio = graphile-worker / sluice)", "MB", s.serverRss + s.runnerRss, g.runnerRss, g.runnerRss / (s.serverRss + s.runnerRss));
 }
 
 // ---------------------------------------------------------------- report

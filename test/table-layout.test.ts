@@ -1,0 +1,101 @@
+import { randomUUID } from "node:crypto";
+import postgres, { type Sql } from "postgres";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SESSION_SETTINGS } from "../server/build-server.js";
+import { migrate } from "../server/database/migrate.js";
+import { recordResults } from "../server/store/complete-tasks.js";
+import { leaseTasks } from "../server/store/lease-tasks.js";
+import { submitJobs } from "../server/store/submit-job.js";
+import type { TaskRow } from "../server/task-plan.js";
+import { createDatabase } from "./support/harness.js";
+
+/**
+ * Where the rows of `tasks` live on disk as tasks go through it. A task row
+ * gets a new version when it is leased and when it completes; each version
+ * must fit on the row's own page (an update that does not is written on
+ * another page, with an entry in every index of the table). And a VACUUM of a
+ * table full of finished tasks must not make new tasks land a few per old
+ * page all over it (every such page is one more page to read, dirty and write
+ * in full to the WAL after a checkpoint).
+ */
+describe("the pages of the tasks table", () => {
+  const noop = [{ name: "Noop", major: 1, minor: 0 }];
+  let db: Awaited<ReturnType<typeof createDatabase>>;
+  let sql: Sql;
+
+  beforeAll(async () => {
+    db = await createDatabase();
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await migrate(admin);
+    } finally {
+      await admin.end();
+    }
+    sql = postgres(db.url, { max: 1, onnotice: () => {}, connection: SESSION_SETTINGS });
+  });
+
+  afterAll(async () => {
+    await sql?.end();
+    await db?.drop();
+  });
+
+  /** Queues `n` no-op tasks in one job (inputs like the benchmark's), and returns their ids. */
+  async function queue(n: number): Promise<{ first: bigint; last: bigint }> {
+    const input = new TextEncoder().encode(JSON.stringify({ t: 1_764_590_000_000.123 }));
+    const rows: TaskRow[] = Array.from({ length: n }, (_, i) => ({
+      ord: i + 1,
+      jobId: null,
+      parentId: null,
+      clusterId: 1,
+      name: "Noop",
+      major: 1,
+      minor: 0,
+      display: null,
+      input,
+      maxRetries: 0,
+      depsLeft: 0,
+      hasDependents: false,
+      trigger: null,
+    }));
+    const [job] = await submitJobs(sql, [{ name: "layout", clusterId: 1, plan: { rows, depFrom: [], depTo: [] } }], 30_000);
+    const [r] = await sql<{ first: string; last: string }[]>`SELECT min(id) AS first, max(id) AS last FROM tasks WHERE job_id = ${job.id}`;
+    return { first: BigInt(r.first), last: BigInt(r.last) };
+  }
+
+  /** Leases every queued task in batches of 500, as a work stream does, and records each batch as computed. */
+  async function runAll(): Promise<number> {
+    const runner = randomUUID();
+    let done = 0;
+    for (;;) {
+      const batch = await leaseTasks(sql, 1, noop, 500, runner, 30_000);
+      if (batch.ids.length === 0) return done;
+      const results = batch.ids.map((id, i) => ({ taskId: id, lease: batch.leases[i], jobId: batch.jobIds[i] }));
+      expect((await recordResults(sql, results)).refused).toEqual([]);
+      done += results.length;
+    }
+  }
+
+  /** The heap page of each task with an id in the range, in id order. */
+  async function pages(range: { first: bigint; last: bigint }): Promise<number[]> {
+    const rows = await sql<{ page: number }[]>`
+      SELECT (ctid::text::point)[0]::int AS page FROM tasks
+      WHERE id BETWEEN ${String(range.first)} AND ${String(range.last)} ORDER BY id`;
+    return rows.map((r) => r.page);
+  }
+
+  it("keeps every task on the page it was inserted on through its lease and completion, and puts tasks queued after a VACUUM on new pages", async () => {
+    const old = await queue(3_000);
+    const inserted = await pages(old);
+    expect(await runAll()).toBe(3_000);
+    // Rows queued in id order sit on pages in id order; a version that did
+    // not fit on its page went to a later one, out of that order.
+    expect(await pages(old)).toEqual(inserted);
+
+    await sql.unsafe("VACUUM tasks");
+    const fresh = await queue(500);
+    const lastOld = Math.max(...inserted);
+    const newPages = await pages(fresh);
+    expect(newPages.filter((p) => p <= lastOld)).toEqual([]);
+    expect(await runAll()).toBe(500);
+  });
+});
