@@ -2,10 +2,11 @@ import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
 import { type Job as JobMessage, JobState } from "../gen/sluice/v1/job_pb.js";
-import { JobService, type SubmitJobRequestSchema } from "../gen/sluice/v1/job_service_pb.js";
+import { JobService, type SubmitJobRequestSchema, type SubmitJobsResponse } from "../gen/sluice/v1/job_service_pb.js";
 import { type Task as TaskMessage, TaskState, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
 import { WriteObject } from "./builtins.js";
 import { type StorageLocation, triggerOf } from "./storage.js";
+import { SubmitChannel } from "./submit-stream.js";
 import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
 
 export type JobStateName = "scheduled" | "queued" | "started" | "completed" | "failed" | "cancelled";
@@ -176,14 +177,20 @@ function codeFromName(name: string): Code {
 
 /**
  * Sends submits in batches. Nothing waits on a timer: submits made while no
- * call is on its way go at once (those made in the same tick together), and
- * those made while one is on its way go together as one SubmitJobs call when
- * it returns: one round trip and one transaction for all of them. Each
- * submit still resolves with its own job or rejects with its own error.
+ * batch is on its way go at once (those made in the same tick together), and
+ * those made while one is on its way go together when it is answered: one
+ * message and one transaction for all of them. Each submit still resolves
+ * with its own job or rejects with its own error.
+ *
+ * Batches go on a SubmitStream that stays open while submits keep coming and
+ * is closed when none is left; a server without SubmitStream (Unimplemented)
+ * gets SubmitJobs calls from then on.
  */
 class SubmitBatcher {
   private pending: { req: SubmitInit; bytes: number; resolve: (job: JobMessage) => void; reject: (e: unknown) => void }[] = [];
   private sending = false;
+  private streams = true;
+  private channel: SubmitChannel | null = null;
 
   constructor(private readonly api: ConnectClient<typeof JobService>) {}
 
@@ -207,17 +214,28 @@ class SubmitBatcher {
     return this.pending.splice(0, n);
   }
 
+  /** The server's answer to a batch: on the stream, or in a call to a server without one. */
+  private async submitJobs(jobs: SubmitInit[]): Promise<SubmitJobsResponse> {
+    if (this.streams) {
+      if (!this.channel?.open) this.channel = new SubmitChannel(this.api);
+      try {
+        return await this.channel.submit({ jobs });
+      } catch (e) {
+        // Unimplemented: nothing was written; the batch goes as a call.
+        if (!(e instanceof ConnectError) || e.code !== Code.Unimplemented) throw e;
+        this.streams = false;
+        this.channel = null;
+      }
+    }
+    return this.api.submitJobs({ jobs });
+  }
+
   private async send(): Promise<void> {
     try {
       while (this.pending.length > 0) {
         const batch = this.take();
-        if (batch.length === 1) {
-          const [one] = batch;
-          await this.api.submitJob(one.req).then((res) => one.resolve(res.job!), one.reject);
-          continue;
-        }
         try {
-          const res = await this.api.submitJobs({ jobs: batch.map((b) => b.req) });
+          const res = await this.submitJobs(batch.map((b) => b.req));
           batch.forEach((b, i) => {
             const r = res.results[i]?.result;
             if (r?.case === "job") b.resolve(r.value);
@@ -230,6 +248,10 @@ class SubmitBatcher {
       }
     } finally {
       this.sending = false;
+      // Nothing left to send: the stream closes (an idle open stream would
+      // keep the process alive); the next submit opens another.
+      this.channel?.end();
+      this.channel = null;
     }
   }
 }

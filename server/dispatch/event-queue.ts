@@ -27,6 +27,11 @@ export class EventQueue<T> {
     }
   }
 
+  /** Takes every item queued now (none is waited for). */
+  drain(): T[] {
+    return this.items.splice(0);
+  }
+
   get isClosed(): boolean {
     return this.closed;
   }

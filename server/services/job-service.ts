@@ -6,6 +6,8 @@ import {
   type SubmitJobRequest,
   type SubmitJobResult,
   SubmitJobResultSchema,
+  type SubmitJobsRequest,
+  SubmitJobsResponseSchema,
 } from "../../gen/sluice/v1/job_service_pb.js";
 import { cancelJob } from "../store/cancel-job.js";
 import { getJob, getJobTasks, listJobs, type JobStateName } from "../store/read-jobs.js";
@@ -15,6 +17,7 @@ import { readyClusters } from "../store/insert-tasks.js";
 import { type NewJob, type SubmittedJob, submitJobs } from "../store/submit-job.js";
 import { type TaskRow, addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
 import type { PlacedTask } from "../dispatch/dispatcher.js";
+import { EventQueue } from "../dispatch/event-queue.js";
 import { checkName, codeName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
 import { jobStateFromProto, jobToProto, taskToProto } from "./convert.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
@@ -22,6 +25,28 @@ import { type ServiceDeps, requireClusters } from "./deps.js";
 const DEFAULT_PAGE_SIZE = 100;
 const MAX_PAGE_SIZE = 1000;
 const MAX_JOBS_PER_CALL = 1000;
+
+/** Why a batch of jobs is refused as a whole, or null. */
+function batchRefusal(req: SubmitJobsRequest, unit: "call" | "message"): ConnectError | null {
+  if (req.jobs.length === 0) return invalid("jobs is empty; submit at least one job");
+  if (req.jobs.length > MAX_JOBS_PER_CALL) return invalid(`${req.jobs.length} jobs in one ${unit}; send at most ${MAX_JOBS_PER_CALL}`);
+  return null;
+}
+
+/** Consecutive batches grouped so that no group has more than MAX_JOBS_PER_CALL jobs. */
+function groups(batches: readonly SubmitJobsRequest[]): SubmitJobsRequest[][] {
+  const out: SubmitJobsRequest[][] = [];
+  let jobs = Infinity;
+  for (const b of batches) {
+    if (jobs + b.jobs.length > MAX_JOBS_PER_CALL) {
+      out.push([]);
+      jobs = 0;
+    }
+    out[out.length - 1].push(b);
+    jobs += b.jobs.length;
+  }
+  return out;
+}
 
 /** A validated job: inserted at once, or scheduled when it starts later. */
 interface PlannedJob extends NewJob {
@@ -103,6 +128,33 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
     });
   }
 
+  /**
+   * Submits jobs as one SubmitJobs call does: each is validated on its own (a
+   * refusal is its result, in the request's order), those to start later are
+   * scheduled, and the rest are written in one statement.
+   */
+  async function submitBatch(reqs: readonly SubmitJobRequest[]): Promise<SubmitJobResult[]> {
+    const results: SubmitJobResult[] = new Array(reqs.length);
+    const now: { index: number; job: PlannedJob }[] = [];
+    for (const [index, r] of reqs.entries()) {
+      try {
+        const job = await planJob(r);
+        if (job.startAt) results[index] = create(SubmitJobResultSchema, { result: { case: "job", value: await schedule(job) } });
+        else now.push({ index, job });
+      } catch (e) {
+        if (!(e instanceof ConnectError)) throw e;
+        results[index] = create(SubmitJobResultSchema, {
+          result: { case: "refused", value: { code: codeName(e.code), message: e.rawMessage } },
+        });
+      }
+    }
+    if (now.length > 0) {
+      const created = await submitPlanned(now.map((n) => n.job));
+      now.forEach((n, i) => (results[n.index] = create(SubmitJobResultSchema, { result: { case: "job", value: created[i] } })));
+    }
+    return results;
+  }
+
   return {
     async submitJob(req) {
       const job = await planJob(req);
@@ -112,28 +164,40 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
     },
 
     async submitJobs(req) {
-      if (req.jobs.length === 0) throw invalid("jobs is empty; submit at least one job");
-      if (req.jobs.length > MAX_JOBS_PER_CALL) throw invalid(`${req.jobs.length} jobs in one call; send at most ${MAX_JOBS_PER_CALL}`);
-      const results: SubmitJobResult[] = new Array(req.jobs.length);
-      const now: { index: number; job: PlannedJob }[] = [];
-      for (const [index, r] of req.jobs.entries()) {
-        try {
-          // A refusal is reported for its own job (in the request's order).
-          const job = await planJob(r);
-          if (job.startAt) results[index] = create(SubmitJobResultSchema, { result: { case: "job", value: await schedule(job) } });
-          else now.push({ index, job });
-        } catch (e) {
-          if (!(e instanceof ConnectError)) throw e;
-          results[index] = create(SubmitJobResultSchema, {
-            result: { case: "refused", value: { code: codeName(e.code), message: e.rawMessage } },
-          });
+      const refusal = batchRefusal(req, "call");
+      if (refusal) throw refusal;
+      return { results: await submitBatch(req.jobs) };
+    },
+
+    async *submitStream(requests, ctx) {
+      // Messages are read as they come and written in order: those that
+      // arrived while earlier ones were being written go together, in one
+      // statement (up to MAX_JOBS_PER_CALL jobs each), and each is answered
+      // on its own.
+      const inbox = new EventQueue<SubmitJobsRequest>();
+      let failure: unknown;
+      void (async () => {
+        for await (const req of requests) inbox.push(req);
+      })()
+        .catch((e) => {
+          if (!ctx.signal.aborted) failure = e;
+        })
+        .finally(() => inbox.close());
+      for (;;) {
+        const next = await inbox.next();
+        if (next.done) break;
+        const arrived = [next.value, ...inbox.drain()];
+        const bad = arrived.findIndex((r) => batchRefusal(r, "message") !== null);
+        for (const group of groups(bad === -1 ? arrived : arrived.slice(0, bad))) {
+          const results = await submitBatch(group.flatMap((r) => r.jobs));
+          let k = 0;
+          for (const r of group) {
+            yield create(SubmitJobsResponseSchema, { results: results.slice(k, (k += r.jobs.length)) });
+          }
         }
+        if (bad !== -1) throw batchRefusal(arrived[bad], "message")!;
       }
-      if (now.length > 0) {
-        const created = await submitPlanned(now.map((n) => n.job));
-        now.forEach((n, i) => (results[n.index] = create(SubmitJobResultSchema, { result: { case: "job", value: created[i] } })));
-      }
-      return { results };
+      if (failure !== undefined) throw failure;
     },
 
     async getJob(req) {
