@@ -1,15 +1,17 @@
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterAll, describe, expect, it } from "vitest";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { RunnerService, type SessionRequestSchema } from "../gen/sluice/v1/runner_service_pb.js";
+import { JobService, type SubmitJobsRequestSchema } from "../gen/sluice/v1/job_service_pb.js";
 import { Client, Task } from "../runner/index.js";
 import { quiet, useSandbox } from "./support/harness.js";
 
 const ran: string[] = [];
 type SessionRequestInit = MessageInitShape<typeof SessionRequestSchema>;
+type SubmitJobsInit = MessageInitShape<typeof SubmitJobsRequestSchema>;
 
 class Count extends Task<{ n: number }> {
   static identifier = { name: "Count", version: "v1.0" };
@@ -390,5 +392,186 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
     // tried columns once, saw them ignored, and went on with results.
     expect(older.seen.callsWithColumns).toBe(1);
     expect(older.seen.callsWithResults).toBeGreaterThan(0);
+  });
+});
+
+/** Messages for a submit stream, sent as they are pushed; `end` closes the client's side. */
+class SubmitOutbox {
+  private items: SubmitJobsInit[] = [];
+  private wake: (() => void) | null = null;
+  private ended = false;
+  push(m: SubmitJobsInit): void {
+    this.items.push(m);
+    this.wake?.();
+  }
+  end(): void {
+    this.ended = true;
+    this.wake?.();
+  }
+  async *messages(): AsyncGenerator<SubmitJobsInit> {
+    for (;;) {
+      while (this.items.length > 0) yield this.items.shift()!;
+      if (this.ended) return;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+}
+
+/**
+ * The real server's JobService behind a proxy that counts how submits arrive:
+ * streams opened and ended, messages on them, SubmitJobs calls. `streams:
+ * false` makes it a server built before SubmitStream (Unimplemented).
+ */
+async function submitCountingServer(box: ReturnType<typeof useSandbox>, options: { streams: boolean }) {
+  const seen = { streamsOpened: 0, streamsEnded: 0, messages: 0, jobsOnStreams: 0, submitJobsCalls: 0 };
+  const impl: Partial<ServiceImpl<typeof JobService>> = {
+    async submitJobs(req) {
+      seen.submitJobsCalls++;
+      return box.api.jobs.submitJobs(req);
+    },
+    getJob: (req) => box.api.jobs.getJob(req),
+  };
+  if (!options.streams) {
+    // As a server without the method answers (and counted).
+    // eslint-disable-next-line require-yield
+    impl.submitStream = async function* () {
+      seen.streamsOpened++;
+      throw new ConnectError("sluice.v1.JobService.SubmitStream is not implemented", Code.Unimplemented);
+    };
+  } else {
+    impl.submitStream = async function* (requests, ctx) {
+      seen.streamsOpened++;
+      async function* counted() {
+        for await (const m of requests) {
+          seen.messages++;
+          seen.jobsOnStreams += m.jobs.length;
+          yield m;
+        }
+      }
+      try {
+        yield* box.api.jobs.submitStream(counted(), { signal: ctx.signal });
+      } finally {
+        seen.streamsEnded++;
+      }
+    };
+  }
+  const routes = (router: ConnectRouter) => router.service(JobService, impl);
+  const server = http2.createServer(connectNodeAdapter({ routes }));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    seen,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe("submits on a stream", () => {
+  const box = useSandbox();
+  const clients: Client[] = [];
+  const closers: (() => Promise<void>)[] = [];
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    for (const close of closers.reverse()) await close();
+  });
+
+  const count = (n: number) => ({ identifier: { name: "Count", version: "v1.0" }, input: new TextEncoder().encode(JSON.stringify({ n })) });
+  async function jobCount() {
+    const [row] = await box.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM jobs`;
+    return row.n;
+  }
+
+  it("answers each message in the order sent, with a result per job as SubmitJobs would", async () => {
+    const outbox = new SubmitOutbox();
+    // Three messages at once, without waiting for an answer.
+    outbox.push({ jobs: [{ name: "a1", tasks: [count(1)] }, { name: "a2", tasks: [count(2)] }] });
+    outbox.push({ jobs: [{ name: "b1", tasks: [count(3)] }, { name: "b2", cluster: "nowhere", tasks: [count(4)] }] });
+    outbox.push({ jobs: [{ name: "c1", tasks: [count(5), { ...count(6), dependsOn: [0] }] }] });
+    outbox.end();
+    const answers = [];
+    for await (const res of box.api.jobs.submitStream(outbox.messages())) answers.push(res.results);
+    expect(answers.map((a) => a.map((r) => (r.result.case === "job" ? r.result.value.name : r.result.value?.code)))).toEqual([
+      ["a1", "a2"],
+      ["b1", "not_found"],
+      ["c1"],
+    ]);
+    const refusal = answers[1][1].result.value as { message: string };
+    expect(refusal.message).toMatch(/cluster "nowhere" does not exist/);
+    const c1 = answers[2][0].result.value as { id: string };
+    expect((await box.client.jobs().get(c1.id)).tasks.map((t) => t.dependsOn.length)).toEqual([0, 1]);
+  });
+
+  it("ends with InvalidArgument at a message it refuses as a whole, after answering those before it; nothing after it is written", async () => {
+    const before = await jobCount();
+    const outbox = new SubmitOutbox();
+    outbox.push({ jobs: [{ name: "kept", tasks: [count(1)] }] });
+    outbox.push({ jobs: [] });
+    outbox.push({ jobs: [{ name: "never", tasks: [count(2)] }] });
+    const answers: string[] = [];
+    const err = await (async () => {
+      for await (const res of box.api.jobs.submitStream(outbox.messages())) {
+        answers.push(...res.results.map((r) => (r.result.case === "job" ? r.result.value.name : "refused")));
+      }
+    })().then(
+      () => undefined,
+      (e) => ConnectError.from(e),
+    );
+    expect(err?.code).toBe(Code.InvalidArgument);
+    expect(err?.rawMessage).toMatch(/jobs is empty; submit at least one job/);
+    expect(answers).toEqual(["kept"]);
+    expect(await jobCount()).toBe(before + 1);
+    const [names] = await box.sql<{ names: string[] }[]>`SELECT array_agg(name) AS names FROM jobs WHERE name IN ('kept', 'never')`;
+    expect(names.names).toEqual(["kept"]);
+
+    const tooMany = new SubmitOutbox();
+    tooMany.push({ jobs: Array.from({ length: 1001 }, (_, i) => ({ name: `many ${i}`, tasks: [count(i)] })) });
+    const err2 = await (async () => {
+      for await (const _ of box.api.jobs.submitStream(tooMany.messages())) {
+        // no answer is expected
+      }
+    })().then(
+      () => undefined,
+      (e) => ConnectError.from(e),
+    );
+    expect(err2?.code).toBe(Code.InvalidArgument);
+    expect(err2?.rawMessage).toMatch(/1001 jobs in one message; send at most 1000/);
+    expect(await jobCount()).toBe(before + 1);
+  });
+
+  it("the SDK submits on one stream while submits keep coming, and closes it when none is left", async () => {
+    const proxy = await submitCountingServer(box, { streams: true });
+    closers.push(proxy.close);
+    const client = new Client({ url: proxy.url });
+    clients.push(client);
+    const jobs = client.jobs();
+    const made = await Promise.all(Array.from({ length: 200 }, (_, i) => jobs.submit(`streamed ${i}`, new Count({ n: i }))));
+    expect(made.map((j) => j.name)).toEqual(Array.from({ length: 200 }, (_, i) => `streamed ${i}`));
+    expect(new Set(made.map((j) => j.id)).size).toBe(200);
+    expect(proxy.seen.submitJobsCalls).toBe(0);
+    expect(proxy.seen.jobsOnStreams).toBe(200);
+    // Nothing left to send: the stream was closed, not left open.
+    await expect.poll(() => proxy.seen.streamsEnded).toBe(proxy.seen.streamsOpened);
+    expect(proxy.seen.streamsOpened).toBeGreaterThanOrEqual(1);
+    // A refusal on the stream is the submit's own error, as from SubmitJobs.
+    const lost = await jobs.submit("lost", new Count({ n: 0 }), { cluster: "nowhere" }).then(
+      () => undefined,
+      (e) => ConnectError.from(e),
+    );
+    expect(lost?.code).toBe(Code.NotFound);
+    expect(lost?.rawMessage).toMatch(/cluster "nowhere" does not exist/);
+  });
+
+  it("the SDK submits with SubmitJobs to a server without SubmitStream, and tries the stream only once", async () => {
+    const older = await submitCountingServer(box, { streams: false });
+    closers.push(older.close);
+    const client = new Client({ url: older.url });
+    clients.push(client);
+    const jobs = client.jobs();
+    const first = await Promise.all(Array.from({ length: 30 }, (_, i) => jobs.submit(`older ${i}`, new Count({ n: i }))));
+    const second = await Promise.all(Array.from({ length: 30 }, (_, i) => jobs.submit(`older again ${i}`, new Count({ n: i }))));
+    expect(new Set([...first, ...second].map((j) => j.id)).size).toBe(60);
+    expect(older.seen.submitJobsCalls).toBeGreaterThanOrEqual(2);
+    expect(older.seen.streamsOpened).toBe(1);
+    const [row] = await box.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM jobs WHERE name LIKE 'older %'`;
+    expect(row.n).toBe(60);
   });
 });
