@@ -498,6 +498,16 @@ describe("submits on a stream", () => {
     expect(refusal.message).toMatch(/cluster "nowhere" does not exist/);
     const c1 = answers[2][0].result.value as { id: string };
     expect((await box.client.jobs().get(c1.id)).tasks.map((t) => t.dependsOn.length)).toEqual([0, 1]);
+
+    // Many more messages at once than the server reads ahead: every one is answered, in order.
+    const many = new SubmitOutbox();
+    for (let i = 0; i < 60; i++) many.push({ jobs: [{ name: `many ${i}`, tasks: [count(i)] }] });
+    many.end();
+    const names: string[] = [];
+    for await (const res of box.api.jobs.submitStream(many.messages())) {
+      names.push(...res.results.map((r) => (r.result.case === "job" ? r.result.value.name : "refused")));
+    }
+    expect(names).toEqual(Array.from({ length: 60 }, (_, i) => `many ${i}`));
   });
 
   it("ends with InvalidArgument at a message it refuses as a whole, after answering those before it; nothing after it is written", async () => {

@@ -27,6 +27,11 @@ export class EventQueue<T> {
     }
   }
 
+  /** Items queued and not yet taken. */
+  get size(): number {
+    return this.items.length;
+  }
+
   /** Takes every item queued now (none is waited for). */
   drain(): T[] {
     return this.items.splice(0);

@@ -25,6 +25,8 @@ import { type ServiceDeps, requireClusters } from "./deps.js";
 const DEFAULT_PAGE_SIZE = 100;
 const MAX_PAGE_SIZE = 1000;
 const MAX_JOBS_PER_CALL = 1000;
+/** Messages of a submit stream read ahead of the one being written. */
+const MAX_WAITING_MESSAGES = 16;
 
 /** Why a batch of jobs is refused as a whole, or null. */
 function batchRefusal(req: SubmitJobsRequest, unit: "call" | "message"): ConnectError | null {
@@ -176,8 +178,14 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
       // on its own.
       const inbox = new EventQueue<SubmitJobsRequest>();
       let failure: unknown;
+      // At most MAX_WAITING_MESSAGES read ahead: then the reader waits for the
+      // writer, and HTTP/2 flow control holds the client.
+      const reader: { room: (() => void) | null } = { room: null };
       void (async () => {
-        for await (const req of requests) inbox.push(req);
+        for await (const req of requests) {
+          inbox.push(req);
+          if (inbox.size >= MAX_WAITING_MESSAGES) await new Promise<void>((resolve) => (reader.room = resolve));
+        }
       })()
         .catch((e) => {
           if (!ctx.signal.aborted) failure = e;
@@ -187,6 +195,8 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
         const next = await inbox.next();
         if (next.done) break;
         const arrived = [next.value, ...inbox.drain()];
+        reader.room?.();
+        reader.room = null;
         const bad = arrived.findIndex((r) => batchRefusal(r, "message") !== null);
         for (const group of groups(bad === -1 ? arrived : arrived.slice(0, bad))) {
           const results = await submitBatch(group.flatMap((r) => r.jobs));
