@@ -66,6 +66,7 @@ const HELP = `usage: npm run bench -- [options]
                       after a warm-up at the same rate (2 s, 0.5 s with --quick) whose latencies are not counted;
                       a system that falls behind gets 60 s (5 s with --quick) after the last submit to catch up,
                       else it is measured on the tasks it started (and latencies leave out those never started)
+  --warmup S          seconds of the sustained scenario's warm-up (default 2, 0.5 with --quick)
   --fanout N          subtasks of the fan-out root (default 10000, 5000 with --quick)
   --memory-tasks N    tasks queued for the memory scenario's large run (default 1000000; skipped with --quick)
   --concurrency N     tasks run at once per runner process (default 24)
@@ -136,6 +137,9 @@ function parseArgs(argv: string[]): Config {
         break;
       case "--duration":
         c.sustainedMs = int(a, value()) * 1000;
+        break;
+      case "--warmup":
+        c.warmupMs = int(a, value(), 0) * 1000;
         break;
       case "--fanout":
         c.fanoutTasks = int(a, value());
