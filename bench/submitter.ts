@@ -1,7 +1,8 @@
 /**
  * Submits one-task no-op jobs at a fixed rate, for the sustained scenario:
  * to Sluice with the SDK (`client.jobs().submit` per job; the SDK sends the
- * submits made while its previous call is on its way as one SubmitJobs call)
+ * submits made while its previous batch is on its way as one message on its
+ * SubmitStream)
  * or to graphile-worker with `addJob` (one add_job per job). Each task's input
  * carries the wall-clock time its submit call was made.
  *

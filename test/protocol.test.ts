@@ -20,6 +20,16 @@ class Count extends Task<{ n: number }> {
   }
 }
 
+/** Serves `routes` over cleartext HTTP/2 on a free port, as a stand-in server in front of the real one. */
+async function serveRoutes(routes: (router: ConnectRouter) => void) {
+  const server = http2.createServer(connectNodeAdapter({ routes }));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
 /**
  * A RunnerService in front of the real server that behaves as a server built
  * before columns: it does not know WorkRequest.columns (so it sends
@@ -43,14 +53,7 @@ async function olderServer(box: ReturnType<typeof useSandbox>) {
       },
       extendLeases: (req) => box.api.runner.extendLeases(req),
     });
-  const server = http2.createServer(connectNodeAdapter({ routes }));
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    url,
-    seen,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+  return { ...(await serveRoutes(routes)), seen };
 }
 
 /** Messages for a session, sent as they are pushed. */
@@ -112,13 +115,7 @@ async function countingServer(box: ReturnType<typeof useSandbox>, options: { bre
       },
       extendLeases: (req) => box.api.runner.extendLeases(req),
     });
-  const server = http2.createServer(connectNodeAdapter({ routes }));
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    seen,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+  return { ...(await serveRoutes(routes)), seen };
 }
 
 describe("the runner protocol: columns, older servers, stopping runners", () => {
@@ -456,13 +453,7 @@ async function submitCountingServer(box: ReturnType<typeof useSandbox>, options:
     };
   }
   const routes = (router: ConnectRouter) => router.service(JobService, impl);
-  const server = http2.createServer(connectNodeAdapter({ routes }));
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    seen,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+  return { ...(await serveRoutes(routes)), seen };
 }
 
 describe("submits on a stream", () => {

@@ -1,14 +1,11 @@
 import { randomUUID } from "node:crypto";
-import postgres, { type Sql } from "postgres";
+import type { Sql } from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SESSION_SETTINGS } from "../server/build-server.js";
-import { migrate } from "../server/database/migrate.js";
 import { recordResults } from "../server/store/complete-tasks.js";
 import { leaseTasks } from "../server/store/lease-tasks.js";
 import { expireLeases, extendLeases } from "../server/store/leases.js";
 import { submitJobs } from "../server/store/submit-job.js";
-import type { TaskRow } from "../server/task-plan.js";
-import { createDatabase } from "./support/harness.js";
+import { noopRows, storeDatabase } from "./support/harness.js";
 
 /**
  * The server's statements against a table whose statistics were taken while
@@ -19,40 +16,18 @@ import { createDatabase } from "./support/harness.js";
 describe("statements on a large queue", () => {
   const TASKS = 20_000;
   const REPORTED = 1_000;
-  let db: Awaited<ReturnType<typeof createDatabase>>;
+  let store: Awaited<ReturnType<typeof storeDatabase>>;
   let sql: Sql;
 
   beforeAll(async () => {
-    db = await createDatabase();
-    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
-    try {
-      await migrate(admin);
-    } finally {
-      await admin.end();
-    }
-    sql = postgres(db.url, { max: 1, onnotice: () => {}, connection: SESSION_SETTINGS });
-    const rows: TaskRow[] = Array.from({ length: TASKS }, (_, i) => ({
-      ord: i + 1,
-      jobId: null,
-      parentId: null,
-      clusterId: 1,
-      name: "Noop",
-      major: 1,
-      minor: 0,
-      display: null,
-      input: new Uint8Array(),
-      maxRetries: 0,
-      depsLeft: 0,
-      hasDependents: false,
-      trigger: null,
-    }));
-    await submitJobs(sql, [{ name: "large queue", clusterId: 1, plan: { rows, depFrom: [], depTo: [] } }], 30_000);
+    store = await storeDatabase();
+    sql = store.sql;
+    await submitJobs(sql, [{ name: "large queue", clusterId: 1, plan: { rows: noopRows(TASKS), depFrom: [], depTo: [] } }], 30_000);
     await sql`ANALYZE`;
   });
 
   afterAll(async () => {
-    await sql?.end();
-    await db?.drop();
+    await store?.close();
   });
 
   /** Leases `REPORTED` tasks, in batches of 500 as a work stream does. */

@@ -1,13 +1,10 @@
 import { randomUUID } from "node:crypto";
-import postgres, { type Sql } from "postgres";
+import type { Sql } from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SESSION_SETTINGS } from "../server/build-server.js";
-import { migrate } from "../server/database/migrate.js";
 import { recordResults } from "../server/store/complete-tasks.js";
 import { leaseTasks } from "../server/store/lease-tasks.js";
 import { submitJobs } from "../server/store/submit-job.js";
-import type { TaskRow } from "../server/task-plan.js";
-import { createDatabase } from "./support/harness.js";
+import { noopRows, storeDatabase } from "./support/harness.js";
 
 /**
  * Where the rows of `tasks` live on disk as tasks go through it. A task row
@@ -20,43 +17,22 @@ import { createDatabase } from "./support/harness.js";
  */
 describe("the pages of the tasks table", () => {
   const noop = [{ name: "Noop", major: 1, minor: 0 }];
-  let db: Awaited<ReturnType<typeof createDatabase>>;
+  let store: Awaited<ReturnType<typeof storeDatabase>>;
   let sql: Sql;
 
   beforeAll(async () => {
-    db = await createDatabase();
-    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
-    try {
-      await migrate(admin);
-    } finally {
-      await admin.end();
-    }
-    sql = postgres(db.url, { max: 1, onnotice: () => {}, connection: SESSION_SETTINGS });
+    store = await storeDatabase();
+    sql = store.sql;
   });
 
   afterAll(async () => {
-    await sql?.end();
-    await db?.drop();
+    await store?.close();
   });
 
   /** Queues `n` no-op tasks in one job (inputs like the benchmark's), and returns their ids. */
   async function queue(n: number): Promise<{ first: bigint; last: bigint }> {
     const input = new TextEncoder().encode(JSON.stringify({ t: 1_764_590_000_000.123 }));
-    const rows: TaskRow[] = Array.from({ length: n }, (_, i) => ({
-      ord: i + 1,
-      jobId: null,
-      parentId: null,
-      clusterId: 1,
-      name: "Noop",
-      major: 1,
-      minor: 0,
-      display: null,
-      input,
-      maxRetries: 0,
-      depsLeft: 0,
-      hasDependents: false,
-      trigger: null,
-    }));
+    const rows = noopRows(n, input);
     const [job] = await submitJobs(sql, [{ name: "layout", clusterId: 1, plan: { rows, depFrom: [], depTo: [] } }], 30_000);
     const [r] = await sql<{ first: string; last: string }[]>`SELECT min(id) AS first, max(id) AS last FROM tasks WHERE job_id = ${job.id}`;
     return { first: BigInt(r.first), last: BigInt(r.last) };

@@ -9,8 +9,10 @@ import { ClusterService } from "../../gen/sluice/v1/cluster_service_pb.js";
 import { JobService } from "../../gen/sluice/v1/job_service_pb.js";
 import { RunnerService } from "../../gen/sluice/v1/runner_service_pb.js";
 import { Client, type Job, type JobStateName } from "../../runner/index.js";
-import { type SluiceServer, buildServer } from "../../server/build-server.js";
+import { SESSION_SETTINGS, type SluiceServer, buildServer } from "../../server/build-server.js";
 import type { ServerConfig } from "../../server/config.js";
+import { migrate } from "../../server/database/migrate.js";
+import type { TaskRow } from "../../server/task-plan.js";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const FIXTURES = join(ROOT, "test", "fixtures");
@@ -38,6 +40,47 @@ export async function createDatabase(): Promise<{ url: string; drop(): Promise<v
       }
     },
   };
+}
+
+/**
+ * A new database with Sluice's tables and one connection set up as the
+ * server's, for tests of the statements themselves (no server).
+ */
+export async function storeDatabase(): Promise<{ sql: Sql; close(): Promise<void> }> {
+  const db = await createDatabase();
+  const admin = postgres(db.url, { max: 1, onnotice: () => {} });
+  try {
+    await migrate(admin);
+  } finally {
+    await admin.end();
+  }
+  const sql = postgres(db.url, { max: 1, onnotice: () => {}, connection: SESSION_SETTINGS });
+  return {
+    sql,
+    close: async () => {
+      await sql.end();
+      await db.drop();
+    },
+  };
+}
+
+/** `n` ready root tasks "Noop" v1.0 of cluster 1 (the default), as `submitJobs` takes them. */
+export function noopRows(n: number, input: Uint8Array = new Uint8Array()): TaskRow[] {
+  return Array.from({ length: n }, (_, i) => ({
+    ord: i + 1,
+    jobId: null,
+    parentId: null,
+    clusterId: 1,
+    name: "Noop",
+    major: 1,
+    minor: 0,
+    display: null,
+    input,
+    maxRetries: 0,
+    depsLeft: 0,
+    hasDependents: false,
+    trigger: null,
+  }));
 }
 
 /** A server, its database and clients, for one test file. */
