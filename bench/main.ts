@@ -360,7 +360,7 @@ interface SustainedResult {
   latency: LatencySummary;
   submitted: number;
   /** Sluice only: insert to lease, from the database's timestamps. */
-  leaseDelay?: { p50: number; p99: number; handedOver: number };
+  leaseDelay?: { p50: number; p99: number; handedOver: number; toInsertP50: number; toInsertP99: number };
   /** CPU per 1,000 tasks executed (warm-up included). */
   cpuPer1000: CpuUse;
   /** Tasks not yet started when the backlog wait ran out (0: it caught up). */
@@ -608,7 +608,7 @@ async function scenarioSustained(rate: number): Promise<void> {
   const name = `sustained-${rate}`;
   log(`\n== ${name}: a submitter process submits ${rate} one-task jobs/s for ${config.warmupMs / 1000} s of warm-up + ${config.sustainedMs / 1000} s; 1 runner process`);
   const show = (r: SustainedResult) =>
-    `${fmt.rate(r.rate)} tasks/s${r.behind > 0 ? ` [fell behind: ${r.behind} tasks not started ${config.backlogWaitMs / 1000} s after the last submit]` : ""} (submitted ${r.submitted} at ${fmt.rate(r.submitRate)}/s, submit call p50 ${fmt.ms(r.callP50Ms)} ms, p99 ${fmt.ms(r.callP99Ms)} ms), submit-to-start p50 ${fmt.ms(r.latency.p50)} ms, p99 ${fmt.ms(r.latency.p99)} ms, max ${fmt.ms(r.latency.max)} ms${r.leaseDelay ? ` (in the database: insert to lease p50 ${fmt.ms(r.leaseDelay.p50)} ms, p99 ${fmt.ms(r.leaseDelay.p99)} ms; ${Math.round(r.leaseDelay.handedOver * 100)} % handed over as inserted)` : ""}; machine: ${r.noise.stalls} stalls > 5 ms (longest ${fmt.ms(r.noise.longestMs)} ms), ${r.noise.stealPct.toFixed(1)} % steal`;
+    `${fmt.rate(r.rate)} tasks/s${r.behind > 0 ? ` [fell behind: ${r.behind} tasks not started ${config.backlogWaitMs / 1000} s after the last submit]` : ""} (submitted ${r.submitted} at ${fmt.rate(r.submitRate)}/s, submit call p50 ${fmt.ms(r.callP50Ms)} ms, p99 ${fmt.ms(r.callP99Ms)} ms), submit-to-start p50 ${fmt.ms(r.latency.p50)} ms, p99 ${fmt.ms(r.latency.p99)} ms, max ${fmt.ms(r.latency.max)} ms${r.leaseDelay ? ` (submit to insert p50 ${fmt.ms(r.leaseDelay.toInsertP50)} ms, p99 ${fmt.ms(r.leaseDelay.toInsertP99)} ms; in the database: insert to lease p50 ${fmt.ms(r.leaseDelay.p50)} ms, p99 ${fmt.ms(r.leaseDelay.p99)} ms; ${Math.round(r.leaseDelay.handedOver * 100)} % handed over as inserted)` : ""}; machine: ${r.noise.stalls} stalls > 5 ms (longest ${fmt.ms(r.noise.longestMs)} ms), ${r.noise.stealPct.toFixed(1)} % steal`;
   const [s, g] = await repeatBoth(
     "sluice",
     () => sustained(sluice(), runnerSpec(), rate, config.sustainedMs),
@@ -630,6 +630,7 @@ async function scenarioSustained(rate: number): Promise<void> {
     // Latency ratio as graphile / sluice, so that > 1 means Sluice is faster here too.
     rows.push({ scenario: name, metric, sluice: fmt.ms(sv), graphile: fmt.ms(gv), ratio: gv / sv });
   }
+  rows.push({ scenario: name, metric: "Sluice submit-to-insert p50 / p99 (the submit statement's start), ms", sluice: `${fmt.ms(m(s, (r) => r.leaseDelay?.toInsertP50 ?? NaN))} / ${fmt.ms(m(s, (r) => r.leaseDelay?.toInsertP99 ?? NaN))}`, graphile: "-" });
   rows.push({ scenario: name, metric: "Sluice insert-to-lease p50 / p99 (database clock), ms", sluice: `${fmt.ms(m(s, (r) => r.leaseDelay?.p50 ?? NaN))} / ${fmt.ms(m(s, (r) => r.leaseDelay?.p99 ?? NaN))}`, graphile: "-" });
   rows.push({ scenario: name, metric: "Sluice tasks handed over to a waiting runner as inserted, %", sluice: `${Math.round(m(s, (r) => r.leaseDelay?.handedOver ?? NaN) * 100)}`, graphile: "-" });
   rows.push({ scenario: name, metric: "submit call p50, ms", sluice: fmt.ms(m(s, (r) => r.callP50Ms)), graphile: fmt.ms(m(g, (r) => r.callP50Ms)) });

@@ -201,12 +201,16 @@ export class SluiceSystem implements System {
    * handed over as they were inserted (started in the inserting statement:
    * started_at = created_at).
    */
-  async leaseDelay(): Promise<{ p50: number; p99: number; handedOver: number }> {
-    const [row] = await this.sql<{ p: number[] | null; handed: number | null }[]>`
+  async leaseDelay(): Promise<{ p50: number; p99: number; handedOver: number; toInsertP50: number; toInsertP99: number }> {
+    // Insert to lease from the database's timestamps; submit to insert from the
+    // submit time each task's input carries (the machine's clock, as now() is).
+    const [row] = await this.sql<{ p: number[] | null; i: number[] | null; handed: number | null }[]>`
       SELECT percentile_cont(array[0.5, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - created_at) * 1000) AS p,
+             percentile_cont(array[0.5, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM created_at) * 1000 - t) AS i,
              avg((started_at = created_at)::int)::float8 AS handed
-      FROM tasks WHERE started_at IS NOT NULL AND convert_from(input, 'UTF8')::json ->> 'w' IS NULL`;
-    return { p50: row.p?.[0] ?? NaN, p99: row.p?.[1] ?? NaN, handedOver: row.handed ?? NaN };
+      FROM (SELECT started_at, created_at, (convert_from(input, 'UTF8')::json ->> 't')::float8 AS t FROM tasks
+            WHERE started_at IS NOT NULL AND convert_from(input, 'UTF8')::json ->> 'w' IS NULL) AS x`;
+    return { p50: row.p?.[0] ?? NaN, p99: row.p?.[1] ?? NaN, handedOver: row.handed ?? NaN, toInsertP50: row.i?.[0] ?? NaN, toInsertP99: row.i?.[1] ?? NaN };
   }
 
   async stop(): Promise<void> {
