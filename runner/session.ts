@@ -1,5 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { AnsweredOutbox } from "./answered-outbox.js";
 import type {
   CompleteTasksRequestSchema,
   CompleteTasksResponse,
@@ -16,42 +17,29 @@ type SessionRequestInit = MessageInitShape<typeof SessionRequestSchema>;
  * takes each answer.
  */
 export class SessionChannel {
-  private readonly outbox: SessionRequestInit[] = [];
-  private wake: (() => void) | null = null;
-  private readonly waiting: { resolve: (res: CompleteTasksResponse) => void; reject: (e: unknown) => void }[] = [];
-  private ended: ConnectError | null = null;
+  private readonly outbox = new AnsweredOutbox<SessionRequestInit, CompleteTasksResponse>();
 
   constructor(work: MessageInitShape<typeof WorkRequestSchema>) {
     this.outbox.push({ message: { case: "work", value: work } });
   }
 
   /** What the session sends, for the Connect client: ends when the session ends. */
-  async *requests(): AsyncGenerator<SessionRequestInit> {
-    for (;;) {
-      while (this.outbox.length > 0) yield this.outbox.shift()!;
-      if (this.ended) return;
-      await new Promise<void>((resolve) => (this.wake = resolve));
-      this.wake = null;
-    }
+  requests(): AsyncGenerator<SessionRequestInit> {
+    return this.outbox.requests();
   }
 
   get closed(): boolean {
-    return this.ended !== null;
+    return this.outbox.failed;
   }
 
   /** Sends results; resolves with the server's answer, rejects if the session ends first. */
   complete(req: MessageInitShape<typeof CompleteTasksRequestSchema>): Promise<CompleteTasksResponse> {
-    if (this.ended) return Promise.reject(this.ended);
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
-      this.outbox.push({ message: { case: "results", value: req } });
-      this.wake?.();
-    });
+    return this.outbox.ask({ message: { case: "results", value: req } });
   }
 
   /** The server's answer to the oldest unanswered results message. */
   recorded(res: CompleteTasksResponse): void {
-    this.waiting.shift()?.resolve(res);
+    this.outbox.answer(res);
   }
 
   /**
@@ -60,9 +48,6 @@ export class SessionChannel {
    * recorded already is refused then, not recorded twice).
    */
   end(): void {
-    if (this.ended) return;
-    this.ended = new ConnectError("the runner's session ended before the server answered", Code.Unavailable);
-    for (const w of this.waiting.splice(0)) w.reject(this.ended);
-    this.wake?.();
+    this.outbox.fail(new ConnectError("the runner's session ended before the server answered", Code.Unavailable));
   }
 }

@@ -392,6 +392,13 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
   });
 });
 
+/** The error a call or stream ended with, or undefined when it succeeded. */
+const rejection = (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    (e) => ConnectError.from(e),
+  );
+
 /** Messages for a submit stream, sent as they are pushed; `end` closes the client's side. */
 class SubmitOutbox {
   private items: SubmitJobsInit[] = [];
@@ -508,14 +515,11 @@ describe("submits on a stream", () => {
     outbox.push({ jobs: [] });
     outbox.push({ jobs: [{ name: "never", tasks: [count(2)] }] });
     const answers: string[] = [];
-    const err = await (async () => {
+    const err = await rejection((async () => {
       for await (const res of box.api.jobs.submitStream(outbox.messages())) {
         answers.push(...res.results.map((r) => (r.result.case === "job" ? r.result.value.name : "refused")));
       }
-    })().then(
-      () => undefined,
-      (e) => ConnectError.from(e),
-    );
+    })());
     expect(err?.code).toBe(Code.InvalidArgument);
     expect(err?.rawMessage).toMatch(/jobs is empty; submit at least one job/);
     expect(answers).toEqual(["kept"]);
@@ -525,14 +529,11 @@ describe("submits on a stream", () => {
 
     const tooMany = new SubmitOutbox();
     tooMany.push({ jobs: Array.from({ length: 1001 }, (_, i) => ({ name: `many ${i}`, tasks: [count(i)] })) });
-    const err2 = await (async () => {
+    const err2 = await rejection((async () => {
       for await (const _ of box.api.jobs.submitStream(tooMany.messages())) {
         // no answer is expected
       }
-    })().then(
-      () => undefined,
-      (e) => ConnectError.from(e),
-    );
+    })());
     expect(err2?.code).toBe(Code.InvalidArgument);
     expect(err2?.rawMessage).toMatch(/1001 jobs in one message; send at most 1000/);
     expect(await jobCount()).toBe(before + 1);
@@ -553,10 +554,7 @@ describe("submits on a stream", () => {
     await expect.poll(() => proxy.seen.streamsEnded).toBe(proxy.seen.streamsOpened);
     expect(proxy.seen.streamsOpened).toBeGreaterThanOrEqual(1);
     // A refusal on the stream is the submit's own error, as from SubmitJobs.
-    const lost = await jobs.submit("lost", new Count({ n: 0 }), { cluster: "nowhere" }).then(
-      () => undefined,
-      (e) => ConnectError.from(e),
-    );
+    const lost = await rejection(jobs.submit("lost", new Count({ n: 0 }), { cluster: "nowhere" }));
     expect(lost?.code).toBe(Code.NotFound);
     expect(lost?.rawMessage).toMatch(/cluster "nowhere" does not exist/);
   });
