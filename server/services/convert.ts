@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Job, JobSchema, JobState } from "../../gen/sluice/v1/job_pb.js";
 import { type Task, TaskSchema, TaskState } from "../../gen/sluice/v1/task_pb.js";
-import type { JobStateName, JobWithCounts, TaskRowOut, TaskStateName } from "../store/read-jobs.js";
+import type { JobRow, JobStateName, TaskCountsRow, TaskRowOut, TaskStateName } from "../store/read-jobs.js";
 import { triggerToProto } from "../storage/trigger.js";
 import { formatVersion } from "../validation.js";
 
@@ -29,7 +29,8 @@ const taskStateToProto: Record<TaskStateName, TaskState> = {
 
 const ts = (d: Date | null) => (d ? timestampFromDate(d) : undefined);
 
-export function jobToProto(row: JobWithCounts, clusterSlug: string): Job {
+/** A job as read (`counts` may be the row itself, as `getJob` returns them together). */
+export function jobToProto(row: JobRow, counts: TaskCountsRow, clusterSlug: string): Job {
   return create(JobSchema, {
     id: row.id,
     name: row.name,
@@ -42,11 +43,11 @@ export function jobToProto(row: JobWithCounts, clusterSlug: string): Job {
     recurrentTaskId: row.recurrent_task_id ?? "",
     tickAt: ts(row.tick_at),
     taskCounts: {
-      queued: row.queued,
-      running: row.running,
-      computed: row.computed,
-      failed: row.failed,
-      cancelled: row.cancelled,
+      queued: counts.queued,
+      running: counts.running,
+      computed: counts.computed,
+      failed: counts.failed,
+      cancelled: counts.cancelled,
     },
   });
 }

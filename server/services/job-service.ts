@@ -50,6 +50,8 @@ function groups(batches: readonly SubmitJobsRequest[]): SubmitJobsRequest[][] {
   return out;
 }
 
+const NO_TASKS = Object.freeze({ queued: 0, running: 0, computed: 0, failed: 0, cancelled: 0 });
+
 /** A validated job: inserted at once, or scheduled when it starts later. */
 interface PlannedJob extends NewJob {
   cluster: string;
@@ -60,7 +62,7 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
   async function readJob(id: string) {
     const job = await getJob(sql, id);
     if (!job) throw notFound(`job ${id} does not exist`);
-    return jobToProto(job, await clusters.slug(job.cluster_id));
+    return jobToProto(job, job, await clusters.slug(job.cluster_id));
   }
 
   /** Validates a job as submitted; throws InvalidArgument or NotFound saying what to fix. */
@@ -91,7 +93,7 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
   /** Keeps a job with a start time in the future scheduled until then. */
   async function schedule(job: PlannedJob) {
     const row = await scheduleJob(sql, job.name, job.clusterId, job.plan, job.startAt!);
-    return jobToProto({ ...row, queued: 0, running: 0, computed: 0, failed: 0, cancelled: 0 }, job.cluster);
+    return jobToProto(row, NO_TASKS, job.cluster);
   }
 
   /**
@@ -123,10 +125,13 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
     dispatcher.workReady([...new Set(jobs.flatMap((j) => readyClusters(j.plan)))]);
     return rows.map((row, i) => {
       const running = handedPerJob[i];
-      const counts = { queued: jobs[i].plan.rows.length - running, running, computed: 0, failed: 0, cancelled: 0 };
       // A job with a task handed over has started, as a read of it would say.
-      const started = running > 0 ? { state: "started" as const, started_at: row.created_at } : {};
-      return jobToProto({ ...row, ...counts, ...started }, jobs[i].cluster);
+      if (running > 0) {
+        row.state = "started";
+        row.started_at = row.created_at;
+      }
+      const counts = { queued: jobs[i].plan.rows.length - running, running, computed: 0, failed: 0, cancelled: 0 };
+      return jobToProto(row, counts, jobs[i].cluster);
     });
   }
 
@@ -239,7 +244,7 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
         limit,
       });
       const jobs = [];
-      for (const r of rows) jobs.push(jobToProto(r, await clusters.slug(r.cluster_id)));
+      for (const r of rows) jobs.push(jobToProto(r, r, await clusters.slug(r.cluster_id)));
       return { jobs, nextPageToken: rows.length === limit ? rows[rows.length - 1].id : "" };
     },
 
