@@ -4,6 +4,7 @@ import {
   MAX_RETRIES_LIMIT,
   MAX_TASK_INPUT_BYTES,
   MAX_TASKS_PER_SUBMISSION,
+  type ParsedIdentifier,
   invalid,
   parseIdentifier,
 } from "./validation.js";
@@ -72,63 +73,72 @@ export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmiss
     throw invalid(`${ctx.where}: ${submissions.length} tasks submitted at once; the limit is ${MAX_TASKS_PER_SUBMISSION}`);
   }
   const base = plan.rows.length;
-  const hasDependents = new Array<boolean>(submissions.length).fill(false);
-  const deps: number[][] = [];
-  submissions.forEach((s, i) => {
-    const where = `${ctx.where}, task ${i}`;
-    if (!s.identifier) throw invalid(`${where}: identifier is missing`);
-    parseIdentifier(s.identifier.name, s.identifier.version, where);
+  const n = submissions.length;
+  // Tasks without dependencies (the common case) share one empty list, and
+  // need no cycle check: nothing here is allocated per task but its row.
+  let deps: (readonly number[])[] | null = null;
+  let hasDependents: boolean[] | null = null;
+  const parsed: ParsedIdentifier[] = new Array(n);
+  const at = (i: number) => `${ctx.where}, task ${i}`;
+  for (let i = 0; i < n; i++) {
+    const s = submissions[i];
+    if (!s.identifier) throw invalid(`${at(i)}: identifier is missing`);
+    parsed[i] = parseIdentifier(s.identifier.name, s.identifier.version, at, i);
     if (s.input.length === 0) {
-      throw invalid(`${where}: input is empty; a task needs a serialized input (use "{}" for a task without fields)`);
+      throw invalid(`${at(i)}: input is empty; a task needs a serialized input (use "{}" for a task without fields)`);
     }
     if (s.input.length > MAX_TASK_INPUT_BYTES) {
       throw invalid(
-        `${where}: input is ${s.input.length} bytes; the limit is ${MAX_TASK_INPUT_BYTES} bytes (1 MiB): pass large data through the job cache`,
+        `${at(i)}: input is ${s.input.length} bytes; the limit is ${MAX_TASK_INPUT_BYTES} bytes (1 MiB): pass large data through the job cache`,
       );
     }
     if (s.maxRetries > MAX_RETRIES_LIMIT) {
-      throw invalid(`${where}: max_retries is ${s.maxRetries}; the limit is ${MAX_RETRIES_LIMIT}`);
+      throw invalid(`${at(i)}: max_retries is ${s.maxRetries}; the limit is ${MAX_RETRIES_LIMIT}`);
     }
+    if (s.dependsOn.length === 0) continue;
+    deps ??= new Array<readonly number[]>(n).fill(NO_DEPENDENCIES);
+    hasDependents ??= new Array<boolean>(n).fill(false);
     const own = [...new Set(s.dependsOn)];
     for (const d of own) {
-      if (d >= submissions.length) {
-        throw invalid(
-          `${where}: depends_on names task ${d}, but only ${submissions.length} tasks were submitted together (indices 0 to ${submissions.length - 1})`,
-        );
+      if (d >= n) {
+        throw invalid(`${at(i)}: depends_on names task ${d}, but only ${n} tasks were submitted together (indices 0 to ${n - 1})`);
       }
-      if (d === i) throw invalid(`${where}: a task cannot depend on itself`);
+      if (d === i) throw invalid(`${at(i)}: a task cannot depend on itself`);
       hasDependents[d] = true;
     }
-    deps.push(own);
-  });
-  checkAcyclic(deps, ctx.where);
-  submissions.forEach((s, i) => {
-    const id = s.identifier!;
-    const parsed = parseIdentifier(id.name, id.version, ctx.where);
+    deps[i] = own;
+  }
+  if (deps) checkAcyclic(deps, ctx.where);
+  for (let i = 0; i < n; i++) {
+    const s = submissions[i];
+    const id = parsed[i];
+    const own = deps?.[i] ?? NO_DEPENDENCIES;
     plan.rows.push({
       ord: base + i + 1,
       jobId: ctx.jobId,
       parentId: ctx.parentId,
       clusterId: s.cluster === "" ? ctx.defaultClusterId : ctx.clusterIds.get(s.cluster)!,
-      name: parsed.name,
-      major: parsed.major,
-      minor: parsed.minor,
+      name: id.name,
+      major: id.major,
+      minor: id.minor,
       display: s.display === "" ? null : s.display,
       input: s.input,
       maxRetries: s.maxRetries,
-      depsLeft: deps[i].length,
-      hasDependents: hasDependents[i],
-      trigger: s.trigger ? triggerFromProto(s.trigger, `${ctx.where}, task ${i}`) : null,
+      depsLeft: own.length,
+      hasDependents: hasDependents?.[i] ?? false,
+      trigger: s.trigger ? triggerFromProto(s.trigger, at(i)) : null,
     });
-    for (const d of deps[i]) {
+    for (const d of own) {
       plan.depFrom.push(base + d + 1);
       plan.depTo.push(base + i + 1);
     }
-  });
+  }
 }
 
+const NO_DEPENDENCIES: readonly number[] = Object.freeze([]);
+
 /** Kahn's algorithm: throws InvalidArgument naming the tasks on a cycle. */
-function checkAcyclic(deps: number[][], where: string): void {
+function checkAcyclic(deps: readonly (readonly number[])[], where: string): void {
   const n = deps.length;
   const indegree = deps.map((d) => d.length);
   const dependents: number[][] = Array.from({ length: n }, () => []);

@@ -49,13 +49,19 @@ export interface ParsedIdentifier {
 const VERSION = /^v(\d{1,6})\.(\d{1,6})$/;
 
 /** Validates a task identifier: a name without whitespace and a "vMAJOR.MINOR" version. */
-export function parseIdentifier(name: string, version: string, where: string): ParsedIdentifier {
+/**
+ * Checks a task identifier. `where` names it in the error; as a function of
+ * `i`, it is only built when there is an error to report.
+ */
+export function parseIdentifier(name: string, version: string, where: string | ((i: number) => string), i = 0): ParsedIdentifier {
   if (name.length === 0 || name.length > 200 || /\s/.test(name)) {
-    throw invalid(`${where}: task name ${JSON.stringify(name)} is invalid: use 1 to 200 characters without whitespace`);
+    throw invalid(`${typeof where === "string" ? where : where(i)}: task name ${JSON.stringify(name)} is invalid: use 1 to 200 characters without whitespace`);
   }
   const match = VERSION.exec(version);
   if (!match) {
-    throw invalid(`${where}: version ${JSON.stringify(version)} of task "${name}" is invalid: use "vMAJOR.MINOR", e.g. "v1.0"`);
+    throw invalid(
+      `${typeof where === "string" ? where : where(i)}: version ${JSON.stringify(version)} of task "${name}" is invalid: use "vMAJOR.MINOR", e.g. "v1.0"`,
+    );
   }
   return { name, major: Number(match[1]), minor: Number(match[2]) };
 }

@@ -1,3 +1,4 @@
+import type { ConnectError } from "@connectrpc/connect";
 import type { Sql } from "postgres";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
 import type { ClusterDirectory } from "../store/clusters.js";
@@ -14,10 +15,11 @@ export interface ServiceDeps {
 /** Resolves cluster slugs to ids, failing with NotFound for the first unknown one. */
 export async function requireClusters(clusters: ClusterDirectory, slugs: readonly string[]): Promise<Map<string, number>> {
   const ids = await clusters.ids(slugs);
-  for (const slug of slugs) {
-    if (!ids.has(slug)) {
-      throw notFound(`cluster "${slug}" does not exist: create it first (sluice clusters create ${slug})`);
-    }
-  }
+  for (const slug of slugs) if (!ids.has(slug)) throw missingCluster(slug);
   return ids;
+}
+
+/** NotFound for a cluster slug that names no cluster. */
+export function missingCluster(slug: string): ConnectError {
+  return notFound(`cluster "${slug}" does not exist: create it first (sluice clusters create ${slug})`);
 }

@@ -15,12 +15,12 @@ import { retryJob } from "../store/retry-job.js";
 import { scheduleJob } from "../store/schedules.js";
 import { readyClusters } from "../store/insert-tasks.js";
 import { type NewJob, type SubmittedJob, submitJobs } from "../store/submit-job.js";
-import { type TaskRow, addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
+import { type TaskRow, addSubmissions, emptyPlan } from "../task-plan.js";
 import type { PlacedTask } from "../dispatch/dispatcher.js";
 import { EventQueue } from "../dispatch/event-queue.js";
 import { checkName, codeName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
 import { jobStateFromProto, jobToProto, taskToProto } from "./convert.js";
-import { type ServiceDeps, requireClusters } from "./deps.js";
+import { type ServiceDeps, missingCluster, requireClusters } from "./deps.js";
 
 const DEFAULT_PAGE_SIZE = 100;
 const MAX_PAGE_SIZE = 1000;
@@ -52,6 +52,16 @@ function groups(batches: readonly SubmitJobsRequest[]): SubmitJobsRequest[][] {
 
 const NO_TASKS = Object.freeze({ queued: 0, running: 0, computed: 0, failed: 0, cancelled: 0 });
 
+/** Every cluster slug the jobs name (their own, or "default", and their tasks'), each once. */
+function clusterSlugsOfJobs(reqs: readonly SubmitJobRequest[]): string[] {
+  const slugs = new Set<string>();
+  for (const r of reqs) {
+    slugs.add(r.cluster === "" ? "default" : r.cluster);
+    for (const t of r.tasks) if (t.cluster !== "") slugs.add(t.cluster);
+  }
+  return [...slugs];
+}
+
 /** A validated job: inserted at once, or scheduled when it starts later. */
 interface PlannedJob extends NewJob {
   cluster: string;
@@ -67,16 +77,26 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
 
   /** Validates a job as submitted; throws InvalidArgument or NotFound saying what to fix. */
   async function planJob(req: SubmitJobRequest): Promise<PlannedJob> {
+    return planJobWith(req, await clusters.ids(clusterSlugsOfJobs([req])));
+  }
+
+  /**
+   * `planJob` with the ids of the clusters the job names already looked up
+   * (`ids` holds those that exist): a batch of submits looks them up once.
+   */
+  function planJobWith(req: SubmitJobRequest, ids: ReadonlyMap<string, number>): PlannedJob {
     checkName(req.name, "job name");
     const cluster = req.cluster === "" ? "default" : req.cluster;
     if (req.tasks.length === 0) throw invalid("a job needs at least one root task in tasks");
-    const ids = await requireClusters(clusters, [cluster, ...clusterSlugsOf(req.tasks)]);
+    const clusterId = ids.get(cluster);
+    if (clusterId === undefined) throw missingCluster(cluster);
+    for (const t of req.tasks) if (t.cluster !== "" && !ids.has(t.cluster)) throw missingCluster(t.cluster);
     const plan = emptyPlan();
     addSubmissions(plan, req.tasks, {
       where: "tasks",
       jobId: null,
       parentId: null,
-      defaultClusterId: ids.get(cluster)!,
+      defaultClusterId: clusterId,
       clusterIds: ids,
     });
     const startAt = req.startAt ? timestampDate(req.startAt) : null;
@@ -84,7 +104,7 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
     return {
       name: req.name,
       cluster,
-      clusterId: ids.get(cluster)!,
+      clusterId,
       plan,
       startAt: startAt && startAt.getTime() > Date.now() ? startAt : null,
     };
@@ -143,9 +163,11 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
   async function submitBatch(reqs: readonly SubmitJobRequest[]): Promise<SubmitJobResult[]> {
     const results: SubmitJobResult[] = new Array(reqs.length);
     const now: { index: number; job: PlannedJob }[] = [];
-    for (const [index, r] of reqs.entries()) {
+    const ids = await clusters.ids(clusterSlugsOfJobs(reqs));
+    for (let index = 0; index < reqs.length; index++) {
+      const r = reqs[index];
       try {
-        const job = await planJob(r);
+        const job = planJobWith(r, ids);
         if (job.startAt) results[index] = create(SubmitJobResultSchema, { result: { case: "job", value: await schedule(job) } });
         else now.push({ index, job });
       } catch (e) {
