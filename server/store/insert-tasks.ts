@@ -8,7 +8,7 @@ export const TASKS_CHANNEL = "sluice_tasks";
 export const CANCEL_CHANNEL = "sluice_cancel";
 
 /**
- * CTEs (`rows`, `inserted`, `ready`, `handed`, `deps`) that insert the planned
+ * CTEs (`rows`, `clusters_named`, `inserted`, `ready`, `handed`, `deps`) that insert the planned
  * tasks, the ready-queue rows of those without dependencies, the lease of
  * those handed straight to a runner (`TaskRow.leaseTo`: inserted running under
  * lease 1, recorded in `task_leases` for lease expiry, not queued) and the
@@ -41,6 +41,11 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
       lease_to: r.leaseTo ?? null,
     })),
   );
+  const clusterIds: number[] = [];
+  for (const r of plan.rows) {
+    if (r.clusterId === null) throw new Error("a planned task has no cluster: subtasks take their parent's before they are inserted");
+    if (!clusterIds.includes(r.clusterId)) clusterIds.push(r.clusterId);
+  }
   // No estimate here depends on a parameter's value (a function scan of the
   // JSON is always guessed at 100 rows), so that PostgreSQL keeps one generic
   // plan for the statement: with generate_series(1, n) for the ids, a custom
@@ -52,6 +57,12 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
       FROM json_to_recordset(${rows}::text::json) AS r(ord int, job_id bigint, job_ord int, parent_id bigint, cluster_id int, name text,
              major int, minor int, display text, input text, max_retries int, deps_left int, has_dependents bool, trigger jsonb,
              lease_to uuid)
+    ), clusters_named AS MATERIALIZED (
+      -- Locked as a foreign key's check would lock them, once each instead of
+      -- once per task (migration 0011): a cluster cannot be deleted under the
+      -- insert, and one deleted before it fails it.
+      SELECT count(*) AS existing
+      FROM (SELECT id FROM clusters WHERE id = ANY(${arrayLiteral(clusterIds)}::int[]) FOR KEY SHARE) c
     ), inserted AS (
       INSERT INTO tasks (id, job_id, parent_id, cluster_id, name, major, minor, display, input, max_retries, deps_left, has_dependents, trigger,
                          state, lease, runner_id, lease_expires_at, started_at)
@@ -61,6 +72,7 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
              CASE WHEN r.lease_to IS NOT NULL THEN now() + ${leaseTtlMs}::int * interval '1 millisecond' END,
              CASE WHEN r.lease_to IS NOT NULL THEN now() END
       FROM rows r
+      WHERE (SELECT sluice_clusters_exist(existing, ${clusterIds.length}::int) FROM clusters_named)
       RETURNING id, cluster_id, name, major, minor, deps_left, runner_id
     ), ready AS (
       ${queueReady(sql, "inserted")} WHERE deps_left = 0 AND runner_id IS NULL

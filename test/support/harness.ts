@@ -46,7 +46,7 @@ export async function createDatabase(): Promise<{ url: string; drop(): Promise<v
  * A new database with Sluice's tables and one connection set up as the
  * server's, for tests of the statements themselves (no server).
  */
-export async function storeDatabase(): Promise<{ sql: Sql; close(): Promise<void> }> {
+export async function storeDatabase(): Promise<{ sql: Sql; url: string; close(): Promise<void> }> {
   const db = await createDatabase();
   const admin = postgres(db.url, { max: 1, onnotice: () => {} });
   try {
@@ -57,6 +57,7 @@ export async function storeDatabase(): Promise<{ sql: Sql; close(): Promise<void
   const sql = postgres(db.url, { max: 1, onnotice: () => {}, connection: SESSION_SETTINGS });
   return {
     sql,
+    url: db.url,
     close: async () => {
       await sql.end();
       await db.drop();
