@@ -25,7 +25,12 @@ export async function listClusters(sql: Sql): Promise<ClusterRow[]> {
   return sql<ClusterRow[]>`SELECT id, slug, display_name, created_at FROM clusters ORDER BY slug`;
 }
 
-/** Deletes a cluster that no job or task refers to. */
+/**
+ * Deletes a cluster that no job, task or recurrent task refers to. The row lock
+ * comes first: it waits for statements inserting jobs or tasks that name the
+ * cluster (they hold it FOR KEY SHARE) to commit, so that the check after it
+ * sees their rows, and makes later ones wait and then fail.
+ */
 export async function deleteCluster(sql: Sql, slug: string): Promise<"deleted" | "missing" | "in-use"> {
   return sql.begin(async (tx) => {
     const [row] = await tx<{ id: number }[]>`SELECT id FROM clusters WHERE slug = ${slug} FOR UPDATE`;
@@ -43,7 +48,9 @@ export async function deleteCluster(sql: Sql, slug: string): Promise<"deleted" |
 /**
  * Maps cluster slugs to ids and back, caching what it has seen: clusters are
  * few and change rarely, and ids are never reused, so a stale entry can only
- * name a deleted cluster (and inserting with it then fails on the foreign key).
+ * name a deleted cluster (and inserting with it then fails: on the foreign key
+ * from jobs, or on the lock that statements inserting tasks take on the
+ * clusters they name, migration 0011).
  */
 export class ClusterDirectory {
   private readonly bySlug = new Map<string, number>();
