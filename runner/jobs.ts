@@ -186,11 +186,25 @@ function codeFromName(name: string): Code {
  * is closed when none is left; a server without SubmitStream (Unimplemented)
  * gets SubmitJobs calls from then on.
  */
+/**
+ * How long the submit stream stays open after its last answer when submits
+ * come steadily (the batch before the last was sent at most this long before
+ * it): a program submitting tens of jobs a second keeps one stream instead of
+ * opening one per job (at 50 jobs a second that cost the server a third more
+ * CPU per job, and the submitter two thirds more); a program that submits once
+ * closes it at once, and one that stops submitting can exit this much later.
+ */
+const STREAM_LINGER_MS = 100;
+
 class SubmitBatcher {
   private pending: { req: SubmitInit; bytes: number; resolve: (job: JobMessage) => void; reject: (e: unknown) => void }[] = [];
   private sending = false;
   private streams = true;
   private channel: SubmitChannel | null = null;
+  /** When the last batch was sent (performance.now()), and whether it came soon after the one before. */
+  private lastSentAt = Number.NEGATIVE_INFINITY;
+  private steady = false;
+  private linger: NodeJS.Timeout | null = null;
 
   constructor(private readonly api: ConnectClient<typeof JobService>) {}
 
@@ -199,6 +213,10 @@ class SubmitBatcher {
       this.pending.push({ req, bytes, resolve, reject });
       if (!this.sending) {
         this.sending = true;
+        if (this.linger) {
+          clearTimeout(this.linger);
+          this.linger = null;
+        }
         queueMicrotask(() => void this.send());
       }
     });
@@ -234,6 +252,9 @@ class SubmitBatcher {
     try {
       while (this.pending.length > 0) {
         const batch = this.take();
+        const now = performance.now();
+        this.steady = now - this.lastSentAt <= STREAM_LINGER_MS;
+        this.lastSentAt = now;
         try {
           const res = await this.submitJobs(batch.map((b) => b.req));
           batch.forEach((b, i) => {
@@ -249,10 +270,21 @@ class SubmitBatcher {
     } finally {
       this.sending = false;
       // Nothing left to send: the stream closes (an idle open stream would
-      // keep the process alive); the next submit opens another.
-      this.channel?.end();
-      this.channel = null;
+      // keep the process alive), after a while if submits came steadily; the
+      // next submit opens another.
+      if (this.steady && this.channel) {
+        this.linger = setTimeout(() => this.closeIdle(), STREAM_LINGER_MS).unref();
+      } else {
+        this.closeIdle();
+      }
     }
+  }
+
+  private closeIdle(): void {
+    this.linger = null;
+    if (this.sending) return;
+    this.channel?.end();
+    this.channel = null;
   }
 }
 

@@ -559,6 +559,21 @@ describe("submits on a stream", () => {
     expect(lost?.rawMessage).toMatch(/cluster "nowhere" does not exist/);
   });
 
+  it("the SDK keeps its stream open between submits that follow each other, and closes it once they stop", async () => {
+    const proxy = await submitCountingServer(box, { streams: true });
+    closers.push(proxy.close);
+    const client = new Client({ url: proxy.url });
+    clients.push(client);
+    const jobs = client.jobs();
+    // One submit after the other, each waiting for the one before: a batch each.
+    for (let i = 0; i < 20; i++) await jobs.submit(`one by one ${i}`, new Count({ n: i }));
+    expect(proxy.seen.jobsOnStreams).toBe(20);
+    // The first submit, with none before it, closes its stream at once; the
+    // rest share one (a stream each when the SDK closed it after every answer).
+    expect(proxy.seen.streamsOpened).toBeLessThanOrEqual(4);
+    await expect.poll(() => proxy.seen.streamsEnded).toBe(proxy.seen.streamsOpened);
+  });
+
   it("the SDK submits with SubmitJobs to a server without SubmitStream, and tries the stream only once", async () => {
     const older = await submitCountingServer(box, { streams: false });
     closers.push(older.close);
