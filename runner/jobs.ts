@@ -176,17 +176,6 @@ function codeFromName(name: string): Code {
 }
 
 /**
- * Sends submits in batches. Nothing waits on a timer: submits made while no
- * batch is on its way go at once (those made in the same tick together), and
- * those made while one is on its way go together when it is answered: one
- * message and one transaction for all of them. Each submit still resolves
- * with its own job or rejects with its own error.
- *
- * Batches go on a SubmitStream that stays open while submits keep coming and
- * is closed when none is left; a server without SubmitStream (Unimplemented)
- * gets SubmitJobs calls from then on.
- */
-/**
  * How long the submit stream stays open after its last answer when submits
  * come steadily (the batch before the last was sent at most this long before
  * it): a program submitting tens of jobs a second keeps one stream instead of
@@ -196,6 +185,18 @@ function codeFromName(name: string): Code {
  */
 const STREAM_LINGER_MS = 100;
 
+/**
+ * Sends submits in batches. Nothing waits on a timer: submits made while no
+ * batch is on its way go at once (those made in the same tick together), and
+ * those made while one is on its way go together when it is answered: one
+ * message and one transaction for all of them. Each submit still resolves
+ * with its own job or rejects with its own error.
+ *
+ * Batches go on a SubmitStream that stays open while submits keep coming and
+ * is closed when none is left (STREAM_LINGER_MS later when they came
+ * steadily); a server without SubmitStream (Unimplemented) gets SubmitJobs
+ * calls from then on.
+ */
 class SubmitBatcher {
   private pending: { req: SubmitInit; bytes: number; resolve: (job: JobMessage) => void; reject: (e: unknown) => void }[] = [];
   private sending = false;
