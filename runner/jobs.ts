@@ -179,9 +179,10 @@ function codeFromName(name: string): Code {
  * How long the submit stream stays open after its last answer when submits
  * come steadily (the batch before the last was sent at most this long before
  * it): a program submitting tens of jobs a second keeps one stream instead of
- * opening one per job (at 50 jobs a second that cost the server a third more
- * CPU per job, and the submitter two thirds more); a program that submits once
- * closes it at once, and one that stops submitting can exit this much later.
+ * opening one per job (at 50 jobs a second that cost the server half as much
+ * CPU again per job, and the submitter twice as much); a program that submits
+ * once closes it at once, and one that stops submitting can exit this much
+ * later.
  */
 const STREAM_LINGER_MS = 100;
 
