@@ -539,12 +539,17 @@ describe("submits on a stream", () => {
     expect(await jobCount()).toBe(before + 1);
   });
 
-  it("the SDK submits on one stream while submits keep coming, and closes it when none is left", async () => {
-    const proxy = await submitCountingServer(box, { streams: true });
+  /** An SDK job client talking to the server through a counting proxy (closed after the file). */
+  async function submitsThroughProxy(options: { streams: boolean }) {
+    const proxy = await submitCountingServer(box, options);
     closers.push(proxy.close);
     const client = new Client({ url: proxy.url });
     clients.push(client);
-    const jobs = client.jobs();
+    return { proxy, jobs: client.jobs() };
+  }
+
+  it("the SDK submits on one stream while submits keep coming, and closes it when none is left", async () => {
+    const { proxy, jobs } = await submitsThroughProxy({ streams: true });
     const made = await Promise.all(Array.from({ length: 200 }, (_, i) => jobs.submit(`streamed ${i}`, new Count({ n: i }))));
     expect(made.map((j) => j.name)).toEqual(Array.from({ length: 200 }, (_, i) => `streamed ${i}`));
     expect(new Set(made.map((j) => j.id)).size).toBe(200);
@@ -560,11 +565,7 @@ describe("submits on a stream", () => {
   });
 
   it("the SDK keeps its stream open between submits that follow each other, and closes it once they stop", async () => {
-    const proxy = await submitCountingServer(box, { streams: true });
-    closers.push(proxy.close);
-    const client = new Client({ url: proxy.url });
-    clients.push(client);
-    const jobs = client.jobs();
+    const { proxy, jobs } = await submitsThroughProxy({ streams: true });
     // One submit after the other, each waiting for the one before: a batch each.
     for (let i = 0; i < 20; i++) await jobs.submit(`one by one ${i}`, new Count({ n: i }));
     expect(proxy.seen.jobsOnStreams).toBe(20);
@@ -575,11 +576,7 @@ describe("submits on a stream", () => {
   });
 
   it("the SDK submits with SubmitJobs to a server without SubmitStream, and tries the stream only once", async () => {
-    const older = await submitCountingServer(box, { streams: false });
-    closers.push(older.close);
-    const client = new Client({ url: older.url });
-    clients.push(client);
-    const jobs = client.jobs();
+    const { proxy: older, jobs } = await submitsThroughProxy({ streams: false });
     const first = await Promise.all(Array.from({ length: 30 }, (_, i) => jobs.submit(`older ${i}`, new Count({ n: i }))));
     const second = await Promise.all(Array.from({ length: 30 }, (_, i) => jobs.submit(`older again ${i}`, new Count({ n: i }))));
     expect(new Set([...first, ...second].map((j) => j.id)).size).toBe(60);
