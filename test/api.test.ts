@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
+import { StorageEventType, StorageType } from "../gen/sluice/v1/storage_pb.js";
 import { Task } from "../runner/index.js";
 import { ROOT, useSandbox } from "./support/harness.js";
 
@@ -92,6 +93,36 @@ describe("the API on one port", () => {
     });
     expect(missing.status).toBe(404);
     expect(await missing.json()).toEqual({ code: "not_found", message: "job 987654321 does not exist" });
+  });
+});
+
+describe("what a task is submitted with", () => {
+  const box = useSandbox();
+
+  it("comes back byte for byte, whatever characters it holds", async () => {
+    // Text that array literals and JSON would have to escape, and an input
+    // whose base64 is "NULL" (the word for a missing element of an array).
+    const odd = ['quote " and backslash \\ ', "{braces, commas}", "NULL", "", "  spaced  ", "ünïcødé ✓ 🚀", "line\nbreak\ttab"];
+    const inputs = [new Uint8Array([0x35, 0x42, 0xcb]), new Uint8Array([0]), new Uint8Array([0xff, 0xfe, 0x22, 0x5c]), json({ s: odd[0] })];
+    const tasks = odd.map((display, i) => ({
+      identifier: { name: "Noop", version: "v1.0" },
+      input: inputs[i % inputs.length],
+      display,
+      trigger: {
+        type: StorageEventType.MODIFIED,
+        key: `folder/${display}/object "${i}".txt`,
+        version: odd[(i + 1) % odd.length],
+        location: { id: "1", type: StorageType.FS, location: "/data/\\share" },
+      },
+    }));
+    for (const submit of [() => box.api.jobs.submitJob({ name: "odd", tasks }), () => box.api.jobs.submitJob({ name: "odd", tasks: tasks.slice(0, 1) })]) {
+      const { job } = await submit();
+      const got = await box.api.jobs.getJob({ id: job!.id });
+      const sent = tasks.slice(0, got.tasks.length);
+      expect(got.tasks.map((t) => [t.display, Buffer.from(t.input).toString("hex"), t.trigger?.key, t.trigger?.version, t.trigger?.location?.location])).toEqual(
+        sent.map((t) => [t.display, Buffer.from(t.input).toString("hex"), t.trigger.key, t.trigger.version, t.trigger.location.location]),
+      );
+    }
   });
 });
 

@@ -1,6 +1,6 @@
 import type { PendingQuery, Row, Sql, TransactionSql } from "postgres";
 import type { TaskPlan } from "../task-plan.js";
-import { arrayLiteral } from "./reported-rows.js";
+import { arrayLiteral, quotedArrayLiteral } from "./reported-rows.js";
 
 /** The channel a server listens on for ready work; the payload is a cluster id. */
 export const TASKS_CHANNEL = "sluice_tasks";
@@ -14,55 +14,44 @@ export const CANCEL_CHANNEL = "sluice_cancel";
  * lease 1, recorded in `task_leases` for lease expiry, not queued) and the
  * dependency edges in the statement they are part of. Ids are drawn from the
  * sequence per batch position first, so that edges can name tasks inserted in
- * the same statement. Rows travel as one JSON parameter: postgres.js array
- * parameters mangle booleans and nulls, and one parameter keeps the statement
- * prepared whatever the batch size.
+ * the same statement.
+ *
+ * Rows travel as one array literal per column (`unnest`): one parameter per
+ * column keeps the statement prepared whatever the batch size, and PostgreSQL
+ * reads 10,000 rows of arrays in half the time it parsed them as JSON objects
+ * (19 against 40 ms, a third of the bytes). The literals are built here, not
+ * by postgres.js, which mangles booleans and nulls in array parameters.
  *
  * `jobId` is an SQL expression for the job id of rows whose plan has none (of
  * a new job); it may use `r.job_ord`, the position of the row's job.
  */
 export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId: PendingQuery<Row[]>, leaseTtlMs = 0) {
-  const rows = JSON.stringify(
-    plan.rows.map((r) => ({
-      ord: r.ord,
-      job_id: r.jobId,
-      job_ord: r.jobOrd ?? null,
-      parent_id: r.parentId,
-      cluster_id: r.clusterId,
-      name: r.name,
-      major: r.major,
-      minor: r.minor,
-      display: r.display,
-      input: Buffer.from(r.input.buffer, r.input.byteOffset, r.input.byteLength).toString("base64"),
-      max_retries: r.maxRetries,
-      deps_left: r.depsLeft,
-      has_dependents: r.hasDependents,
-      trigger: r.trigger,
-      lease_to: r.leaseTo ?? null,
-    })),
-  );
-  const clusterIds: number[] = [];
-  for (const r of plan.rows) {
-    if (r.clusterId === null) throw new Error("a planned task has no cluster: subtasks take their parent's before they are inserted");
-    if (!clusterIds.includes(r.clusterId)) clusterIds.push(r.clusterId);
-  }
-  // No estimate here depends on a parameter's value (a function scan of the
-  // JSON is always guessed at 100 rows), so that PostgreSQL keeps one generic
-  // plan for the statement: with generate_series(1, n) for the ids, a custom
-  // plan looked cheaper, and planning took as long as executing a one-task job.
+  const c = columnsOf(plan);
+  // No estimate here depends on a parameter's value (the arrays reach unnest
+  // through a subquery that the planner does not look into, so it guesses
+  // their length), so that PostgreSQL keeps one generic plan for the
+  // statement: with generate_series(1, n) for the ids, a custom plan looked
+  // cheaper, and planning took as long as executing a one-task job.
   return sql`
     rows AS MATERIALIZED (
       -- Ids in batch order, drawn before the insert so that edges can name them.
       SELECT r.*, nextval('tasks_id_seq') AS id
-      FROM json_to_recordset(${rows}::text::json) AS r(ord int, job_id bigint, job_ord int, parent_id bigint, cluster_id int, name text,
-             major int, minor int, display text, input text, max_retries int, deps_left int, has_dependents bool, trigger jsonb,
-             lease_to uuid)
+      FROM (SELECT ${c.ord}::int[] AS ord, ${c.jobId}::bigint[] AS job_id, ${c.jobOrd}::int[] AS job_ord, ${c.parentId}::bigint[] AS parent_id,
+                   ${c.clusterId}::int[] AS cluster_id, ${c.name}::text[] AS name, ${c.major}::int[] AS major, ${c.minor}::int[] AS minor,
+                   ${c.display}::text[] AS display, ${c.input}::text[] AS input, ${c.maxRetries}::int[] AS max_retries,
+                   ${c.depsLeft}::int[] AS deps_left, ${c.hasDependents}::bool[] AS has_dependents, ${c.trigger}::jsonb[] AS trigger,
+                   ${c.leaseTo}::uuid[] AS lease_to
+            OFFSET 0) AS a,
+           unnest(a.ord, a.job_id, a.job_ord, a.parent_id, a.cluster_id, a.name, a.major, a.minor, a.display, a.input, a.max_retries,
+                  a.deps_left, a.has_dependents, a.trigger, a.lease_to)
+             AS r(ord, job_id, job_ord, parent_id, cluster_id, name, major, minor, display, input, max_retries, deps_left, has_dependents,
+                  trigger, lease_to)
     ), clusters_named AS MATERIALIZED (
       -- Locked as a foreign key's check would lock them, once each instead of
       -- once per task (migration 0011): a cluster cannot be deleted under the
       -- insert, and one deleted before it fails it.
       SELECT count(*) AS existing
-      FROM (SELECT id FROM clusters WHERE id = ANY(${arrayLiteral(clusterIds)}::int[]) FOR KEY SHARE) c
+      FROM (SELECT id FROM clusters WHERE id = ANY(${arrayLiteral(c.clusterIds)}::int[]) FOR KEY SHARE) c
     ), inserted AS (
       INSERT INTO tasks (id, job_id, parent_id, cluster_id, name, major, minor, display, input, max_retries, deps_left, has_dependents, trigger,
                          state, lease, runner_id, lease_expires_at, started_at)
@@ -72,22 +61,87 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
              CASE WHEN r.lease_to IS NOT NULL THEN now() + ${leaseTtlMs}::int * interval '1 millisecond' END,
              CASE WHEN r.lease_to IS NOT NULL THEN now() END
       FROM rows r
-      WHERE (SELECT sluice_clusters_exist(existing, ${clusterIds.length}::int) FROM clusters_named)
+      WHERE (SELECT sluice_clusters_exist(existing, ${c.clusterIds.length}::int) FROM clusters_named)
       RETURNING id, cluster_id, name, major, minor, deps_left, runner_id
     ), ready AS (
       ${queueReady(sql, "inserted")} WHERE deps_left = 0 AND runner_id IS NULL
     ), handed AS (
       INSERT INTO task_leases (expires_at, task_ids)
       SELECT now() + ${leaseTtlMs}::int * interval '1 millisecond', array_agg(id) FROM inserted WHERE runner_id IS NOT NULL HAVING count(*) > 0
-    ), deps AS (
+    ), deps AS (${
+      plan.depFrom.length === 0
+        ? // Nothing to insert: not even the ids gathered for it.
+          sql`SELECT 1 WHERE false`
+        : sql`
       INSERT INTO task_dependencies (depends_on, task_id)
       -- Positions index the ids directly (they run from 1 to n): no join whose
       -- plan a generic estimate could get wrong.
       SELECT m.ids[d.from_ord], m.ids[d.to_ord]
       FROM unnest(${arrayLiteral(plan.depFrom)}::int[], ${arrayLiteral(plan.depTo)}::int[]) AS d(from_ord, to_ord),
            (SELECT array_agg(id ORDER BY ord) AS ids FROM rows) AS m
-      RETURNING 1
-    )`;
+      RETURNING 1`
+    })`;
+}
+
+/** The plan's rows as one array literal per column, and the clusters they name. */
+function columnsOf(plan: TaskPlan) {
+  const n = plan.rows.length;
+  const ord = new Array<number>(n);
+  const jobId = new Array<string>(n);
+  const jobOrd = new Array<number | string>(n);
+  const parentId = new Array<string>(n);
+  const clusterId = new Array<number>(n);
+  const name = new Array<string>(n);
+  const major = new Array<number>(n);
+  const minor = new Array<number>(n);
+  const display = new Array<string | null>(n);
+  const input = new Array<string>(n);
+  const maxRetries = new Array<number>(n);
+  const depsLeft = new Array<number>(n);
+  const hasDependents = new Array<string>(n);
+  const trigger = new Array<string | null>(n);
+  const leaseTo = new Array<string | null>(n);
+  const clusterIds: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = plan.rows[i];
+    if (r.clusterId === null) throw new Error("a planned task has no cluster: subtasks take their parent's before they are inserted");
+    if (!clusterIds.includes(r.clusterId)) clusterIds.push(r.clusterId);
+    ord[i] = r.ord;
+    // Ids are validated digits; text is quoted below.
+    jobId[i] = r.jobId ?? "NULL";
+    jobOrd[i] = r.jobOrd ?? "NULL";
+    parentId[i] = r.parentId ?? "NULL";
+    clusterId[i] = r.clusterId;
+    name[i] = r.name;
+    major[i] = r.major;
+    minor[i] = r.minor;
+    display[i] = r.display;
+    // Quoted: base64 has no character to escape, but "NULL" is base64 too.
+    input[i] = `"${Buffer.from(r.input.buffer, r.input.byteOffset, r.input.byteLength).toString("base64")}"`;
+    maxRetries[i] = r.maxRetries;
+    depsLeft[i] = r.depsLeft;
+    hasDependents[i] = r.hasDependents ? "t" : "f";
+    trigger[i] = r.trigger === null ? null : JSON.stringify(r.trigger);
+    leaseTo[i] = r.leaseTo ?? null;
+  }
+  return {
+    clusterIds,
+    ord: arrayLiteral(ord),
+    jobId: arrayLiteral(jobId),
+    jobOrd: arrayLiteral(jobOrd),
+    parentId: arrayLiteral(parentId),
+    clusterId: arrayLiteral(clusterId),
+    name: quotedArrayLiteral(name),
+    major: arrayLiteral(major),
+    minor: arrayLiteral(minor),
+    display: quotedArrayLiteral(display),
+    input: arrayLiteral(input),
+    maxRetries: arrayLiteral(maxRetries),
+    depsLeft: arrayLiteral(depsLeft),
+    hasDependents: arrayLiteral(hasDependents),
+    trigger: quotedArrayLiteral(trigger),
+    leaseTo: quotedArrayLiteral(leaseTo),
+  };
 }
 
 /**

@@ -30,3 +30,20 @@ export function reportedRows(sql: Sql | TransactionSql, refs: readonly (LeaseRef
 export function arrayLiteral(values: readonly (string | number)[]): string {
   return `{${values.join(",")}}`;
 }
+
+/**
+ * An array parameter as PostgreSQL's array literal for any text: each element
+ * double-quoted, its `"` and `\` escaped; null as NULL.
+ */
+export function quotedArrayLiteral(values: readonly (string | null)[]): string {
+  let out = "{";
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i > 0) out += ",";
+    out += v === null ? "NULL" : NEEDS_ESCAPE.test(v) ? `"${v.replace(ESCAPED, "\\$&")}"` : `"${v}"`;
+  }
+  return `${out}}`;
+}
+
+const NEEDS_ESCAPE = /["\\]/;
+const ESCAPED = /["\\]/g;
