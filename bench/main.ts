@@ -630,6 +630,10 @@ async function scenarioSustained(rate: number): Promise<void> {
     // Latency ratio as graphile / sluice, so that > 1 means Sluice is faster here too.
     rows.push({ scenario: name, metric, sluice: fmt.ms(sv), graphile: fmt.ms(gv), ratio: gv / sv });
   }
+  // The tail moves with the hypervisor: each repetition's p99 beside the steal
+  // measured while it ran.
+  const each = (xs: SustainedResult[]) => xs.map((r) => `${fmt.ms(r.latency.p99)} (${r.noise.stealPct.toFixed(1)})`).join(" / ");
+  rows.push({ scenario: name, metric: "submit-to-start p99 of each repetition, ms (steal %)", sluice: each(s), graphile: each(g) });
   rows.push({ scenario: name, metric: "Sluice submit-to-insert p50 / p99 (the submit statement's start), ms", sluice: `${fmt.ms(m(s, (r) => r.leaseDelay?.toInsertP50 ?? NaN))} / ${fmt.ms(m(s, (r) => r.leaseDelay?.toInsertP99 ?? NaN))}`, graphile: "-" });
   rows.push({ scenario: name, metric: "Sluice insert-to-lease p50 / p99 (database clock), ms", sluice: `${fmt.ms(m(s, (r) => r.leaseDelay?.p50 ?? NaN))} / ${fmt.ms(m(s, (r) => r.leaseDelay?.p99 ?? NaN))}`, graphile: "-" });
   rows.push({ scenario: name, metric: "Sluice tasks handed over to a waiting runner as inserted, %", sluice: `${Math.round(m(s, (r) => r.leaseDelay?.handedOver ?? NaN) * 100)}`, graphile: "-" });
