@@ -5,6 +5,7 @@ import {
   MAX_TASK_INPUT_BYTES,
   MAX_TASKS_PER_SUBMISSION,
   type ParsedIdentifier,
+  checkText,
   invalid,
   parseIdentifier,
 } from "./validation.js";
@@ -92,6 +93,7 @@ export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmiss
         `${at(i)}: input is ${s.input.length} bytes; the limit is ${MAX_TASK_INPUT_BYTES} bytes (1 MiB): pass large data through the job cache`,
       );
     }
+    checkText(s.display, `${at(i)}: display`);
     if (s.maxRetries > MAX_RETRIES_LIMIT) {
       throw invalid(`${at(i)}: max_retries is ${s.maxRetries}; the limit is ${MAX_RETRIES_LIMIT}`);
     }

@@ -74,7 +74,13 @@ export function checkName(name: string, what: string): string {
   if (name.trim().length === 0 || name.length > 200) {
     throw invalid(`${what} must be 1 to 200 characters, got ${name.length === 0 ? "an empty name" : `${name.length} characters`}`);
   }
+  checkText(name, what);
   return name;
+}
+
+/** Refuses text PostgreSQL cannot store: it has no NUL character. */
+export function checkText(text: string, what: string): void {
+  if (text.includes("\0")) throw invalid(`${what} contains a NUL character (U+0000), which cannot be stored; remove it`);
 }
 
 /** A Connect code's name as sent in messages, e.g. "failed_precondition". */

@@ -198,6 +198,17 @@ describe("bad input gets a clear error and changes nothing", () => {
     await refused(() => box.api.jobs.submitJob({ name: "j", tasks: [task({ input: new Uint8Array() })] }), Code.InvalidArgument, /input is empty/);
   });
 
+  it("text PostgreSQL cannot store: a NUL character in a job name, a display name or a trigger's key", async () => {
+    await refused(() => box.api.jobs.submitJob({ name: "j\u0000", tasks: [task()] }), Code.InvalidArgument, /job name contains a NUL character/);
+    await refused(
+      () => box.api.jobs.submitJob({ name: "j", tasks: [task(), task({ display: "a\u0000b" })] }),
+      Code.InvalidArgument,
+      /tasks, task 1: display contains a NUL character \(U\+0000\), which cannot be stored; remove it/,
+    );
+    const trigger = { key: "in/\u0000.txt", location: { id: "1", type: StorageType.FS, location: "/data" } };
+    await refused(() => box.api.jobs.submitJob({ name: "j", tasks: [task({ trigger })] }), Code.InvalidArgument, /task 0: trigger.key contains a NUL/);
+  });
+
   it("an oversized task input, stating the limit", async () => {
     const big = new Uint8Array(1024 * 1024 + 1).fill(0x20);
     await refused(

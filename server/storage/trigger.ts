@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { type StorageEvent, StorageEventSchema, StorageEventType, StorageType } from "../../gen/sluice/v1/storage_pb.js";
-import { invalid } from "../validation.js";
+import { checkText, invalid } from "../validation.js";
 import type { LocationRef, StorageTypeName } from "./locations.js";
 
 /** A task's storage event as stored in `tasks.trigger`. */
@@ -43,6 +43,9 @@ export function triggerFromProto(e: StorageEvent, where: string): TriggerJson {
     throw invalid(`${where}: trigger.location needs a type and a location (a registered storage location)`);
   }
   if (e.key === "") throw invalid(`${where}: trigger.key is empty; name the object the task handles`);
+  checkText(e.key, `${where}: trigger.key`);
+  checkText(e.version, `${where}: trigger.version`);
+  checkText(e.location.location, `${where}: trigger.location.location`);
   return {
     type: e.type === StorageEventType.MODIFIED ? "modified" : "created",
     key: e.key,
