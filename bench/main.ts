@@ -42,6 +42,11 @@ interface Config {
   /** Runner processes of the scale scenario (one server), then 4 runners on 2 servers. */
   scaleRunners: number[];
   memoryTasks: number;
+  /**
+   * Tasks of each drain after the large run and of the new database's drain
+   * paired with it: long enough that one drain is not a second of noise.
+   */
+  agedTasks: number;
   memoryWindowMs: number;
   concurrency: number;
   prefetch: number;
@@ -69,6 +74,7 @@ const HELP = `usage: npm run bench -- [options]
   --warmup S          seconds of the sustained scenario's warm-up (default 2, 0.5 with --quick)
   --fanout N          subtasks of the fan-out root (default 10000, 5000 with --quick)
   --memory-tasks N    tasks queued for the memory scenario's large run (default 1000000; skipped with --quick)
+  --aged-tasks N      tasks of each drain after the large run, and of the new database's drain paired with it (default 200000)
   --concurrency N     tasks run at once per runner process (default 24)
   --prefetch N        Sluice runner prefetch (default: 500 minus the concurrency, so that a runner holds
                       at most 500 tasks, as graphile-worker's batched local queue does)
@@ -100,6 +106,7 @@ function parseArgs(argv: string[]): Config {
     fanoutTasks: quick ? 5_000 : 10_000,
     scaleRunners: [1, 2, 4],
     memoryTasks: 1_000_000,
+    agedTasks: 200_000,
     memoryWindowMs: 10_000,
     concurrency: 24,
     prefetch: 24,
@@ -146,6 +153,9 @@ function parseArgs(argv: string[]): Config {
         break;
       case "--memory-tasks":
         c.memoryTasks = int(a, value());
+        break;
+      case "--aged-tasks":
+        c.agedTasks = int(a, value());
         break;
       case "--concurrency":
         c.concurrency = int(a, value());
@@ -722,9 +732,9 @@ async function scenarioMemory(): Promise<void> {
   const rates = (rs: DrainResult[]) => rs.map((r) => fmt.rate(r.rate)).join("/");
   const show = (r: LargeQueueResult) =>
     `queued in ${fmt.ms(r.fillMs / 1000)} s; ${fmt.rate(r.rate)} tasks/s over ${config.memoryWindowMs / 1000} s; server ${fmt.mb(r.serverRss)} MB, runner ${fmt.mb(r.runnerRss)} MB; ` +
-    `all drained in ${fmt.ms(r.allMs / 1000)} s; then ${config.drainTasks} more at ${rates(r.aged)} tasks/s, ` +
+    `all drained in ${fmt.ms(r.allMs / 1000)} s; then ${config.agedTasks} more at ${rates(r.aged)} tasks/s, ` +
     `and after a VACUUM (${fmt.ms(r.vacuumMs / 1000)} s) at ${rates(r.vacuumed)} tasks/s; in new databases meanwhile ${rates(r.fresh)} tasks/s`;
-  const m = config.drainTasks;
+  const m = config.agedTasks;
   const [s] = runs("sluice") ? await repeat(`sluice, ${n} queued`, () => largeQueue(sluice(), spec, n, config.memoryWindowMs, m), show, 1) : [];
   const [g] = runs("graphile") ? await repeat(`graphile-worker, ${n} queued`, () => largeQueue(graphile, spec, n, config.memoryWindowMs, m), show, 1) : [];
   if ((runs("sluice") && !s) || (runs("graphile") && !g)) return;
@@ -791,6 +801,7 @@ async function header(): Promise<void> {
   log(
     `settings:    ${config.quick ? "--quick, " : ""}${config.reps} repetition(s) (median), ${config.drainTasks} drain tasks, ` +
       `sustained ${config.rates.join(" and ")} jobs/s for ${config.sustainedMs / 1000} s, fan-out ${config.fanoutTasks}, ` +
+      `${config.quick ? "" : `${config.memoryTasks} queued then drains of ${config.agedTasks}, `}` +
       `concurrency ${config.concurrency}, Sluice prefetch ${config.prefetch}, ${config.analyze ? "ANALYZE" : "no ANALYZE"} after queuing; graphile-worker batched = localQueue.size 500, completeJobBatchDelay 0, pool concurrency+1`,
   );
 }
