@@ -1,5 +1,5 @@
 import type { PendingQuery, Row, Sql, TransactionSql } from "postgres";
-import type { TaskPlan } from "../task-plan.js";
+import type { TaskPlan, TaskRow } from "../task-plan.js";
 import { arrayLiteral, quotedArrayLiteral } from "./reported-rows.js";
 
 /** The channel a server listens on for ready work; the payload is a cluster id. */
@@ -85,62 +85,33 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
 
 /** The plan's rows as one array literal per column, and the clusters they name. */
 function columnsOf(plan: TaskPlan) {
-  const n = plan.rows.length;
-  const ord = new Array<number>(n);
-  const jobId = new Array<string>(n);
-  const jobOrd = new Array<number | string>(n);
-  const parentId = new Array<string>(n);
-  const clusterId = new Array<number>(n);
-  const name = new Array<string>(n);
-  const major = new Array<number>(n);
-  const minor = new Array<number>(n);
-  const display = new Array<string | null>(n);
-  const input = new Array<string>(n);
-  const maxRetries = new Array<number>(n);
-  const depsLeft = new Array<number>(n);
-  const hasDependents = new Array<string>(n);
-  const trigger = new Array<string | null>(n);
-  const leaseTo = new Array<string | null>(n);
+  const rows = plan.rows;
   const clusterIds: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const r = plan.rows[i];
+  for (const r of rows) {
     if (r.clusterId === null) throw new Error("a planned task has no cluster: subtasks take their parent's before they are inserted");
     if (!clusterIds.includes(r.clusterId)) clusterIds.push(r.clusterId);
-    ord[i] = r.ord;
-    // Ids are validated digits; text is quoted below.
-    jobId[i] = r.jobId ?? "NULL";
-    jobOrd[i] = r.jobOrd ?? "NULL";
-    parentId[i] = r.parentId ?? "NULL";
-    clusterId[i] = r.clusterId;
-    name[i] = r.name;
-    major[i] = r.major;
-    minor[i] = r.minor;
-    display[i] = r.display;
-    // Quoted: base64 has no character to escape, but "NULL" is base64 too.
-    input[i] = `"${Buffer.from(r.input.buffer, r.input.byteOffset, r.input.byteLength).toString("base64")}"`;
-    maxRetries[i] = r.maxRetries;
-    depsLeft[i] = r.depsLeft;
-    hasDependents[i] = r.hasDependents ? "t" : "f";
-    trigger[i] = r.trigger === null ? null : JSON.stringify(r.trigger);
-    leaseTo[i] = r.leaseTo ?? null;
   }
+  // Numbers, ids (validated digits) and booleans go as they are, a missing one as NULL; text is quoted.
+  const plain = (f: (r: TaskRow) => number | string | null | undefined) => arrayLiteral(rows.map((r) => f(r) ?? "NULL"));
+  const quoted = (f: (r: TaskRow) => string | null) => quotedArrayLiteral(rows.map(f));
   return {
     clusterIds,
-    ord: arrayLiteral(ord),
-    jobId: arrayLiteral(jobId),
-    jobOrd: arrayLiteral(jobOrd),
-    parentId: arrayLiteral(parentId),
-    clusterId: arrayLiteral(clusterId),
-    name: quotedArrayLiteral(name),
-    major: arrayLiteral(major),
-    minor: arrayLiteral(minor),
-    display: quotedArrayLiteral(display),
-    input: arrayLiteral(input),
-    maxRetries: arrayLiteral(maxRetries),
-    depsLeft: arrayLiteral(depsLeft),
-    hasDependents: arrayLiteral(hasDependents),
-    trigger: quotedArrayLiteral(trigger),
-    leaseTo: quotedArrayLiteral(leaseTo),
+    ord: plain((r) => r.ord),
+    jobId: plain((r) => r.jobId),
+    jobOrd: plain((r) => r.jobOrd),
+    parentId: plain((r) => r.parentId),
+    clusterId: plain((r) => r.clusterId),
+    name: quoted((r) => r.name),
+    major: plain((r) => r.major),
+    minor: plain((r) => r.minor),
+    display: quoted((r) => r.display),
+    // Quoted: base64 has no character to escape, but "NULL" is base64 too.
+    input: quoted((r) => Buffer.from(r.input.buffer, r.input.byteOffset, r.input.byteLength).toString("base64")),
+    maxRetries: plain((r) => r.maxRetries),
+    depsLeft: plain((r) => r.depsLeft),
+    hasDependents: plain((r) => (r.hasDependents ? "t" : "f")),
+    trigger: quoted((r) => (r.trigger === null ? null : JSON.stringify(r.trigger))),
+    leaseTo: quoted((r) => r.leaseTo ?? null),
   };
 }
 
