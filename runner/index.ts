@@ -3,6 +3,7 @@ export { Task, type TaskClass, type TaskIdentifier, MAX_TASK_INPUT_BYTES } from 
 export type { ExecutionContext, SubtaskHandle, SubtaskOptions } from "./context.js";
 export { JobClient, type Job, type JobDetails, type JobFilter, type JobStateName, type ObjectWrite, type SubmitOptions, type TaskInfo, type TaskStateName } from "./jobs.js";
 export { ClusterClient, type Cluster } from "./clusters.js";
+export { TokenClient, type TokenInfo, type TokenScopeName } from "./tokens.js";
 export {
   RecurrentTaskClient,
   type CronTaskOptions,

@@ -12,7 +12,13 @@ import { JobService } from "../gen/sluice/v1/job_service_pb.js";
 import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
 import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
 import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
-import { type ServerConfig, ServerDefaults } from "./config.js";
+import { writeFile } from "node:fs/promises";
+import { TokenService } from "../gen/sluice/v1/token_service_pb.js";
+import { Authenticator } from "./auth/authenticator.js";
+import { type ServerConfig, ServerDefaults, isLoopback } from "./config.js";
+import { authInterceptor } from "./interceptors/auth.js";
+import { issueToken, tokenService } from "./services/token-service.js";
+import { anyAdminToken } from "./store/tokens.js";
 import { type EmbeddedDatabase, startEmbeddedDatabase } from "./database/embedded.js";
 import { migrate } from "./database/migrate.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
@@ -82,6 +88,7 @@ export const SESSION_SETTINGS = {
  */
 export async function buildServer(overrides: Partial<ServerConfig> = {}, logger: ServerLogger = quietLogger): Promise<SluiceServer> {
   const config: ServerConfig = { ...ServerDefaults, ...overrides };
+  const authOn = config.auth === "required" || (config.auth === "auto" && !isLoopback(config.host));
   let embedded: EmbeddedDatabase | undefined;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
@@ -145,7 +152,23 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
       },
     },
   };
-  const apiServices: DescService[] = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService];
+  let authenticator: Authenticator | undefined;
+  if (authOn) {
+    authenticator = new Authenticator(sql, config.adminToken);
+    await authenticator.start();
+    if (config.adminToken === "" && !(await anyAdminToken(sql))) {
+      const { secret } = await issueToken(sql, { name: "bootstrap admin", scopes: ["admin"], clusters: [], expiresAt: null });
+      logger.info(`created an admin token, shown this once (create others with: sluice tokens create): ${secret}`);
+      if (embedded) {
+        const file = join(resolve(config.dataDir), "admin-token");
+        await writeFile(file, `${secret}\n`, { mode: 0o600 });
+        logger.info(`the admin token is also in ${file}`);
+      }
+    }
+  } else if (!isLoopback(config.host)) {
+    logger.info(`WARNING: authentication is off while listening on ${config.host}: anyone who reaches the port may do anything`);
+  }
+  const apiServices: DescService[] = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService, TokenService];
   const health = new HealthState(apiServices.map((s) => s.typeName));
   const reflection = new Reflection([...apiServices, Health, ReflectionV1, ReflectionV1alpha]);
   const routes = (router: ConnectRouter) => {
@@ -154,6 +177,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     router.service(RecurrentTaskService, recurrentTaskService(deps));
     router.service(StorageService, storageService(deps));
     router.service(RunnerService, runnerService(deps));
+    router.service(TokenService, tokenService(deps));
     router.service(Health, health.service());
     router.service(ReflectionV1, reflection.v1());
     router.service(ReflectionV1alpha, reflection.v1alpha());
@@ -161,7 +185,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   const api = connectNodeAdapter({
     routes,
     readMaxBytes: READ_MAX_BYTES,
-    interceptors: [errorsInterceptor(logger)],
+    interceptors: [errorsInterceptor(logger), ...(authenticator ? [authInterceptor(authenticator, config.openReflection)] : [])],
   });
   const push = pushHandler(sql, onError);
   const handler: typeof api = (req, res) => (req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : api(req, res));
@@ -185,6 +209,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
         await scheduler.stop();
         retention.stop();
         await locations.unlisten().catch(() => {});
+        await authenticator?.stop();
         await watchers.stop();
         await pollers.stop();
         reconciler.stop();

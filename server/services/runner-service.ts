@@ -27,6 +27,7 @@ import { type TaskPlan, addSubmissions, clusterSlugsOf, emptyPlan } from "../tas
 import type { TaskSubmission } from "../../gen/sluice/v1/task_pb.js";
 import { ID_PATTERN, codeName, invalid, parseId, parseIdentifier } from "../validation.js";
 import { toConnectError } from "../interceptors/errors.js";
+import { type Principal, principalKey } from "../auth/authenticator.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -48,7 +49,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
    * Checks a runner's first message, reconciles what it holds with what the
    * database says is leased to it, and attaches its stream to the dispatcher.
    */
-  async function attach(start: SessionStart): Promise<RunnerStream> {
+  async function attach(start: SessionStart, principal: Principal | null): Promise<RunnerStream> {
     const runnerId = checkRunnerId(start.runnerId);
     if (start.tasks.length === 0) throw invalid("tasks is empty: a runner must register at least one task it can execute");
     const capabilities: Capability[] = start.tasks.map((t, i) => parseIdentifier(t.name, t.version, `tasks[${i}]`));
@@ -59,6 +60,9 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
     if (start.held.length > MAX_HELD) throw invalid(`held names ${start.held.length} tasks; a runner holds at most ${MAX_HELD}`);
     const held = start.held.map((h, i) => ({ taskId: parseId(h.taskId, `held[${i}].task_id`), lease: h.lease }));
     const slug = start.cluster === "" ? "default" : start.cluster;
+    if (principal && principal.clusters.length > 0 && !principal.clusters.includes(slug)) {
+      throw new ConnectError(`this runner token may take work from ${principal.clusters.join(", ")}, not from cluster "${slug}"`, Code.PermissionDenied);
+    }
     const clusterId = (await requireClusters(clusters, [slug])).get(slug)!;
     return dispatcher.attach({
       runnerId,
@@ -213,7 +217,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       if (first.done || first.value.message.case !== "start") {
         throw invalid("the first message of a session must be start: who the runner is and what it runs");
       }
-      const stream = await attach(first.value.message.value);
+      const stream = await attach(first.value.message.value, ctx.values.get(principalKey));
       let failure: unknown;
       const reading = readMessages(stream, incoming).then(
         () => stream.close(),
