@@ -1,5 +1,5 @@
 import type { TaskSubmission } from "../gen/sluice/v1/task_pb.js";
-import { type TriggerJson, triggerFromProto } from "./storage/trigger.js";
+import { type TriggerJson, triggerFromProto } from "./sources/trigger.js";
 import {
   MAX_RETRIES_LIMIT,
   MAX_TASK_INPUT_BYTES,

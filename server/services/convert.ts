@@ -3,7 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Job, JobSchema, JobState } from "../../gen/sluice/v1/job_pb.js";
 import { type Task, TaskSchema, TaskState } from "../../gen/sluice/v1/task_pb.js";
 import type { JobRow, JobStateName, TaskCountsRow, TaskRowOut, TaskStateName } from "../store/read-jobs.js";
-import { triggerToProto } from "../storage/trigger.js";
+import { triggerToProto } from "../sources/trigger.js";
 import { formatVersion } from "../validation.js";
 
 export const jobStateToProto: Record<JobStateName, JobState> = {

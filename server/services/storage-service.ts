@@ -3,7 +3,7 @@ import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { type StorageLocation, StorageLocationSchema, StorageType } from "../../gen/sluice/v1/storage_pb.js";
 import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
-import { recordObjectEvents } from "../storage/events.js";
+import { recordObjectEvents } from "../sources/events.js";
 import {
   type LocationRow,
   type StorageClients,
@@ -13,8 +13,8 @@ import {
   getLocation,
   insertLocation,
   listLocations,
-} from "../storage/locations.js";
-import { storageTypeFromProto, storageTypeToProto } from "../storage/trigger.js";
+} from "../sources/locations.js";
+import { storageTypeFromProto, storageTypeToProto } from "../sources/trigger.js";
 import { failedPrecondition, invalid, notFound, parseId } from "../validation.js";
 import type { ServiceDeps } from "./deps.js";
 

@@ -1,5 +1,5 @@
 import type { Sql } from "postgres";
-import type { TriggerJson } from "../storage/trigger.js";
+import type { TriggerJson } from "../sources/trigger.js";
 
 export type JobStateName = "scheduled" | "queued" | "started" | "completed" | "failed" | "cancelled";
 export type TaskStateName = "queued" | "running" | "computed" | "failed" | "cancelled";
