@@ -26,7 +26,7 @@ import { pushHandler } from "./sources/push.js";
 import { ServerWatchers } from "./sources/watchers.js";
 import { Reconciler } from "./sources/reconciler.js";
 import { SqsPollers } from "./sources/sqs.js";
-import { LOCATIONS_CHANNEL } from "./sources/locations.js";
+import { LOCATIONS_CHANNEL } from "./store/channels.js";
 import { HealthState } from "./services/health-service.js";
 import { jobService } from "./services/job-service.js";
 import { Reflection } from "./services/reflection-service.js";

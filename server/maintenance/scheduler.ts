@@ -1,6 +1,7 @@
 import type { Sql } from "postgres";
 import { fireDueTriggers, nextCronTick } from "../store/recurrent-tasks.js";
-import { SCHEDULE_CHANNEL, nextScheduledStart, startDueJobs } from "../store/schedules.js";
+import { SCHEDULE_CHANNEL } from "../store/channels.js";
+import { nextScheduledStart, startDueJobs } from "../store/schedules.js";
 import { SleepLoop } from "./sleep-loop.js";
 
 export interface SchedulerConfig {

@@ -1,5 +1,6 @@
 import type { Sql } from "postgres";
-import { TASKS_CHANNEL, queueReady } from "../store/insert-tasks.js";
+import { TASKS_CHANNEL } from "../store/channels.js";
+import { queueReady } from "../store/insert-tasks.js";
 import { compileGlob } from "./glob.js";
 import { type LocationRow, refOf } from "./locations.js";
 

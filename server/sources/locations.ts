@@ -7,9 +7,6 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Sql } from "postgres";
 import { invalid } from "../validation.js";
 
-/** NOTIFY channel: storage locations were registered or deleted. */
-export const LOCATIONS_CHANNEL = "sluice_locations";
-
 export type StorageTypeName = "gcs" | "s3" | "fs";
 
 export interface LocationRow {

@@ -2,9 +2,11 @@ import { Code } from "@connectrpc/connect";
 import type { Sql, TransactionSql } from "postgres";
 import { type TaskPlan, appendPlan, emptyPlan } from "../task-plan.js";
 import { retryOnDeadlock } from "./deadlock.js";
-import { arrayLiteral, reportedRows } from "./reported-rows.js";
+import { reportedRows } from "./reported-rows.js";
+import { arrayLiteral } from "./sql-literals.js";
 import { cancelTasksOf } from "./cancel-job.js";
-import { CANCEL_CHANNEL, TASKS_CHANNEL, queueReady, taskInsertCtes } from "./insert-tasks.js";
+import { CANCEL_CHANNEL, TASKS_CHANNEL } from "./channels.js";
+import { queueReady, taskInsertCtes } from "./insert-tasks.js";
 
 /** A runner's report on one task it held. */
 export interface TaskResultIn {
