@@ -11,7 +11,7 @@ import {
   StorageLocationSchema,
   StorageType,
 } from "../gen/sluice/v1/storage_pb.js";
-import { keyPath, writeFolderObject } from "./builtins.js";
+import { keyPath, writeFolderObject } from "./folder-objects.js";
 import { Task } from "./task.js";
 
 export type StorageTypeName = "gcs" | "s3" | "fs";
