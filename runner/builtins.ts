@@ -1,6 +1,7 @@
 import { folderOf, writeFolderObject } from "./folder-objects.js";
 import { StorageLocation } from "./storage.js";
 import { Task, type TaskClass } from "./task.js";
+import type { LocationRef } from "./wire/storage-event.js";
 
 /**
  * Writes content to a key of a folder: the built-in task behind scheduled
@@ -16,15 +17,6 @@ export class WriteObject extends Task<{ location: string | LocationRef; key: str
     if (typeof location === "string") await writeFolderObject(folderOf(location), key, data);
     else await StorageLocation.fromRef(location).write(key, data);
   }
-}
-
-/** A storage location as a WriteObject task names it. */
-export interface LocationRef {
-  id: string;
-  type: "gcs" | "s3" | "fs";
-  location: string;
-  endpoint: string;
-  region: string;
 }
 
 /** Tasks every runner registers unless told not to. */

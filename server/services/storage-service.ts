@@ -14,7 +14,7 @@ import {
   insertLocation,
   listLocations,
 } from "../sources/locations.js";
-import { storageTypeFromProto, storageTypeToProto } from "../sources/trigger.js";
+import { storageTypeFromProto, storageTypeToProto } from "../../runner/wire/storage-event.js";
 import { failedPrecondition, invalid, notFound, parseId } from "../validation.js";
 import type { ServiceDeps } from "./deps.js";
 

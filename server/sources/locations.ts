@@ -5,9 +5,9 @@ import { isAbsolute } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Sql } from "postgres";
+import type { LocationRef, StorageTypeName } from "../../runner/wire/storage-event.js";
 import { invalid } from "../validation.js";
 
-export type StorageTypeName = "gcs" | "s3" | "fs";
 
 export interface LocationRow {
   id: string;
@@ -21,15 +21,6 @@ export interface LocationRow {
   reconcile_interval_s: number;
   reconciled_until: Date;
   created_at: Date;
-}
-
-/** What a task's trigger keeps of its location, so the runner can build a client. */
-export interface LocationRef {
-  id: string;
-  type: StorageTypeName;
-  location: string;
-  endpoint: string;
-  region: string;
 }
 
 export const refOf = (l: LocationRow): LocationRef => ({ id: l.id, type: l.type, location: l.location, endpoint: l.endpoint, region: l.region });
