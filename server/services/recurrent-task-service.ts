@@ -4,7 +4,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { type RecurrentTask, RecurrentTaskSchema, RecurrentTaskService } from "../../gen/sluice/v1/recurrent_task_service_pb.js";
 import { parseCron } from "../cron.js";
 import type { TaskSubmission } from "../../gen/sluice/v1/task_pb.js";
-import { getLocations } from "../sources/locations.js";
+import { getLocations } from "../store/storage-locations.js";
 import { compileGlob } from "../sources/glob.js";
 import {
   type NewRecurrentTaskBase,
