@@ -40,6 +40,11 @@ export interface SluiceServer {
   port: number;
   /** The database pool (tests read state through it). */
   sql: Sql;
+  /**
+   * Runs a pass of the scheduler now and resolves once it has finished: a test
+   * that moves the server's clock waits on it to know the new time was handled.
+   */
+  schedulerPass(): Promise<void>;
   /** Stops taking work, lets in-flight requests finish, closes the database. */
   stop(): Promise<void>;
 }
@@ -113,7 +118,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   await dispatcher.start();
   const leaseExpiry = new LeaseExpiry(sql, config.leaseExpiry, onError);
   leaseExpiry.start();
-  const scheduler = new Scheduler(sql, config.scheduler, onError);
+  const scheduler = new Scheduler(sql, config.scheduler, onError, config.clock);
   await scheduler.start();
   const retention = new JobRetention(sql, config.jobRetention, onError);
   retention.start();
@@ -136,6 +141,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     clusters,
     dispatcher,
     leaseTtlMs: config.leaseTtlMs,
+    clock: config.clock,
     storage: {
       ...storageClients,
       onChange: async () => {
@@ -177,6 +183,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     url,
     port: listener.port,
     sql,
+    schedulerPass: () => scheduler.passNow(),
     stop: () =>
       (stopping ??= (async () => {
         health.shutDown();

@@ -1,5 +1,6 @@
 import { LeaseExpiryDefaults, type LeaseExpiryConfig } from "./maintenance/lease-expiry.js";
 import { JobRetentionDefaults, type JobRetentionConfig } from "./maintenance/job-retention.js";
+import { type Clock, systemClock } from "./maintenance/clock.js";
 import { type SchedulerConfig, SchedulerDefaults } from "./maintenance/scheduler.js";
 
 export interface ServerConfig {
@@ -21,6 +22,8 @@ export interface ServerConfig {
   jobRetention: JobRetentionConfig;
   /** The GCS JSON API endpoint (a local emulator); Google's when unset. */
   gcsApiEndpoint?: string;
+  /** The scheduler's clock, for cron ticks and scheduled starts; tests pass one they move. */
+  clock: Clock;
 }
 
 export const ServerDefaults: ServerConfig = {
@@ -32,6 +35,7 @@ export const ServerDefaults: ServerConfig = {
   leaseExpiry: LeaseExpiryDefaults,
   scheduler: SchedulerDefaults,
   jobRetention: JobRetentionDefaults,
+  clock: systemClock,
 };
 
 /**

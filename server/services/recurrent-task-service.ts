@@ -47,7 +47,7 @@ async function toProto(row: RecurrentTaskRow, clusters: ClusterDirectory): Promi
   });
 }
 
-export function recurrentTaskService({ sql, clusters }: ServiceDeps): ServiceImpl<typeof RecurrentTaskService> {
+export function recurrentTaskService({ sql, clusters, clock }: ServiceDeps): ServiceImpl<typeof RecurrentTaskService> {
   async function find(idOrName: string): Promise<RecurrentTaskRow> {
     if (idOrName === "") throw invalid("id_or_name is empty: name a recurrent task by its id or its name");
     const row = await getRecurrentTask(sql, idOrName);
@@ -108,7 +108,7 @@ export function recurrentTaskService({ sql, clusters }: ServiceDeps): ServiceImp
       if (req.cronTriggers.length === 0) throw invalid("cron_triggers is empty: give at least one cron expression");
       if (req.cronTriggers.length > MAX_TRIGGERS) throw invalid(`cron_triggers has ${req.cronTriggers.length} entries; the limit is ${MAX_TRIGGERS}`);
       const crons = req.cronTriggers.map((t, i) => parseCron(t.expression, t.timeZone, `cron_triggers[${i}]`));
-      const created = await createCronTask(sql, { ...base, crons }, new Date());
+      const created = await createCronTask(sql, { ...base, crons }, new Date(clock.now()));
       if (created === null) throw taken(req.name);
       return { recurrentTask: await toProto((await getRecurrentTask(sql, created))!, clusters) };
     },
@@ -126,13 +126,13 @@ export function recurrentTaskService({ sql, clusters }: ServiceDeps): ServiceImp
 
     async pauseRecurrentTask(req) {
       const row = await find(req.idOrName);
-      await setPaused(sql, row.id, true, new Date());
+      await setPaused(sql, row.id, true, new Date(clock.now()));
       return { recurrentTask: await toProto((await getRecurrentTask(sql, row.id))!, clusters) };
     },
 
     async resumeRecurrentTask(req) {
       const row = await find(req.idOrName);
-      await setPaused(sql, row.id, false, new Date());
+      await setPaused(sql, row.id, false, new Date(clock.now()));
       return { recurrentTask: await toProto((await getRecurrentTask(sql, row.id))!, clusters) };
     },
 
