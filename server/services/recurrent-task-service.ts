@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { type RecurrentTask, RecurrentTaskSchema, RecurrentTaskService } from "../../gen/sluice/v1/recurrent_task_service_pb.js";
-import { parseCron } from "../cron.js";
+import { type CronSchedule, CronError, parseCron } from "../cron.js";
 import type { TaskSubmission } from "../../gen/sluice/v1/task_pb.js";
 import { getLocations } from "../store/storage-locations.js";
 import { compileGlob } from "../sources/glob.js";
@@ -45,6 +45,16 @@ async function toProto(row: RecurrentTaskRow, clusters: ClusterDirectory): Promi
     lastTickAt: row.last_tick_at ? timestampFromDate(row.last_tick_at) : undefined,
     lastJobId: row.last_job_id ?? "",
   });
+}
+
+/** A cron trigger of a request, parsed; InvalidArgument naming the field when it cannot be. */
+function cronOf(expression: string, timeZone: string, where: string, now: Date): CronSchedule {
+  try {
+    return parseCron(expression, timeZone, now);
+  } catch (e) {
+    if (e instanceof CronError) throw invalid(`${where}.${e.field}: ${e.message}`);
+    throw e;
+  }
 }
 
 export function recurrentTaskService({ sql, clusters, clock }: ServiceDeps): ServiceImpl<typeof RecurrentTaskService> {
@@ -107,8 +117,9 @@ export function recurrentTaskService({ sql, clusters, clock }: ServiceDeps): Ser
       const base = await prototype(req.name, req.cluster, req.task);
       if (req.cronTriggers.length === 0) throw invalid("cron_triggers is empty: give at least one cron expression");
       if (req.cronTriggers.length > MAX_TRIGGERS) throw invalid(`cron_triggers has ${req.cronTriggers.length} entries; the limit is ${MAX_TRIGGERS}`);
-      const crons = req.cronTriggers.map((t, i) => parseCron(t.expression, t.timeZone, `cron_triggers[${i}]`));
-      const created = await createCronTask(sql, { ...base, crons }, new Date(clock.now()));
+      const now = new Date(clock.now());
+      const crons = req.cronTriggers.map((t, i) => cronOf(t.expression, t.timeZone, `cron_triggers[${i}]`, now));
+      const created = await createCronTask(sql, { ...base, crons }, now);
       if (created === null) throw taken(req.name);
       return { recurrentTask: await toProto((await getRecurrentTask(sql, created))!, clusters) };
     },
