@@ -29,11 +29,11 @@ import { JobRetention } from "./maintenance/job-retention.js";
 import { Scheduler } from "./maintenance/scheduler.js";
 import { clusterService } from "./services/cluster-service.js";
 import { type StorageDeps, storageService } from "./services/storage-service.js";
-import { pushHandler } from "./storage/push.js";
-import { ServerWatchers } from "./storage/watchers.js";
-import { Reconciler } from "./storage/reconciler.js";
-import { SqsPollers } from "./storage/sqs.js";
-import { LOCATIONS_CHANNEL } from "./storage/locations.js";
+import { pushHandler } from "./sources/push.js";
+import { ServerWatchers } from "./sources/watchers.js";
+import { Reconciler } from "./sources/reconciler.js";
+import { SqsPollers } from "./sources/sqs.js";
+import { LOCATIONS_CHANNEL } from "./store/channels.js";
 import { HealthState } from "./services/health-service.js";
 import { jobService } from "./services/job-service.js";
 import { Reflection } from "./services/reflection-service.js";
@@ -47,6 +47,11 @@ export interface SluiceServer {
   port: number;
   /** The database pool (tests read state through it). */
   sql: Sql;
+  /**
+   * Runs a pass of the scheduler now and resolves once it has finished: a test
+   * that moves the server's clock waits on it to know the new time was handled.
+   */
+  schedulerPass(): Promise<void>;
   /** Stops taking work, lets in-flight requests finish, closes the database. */
   stop(): Promise<void>;
 }
@@ -121,7 +126,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   await dispatcher.start();
   const leaseExpiry = new LeaseExpiry(sql, config.leaseExpiry, onError);
   leaseExpiry.start();
-  const scheduler = new Scheduler(sql, config.scheduler, onError);
+  const scheduler = new Scheduler(sql, config.scheduler, onError, config.clock);
   await scheduler.start();
   const retention = new JobRetention(sql, config.jobRetention, onError);
   retention.start();
@@ -144,6 +149,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     clusters,
     dispatcher,
     leaseTtlMs: config.leaseTtlMs,
+    clock: config.clock,
     storage: {
       ...storageClients,
       onChange: async () => {
@@ -202,6 +208,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     url,
     port: listener.port,
     sql,
+    schedulerPass: () => scheduler.passNow(),
     stop: () =>
       (stopping ??= (async () => {
         health.shutDown();

@@ -1,5 +1,6 @@
 import { LeaseExpiryDefaults, type LeaseExpiryConfig } from "./maintenance/lease-expiry.js";
 import { JobRetentionDefaults, type JobRetentionConfig } from "./maintenance/job-retention.js";
+import { type Clock, systemClock } from "./maintenance/clock.js";
 import { type SchedulerConfig, SchedulerDefaults } from "./maintenance/scheduler.js";
 
 export interface ServerConfig {
@@ -31,6 +32,8 @@ export interface ServerConfig {
   adminToken: string;
   /** Whether gRPC reflection answers without a token. */
   openReflection: boolean;
+  /** The scheduler's clock, for cron ticks and scheduled starts; tests pass one they move. */
+  clock: Clock;
 }
 
 export const ServerDefaults: ServerConfig = {
@@ -45,6 +48,7 @@ export const ServerDefaults: ServerConfig = {
   auth: "auto",
   adminToken: "",
   openReflection: true,
+  clock: systemClock,
 };
 
 /**

@@ -346,7 +346,7 @@ program
   .option("--state-dir <dir>", "where to keep the snapshot that catches up after a restart", ".sluice-watch")
   .option("--server <url>", "the server's URL (same as --url)")
   .action(async (folder: string, opts: { location: string; token: string; stateDir: string; server?: string }) => {
-    const { FolderWatcher } = await import("../../server/storage/folder-watcher.js");
+    const { FolderWatcher } = await import("../../server/sources/folder-watcher.js");
     if (opts.server) shared = new Client({ url: opts.server });
     const c = client();
     const api = createClient(StorageService, c.transport);

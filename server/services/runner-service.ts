@@ -20,7 +20,7 @@ import {
   type TaskResults,
 } from "../../gen/sluice/v1/runner_service_pb.js";
 import type { RunnerStream } from "../dispatch/runner-stream.js";
-import { type RecordedResults, type TaskResultIn, recordResults } from "../store/complete-tasks.js";
+import { type RecordedResults, type Refusal, type TaskResultIn, recordResults } from "../store/complete-tasks.js";
 import type { Capability } from "../store/lease-tasks.js";
 import { extendLeases } from "../store/leases.js";
 import { type TaskPlan, addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
@@ -43,6 +43,14 @@ function checkRunnerId(runnerId: string): string {
 }
 
 const NOTHING_RECORDED: RecordedResults = { refused: [], failedJobs: [], readyClusters: [] };
+
+/** The code a runner is told for each kind of refused result. */
+const REFUSAL_CODES: Record<Refusal["kind"], Code> = {
+  missing: Code.NotFound,
+  "wrong-job": Code.InvalidArgument,
+  "not-holder": Code.PermissionDenied,
+  "not-recorded": Code.FailedPrecondition,
+};
 
 export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDeps): ServiceImpl<typeof RunnerService> {
   /**
@@ -158,7 +166,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       if (reason !== undefined) {
         answer.refused.push(create(RefusedResultSchema, { taskId, code: codeName(Code.InvalidArgument), message: reason }));
       } else if (o !== undefined) {
-        answer.refused.push(create(RefusedResultSchema, { taskId, code: codeName(o.code), message: o.message }));
+        answer.refused.push(create(RefusedResultSchema, { taskId, code: codeName(REFUSAL_CODES[o.kind]), message: o.message }));
       }
     };
     for (const r of req.results) refuse(r.task!.taskId);
