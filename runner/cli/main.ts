@@ -18,7 +18,7 @@ const program = new Command("sluice")
   .description("Sluice: a workflow orchestrator for data in object storage")
   .showHelpAfterError()
   .addOption(new Option("--url <url>", "the server's URL").env("SLUICE_URL").default("http://127.0.0.1:8080"))
-  .addOption(new Option("--token <token>", "the bearer token to present").env("SLUICE_TOKEN"))
+  .addOption(new Option("--auth-token <token>", "the bearer token to present to the server").env("SLUICE_TOKEN"))
   .option("--json", "print results as JSON");
 
 const int = (name: string) => (raw: string) => {
@@ -29,7 +29,7 @@ const int = (name: string) => (raw: string) => {
 
 let shared: Client | undefined;
 function client(): Client {
-  shared ??= new Client({ url: program.opts().url, token: program.opts().token });
+  shared ??= new Client({ url: program.opts().url, token: program.opts().authToken });
   return shared;
 }
 
@@ -347,7 +347,7 @@ program
   .option("--server <url>", "the server's URL (same as --url)")
   .action(async (folder: string, opts: { location: string; token: string; stateDir: string; server?: string }) => {
     const { FolderWatcher } = await import("../../server/sources/folder-watcher.js");
-    if (opts.server) shared = new Client({ url: opts.server });
+    if (opts.server) shared = new Client({ url: opts.server, token: program.opts().authToken });
     const c = client();
     const api = createClient(StorageService, c.transport);
     const watcher = new FolderWatcher(
