@@ -21,6 +21,8 @@ export interface ServerConfig {
   jobRetention: JobRetentionConfig;
   /** The GCS JSON API endpoint (a local emulator); Google's when unset. */
   gcsApiEndpoint?: string;
+  /** The built web console served at /ui/; web/dist of the repository when unset. */
+  consoleDir?: string;
 }
 
 export const ServerDefaults: ServerConfig = {
