@@ -1,0 +1,70 @@
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { errorText } from "./format.js";
+
+export interface Loaded<T> {
+  data: T | undefined;
+  error: string | undefined;
+  /** Loads again now. */
+  reload: () => void;
+  loadedAt: Date | undefined;
+}
+
+/**
+ * Loads with `load` when `key` changes, and again every `everyMs` while the
+ * page is visible and `live` is true. Answers that arrive for an old key are
+ * dropped.
+ */
+export function usePolled<T>(load: () => Promise<T>, key: string, everyMs: number, live = true): Loaded<T> {
+  const [state, setState] = useState<{ data?: T; error?: string; loadedAt?: Date; key?: string }>({});
+  const loadRef = useRef(load);
+  loadRef.current = load;
+  const generation = useRef(0);
+
+  const run = useCallback(() => {
+    const mine = ++generation.current;
+    loadRef.current().then(
+      (data) => mine === generation.current && setState({ data, loadedAt: new Date(), key }),
+      (e) => mine === generation.current && setState((s) => ({ ...s, error: errorText(e), key })),
+    );
+  }, [key]);
+
+  useEffect(() => {
+    setState((s) => (s.key === key ? s : {}));
+    run();
+    if (!live) return;
+    const timer = setInterval(() => {
+      if (document.visibilityState === "visible") run();
+    }, everyMs);
+    return () => clearInterval(timer);
+  }, [key, everyMs, live, run]);
+
+  return { data: state.key === key ? state.data : undefined, error: state.error, reload: run, loadedAt: state.loadedAt };
+}
+
+export interface Route {
+  /** Path segments after "#/", e.g. ["jobs", "42"]. */
+  parts: string[];
+  query: URLSearchParams;
+}
+
+function readHash(): Route {
+  const raw = window.location.hash.replace(/^#\/?/, "");
+  const [path, query = ""] = raw.split("?");
+  return { parts: path.split("/").filter(Boolean).map(decodeURIComponent), query: new URLSearchParams(query) };
+}
+
+/** The console's routes live in the URL's fragment: the server serves one page. */
+export function useRoute(): Route {
+  const [route, setRoute] = useState(readHash);
+  useEffect(() => {
+    const onChange = () => setRoute(readHash());
+    window.addEventListener("hashchange", onChange);
+    return () => window.removeEventListener("hashchange", onChange);
+  }, []);
+  return route;
+}
+
+export function navigate(path: string, query?: URLSearchParams): void {
+  const q = query && [...query.keys()].length > 0 ? `?${query.toString()}` : "";
+  window.location.hash = `#/${path}${q}`;
+}
