@@ -129,7 +129,7 @@ export function TaskDiagram({ index, view, onView, selected, onSelect }: Props) 
                     data-kind="task"
                     data-state={task.state}
                     data-task-id={task.id}
-                    tabIndex={0}
+                    tabindex={0}
                     role="button"
                     aria-pressed={n.key === selectedNode}
                     aria-label={label}
@@ -162,7 +162,7 @@ export function TaskDiagram({ index, view, onView, selected, onSelect }: Props) 
                   class={`node node-${n.kind}`}
                   data-kind={n.kind}
                   data-members={n.members!.length}
-                  tabIndex={0}
+                  tabindex={0}
                   role="button"
                   aria-label={label}
                   onClick={() => activate(n)}
