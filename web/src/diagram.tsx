@@ -1,5 +1,5 @@
 import type { TargetedKeyboardEvent } from "preact";
-import { useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { TASK_STATES } from "./format.js";
 import { GraphLimits, type GraphLayout, type GraphNode, type GraphView, type TaskIndex, countsOf, layoutGraph, totalOf } from "./task-graph.js";
 
@@ -50,6 +50,18 @@ export function TaskDiagram({ index, view, onView, selected, onSelect }: Props) 
   // a refresh that only changes states recolours the same layout.
   const graph: GraphLayout = useMemo(() => layoutGraph(index, view), [index.shape, view]);
   const selectedNode = selected ? graph.nodeOf.get(selected) : undefined;
+  const scroller = useRef<HTMLDivElement>(null);
+  // A wide tree starts scrolled to its first root (or the selected task), not to its left edge.
+  const focusKey = selectedNode ?? graph.nodes[0]?.key;
+  const scrolledFor = useRef<string | undefined>(undefined);
+  useEffect(() => {
+    const el = scroller.current;
+    const node = graph.nodes.find((n) => n.key === focusKey);
+    if (!el || !node || scrolledFor.current === focusKey) return;
+    scrolledFor.current = focusKey;
+    const x = (node.x + node.width / 2) * zoom;
+    if (x < el.scrollLeft || x > el.scrollLeft + el.clientWidth) el.scrollLeft = Math.max(0, x - el.clientWidth / 2);
+  }, [graph, focusKey, zoom]);
 
   const openGroup = (groupKey: string, more: boolean) => {
     const openGroups = new Map(view.openGroups);
@@ -98,7 +110,7 @@ export function TaskDiagram({ index, view, onView, selected, onSelect }: Props) 
           </button>
         </span>
       </div>
-      <div class="diagram-scroll">
+      <div class="diagram-scroll" ref={scroller}>
         <svg
           class="task-graph"
           width={graph.width * zoom}

@@ -74,7 +74,7 @@ export const GraphLimits = {
   /** Siblings beyond this many are drawn as one node per task name. */
   groupAbove: 8,
   /** Members of an opened group shown at first, and added by each "more". */
-  groupPage: 50,
+  groupPage: 25,
   /** Past this many nodes, subtrees not opened by the user start collapsed. */
   nodeBudget: 300,
 };
