@@ -124,6 +124,18 @@ describe("web console in Chromium", () => {
     expect(await row.locator(".badge").textContent()).toBe("paused");
   });
 
+  it("sends the token typed in the header with every call", async () => {
+    await page.goto(`${box.url}/ui/#/clusters`);
+    await page.getByLabel("API token").fill("s3cret-token");
+    const call = page.waitForRequest((r) => r.url().includes("/sluice.v1.") && r.headers()["authorization"] === "Bearer s3cret-token");
+    await page.getByRole("button", { name: "Use" }).click();
+    await call;
+    expect(await page.evaluate(() => sessionStorage.getItem("sluice.token"))).toBe("s3cret-token");
+    await page.getByLabel("API token").fill("");
+    await page.getByRole("button", { name: "Use" }).click();
+    expect(await page.evaluate(() => sessionStorage.getItem("sluice.token"))).toBeNull();
+  });
+
   it("shows each cluster's ready work at a glance", async () => {
     await box.client.clusters().create("imports", "Imports");
     for (let n = 0; n < 3; n++) await box.client.jobs().submit(`import ${n}`, new Idle({ n }), { cluster: "imports" });

@@ -1,6 +1,9 @@
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { errorText } from "./format.js";
 
+/** Sent on window when the API token changes. */
+export const TOKEN_CHANGED = "sluice:token-changed";
+
 export interface Loaded<T> {
   data: T | undefined;
   error: string | undefined;
@@ -31,11 +34,16 @@ export function usePolled<T>(load: () => Promise<T>, key: string, everyMs: numbe
   useEffect(() => {
     setState((s) => (s.key === key ? s : {}));
     run();
-    if (!live) return;
+    // A new token may let calls through that were refused: load again at once.
+    window.addEventListener(TOKEN_CHANGED, run);
+    if (!live) return () => window.removeEventListener(TOKEN_CHANGED, run);
     const timer = setInterval(() => {
       if (document.visibilityState === "visible") run();
     }, everyMs);
-    return () => clearInterval(timer);
+    return () => {
+      clearInterval(timer);
+      window.removeEventListener(TOKEN_CHANGED, run);
+    };
   }, [key, everyMs, live, run]);
 
   return { data: state.key === key ? state.data : undefined, error: state.error, reload: run, loadedAt: state.loadedAt };

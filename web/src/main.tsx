@@ -1,7 +1,7 @@
 import { render } from "preact";
 import { useState } from "preact/hooks";
 import { apiToken } from "./api.js";
-import { useRoute } from "./hooks.js";
+import { TOKEN_CHANGED, useRoute } from "./hooks.js";
 import { ClustersPage } from "./pages/clusters.js";
 import { JobPage } from "./pages/job.js";
 import { JobsPage } from "./pages/jobs.js";
@@ -29,7 +29,7 @@ function TokenField() {
         e.preventDefault();
         apiToken.set(value);
         setSaved(true);
-        window.dispatchEvent(new Event("hashchange"));
+        window.dispatchEvent(new Event(TOKEN_CHANGED));
       }}
     >
       <label for="api-token">API token</label>

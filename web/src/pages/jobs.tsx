@@ -8,13 +8,15 @@ import { navigate, usePolled } from "../hooks.js";
 const PAGE_SIZE = 50;
 const REFRESH_MS = 3000;
 
+// The default range is a day: the counts per state read every matching job, on every refresh.
+const DEFAULT_RANGE = "24h";
 const RANGES: { value: string; label: string; ms?: number }[] = [
-  { value: "", label: "Any time" },
   { value: "15m", label: "Last 15 minutes", ms: 15 * 60_000 },
   { value: "1h", label: "Last hour", ms: 3_600_000 },
   { value: "24h", label: "Last 24 hours", ms: 86_400_000 },
   { value: "7d", label: "Last 7 days", ms: 7 * 86_400_000 },
   { value: "custom", label: "Between…" },
+  { value: "all", label: "Any time" },
 ];
 
 interface Filter {
@@ -32,7 +34,7 @@ function filterOf(q: URLSearchParams): Filter {
     state: (JOB_STATES as string[]).includes(state) ? (state as JobStateName) : "",
     cluster: q.get("cluster") ?? "",
     name: q.get("name") ?? "",
-    range: q.get("range") ?? "",
+    range: q.get("range") || DEFAULT_RANGE,
     from: q.get("from") ?? "",
     to: q.get("to") ?? "",
   };
@@ -40,7 +42,7 @@ function filterOf(q: URLSearchParams): Filter {
 
 function queryOf(f: Filter): URLSearchParams {
   const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(f)) if (v !== "") q.set(k, v);
+  for (const [k, v] of Object.entries(f)) if (v !== "" && !(k === "range" && v === DEFAULT_RANGE)) q.set(k, v);
   return q;
 }
 
