@@ -72,7 +72,8 @@ describe("web console in Chromium", () => {
     await box.client.runner("default", { tasks: [Ingest, Fetch, Parse], logger: quiet }).runAll();
     await jobInState(box.client, job.id, ["failed"]);
     await eventually(async () => (await row.locator(".badge").textContent()) === "failed", 20_000, "the row to say failed");
-    expect(await page.locator('.count-chip[data-state="failed"] .count-value').textContent()).toBe("1");
+    const failedCount = page.locator('.count-chip[data-state="failed"] .count-value');
+    await eventually(async () => (await failedCount.textContent()) === "1", 20_000, "one failed job counted");
     await shot("jobs");
 
     await row.getByRole("link", { name: `#${job.id}` }).click();
@@ -130,10 +131,10 @@ describe("web console in Chromium", () => {
     const call = page.waitForRequest((r) => r.url().includes("/sluice.v1.") && r.headers()["authorization"] === "Bearer s3cret-token");
     await page.getByRole("button", { name: "Use" }).click();
     await call;
-    expect(await page.evaluate(() => sessionStorage.getItem("sluice.token"))).toBe("s3cret-token");
+    expect(await page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem("sluice.token"))).toBe("s3cret-token");
     await page.getByLabel("API token").fill("");
     await page.getByRole("button", { name: "Use" }).click();
-    expect(await page.evaluate(() => sessionStorage.getItem("sluice.token"))).toBeNull();
+    expect(await page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem("sluice.token"))).toBeNull();
   });
 
   it("shows each cluster's ready work at a glance", async () => {

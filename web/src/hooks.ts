@@ -8,7 +8,7 @@ export interface Loaded<T> {
   data: T | undefined;
   error: string | undefined;
   /** Loads again now. */
-  reload: () => void;
+  reload: () => Promise<void>;
   loadedAt: Date | undefined;
 }
 
@@ -21,30 +21,42 @@ export function usePolled<T>(load: () => Promise<T>, key: string, everyMs: numbe
   const [state, setState] = useState<{ data?: T; error?: string; loadedAt?: Date; key?: string }>({});
   const loadRef = useRef(load);
   loadRef.current = load;
+  const periodRef = useRef(everyMs);
+  periodRef.current = everyMs;
   const generation = useRef(0);
 
-  const run = useCallback(() => {
+  const run = useCallback((): Promise<void> => {
     const mine = ++generation.current;
-    loadRef.current().then(
-      (data) => mine === generation.current && setState({ data, loadedAt: new Date(), key }),
-      (e) => mine === generation.current && setState((s) => ({ ...s, error: errorText(e), key })),
+    return loadRef.current().then(
+      (data) => void (mine === generation.current && setState({ data, loadedAt: new Date(), key })),
+      (e) => void (mine === generation.current && setState((s) => ({ ...s, error: errorText(e), key }))),
     );
   }, [key]);
 
   useEffect(() => {
     setState((s) => (s.key === key ? s : {}));
-    run();
     // A new token may let calls through that were refused: load again at once.
-    window.addEventListener(TOKEN_CHANGED, run);
-    if (!live) return () => window.removeEventListener(TOKEN_CHANGED, run);
-    const timer = setInterval(() => {
-      if (document.visibilityState === "visible") run();
-    }, everyMs);
-    return () => {
-      clearInterval(timer);
-      window.removeEventListener(TOKEN_CHANGED, run);
+    const reload = () => void run();
+    window.addEventListener(TOKEN_CHANGED, reload);
+    // The next load is timed from the end of the last one, so that slow
+    // answers never pile up; the period is read each time, so that changing
+    // it does not load again at once.
+    let stopped = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const next = () => {
+      if (!stopped && live) timer = setTimeout(tick, periodRef.current);
     };
-  }, [key, everyMs, live, run]);
+    const tick = () => {
+      if (document.visibilityState === "visible") void run().finally(next);
+      else next();
+    };
+    void run().finally(next);
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+      window.removeEventListener(TOKEN_CHANGED, reload);
+    };
+  }, [key, live, run]);
 
   return { data: state.key === key ? state.data : undefined, error: state.error, reload: run, loadedAt: state.loadedAt };
 }

@@ -76,7 +76,7 @@ export const GraphLimits = {
   /** Members of an opened group shown at first, and added by each "more". */
   groupPage: 25,
   /** Past this many nodes, subtrees not opened by the user start collapsed. */
-  nodeBudget: 300,
+  nodeBudget: 150,
 };
 
 export type NodeKind = "task" | "group" | "more";
