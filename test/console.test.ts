@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildServer } from "../server/build-server.js";
-import { type ExecutionContext, Task } from "../runner/index.js";
+import { Client, type ExecutionContext, Task } from "../runner/index.js";
 import { buildConsoleIfStale, launchChromium } from "./support/browser.js";
 import { ROOT, createDatabase, eventually, jobInState, quiet, useSandbox } from "./support/harness.js";
 
@@ -151,6 +151,41 @@ describe("web console in Chromium", () => {
     await page.locator("tr[data-job-id]").first().waitFor();
     await shot("jobs-dark");
     await page.emulateMedia({ colorScheme: "light" });
+  });
+});
+
+describe("the console on a server that needs tokens", () => {
+  const ADMIN = "a-static-admin-secret-for-the-console";
+  const box = useSandbox({ auth: "required", adminToken: ADMIN });
+  let browser: Browser;
+
+  beforeAll(async () => {
+    await buildConsoleIfStale();
+    browser = await launchChromium();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it("says a token is needed, and shows the jobs once one is entered", async () => {
+    const client = new Client({ url: box.url, token: ADMIN });
+    try {
+      const job = await client.jobs().submit("behind a token", new Idle({ n: 9 }));
+      const page = await browser.newPage();
+      page.setDefaultTimeout(20_000);
+      await page.goto(`${box.url}/ui/#/jobs`);
+      const error = page.locator("main .error").first();
+      await error.waitFor();
+      expect(await error.textContent()).toMatch(/Enter an API token/);
+
+      await page.getByLabel("API token").fill(ADMIN);
+      await page.getByRole("button", { name: "Use" }).click();
+      await page.locator(`tr[data-job-id="${job.id}"]`).waitFor();
+      expect(await page.locator("main .error").count()).toBe(0);
+    } finally {
+      client.close();
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 import { type Timestamp, timestampDate } from "@bufbuild/protobuf/wkt";
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { JobState } from "../../gen/sluice/v1/job_pb.js";
 import { TaskState } from "../../gen/sluice/v1/task_pb.js";
 
@@ -72,6 +72,7 @@ export function elapsed(from: Timestamp | undefined, to: Timestamp | undefined):
 
 export function errorText(e: unknown): string {
   const err = ConnectError.from(e);
+  if (err.code === Code.Unauthenticated) return `${err.rawMessage}. Enter an API token in the field at the top.`;
   return err.rawMessage;
 }
 
