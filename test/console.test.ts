@@ -33,6 +33,19 @@ class Ingest extends Task<{ day: string }> {
   }
 }
 
+class Part extends Task<{ i: number }> {
+  static identifier = { name: "Part", version: "v1.0" };
+  execute() {}
+}
+
+/** Many siblings of one name: the diagram draws them as a group. */
+class Split extends Task<{ parts: number }> {
+  static identifier = { name: "Split", version: "v1.0" };
+  execute(context: ExecutionContext) {
+    for (let i = 0; i < this.input.parts; i++) context.submitSubtask(new Part({ i }));
+  }
+}
+
 /** A task no runner of this test registers: its jobs stay queued. */
 class Idle extends Task<{ n: number }> {
   static identifier = { name: "Idle", version: "v1.0" };
@@ -95,6 +108,27 @@ describe("web console in Chromium", () => {
     expect(await details.locator("pre.code").first().textContent()).toContain("at Parse.execute");
     expect(await details.getByLabel("Task input").textContent()).toContain('"file": "broken.csv"');
     await shot("job");
+  });
+
+  it("draws many siblings as one group, and finds a task inside it by its id", async () => {
+    const job = await box.client.jobs().submit("split in 40", new Split({ parts: 40 }));
+    await box.client.runner("default", { tasks: [Split, Part], concurrency: 8, logger: quiet }).runAll();
+    const parts = (await box.client.jobs().get(job.id)).tasks.filter((t) => t.identifier.name === "Part");
+    expect(parts).toHaveLength(40);
+
+    await page.goto(`${box.url}/ui/#/jobs/${job.id}`);
+    const group = page.locator('.task-graph .node[data-kind="group"]');
+    await group.waitFor();
+    expect(await group.getAttribute("data-members")).toBe("40");
+    expect(await page.locator('.task-graph .node[data-kind="task"]').count()).toBe(1);
+
+    const wanted = parts[37];
+    await page.getByLabel("Task id").fill(wanted.id);
+    await page.getByRole("button", { name: "Show", exact: true }).click();
+    const node = page.locator(`.task-graph .node[data-task-id="${wanted.id}"]`);
+    await node.waitFor();
+    expect(await node.getAttribute("aria-pressed")).toBe("true");
+    expect(await page.locator(".task-details h2").textContent()).toContain(`#${wanted.id}`);
   });
 
   it("cancels a job with its button, as the API then reports", async () => {

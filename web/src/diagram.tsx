@@ -63,6 +63,26 @@ export function TaskDiagram({ index, view, onView, selected, onSelect }: Props) 
     if (x < el.scrollLeft || x > el.scrollLeft + el.clientWidth) el.scrollLeft = Math.max(0, x - el.clientWidth / 2);
   }, [graph, focusKey, zoom]);
 
+  // A selected task that is not drawn (in a group, or under a collapsed
+  // task) is revealed one level per layout until its own node is drawn.
+  useEffect(() => {
+    if (!selected || !index.byId.has(selected)) return;
+    const node = graph.nodes.find((n) => n.key === graph.nodeOf.get(selected));
+    if (!node || node.taskId === selected) return;
+    if (node.kind === "task") {
+      const collapsed = new Set(view.collapsed);
+      collapsed.delete(node.taskId!);
+      onView({ ...view, collapsed, expanded: new Set(view.expanded).add(node.taskId!) });
+      return;
+    }
+    const members = new Set(node.members);
+    let member = selected;
+    while (!members.has(member)) member = index.byId.get(member)!.parentId;
+    const pages = Math.ceil((node.members!.indexOf(member) + 1) / GraphLimits.groupPage) * GraphLimits.groupPage;
+    const shown = node.kind === "more" ? (view.openGroups.get(node.groupKey!) ?? 0) + pages : pages;
+    onView({ ...view, openGroups: new Map(view.openGroups).set(node.groupKey!, shown) });
+  }, [graph, selected]);
+
   const openGroup = (groupKey: string, more: boolean) => {
     const openGroups = new Map(view.openGroups);
     openGroups.set(groupKey, (more ? (openGroups.get(groupKey) ?? 0) : 0) + GraphLimits.groupPage);

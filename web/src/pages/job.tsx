@@ -107,6 +107,29 @@ function TaskDetails({ task, byId, onSelect, view, onView, hasChildren }: {
   );
 }
 
+/** Goes to a task by its id, wherever it is in the tree. */
+function FindTask({ has, onFind }: { has: (id: string) => boolean; onFind: (id: string) => void }) {
+  const [value, setValue] = useState("");
+  const [error, setError] = useState<string>();
+  return (
+    <form
+      class="find-task"
+      onSubmit={(e) => {
+        e.preventDefault();
+        const id = value.trim().replace(/^#/, "");
+        if (!has(id)) return setError(`Task #${id} is not in this job.`);
+        setError(undefined);
+        onFind(id);
+      }}
+    >
+      <label for="find-task">Task id</label>
+      <input id="find-task" inputMode="numeric" value={value} onInput={(e) => setValue(e.currentTarget.value)} />
+      <button type="submit">Show</button>
+      <ErrorNote error={error} />
+    </form>
+  );
+}
+
 function JobSummary({ data, onChanged }: { data: GetJobResponse; onChanged: () => void }) {
   const job = data.job!;
   const state = jobStateName(job.state);
@@ -228,6 +251,7 @@ export function JobPage({ id, query }: { id: string; query: URLSearchParams }) {
           <div class="job-body">
             <TaskDiagram index={index} view={view} onView={setView} selected={selected} onSelect={select} />
             <aside class="side" aria-label="Selected task">
+              <FindTask has={(taskId) => byId.has(taskId)} onFind={select} />
               {selectedTask ? (
                 <TaskDetails
                   task={selectedTask}
