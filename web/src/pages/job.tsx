@@ -69,7 +69,7 @@ function TaskDetails({ task, byId, onSelect, view, onView, hasChildren }: {
         <dd>{task.attempts}</dd>
         <dt>Failures</dt>
         <dd>
-          {task.failures} (retried up to {task.maxRetries} {task.maxRetries === 1 ? "time" : "times"})
+          {task.failures} ({task.maxRetries === 0 ? "no retries allowed" : `up to ${task.maxRetries} ${task.maxRetries === 1 ? "retry" : "retries"}`})
         </dd>
         <dt>Created</dt>
         <dd>{formatTime(task.createdAt)}</dd>
