@@ -1,3 +1,7 @@
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
@@ -10,7 +14,7 @@ import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
 import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
 import { TokenService } from "../gen/sluice/v1/token_service_pb.js";
 import { Client, Task, type TokenScopeName } from "../runner/index.js";
-import { eventually, useSandbox } from "./support/harness.js";
+import { eventually, quiet, useSandbox } from "./support/harness.js";
 import { openSession } from "./support/session.js";
 
 const ADMIN = "a-static-admin-secret-for-tests";
@@ -163,5 +167,19 @@ describe("a server's first start with tokens needed", () => {
   it("makes an admin token that works, when none exists", async () => {
     const [{ n }] = await box.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM api_tokens WHERE 'admin' = ANY(scopes) AND name = 'bootstrap admin'`;
     expect(n).toBe(1);
+  });
+});
+
+describe("a runner", () => {
+  const box = useSandbox();
+
+  it("runs a built-in task only when it opted in: a submitted object write touches nothing on the others", async () => {
+    const folder = await mkdtemp(join(tmpdir(), "sluice-builtins-"));
+    const job = await box.client.jobs().scheduleObjectWrite({ location: folder, key: "owned.txt", content: "x", at: new Date() });
+    await box.client.runner("default", { tasks: [Noop], logger: quiet }).runAll();
+    expect(existsSync(join(folder, "owned.txt"))).toBe(false);
+    expect((await box.client.jobs().get(job.id)).state).toBe("queued");
+    await box.client.runner("default", { tasks: [Noop], logger: quiet, builtins: true }).runAll();
+    expect(await readFile(join(folder, "owned.txt"), "utf8")).toBe("x");
   });
 });
