@@ -5,6 +5,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { create } from "@bufbuild/protobuf";
 import { type StorageEvent, type StorageLocation as LocationMessage, StorageLocationSchema } from "../gen/sluice/v1/storage_pb.js";
 import { keyPath, writeFolderObject } from "./folder-objects.js";
+import { importOptional } from "./optional.js";
 import { Task } from "./task.js";
 import { type LocationRef, type StorageTypeName, storageTypeFromProto, storageTypeToProto, triggerFromProto, triggerToProto } from "./wire/storage-event.js";
 
@@ -56,7 +57,7 @@ export class StorageLocation {
   // or GCS (a server, most runners) does not carry their 45 MB.
   private async s3Client(): Promise<S3Client> {
     if (!this.s3) {
-      const { S3Client } = await import("@aws-sdk/client-s3");
+      const { S3Client } = await importOptional("@aws-sdk/client-s3", () => import("@aws-sdk/client-s3"), "an S3 storage location");
       this.s3 = new S3Client({
         region: this.region || process.env.AWS_REGION || "us-east-1",
         ...(this.endpoint ? { endpoint: this.endpoint, forcePathStyle: true } : {}),
@@ -68,7 +69,7 @@ export class StorageLocation {
   private async gcsFile(key: string) {
     const [project, bucket] = this.location.split(":");
     if (!this.gcs) {
-      const { Storage } = await import("@google-cloud/storage");
+      const { Storage } = await importOptional("@google-cloud/storage", () => import("@google-cloud/storage"), "a GCS storage location");
       // STORAGE_EMULATOR_HOST, if set, points the client at an emulator.
       this.gcs = new Storage({ projectId: project });
     }
@@ -79,8 +80,9 @@ export class StorageLocation {
   async read(key: string): Promise<Uint8Array> {
     if (this.type === "fs") return readFile(keyPath(this.location, key));
     if (this.type === "s3") {
+      const s3 = await this.s3Client();
       const { GetObjectCommand } = await import("@aws-sdk/client-s3");
-      const res = await (await this.s3Client()).send(new GetObjectCommand({ Bucket: this.location, Key: key }));
+      const res = await s3.send(new GetObjectCommand({ Bucket: this.location, Key: key }));
       return res.Body!.transformToByteArray();
     }
     const [data] = await (await this.gcsFile(key)).download();
@@ -91,8 +93,9 @@ export class StorageLocation {
   async write(key: string, data: Uint8Array): Promise<void> {
     if (this.type === "fs") return writeFolderObject(this.location, key, data);
     if (this.type === "s3") {
+      const s3 = await this.s3Client();
       const { PutObjectCommand } = await import("@aws-sdk/client-s3");
-      await (await this.s3Client()).send(new PutObjectCommand({ Bucket: this.location, Key: key, Body: data }));
+      await s3.send(new PutObjectCommand({ Bucket: this.location, Key: key, Body: data }));
       return;
     }
     await (await this.gcsFile(key)).save(Buffer.from(data), { resumable: false });

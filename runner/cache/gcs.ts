@@ -1,7 +1,8 @@
-import { type Bucket, Storage, type StorageOptions } from "@google-cloud/storage";
+import type { Bucket, Storage, StorageOptions } from "@google-cloud/storage";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { type CacheBackend, normalizePrefix } from "./cache.js";
+import { importOptional } from "../optional.js";
 import { Retention, type RetentionOptions } from "./retention.js";
 
 export interface GoogleStorageCacheOptions extends RetentionOptions {
@@ -21,8 +22,9 @@ const notFound = (e: unknown) => (e as { code?: number }).code === 404;
  * down as a stream.
  */
 export class GoogleStorageCache implements CacheBackend {
-  readonly storage: Storage;
-  private readonly bucketHandle: Bucket;
+  // @google-cloud/storage is an optional peer of sluice: loaded when the cache is first used.
+  private handle?: Promise<Bucket>;
+  private readonly options: GoogleStorageCacheOptions;
   private readonly prefix: string;
   private readonly retention: Retention;
 
@@ -30,29 +32,38 @@ export class GoogleStorageCache implements CacheBackend {
     readonly bucket: string,
     options: GoogleStorageCacheOptions = {},
   ) {
-    this.storage = options.storage ?? new Storage(options.storageOptions);
-    this.bucketHandle = this.storage.bucket(bucket);
+    this.options = options;
     this.prefix = normalizePrefix(options.prefix);
     this.retention = new Retention(options, () => this.jobsLastWritten(), (job) => this.removeAll(`${job}/`));
   }
 
-  private file(path: string) {
-    return this.bucketHandle.file(this.prefix + path);
+  private bucketHandle(): Promise<Bucket> {
+    this.handle ??= (async () => {
+      const storage =
+        this.options.storage ??
+        new (await importOptional("@google-cloud/storage", () => import("@google-cloud/storage"), "GoogleStorageCache")).Storage(this.options.storageOptions);
+      return storage.bucket(this.bucket);
+    })();
+    return this.handle;
+  }
+
+  private async file(path: string) {
+    return (await this.bucketHandle()).file(this.prefix + path);
   }
 
   async put(path: string, data: Uint8Array): Promise<void> {
-    await this.file(path).save(Buffer.from(data.buffer, data.byteOffset, data.byteLength), { resumable: data.byteLength > 8 * 1024 * 1024 });
+    await (await this.file(path)).save(Buffer.from(data.buffer, data.byteOffset, data.byteLength), { resumable: data.byteLength > 8 * 1024 * 1024 });
     this.retention.touched();
   }
 
   async putStream(path: string, source: Readable): Promise<void> {
-    await pipeline(source, this.file(path).createWriteStream({ resumable: true }));
+    await pipeline(source, (await this.file(path)).createWriteStream({ resumable: true }));
     this.retention.touched();
   }
 
   async get(path: string): Promise<Uint8Array | undefined> {
     try {
-      const [data] = await this.file(path).download();
+      const [data] = await (await this.file(path)).download();
       return data;
     } catch (e) {
       if (notFound(e)) return undefined;
@@ -61,22 +72,22 @@ export class GoogleStorageCache implements CacheBackend {
   }
 
   async getStream(path: string): Promise<Readable | undefined> {
-    const file = this.file(path);
+    const file = await this.file(path);
     const [exists] = await file.exists();
     return exists ? file.createReadStream() : undefined;
   }
 
   async exists(path: string): Promise<boolean> {
-    const [exists] = await this.file(path).exists();
+    const [exists] = await (await this.file(path)).exists();
     return exists;
   }
 
   async remove(path: string): Promise<void> {
-    await this.file(path).delete({ ignoreNotFound: true });
+    await (await this.file(path)).delete({ ignoreNotFound: true });
   }
 
   private async files(prefix: string) {
-    const [files] = await this.bucketHandle.getFiles({ prefix: this.prefix + prefix, autoPaginate: true });
+    const [files] = await (await this.bucketHandle()).getFiles({ prefix: this.prefix + prefix, autoPaginate: true });
     return files;
   }
 

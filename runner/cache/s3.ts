@@ -1,17 +1,11 @@
-import {
-  DeleteObjectCommand,
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  type S3ClientConfig,
-} from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
+import type { S3Client, S3ClientConfig } from "@aws-sdk/client-s3";
 import { Readable } from "node:stream";
+import { importOptional } from "../optional.js";
 import { type CacheBackend, normalizePrefix } from "./cache.js";
 import { Retention, type RetentionOptions } from "./retention.js";
+
+type S3Sdk = typeof import("@aws-sdk/client-s3");
+type Storage = typeof import("@aws-sdk/lib-storage");
 
 export interface AmazonS3CacheOptions extends RetentionOptions {
   /** Prepended to every key, e.g. "sluice-cache". */
@@ -37,7 +31,10 @@ const notFound = (e: unknown) => {
  * few parts at a time, and come down as a stream.
  */
 export class AmazonS3Cache implements CacheBackend {
-  readonly client: S3Client;
+  // The AWS SDK is an optional peer of sluice: loaded when the cache is first used.
+  private sdk?: Promise<{ s3: S3Sdk; client: S3Client }>;
+  private readonly config: S3ClientConfig;
+  private readonly ownClient?: S3Client;
   private readonly prefix: string;
   private readonly partSize: number;
   private readonly retention: Retention;
@@ -48,10 +45,19 @@ export class AmazonS3Cache implements CacheBackend {
   ) {
     const config: S3ClientConfig = { region: options.region ?? process.env.AWS_REGION ?? "us-east-1" };
     if (options.endpoint) Object.assign(config, { endpoint: options.endpoint, forcePathStyle: true });
-    this.client = options.client ?? new S3Client(config);
+    this.config = config;
+    this.ownClient = options.client;
     this.prefix = normalizePrefix(options.prefix);
     this.partSize = options.partSize ?? 8 * 1024 * 1024;
     this.retention = new Retention(options, () => this.jobsLastWritten(), (job) => this.removeAll(`${job}/`));
+  }
+
+  private load(): Promise<{ s3: S3Sdk; client: S3Client }> {
+    this.sdk ??= importOptional("@aws-sdk/client-s3", () => import("@aws-sdk/client-s3"), "AmazonS3Cache").then((s3) => ({
+      s3,
+      client: this.ownClient ?? new s3.S3Client(this.config),
+    }));
+    return this.sdk;
   }
 
   private key(path: string): string {
@@ -64,13 +70,16 @@ export class AmazonS3Cache implements CacheBackend {
       await this.putStream(path, Readable.from([Buffer.from(data.buffer, data.byteOffset, data.byteLength)]));
       return;
     }
-    await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.key(path), Body: data }));
+    const { s3, client } = await this.load();
+    await client.send(new s3.PutObjectCommand({ Bucket: this.bucket, Key: this.key(path), Body: data }));
     this.retention.touched();
   }
 
   async putStream(path: string, source: Readable): Promise<void> {
+    const { client } = await this.load();
+    const { Upload } = await importOptional<Storage>("@aws-sdk/lib-storage", () => import("@aws-sdk/lib-storage"), "AmazonS3Cache's streamed uploads");
     const upload = new Upload({
-      client: this.client,
+      client,
       params: { Bucket: this.bucket, Key: this.key(path), Body: source },
       partSize: this.partSize,
       queueSize: 2,
@@ -82,7 +91,8 @@ export class AmazonS3Cache implements CacheBackend {
 
   async get(path: string): Promise<Uint8Array | undefined> {
     try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
+      const { s3, client } = await this.load();
+      const res = await client.send(new s3.GetObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
       return await res.Body!.transformToByteArray();
     } catch (e) {
       if (notFound(e)) return undefined;
@@ -92,7 +102,8 @@ export class AmazonS3Cache implements CacheBackend {
 
   async getStream(path: string): Promise<Readable | undefined> {
     try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
+      const { s3, client } = await this.load();
+      const res = await client.send(new s3.GetObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
       return res.Body as Readable;
     } catch (e) {
       if (notFound(e)) return undefined;
@@ -102,7 +113,8 @@ export class AmazonS3Cache implements CacheBackend {
 
   async exists(path: string): Promise<boolean> {
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
+      const { s3, client } = await this.load();
+      await client.send(new s3.HeadObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
       return true;
     } catch (e) {
       if (notFound(e)) return false;
@@ -111,16 +123,16 @@ export class AmazonS3Cache implements CacheBackend {
   }
 
   async remove(path: string): Promise<void> {
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
+    const { s3, client } = await this.load();
+    await client.send(new s3.DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
   }
 
   /** Every object under a prefix, with when it was last written. */
   private async *objects(prefix: string): AsyncGenerator<{ path: string; modified: Date }> {
     let token: string | undefined;
     do {
-      const res = await this.client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.key(prefix), ContinuationToken: token }),
-      );
+      const { s3, client } = await this.load();
+      const res = await client.send(new s3.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.key(prefix), ContinuationToken: token }));
       for (const o of res.Contents ?? []) {
         if (o.Key) yield { path: o.Key.slice(this.prefix.length), modified: o.LastModified ?? new Date(0) };
       }
@@ -137,8 +149,9 @@ export class AmazonS3Cache implements CacheBackend {
   async removeAll(prefix: string): Promise<void> {
     const paths = await this.list(prefix);
     for (let i = 0; i < paths.length; i += 1000) {
-      await this.client.send(
-        new DeleteObjectsCommand({
+      const { s3, client } = await this.load();
+      await client.send(
+        new s3.DeleteObjectsCommand({
           Bucket: this.bucket,
           Delete: { Objects: paths.slice(i, i + 1000).map((p) => ({ Key: this.key(p) })), Quiet: true },
         }),

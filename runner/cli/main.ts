@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { onStopSignal } from "../../server/signals.js";
+import { onStopSignal } from "../signals.js";
 import { Client } from "../client.js";
 import type { Job, JobDetails, JobStateName } from "../jobs.js";
 import type { RecurrentTaskInfo } from "../recurrent.js";
@@ -41,25 +41,32 @@ const time = (d?: Date) => (d ? d.toISOString().replace("T", " ").replace(/\.\d+
 
 program
   .command("server")
-  .description("start a server (an embedded PostgreSQL unless DATABASE_URL is set)")
-  .option("--host <host>", "interface to listen on (SLUICE_HOST, default 127.0.0.1)")
-  .option("--port <port>", "port to listen on (SLUICE_PORT, default 8080)", int("--port"))
-  .option("--data-dir <dir>", "where the embedded PostgreSQL keeps its data (SLUICE_DATA_DIR, default .sluice)")
-  .option("--auth <mode>", "bearer tokens: auto (needed beyond loopback) or required (SLUICE_AUTH, default auto)")
-  .option("--insecure-no-auth", "listen beyond loopback without authentication: anyone who reaches the port may do anything")
-  .action(async (opts: { host?: string; port?: number; dataDir?: string; auth?: string; insecureNoAuth?: boolean }) => {
-    const { runServer } = await import("../../server/main.js");
-    if (opts.auth !== undefined && !["auto", "required"].includes(opts.auth)) {
-      throw new InvalidArgumentError(`--auth must be auto or required (--insecure-no-auth turns tokens off), got "${opts.auth}"`);
-    }
-    await runServer({
-      ...(opts.host !== undefined && { host: opts.host }),
-      ...(opts.port !== undefined && { port: opts.port }),
-      ...(opts.dataDir !== undefined && { dataDir: opts.dataDir }),
-      ...(opts.auth !== undefined && { auth: opts.auth as "auto" | "required" }),
-      ...(opts.insecureNoAuth && { auth: "off" as const }),
-    });
+  .description("start a server (needs the sluice-server package; see sluice server --help)")
+  .helpOption(false)
+  .allowUnknownOption()
+  .allowExcessArguments()
+  .argument("[args...]", "the server's options")
+  .action(async (args: string[]) => {
+    await (await loadServer()).main(args, "sluice server");
   });
+
+/**
+ * The server's command line, from the sluice-server package: `#server` is
+ * mapped in package.json (to server/cli.ts in the repository, to the
+ * sluice-server package in the published SDK, which does not contain it).
+ */
+async function loadServer(): Promise<{ main(args: string[], name: string): Promise<void> }> {
+  const specifier = "#server";
+  try {
+    return (await import(specifier)) as { main(args: string[], name: string): Promise<void> };
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === "ERR_MODULE_NOT_FOUND" && String((e as Error).message).includes("sluice-server")) {
+      throw new Error("`sluice server` needs the server package: npm install sluice-server (or run npx sluice-server)", { cause: e });
+    }
+    throw e;
+  }
+}
 
 /** The Task subclasses a module exports. */
 async function taskClassesOf(file: string): Promise<TaskClass[]> {
@@ -347,7 +354,7 @@ program
   .option("--state-dir <dir>", "where to keep the snapshot that catches up after a restart", ".sluice-watch")
   .option("--server <url>", "the server's URL (same as --url)")
   .action(async (folder: string, opts: { location: string; token: string; stateDir: string; server?: string }) => {
-    const { FolderWatcher } = await import("../../server/sources/folder-watcher.js");
+    const { FolderWatcher } = await import("../folder-watcher.js");
     if (opts.server) shared = new Client({ url: opts.server, token: program.opts().authToken });
     const c = client();
     const api = createClient(StorageService, c.transport);

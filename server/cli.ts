@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+import { fileURLToPath } from "node:url";
+import { realpathSync } from "node:fs";
+import { Command, InvalidArgumentError } from "commander";
+import { runServer } from "./main.js";
+
+const port = (raw: string) => {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0 || n > 65_535) throw new InvalidArgumentError("--port must be an integer from 0 to 65535");
+  return n;
+};
+
+/** The server's command line: `sluice-server`, and `sluice server` where this package is installed. */
+export function serverCommand(name = "sluice-server"): Command {
+  return new Command(name)
+    .description("start a server (an embedded PostgreSQL unless DATABASE_URL is set)")
+    .showHelpAfterError()
+    .option("--host <host>", "interface to listen on (SLUICE_HOST, default 127.0.0.1)")
+    .option("--port <port>", "port to listen on (SLUICE_PORT, default 8080)", port)
+    .option("--data-dir <dir>", "where the embedded PostgreSQL keeps its data (SLUICE_DATA_DIR, default .sluice)")
+    .option("--auth <mode>", "bearer tokens: auto (needed beyond loopback) or required (SLUICE_AUTH, default auto)")
+    .option("--insecure-no-auth", "listen beyond loopback without authentication: anyone who reaches the port may do anything")
+    .action(async (opts: { host?: string; port?: number; dataDir?: string; auth?: string; insecureNoAuth?: boolean }) => {
+      if (opts.auth !== undefined && !["auto", "required"].includes(opts.auth)) {
+        throw new InvalidArgumentError(`--auth must be auto or required (--insecure-no-auth turns tokens off), got "${opts.auth}"`);
+      }
+      await runServer({
+        ...(opts.host !== undefined && { host: opts.host }),
+        ...(opts.port !== undefined && { port: opts.port }),
+        ...(opts.dataDir !== undefined && { dataDir: opts.dataDir }),
+        ...(opts.auth !== undefined && { auth: opts.auth as "auto" | "required" }),
+        ...(opts.insecureNoAuth && { auth: "off" as const }),
+      });
+    });
+}
+
+/** Runs the server's command line on `args` (the arguments after the command's name). */
+export async function main(args: string[], name?: string): Promise<void> {
+  try {
+    await serverCommand(name).parseAsync(args, { from: "user" });
+  } catch (e) {
+    console.error(e instanceof Error ? `error: ${e.message}` : e);
+    process.exitCode = 1;
+  }
+}
+
+// Run when started as a program (the sluice-server bin), not when imported.
+if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await main(process.argv.slice(2));
+}
