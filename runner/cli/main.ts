@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { onStopSignal } from "../signals.js";
@@ -12,6 +12,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
 import { Task, type TaskClass } from "../task.js";
+import { AmazonS3Cache, type CacheBackend, GoogleStorageCache, InMemoryCache, LocalFileSystemCache } from "../cache/index.js";
 import type { TokenScopeName } from "../tokens.js";
 
 const program = new Command("sluice")
@@ -68,33 +69,83 @@ async function loadServer(): Promise<{ main(args: string[], name: string): Promi
   }
 }
 
+const TYPESCRIPT = /\.[cm]?tsx?$/;
+
+/**
+ * Makes TypeScript task modules importable: Node's own type stripping where
+ * it has it (22.18 and later), else tsx when the project has it installed.
+ */
+async function loadTypeScript(files: string[]): Promise<void> {
+  const ts = files.filter((f) => TYPESCRIPT.test(f));
+  // This CLI runs as TypeScript itself in the repository: a loader is registered already.
+  if (ts.length === 0 || TYPESCRIPT.test(fileURLToPath(import.meta.url))) return;
+  if ((process.features as { typescript?: string | false }).typescript) return;
+  try {
+    // Not a dependency of sluice: found in the user's project, if there.
+    const tsx = "tsx/esm/api";
+    const { register } = (await import(tsx)) as { register(): void };
+    register();
+  } catch {
+    throw new InvalidArgumentError(
+      `${ts.join(", ")} ${ts.length > 1 ? "are" : "is"} TypeScript: install tsx in your project (npm install -D tsx), use Node 22.18 or later, or give the compiled .js file`,
+    );
+  }
+}
+
 /** The Task subclasses a module exports. */
 async function taskClassesOf(file: string): Promise<TaskClass[]> {
   const mod = (await import(pathToFileURL(resolve(file)).href)) as Record<string, unknown>;
   return Object.values(mod).filter((v): v is TaskClass => typeof v === "function" && v.prototype instanceof Task);
 }
 
+/** A job cache from `--cache`: fs:FOLDER, s3://BUCKET/PREFIX, gcs://BUCKET/PREFIX or memory. */
+function cacheOf(spec: string, opts: { s3Endpoint?: string; s3Region?: string }): CacheBackend {
+  if (spec === "memory") return new InMemoryCache();
+  if (spec.startsWith("fs:")) {
+    const folder = spec.slice("fs:".length);
+    if (!folder) throw new InvalidArgumentError("--cache fs: needs a folder, e.g. fs:/shared/sluice-cache");
+    return new LocalFileSystemCache(resolve(folder));
+  }
+  const m = /^(s3|gcs):\/\/([^/]+)\/?(.*)$/.exec(spec);
+  if (!m) throw new InvalidArgumentError(`--cache ${spec}: use fs:FOLDER, s3://BUCKET/PREFIX, gcs://BUCKET/PREFIX or memory`);
+  const [, kind, bucket, prefix] = m;
+  if (kind === "s3") return new AmazonS3Cache(bucket, { prefix, endpoint: opts.s3Endpoint, region: opts.s3Region });
+  if (opts.s3Endpoint || opts.s3Region) throw new InvalidArgumentError("--s3-endpoint and --s3-region go with an s3:// cache");
+  return new GoogleStorageCache(bucket, { prefix });
+}
+
 program
   .command("runner")
   .description("run the tasks exported by the given modules")
-  .argument("<modules...>", "TypeScript or JavaScript files exporting Task classes")
+  .argument("<modules...>", "JavaScript files exporting Task classes (TypeScript with tsx installed, or on Node 22.18 and later)")
   .option("--cluster <slug>", "the cluster to take work from", "default")
   .option("--concurrency <n>", "tasks run at once", int("--concurrency"), 1)
   .option("--prefetch <n>", "tasks leased ahead beyond concurrency (default: concurrency)", int("--prefetch"))
   .option("--all", "exit once no work is left instead of running forever")
   .option("--builtins", "also run Sluice's built-in tasks (scheduled object writes)")
-  .action(async (modules: string[], opts: { cluster: string; concurrency: number; prefetch?: number; all?: boolean; builtins?: boolean }) => {
-    const tasks = (await Promise.all(modules.map(taskClassesOf))).flat();
-    if (tasks.length === 0) throw new InvalidArgumentError(`no Task classes are exported by ${modules.join(", ")}`);
-    const c = client();
-    const runner = c.runner(opts.cluster, { tasks, concurrency: opts.concurrency, prefetch: opts.prefetch, builtins: opts.builtins });
-    onStopSignal(() => {
-      console.error("stopping: finishing running tasks");
-      void runner.stop();
-    });
-    console.error(`runner ${runner.id} on cluster ${opts.cluster} at ${c.url}: ${tasks.map((t) => t.name).join(", ")}`);
-    await (opts.all ? runner.runAll() : runner.runForever());
-  });
+  .option("--cache <where>", "the job cache: fs:FOLDER, s3://BUCKET/PREFIX, gcs://BUCKET/PREFIX (default: memory, this runner only)")
+  .option("--s3-endpoint <url>", "an S3-compatible endpoint for an s3:// cache")
+  .option("--s3-region <region>", "the region of an s3:// cache's bucket (default AWS_REGION, else us-east-1)")
+  .action(
+    async (
+      modules: string[],
+      opts: { cluster: string; concurrency: number; prefetch?: number; all?: boolean; builtins?: boolean; cache?: string; s3Endpoint?: string; s3Region?: string },
+    ) => {
+      const cache = opts.cache === undefined ? undefined : cacheOf(opts.cache, opts);
+      if (opts.cache === undefined && (opts.s3Endpoint || opts.s3Region)) throw new InvalidArgumentError("--s3-endpoint and --s3-region go with --cache s3://...");
+      await loadTypeScript(modules);
+      const tasks = (await Promise.all(modules.map(taskClassesOf))).flat();
+      if (tasks.length === 0) throw new InvalidArgumentError(`no Task classes are exported by ${modules.join(", ")}`);
+      const c = client();
+      const runner = c.runner(opts.cluster, { tasks, concurrency: opts.concurrency, prefetch: opts.prefetch, builtins: opts.builtins, cache });
+      onStopSignal(() => {
+        console.error("stopping: finishing running tasks");
+        void runner.stop();
+      });
+      console.error(`runner ${runner.id} on cluster ${opts.cluster} at ${c.url}: ${tasks.map((t) => t.name).join(", ")}${opts.cache ? ` (cache ${opts.cache})` : ""}`);
+      await (opts.all ? runner.runAll() : runner.runForever());
+    },
+  );
 
 function dateOption(raw: string): Date {
   const d = new Date(raw);

@@ -181,6 +181,11 @@ export function spawnNode(args: string[], env: NodeJS.ProcessEnv = {}): Child {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  return childOf(proc);
+}
+
+/** A spawned process (stdout and stderr piped) with its output collected. */
+export function childOf(proc: ChildProcess): Child {
   let out = "";
   let err = "";
   const waiters: (() => void)[] = [];
