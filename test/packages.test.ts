@@ -43,6 +43,8 @@ describe("the sluice and sluice-server packages, installed from their tarballs",
   async function npmInstall(cwd: string, specs: string[]) {
     const r = await cmd(cwd, "npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", ...specs]);
     expect(r.code, r.stderr).toBe(0);
+    // Our packages' dependency trees support every Node version our engines field admits.
+    expect(r.stderr).not.toContain("EBADENGINE");
     return r;
   }
 
