@@ -194,7 +194,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     readMaxBytes: READ_MAX_BYTES,
     interceptors: [errorsInterceptor(logger), ...(authenticator ? [authInterceptor(authenticator, config.openReflection)] : [])],
   });
-  const push = pushHandler(sql, onError);
+  const push = pushHandler(sql, onError, config.snsConfirmUrls);
   const ui = consoleHandler(config.consoleDir);
   const handler: typeof api = (req, res) =>
     req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : isConsolePath(req.url) ? ui(req, res as ServerResponse) : api(req, res);
