@@ -84,7 +84,7 @@ function checkKey(key: string): string | null {
   return key;
 }
 
-export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDeps): ServiceImpl<typeof JobService> {
+export function jobService({ sql, clusters, dispatcher, leaseTtlMs, clock }: ServiceDeps): ServiceImpl<typeof JobService> {
   async function readJob(id: string) {
     const job = await getJob(sql, id);
     if (!job) throw notFound(`job ${id} does not exist`);
@@ -124,7 +124,7 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
       cluster,
       clusterId,
       plan,
-      startAt: startAt && startAt.getTime() > Date.now() ? startAt : null,
+      startAt: startAt && startAt.getTime() > clock.now() ? startAt : null,
       idempotencyKey: checkKey(req.idempotencyKey),
     };
   }
