@@ -20,9 +20,9 @@ import { startEmbeddedDatabase } from "../server/database/embedded.js";
 import { Child, ProgressTotal, ROOT, allChildren, track } from "./lib/child.js";
 import { Databases, waitUntil } from "./lib/db.js";
 import { GraphileSystem, type RunnerSpec, type Settings, SluiceSystem, type System } from "./lib/systems.js";
-import { BullMQSystem, PgBossSystem } from "./lib/peers.js";
+import { BULLMQ_PREFIX, BullMQSystem, PgBossSystem, closeQueues } from "./lib/peers.js";
 import { describePeerSettings } from "./lib/peer-settings.js";
-import { canMakeDurable, describeRedis, pendingRestores, pingRedis, redisUrl } from "./lib/redis.js";
+import { adminRedis, canMakeDurable, deleteKeys, describeRedis, pendingRestores, pingRedis, redisUrl } from "./lib/redis.js";
 import { type Noise, NoiseProbe } from "./lib/noise.js";
 import { CpuMeter, type LatencySummary, fmt, median, now, peakRss, sleep, summarize } from "./lib/util.js";
 
@@ -87,7 +87,8 @@ const HELP = `usage: npm run bench -- [options]
   --fanout N          subtasks of the fan-out root (default 10000, 5000 with --quick)
   --memory-tasks N    tasks queued for the memory scenario's large run (default 1000000; skipped with --quick)
   --aged-tasks N      tasks of each drain after the large run, and of the new database's drain paired with it (default 200000)
-  --concurrency N     tasks run at once per runner process (default 24)
+  --concurrency N     tasks run at once per runner process (default 24; BullMQ and pg-boss use the
+                      settings their docs advise, see bench/README.md and BENCH_BULLMQ_*/BENCH_PGBOSS_*)
   --prefetch N        Sluice runner prefetch (default: 500 minus the concurrency, so that a runner holds
                       at most 500 tasks, as graphile-worker's batched local queue does)
   --profile D         run Sluice servers and all runner/worker processes with node --cpu-prof,
@@ -966,7 +967,19 @@ async function main(): Promise<void> {
   let interrupted = false;
   const cleanup = async () => {
     await Promise.all([...allChildren].map((c) => c.kill(5_000)));
-    for (const restore of [...pendingRestores]) await restore().catch((e) => console.error(`could not restore Redis's persistence settings: ${e}`));
+    if (redisDescription) {
+      // BullMQ runs cut short leave their keys, and bullmq-fsync its Redis
+      // settings, behind. Their queues are closed first, so that no run starts
+      // and no fill under way adds more.
+      await closeQueues();
+      for (const restore of [...pendingRestores]) await restore().catch((e) => console.error(`could not restore Redis's persistence settings: ${e}`));
+      await adminRedis()
+        .then(async (r) => {
+          await deleteKeys(r, `${BULLMQ_PREFIX}*`);
+          r.disconnect();
+        })
+        .catch((e) => console.error(`could not delete the benchmark's Redis keys: ${e}`));
+    }
     await dbs.dropAll().catch((e) => console.error(`could not drop the benchmark databases: ${e}`));
     if (embedded) {
       await embedded.stop().catch(() => {});

@@ -6,12 +6,26 @@ import { Child, ROOT, track } from "./child.js";
 import { type Databases, waitUntil } from "./db.js";
 import { BULLMQ, PGBOSS } from "./peer-settings.js";
 import type { Redis } from "ioredis";
-import { adminRedis, bullmqConnection, makeDurable, redisPid, redisUrl } from "./redis.js";
+import { adminRedis, bullmqConnection, deleteKeys, makeDurable, redisPid, redisUrl } from "./redis.js";
 import type { RunnerSpec, Settings, System } from "./systems.js";
 import { now } from "./util.js";
 
 const BULK = 10_000;
 
+/**
+ * BullMQ queues of runs not yet stopped, closed by `closeQueues` on Ctrl-C
+ * before their keys are deleted; after that no run starts.
+ */
+const openQueues = new Set<Queue>();
+let queuesClosed = false;
+
+export async function closeQueues(): Promise<void> {
+  queuesClosed = true;
+  await Promise.all([...openQueues].map((q) => q.close().catch(() => {})));
+}
+
+/** The Redis key prefix of this benchmark process's BullMQ runs (then the run's number). */
+export const BULLMQ_PREFIX = `sluice-bench-${process.pid}-`;
 let prefixCounter = 0;
 
 /**
@@ -34,13 +48,20 @@ export class BullMQSystem implements System {
   ) {}
 
   static async start(settings: Settings, fsync: boolean): Promise<BullMQSystem> {
-    const prefix = `sluice-bench-${process.pid}-${++prefixCounter}`;
+    if (queuesClosed) throw new Error("the benchmark is stopping");
+    const prefix = `${BULLMQ_PREFIX}${++prefixCounter}`;
     const queue = new Queue(BULLMQ.queue, { connection: bullmqConnection(), prefix, defaultJobOptions: BULLMQ.jobOptions });
     queue.on("error", (e) => console.error("bullmq queue error:", e));
+    openQueues.add(queue);
     const sys = new BullMQSystem(fsync ? "bullmq-fsync" : "bullmq", prefix, queue, await adminRedis(), settings);
     try {
       await queue.waitUntilReady();
-      if (fsync) sys.restore = await makeDurable();
+      if (fsync) {
+        // Checked in the same turn as makeDurable registers its undo, so that
+        // closeQueues (Ctrl-C) either sees that undo or stops this run.
+        if (queuesClosed) throw new Error("the benchmark is stopping");
+        sys.restore = await makeDurable();
+      }
       return sys;
     } catch (e) {
       await sys.stop();
@@ -118,15 +139,11 @@ export class BullMQSystem implements System {
     try {
       await this.queue.obliterate({ force: true }).catch(() => {});
       // Keys obliterate leaves (its meta and event stream, the flow's).
-      let cursor = "0";
-      do {
-        const [next, keys] = await this.admin.scan(cursor, "MATCH", `${this.prefix}:*`, "COUNT", 1000);
-        if (keys.length > 0) await this.admin.del(...keys);
-        cursor = next;
-      } while (cursor !== "0");
+      await deleteKeys(this.admin, `${this.prefix}:*`);
     } finally {
       await this.restore?.();
       await this.queue.close();
+      openQueues.delete(this.queue);
       this.admin.disconnect();
     }
   }

@@ -49,6 +49,16 @@ export async function pingRedis(url = redisUrl()): Promise<string | undefined> {
   }
 }
 
+/** Deletes the keys matching `pattern` (a SCAN pattern). */
+export async function deleteKeys(r: Redis, pattern: string): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, keys] = await r.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+    if (keys.length > 0) await r.del(...keys);
+    cursor = next;
+  } while (cursor !== "0");
+}
+
 /** Redis's persistence settings. */
 export interface RedisDurability {
   appendonly: string;
@@ -66,32 +76,45 @@ export const pendingRestores = new Set<() => Promise<void>>();
 /**
  * Turns on the append-only file with an fsync per write and waits until
  * Redis writes it; resolves with the function that restores the previous
- * settings (also in `pendingRestores` until it has run).
+ * settings. That function is in `pendingRestores` from the moment of the
+ * call (so that Ctrl-C at any point puts Redis back) until it has run.
  */
-export async function makeDurable(): Promise<() => Promise<void>> {
-  const r = await adminRedis();
-  const before = await redisDurability(r);
+export function makeDurable(): Promise<() => Promise<void>> {
+  let r: Redis | undefined;
+  let before: RedisDurability | undefined;
+  let restored = false;
   const restore = async () => {
+    if (restored) return;
+    restored = true;
     pendingRestores.delete(restore);
     try {
-      await r.config("SET", "appendfsync", before.appendfsync);
-      await r.config("SET", "appendonly", before.appendonly);
+      if (r && before) {
+        await r.config("SET", "appendfsync", before.appendfsync);
+        await r.config("SET", "appendonly", before.appendonly);
+      }
     } finally {
-      r.disconnect();
+      r?.disconnect();
     }
   };
   pendingRestores.add(restore);
-  await r.config("SET", "appendfsync", "always");
-  await r.config("SET", "appendonly", "yes");
-  // Turning the AOF on starts a rewrite; writes are fsynced once it is done.
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const info = await r.info("persistence");
-    if (/^aof_enabled:1/m.test(info) && /^aof_rewrite_in_progress:0/m.test(info) && /^aof_rewrite_scheduled:0/m.test(info)) break;
-    if (Date.now() > deadline) throw new Error("Redis did not finish turning on its append-only file within 30 s");
-    await new Promise((res) => setTimeout(res, 50));
-  }
-  return restore;
+  return (async () => {
+    r = await adminRedis();
+    before = await redisDurability(r);
+    await r.config("SET", "appendfsync", "always");
+    await r.config("SET", "appendonly", "yes");
+    // Turning the AOF on starts a rewrite; writes are fsynced once it is done.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const info = await r.info("persistence");
+      if (/^aof_enabled:1/m.test(info) && /^aof_rewrite_in_progress:0/m.test(info) && /^aof_rewrite_scheduled:0/m.test(info)) break;
+      if (Date.now() > deadline) throw new Error("Redis did not finish turning on its append-only file within 30 s");
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    return restore;
+  })().catch(async (e) => {
+    await restore().catch(() => {});
+    throw e;
+  });
 }
 
 /**
