@@ -18,7 +18,7 @@ const program = new Command("sluice")
   .description("Sluice: a workflow orchestrator for data in object storage")
   .showHelpAfterError()
   .addOption(new Option("--url <url>", "the server's URL").env("SLUICE_URL").default("http://127.0.0.1:8080"))
-  .addOption(new Option("--token <token>", "the bearer token to present").env("SLUICE_TOKEN"))
+  .addOption(new Option("--auth-token <token>", "the bearer token to present to the server").env("SLUICE_TOKEN"))
   .option("--json", "print results as JSON");
 
 const int = (name: string) => (raw: string) => {
@@ -29,7 +29,7 @@ const int = (name: string) => (raw: string) => {
 
 let shared: Client | undefined;
 function client(): Client {
-  shared ??= new Client({ url: program.opts().url, token: program.opts().token });
+  shared ??= new Client({ url: program.opts().url, token: program.opts().authToken });
   return shared;
 }
 
@@ -75,11 +75,12 @@ program
   .option("--concurrency <n>", "tasks run at once", int("--concurrency"), 1)
   .option("--prefetch <n>", "tasks leased ahead beyond concurrency (default: concurrency)", int("--prefetch"))
   .option("--all", "exit once no work is left instead of running forever")
-  .action(async (modules: string[], opts: { cluster: string; concurrency: number; prefetch?: number; all?: boolean }) => {
+  .option("--builtins", "also run Sluice's built-in tasks (scheduled object writes)")
+  .action(async (modules: string[], opts: { cluster: string; concurrency: number; prefetch?: number; all?: boolean; builtins?: boolean }) => {
     const tasks = (await Promise.all(modules.map(taskClassesOf))).flat();
     if (tasks.length === 0) throw new InvalidArgumentError(`no Task classes are exported by ${modules.join(", ")}`);
     const c = client();
-    const runner = c.runner(opts.cluster, { tasks, concurrency: opts.concurrency, prefetch: opts.prefetch });
+    const runner = c.runner(opts.cluster, { tasks, concurrency: opts.concurrency, prefetch: opts.prefetch, builtins: opts.builtins });
     onStopSignal(() => {
       console.error("stopping: finishing running tasks");
       void runner.stop();
@@ -347,7 +348,7 @@ program
   .option("--server <url>", "the server's URL (same as --url)")
   .action(async (folder: string, opts: { location: string; token: string; stateDir: string; server?: string }) => {
     const { FolderWatcher } = await import("../../server/sources/folder-watcher.js");
-    if (opts.server) shared = new Client({ url: opts.server });
+    if (opts.server) shared = new Client({ url: opts.server, token: program.opts().authToken });
     const c = client();
     const api = createClient(StorageService, c.transport);
     const watcher = new FolderWatcher(
