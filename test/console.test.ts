@@ -8,8 +8,12 @@ import { Client, type ExecutionContext, Task } from "../runner/index.js";
 import { buildConsoleIfStale, launchChromium } from "./support/browser.js";
 import { ROOT, createDatabase, eventually, jobInState, quiet, useSandbox } from "./support/harness.js";
 
-/** Where the screenshots of the main pages go (the README shows two of them). */
-const SCREENSHOTS = join(ROOT, "docs", "screenshots");
+/**
+ * Where the screenshots of the main pages go: test-results/screenshots, or the
+ * folder SLUICE_SCREENSHOTS names (`SLUICE_SCREENSHOTS=docs/screenshots npm test`
+ * renews the ones the README shows).
+ */
+const SCREENSHOTS = join(ROOT, process.env.SLUICE_SCREENSHOTS ?? join("test-results", "screenshots"));
 
 class Fetch extends Task<{ url: string }> {
   static identifier = { name: "Fetch", version: "v1.0" };
