@@ -17,6 +17,8 @@ import { type EmbeddedDatabase, startEmbeddedDatabase } from "./database/embedde
 import { migrate } from "./database/migrate.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { type Listener, listen } from "./http/listen.js";
+import { correctProtocolErrors, parseErrors } from "./http/protocol-errors.js";
+import { storableText } from "./interceptors/storable-text.js";
 import { LeaseExpiry } from "./maintenance/lease-expiry.js";
 import { JobRetention } from "./maintenance/job-retention.js";
 import { Scheduler } from "./maintenance/scheduler.js";
@@ -156,11 +158,15 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     router.service(Health, health.service());
     router.service(ReflectionV1, reflection.v1());
     router.service(ReflectionV1alpha, reflection.v1alpha());
+    correctProtocolErrors(router);
   };
   const api = connectNodeAdapter({
     routes,
     readMaxBytes: READ_MAX_BYTES,
-    interceptors: [internalErrors(logger)],
+    // Protobuf's JSON mapping refuses unknown fields and enum values; Connect-ES
+    // ignores them unless told, and a misspelt filter then matches everything.
+    jsonOptions: { ignoreUnknownFields: false },
+    interceptors: [internalErrors(logger), parseErrors(), storableText([RunnerService, JobService.method.submitJobs, JobService.method.submitStream])],
   });
   const push = pushHandler(sql, onError);
   const handler: typeof api = (req, res) => (req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : api(req, res));

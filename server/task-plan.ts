@@ -94,6 +94,7 @@ export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmiss
       );
     }
     checkText(s.display, `${at(i)}: display`);
+    checkText(s.cluster, `${at(i)}: cluster`);
     if (s.maxRetries > MAX_RETRIES_LIMIT) {
       throw invalid(`${at(i)}: max_retries is ${s.maxRetries}; the limit is ${MAX_RETRIES_LIMIT}`);
     }

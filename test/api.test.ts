@@ -203,10 +203,10 @@ describe("bad input gets a clear error and changes nothing", () => {
     await refused(
       () => box.api.jobs.submitJob({ name: "j", tasks: [task(), task({ display: "a\u0000b" })] }),
       Code.InvalidArgument,
-      /tasks, task 1: display contains a NUL character \(U\+0000\), which cannot be stored; remove it/,
+      /tasks\[1\]\.display contains a NUL character \(U\+0000\), which cannot be stored; remove it/,
     );
     const trigger = { key: "in/\u0000.txt", location: { id: "1", type: StorageType.FS, location: "/data" } };
-    await refused(() => box.api.jobs.submitJob({ name: "j", tasks: [task({ trigger })] }), Code.InvalidArgument, /task 0: trigger.key contains a NUL/);
+    await refused(() => box.api.jobs.submitJob({ name: "j", tasks: [task({ trigger })] }), Code.InvalidArgument, /tasks\[0\]\.trigger\.key contains a NUL/);
   });
 
   it("an oversized task input, stating the limit", async () => {

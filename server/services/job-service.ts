@@ -4,6 +4,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import {
   JobService,
   type SubmitJobRequest,
+  SubmitJobRequestSchema,
   type SubmitJobResult,
   SubmitJobResultSchema,
   type SubmitJobsRequest,
@@ -18,6 +19,7 @@ import { type NewJob, type SubmittedJob, submitJobs } from "../store/submit-job.
 import { type TaskRow, addSubmissions, emptyPlan } from "../task-plan.js";
 import type { PlacedTask } from "../dispatch/dispatcher.js";
 import { EventQueue } from "../dispatch/event-queue.js";
+import { checkStorableText } from "../interceptors/storable-text.js";
 import { checkName, codeName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
 import { jobStateFromProto, jobToProto, taskToProto } from "./convert.js";
 import { type ServiceDeps, missingCluster, requireClusters } from "./deps.js";
@@ -86,6 +88,8 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
    */
   function planJobWith(req: SubmitJobRequest, ids: ReadonlyMap<string, number>): PlannedJob {
     checkName(req.name, "job name");
+    // Here rather than for the whole call: one job of a batch is refused alone.
+    checkStorableText(SubmitJobRequestSchema, req);
     const cluster = req.cluster === "" ? "default" : req.cluster;
     if (req.tasks.length === 0) throw invalid("a job needs at least one root task in tasks");
     const clusterId = ids.get(cluster);

@@ -1,0 +1,120 @@
+import { connect } from "node:http2";
+import { describe, expect, it } from "vitest";
+import { useSandbox } from "./support/harness.js";
+
+/** A task submission as a JSON client writes it. */
+const task = (fields: object = {}) => ({ identifier: { name: "Noop", version: "v1.0" }, input: btoa("{}"), ...fields });
+
+/** What a refusal must look like: InvalidArgument, with a message saying what to fix. */
+const invalidArgument = (message: RegExp) => ({ status: 400, body: { code: "invalid_argument", message: expect.stringMatching(message) } });
+
+describe("bad input is refused as InvalidArgument, naming the field", () => {
+  const box = useSandbox();
+
+  /** A Connect unary call with a JSON body, as curl makes it. */
+  async function postJson(method: string, body: unknown): Promise<{ status: number; body: unknown }> {
+    const res = await fetch(`${box.url}/sluice.v1.${method}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() };
+  }
+
+  /** Nothing was written by a refused call. */
+  const jobCount = async () => (await box.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM jobs`)[0].n;
+
+  it("a NUL character in a task name", async () => {
+    const before = await jobCount();
+    const res = await postJson("JobService/SubmitJob", { name: "j", tasks: [task(), task({ identifier: { name: "No\u0000op", version: "v1.0" } })] });
+    expect(res).toEqual(invalidArgument(/^tasks\[1\]\.identifier\.name contains a NUL character \(U\+0000\), which cannot be stored; remove it$/));
+    expect(await jobCount()).toBe(before);
+  });
+
+  it("a NUL character in a job's cluster", async () => {
+    const res = await postJson("JobService/SubmitJob", { name: "j", cluster: "de\u0000fault", tasks: [task()] });
+    expect(res).toEqual(invalidArgument(/^cluster contains a NUL character/));
+  });
+
+  it("a NUL character in a task's cluster", async () => {
+    const res = await postJson("JobService/SubmitJob", { name: "j", tasks: [task({ cluster: "\u0000" })] });
+    expect(res).toEqual(invalidArgument(/^tasks\[0\]\.cluster contains a NUL character/));
+  });
+
+  it("a NUL character in one job of a batch refuses that job alone", async () => {
+    const res = await postJson("JobService/SubmitJobs", { jobs: [{ name: "fine", tasks: [task()] }, { name: "j", tasks: [task({ cluster: "x\u0000" })] }] });
+    expect(res.status).toBe(200);
+    const [ok, refused] = (res.body as { results: { job?: { name: string }; refused?: { code: string; message: string } }[] }).results;
+    expect(ok.job?.name).toBe("fine");
+    expect(refused.refused).toEqual({ code: "invalid_argument", message: expect.stringMatching(/^tasks\[0\]\.cluster contains a NUL character/) });
+  });
+
+  it("a NUL character in ListJobs name", async () => {
+    expect(await postJson("JobService/ListJobs", { name: "a\u0000b" })).toEqual(invalidArgument(/^name contains a NUL character/));
+  });
+
+  it("a NUL character in ListJobs cluster", async () => {
+    expect(await postJson("JobService/ListJobs", { cluster: "\u0000" })).toEqual(invalidArgument(/^cluster contains a NUL character/));
+  });
+
+  it("a NUL character in a cluster's display name", async () => {
+    const res = await postJson("ClusterService/CreateCluster", { slug: "named", displayName: "Named\u0000" });
+    expect(res).toEqual(invalidArgument(/^display_name contains a NUL character/));
+    expect(await postJson("ClusterService/GetCluster", { slug: "named" })).toMatchObject({ status: 404 });
+  });
+
+  it("a NUL character in a recurrent task's id", async () => {
+    for (const method of ["GetRecurrentTask", "PauseRecurrentTask", "ResumeRecurrentTask", "DeleteRecurrentTask"]) {
+      expect(await postJson(`RecurrentTaskService/${method}`, { idOrName: "7\u0000" })).toEqual(invalidArgument(/^id_or_name contains a NUL character/));
+    }
+  });
+
+  it("an unpaired surrogate, which is not Unicode", async () => {
+    // JSON.stringify writes a lone surrogate as the escape "\udc00".
+    const res = await postJson("JobService/SubmitJob", { name: "j", tasks: [task({ display: "half \udc00 of a pair" })] });
+    expect(res).toEqual(invalidArgument(/sluice\.v1\.TaskSubmission\.display from JSON: .*invalid UTF8/));
+  });
+
+  it("a binary protobuf body of random bytes (Connect)", async () => {
+    const res = await fetch(`${box.url}/sluice.v1.JobService/SubmitJob`, {
+      method: "POST",
+      headers: { "content-type": "application/proto" },
+      body: new Uint8Array([0xff, 0x07, 0x00, 0x13, 0x37, 0xfe, 0x01]),
+    });
+    expect({ status: res.status, body: await res.json() }).toEqual(
+      invalidArgument(/^the request is not a valid sluice\.v1\.SubmitJobRequest in the protobuf binary format \(.+\)/),
+    );
+  });
+
+  it("a binary protobuf body of random bytes (gRPC)", async () => {
+    const session = connect(box.url);
+    try {
+      const random = new Uint8Array([0xff, 0x07, 0x00, 0x13, 0x37]);
+      const frame = new Uint8Array(5 + random.length);
+      new DataView(frame.buffer).setUint32(1, random.length);
+      frame.set(random, 5);
+      const trailers = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        const stream = session.request({ ":method": "POST", ":path": "/sluice.v1.JobService/SubmitJob", "content-type": "application/grpc", te: "trailers" });
+        stream.on("trailers", resolve);
+        stream.on("error", reject);
+        stream.resume();
+        stream.end(frame);
+      });
+      expect(trailers["grpc-status"]).toBe("3");
+      expect(trailers["grpc-message"]).toMatch(/^the request is not a valid sluice\.v1\.SubmitJobRequest in the protobuf binary format/);
+    } finally {
+      session.close();
+    }
+  });
+
+  it("a JSON request with an unknown field", async () => {
+    const res = await postJson("JobService/ListJobs", { stat: ["JOB_STATE_FAILED"] });
+    expect(res).toEqual(invalidArgument(/stat/));
+  });
+
+  it("a JSON request with an unknown enum value", async () => {
+    const res = await postJson("JobService/ListJobs", { states: ["FOO"] });
+    expect(res).toEqual(invalidArgument(/FOO/));
+    expect(await postJson("JobService/ListJobs", { states: ["JOB_STATE_FAILED"] })).toMatchObject({ status: 200 });
+  });
+});
