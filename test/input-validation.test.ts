@@ -1,6 +1,9 @@
 import { connect } from "node:http2";
+import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
 import { describe, expect, it } from "vitest";
-import { useSandbox } from "./support/harness.js";
+import { ROOT, useSandbox } from "./support/harness.js";
 
 /** A task submission as a JSON client writes it. */
 const task = (fields: object = {}) => ({ identifier: { name: "Noop", version: "v1.0" }, input: btoa("{}"), ...fields });
@@ -107,6 +110,45 @@ describe("bad input is refused as InvalidArgument, naming the field", () => {
     }
   });
 
+  it("a binary protobuf body of random bytes (a Connect stream, gRPC-web)", async () => {
+    const frame = (flags: number, data: Uint8Array) => {
+      const out = new Uint8Array(5 + data.length);
+      out[0] = flags;
+      new DataView(out.buffer).setUint32(1, data.length);
+      out.set(data, 5);
+      return out;
+    };
+    /** The last envelope of a response body, as text. */
+    const lastEnvelope = (body: Uint8Array) => {
+      let at = 0;
+      let last: Uint8Array = new Uint8Array();
+      while (at < body.length) {
+        const length = new DataView(body.buffer, body.byteOffset + at).getUint32(1);
+        last = body.subarray(at + 5, at + 5 + length);
+        at += 5 + length;
+      }
+      return new TextDecoder().decode(last);
+    };
+    const random = new Uint8Array([0xff, 0x07, 0x00, 0x13, 0x37]);
+    // A server stream: a bidirectional one needs HTTP/2, which fetch does not speak.
+    const stream = await fetch(`${box.url}/sluice.v1.RunnerService/Work`, {
+      method: "POST",
+      headers: { "content-type": "application/connect+proto" },
+      body: frame(0, random),
+    });
+    const end = JSON.parse(lastEnvelope(new Uint8Array(await stream.arrayBuffer())));
+    expect(end.error).toEqual({ code: "invalid_argument", message: expect.stringMatching(/^the request is not a valid sluice\.v1\.WorkRequest/) });
+
+    const web = await fetch(`${box.url}/sluice.v1.JobService/SubmitJob`, {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto" },
+      body: frame(0, random),
+    });
+    const trailer = lastEnvelope(new Uint8Array(await web.arrayBuffer()));
+    expect(trailer).toMatch(/grpc-status: 3\r\n/);
+    expect(trailer).toMatch(/grpc-message: the request is not a valid sluice\.v1\.SubmitJobRequest/);
+  });
+
   it("a JSON request with an unknown field", async () => {
     const res = await postJson("JobService/ListJobs", { stat: ["JOB_STATE_FAILED"] });
     expect(res).toEqual(invalidArgument(/stat/));
@@ -116,5 +158,22 @@ describe("bad input is refused as InvalidArgument, naming the field", () => {
     const res = await postJson("JobService/ListJobs", { states: ["FOO"] });
     expect(res).toEqual(invalidArgument(/FOO/));
     expect(await postJson("JobService/ListJobs", { states: ["JOB_STATE_FAILED"] })).toMatchObject({ status: 200 });
+  });
+
+  it("a gRPC error message reaches grpc-js readable, commas and colons intact", async () => {
+    const definition = loadSync("sluice/v1/job_service.proto", { includeDirs: [join(ROOT, "proto")] });
+    const sluice = grpc.loadPackageDefinition(definition).sluice as any;
+    const jobs = new sluice.v1.JobService(new URL(box.url).host, grpc.credentials.createInsecure());
+    try {
+      const error = await new Promise<grpc.ServiceError>((resolve, reject) =>
+        jobs.submitJob({ name: "j", tasks: [{ identifier: { name: "Noop", version: "1.0" }, input: Buffer.from("{}") }] }, (e: grpc.ServiceError | null) =>
+          e ? resolve(e) : reject(new Error("the bad version was accepted")),
+        ),
+      );
+      expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(error.details).toBe('tasks, task 0: version "1.0" of task "Noop" is invalid: use "vMAJOR.MINOR", e.g. "v1.0"');
+    } finally {
+      jobs.close();
+    }
   });
 });
