@@ -100,6 +100,14 @@ const jobStates: Record<JobStateName, JobState> = {
   failed: JobState.FAILED,
   cancelled: JobState.CANCELLED,
 };
+/** The API's value of a job state, checked: a JavaScript caller may pass any string. */
+function jobStateOf(name: JobStateName): JobState {
+  const state = Object.hasOwn(jobStates, name) ? jobStates[name] : undefined;
+  if (state === undefined) throw new TypeError(`${JSON.stringify(name)} is not a job state; use ${JOB_STATE_NAMES.join(", ")}`);
+  return state;
+}
+/** Every job state, in the order of a job's life. */
+export const JOB_STATE_NAMES = Object.keys(jobStates) as JobStateName[];
 const jobStateNames = new Map(Object.entries(jobStates).map(([k, v]) => [v, k as JobStateName]));
 const taskStateNames = new Map<TaskState, TaskStateName>([
   [TaskState.QUEUED, "queued"],
@@ -349,7 +357,7 @@ export class JobClient {
     let pageToken = "";
     do {
       const res = await this.api.listJobs({
-        states: (filter.states ?? []).map((s) => jobStates[s]),
+        states: (filter.states ?? []).map(jobStateOf),
         cluster: filter.cluster ?? "",
         name: filter.name ?? "",
         createdAfter: filter.createdAfter ? timestampFromDate(filter.createdAfter) : undefined,

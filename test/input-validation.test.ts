@@ -1,9 +1,19 @@
 import { connect } from "node:http2";
 import { join } from "node:path";
+import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { SQSClient, SendMessageCommand } from "@aws-sdk/client-sqs";
+import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
-import { describe, expect, it } from "vitest";
-import { ROOT, useSandbox } from "./support/harness.js";
+import { type FauxqsServer, interceptLocalhostDns, startFauxqs } from "fauxqs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Client, type StorageLocation } from "../runner/index.js";
+import { type SluiceServer, buildServer } from "../server/build-server.js";
+import { ROOT, createDatabase, eventually, sluice, useSandbox } from "./support/harness.js";
+
+// The server's S3 and SQS clients take credentials from the environment, as in production.
+process.env.AWS_ACCESS_KEY_ID = "test";
+process.env.AWS_SECRET_ACCESS_KEY = "test";
 
 /** A task submission as a JSON client writes it. */
 const task = (fields: object = {}) => ({ identifier: { name: "Noop", version: "v1.0" }, input: btoa("{}"), ...fields });
@@ -175,5 +185,107 @@ describe("bad input is refused as InvalidArgument, naming the field", () => {
     } finally {
       jobs.close();
     }
+  });
+});
+
+describe("storage events and the command line refuse bad input, saying what is wrong", () => {
+  let db: Awaited<ReturnType<typeof createDatabase>>;
+  let server: SluiceServer;
+  let client: Client;
+  let fauxqs: FauxqsServer;
+  let location: StorageLocation;
+  let restoreDns: (() => void) | undefined;
+  const logged: string[] = [];
+
+  beforeAll(async () => {
+    db = await createDatabase();
+    fauxqs = await startFauxqs({ port: 0, logger: false });
+    // fauxqs names queues on sqs.REGION.localhost: resolve *.localhost in this process, as it advises.
+    restoreDns = interceptLocalhostDns();
+    const s3 = new S3Client({ endpoint: `http://127.0.0.1:${fauxqs.port}`, region: "us-east-1", forcePathStyle: true });
+    for (const bucket of ["inbox", "queued"]) await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    s3.destroy();
+    const logger = { info() {}, error: (message: string, e?: unknown) => logged.push(`${message}: ${(e as Error)?.message ?? ""}`) };
+    server = await buildServer({ host: "127.0.0.1", port: 0, databaseUrl: db.url }, logger);
+    client = new Client({ url: server.url });
+    location = await client.recurrentTasks().registerStorageLocation({ type: "s3", location: "inbox", endpoint: `http://127.0.0.1:${fauxqs.port}`, reconcileIntervalSeconds: 0 });
+  });
+  afterAll(async () => {
+    client?.close();
+    await server?.stop();
+    await fauxqs?.stop();
+    restoreDns?.();
+    await db?.drop();
+  });
+
+  /** An S3 event notification for one object. */
+  const s3Event = (object: object, fields: object = {}) => ({
+    Records: [{ eventName: "ObjectCreated:Put", eventTime: "2026-12-04T10:00:00.000Z", s3: { bucket: { name: "inbox" }, object: { eTag: "e1", ...object } }, ...fields }],
+  });
+  async function push(event: object): Promise<{ status: number; body: unknown }> {
+    const res = await fetch(`${server.url}/events/s3/${location.id}?token=${location.pushToken}`, { method: "POST", body: JSON.stringify(event) });
+    return { status: res.status, body: await res.json() };
+  }
+
+  it("an S3 webhook key with malformed percent-encoding", async () => {
+    expect(await push(s3Event({ key: "%E0%A4%A" }))).toEqual({
+      status: 400,
+      body: { error: expect.stringMatching(/^Records\[0\]\.s3\.object\.key "%E0%A4%A" is not a key as S3 encodes them/) },
+    });
+  });
+
+  it("an S3 webhook key with a NUL character", async () => {
+    expect(await push(s3Event({ key: "a%00b" }))).toEqual({
+      status: 400,
+      body: { error: expect.stringMatching(/^Records\[0\]\.s3\.object\.key contains a NUL character/) },
+    });
+    expect(await push(s3Event({ key: "fine.txt" }))).toEqual({ status: 200, body: { objects: 1, jobsSubmitted: 0 } });
+  });
+
+  it("an S3 eventTime that is not a time", async () => {
+    expect(await push(s3Event({ key: "a.txt" }, { eventTime: "not a date" }))).toEqual({
+      status: 400,
+      body: { error: 'Records[0].eventTime "not a date" is not a time; use ISO 8601, e.g. "2026-12-04T10:00:00.000Z"' },
+    });
+  });
+
+  it("an S3 event from an SQS queue that cannot be read is logged and dropped", async () => {
+    const { queueUrl } = fauxqs.createQueue("inbox-events");
+    await s3Location("queued", queueUrl);
+    const sqs = new SQSClient({ endpoint: `http://127.0.0.1:${fauxqs.port}`, region: "us-east-1" });
+    try {
+      await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify(s3Event({}, { s3: { bucket: { name: "queued" }, object: { key: "a%00b", eTag: "e1" } } })) }));
+      await eventually(() => logged.some((l) => /dropped an unreadable message .* Records\[0\]\.s3\.object\.key contains a NUL/.test(l)), 20_000, "the drop logged");
+      await eventually(() => {
+        const q = fauxqs.inspectQueue("inbox-events")!;
+        return q.messages.ready.length + q.messages.inflight.length === 0;
+      }, 20_000, "the message deleted");
+    } finally {
+      sqs.destroy();
+    }
+  });
+
+  /** Registers a bucket with an SQS queue for its events. */
+  const s3Location = (bucket: string, sqsQueueUrl: string) =>
+    client.recurrentTasks().registerStorageLocation({ type: "s3", location: bucket, endpoint: `http://127.0.0.1:${fauxqs.port}`, sqsQueueUrl, reconcileIntervalSeconds: 0 });
+
+  it("an S3 location whose SQS queue the server cannot reach", async () => {
+    const refusal = async (queueUrl: string) => (await s3Location("queued", queueUrl).then(() => undefined, ConnectError.from))!;
+    const unresolvable = await refusal("http://sqs.us-east-1.no-such-host.invalid/000000000000/events");
+    expect(Code[unresolvable.code]).toBe("FailedPrecondition");
+    expect(unresolvable.rawMessage).toMatch(/^the server cannot reach SQS queue http:\/\/sqs\.us-east-1\.no-such-host\.invalid\/000000000000\/events: .*ENOTFOUND/);
+    const missing = await refusal(`http://sqs.us-east-1.localhost:${fauxqs.port}/000000000000/no-such-queue`);
+    expect(Code[missing.code]).toBe("FailedPrecondition");
+    expect(missing.rawMessage).toMatch(/no-such-queue: /);
+    const notUrl = await refusal("events");
+    expect(Code[notUrl.code]).toBe("InvalidArgument");
+    expect(notUrl.rawMessage).toMatch(/sqs_queue_url "events" is not an http\(s\) URL/);
+    expect((await client.recurrentTasks().storageLocations()).map((l) => l.sqsQueueUrl)).not.toContain("events");
+  });
+
+  it("sluice jobs list --state bogus lists the states", async () => {
+    const { code, stderr } = await sluice(["jobs", "list", "--state", "bogus"], { SLUICE_URL: server.url });
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/argument 'bogus' is invalid\. Allowed choices are scheduled, queued, started, completed, failed, cancelled/);
   });
 });

@@ -14,6 +14,7 @@ import {
   insertLocation,
   listLocations,
 } from "../storage/locations.js";
+import { checkQueueReachable } from "../storage/sqs.js";
 import { storageTypeFromProto, storageTypeToProto } from "../storage/trigger.js";
 import { failedPrecondition, invalid, notFound, parseId } from "../validation.js";
 import type { ServiceDeps } from "./deps.js";
@@ -63,6 +64,7 @@ export function storageService({ sql, storage }: StorageDeps): ServiceImpl<typeo
       if (type !== "fs" && req.externalWatcher) throw invalid("external_watcher is only for FS locations");
       const region = type === "s3" ? req.region || "us-east-1" : "";
       if (!req.externalWatcher) await checkReachable({ type, location: req.location, endpoint: req.endpoint, region }, storage);
+      if (req.sqsQueueUrl !== "") await checkQueueReachable({ sqs_queue_url: req.sqsQueueUrl, region });
       const row = await insertLocation(sql, {
         type,
         location: req.location,
