@@ -166,7 +166,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     // Protobuf's JSON mapping refuses unknown fields and enum values; Connect-ES
     // ignores them unless told, and a misspelt filter then matches everything.
     jsonOptions: { ignoreUnknownFields: false },
-    interceptors: [internalErrors(logger), parseErrors(), storableText([RunnerService, JobService.method.submitJobs, JobService.method.submitStream])],
+    interceptors: [internalErrors(logger), parseErrors(), storableText([RunnerService, JobService.method.submitJob, JobService.method.submitJobs, JobService.method.submitStream])],
   });
   const push = pushHandler(sql, onError);
   const handler: typeof api = (req, res) => (req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : api(req, res));
