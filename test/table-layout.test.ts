@@ -47,7 +47,7 @@ describe("the pages of the tasks table", () => {
       if (batch.ids.length === 0) return done;
       const results = batch.ids.map((id, i) => ({ taskId: id, lease: batch.leases[i], jobId: batch.jobIds[i] }));
       await settled();
-      expect((await recordResults(sql, results)).refused).toEqual([]);
+      expect((await recordResults(sql, runner, results)).refused).toEqual([]);
       await settled();
       done += results.length;
     }
