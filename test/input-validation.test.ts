@@ -34,6 +34,35 @@ describe("bad input is refused as InvalidArgument, naming the field", () => {
     return { status: res.status, body: await res.json() };
   }
 
+  /** A POST over cleartext HTTP/2, as gRPC clients send it: the response's body and trailers. */
+  async function h2Post(path: string, contentType: string, body: Uint8Array): Promise<{ body: Uint8Array; trailers: Record<string, unknown> }> {
+    const session = connect(box.url);
+    try {
+      return await new Promise((resolve, reject) => {
+        const stream = session.request({ ":method": "POST", ":path": path, "content-type": contentType, te: "trailers" });
+        const chunks: Buffer[] = [];
+        let trailers: Record<string, unknown> = {};
+        stream.on("data", (c: Buffer) => chunks.push(c));
+        stream.on("trailers", (t) => (trailers = t));
+        stream.on("end", () => resolve({ body: new Uint8Array(Buffer.concat(chunks)), trailers }));
+        stream.on("error", reject);
+        stream.end(body);
+      });
+    } finally {
+      session.close();
+    }
+  }
+
+  /** A message as gRPC and Connect streams frame it. */
+  const frame = (flags: number, data: Uint8Array) => {
+    const out = new Uint8Array(5 + data.length);
+    out[0] = flags;
+    new DataView(out.buffer).setUint32(1, data.length);
+    out.set(data, 5);
+    return out;
+  };
+  const randomBytes = new Uint8Array([0xff, 0x07, 0x00, 0x13, 0x37, 0xfe, 0x01]);
+
   /** Nothing was written by a refused call. */
   const jobCount = async () => (await box.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM jobs`)[0].n;
 
@@ -92,7 +121,7 @@ describe("bad input is refused as InvalidArgument, naming the field", () => {
     const res = await fetch(`${box.url}/sluice.v1.JobService/SubmitJob`, {
       method: "POST",
       headers: { "content-type": "application/proto" },
-      body: new Uint8Array([0xff, 0x07, 0x00, 0x13, 0x37, 0xfe, 0x01]),
+      body: randomBytes,
     });
     expect({ status: res.status, body: await res.json() }).toEqual(
       invalidArgument(/^the request is not a valid sluice\.v1\.SubmitJobRequest in the protobuf binary format \(.+\)/),
@@ -100,34 +129,12 @@ describe("bad input is refused as InvalidArgument, naming the field", () => {
   });
 
   it("a binary protobuf body of random bytes (gRPC)", async () => {
-    const session = connect(box.url);
-    try {
-      const random = new Uint8Array([0xff, 0x07, 0x00, 0x13, 0x37]);
-      const frame = new Uint8Array(5 + random.length);
-      new DataView(frame.buffer).setUint32(1, random.length);
-      frame.set(random, 5);
-      const trailers = await new Promise<Record<string, unknown>>((resolve, reject) => {
-        const stream = session.request({ ":method": "POST", ":path": "/sluice.v1.JobService/SubmitJob", "content-type": "application/grpc", te: "trailers" });
-        stream.on("trailers", resolve);
-        stream.on("error", reject);
-        stream.resume();
-        stream.end(frame);
-      });
-      expect(trailers["grpc-status"]).toBe("3");
-      expect(trailers["grpc-message"]).toMatch(/^the request is not a valid sluice\.v1\.SubmitJobRequest in the protobuf binary format/);
-    } finally {
-      session.close();
-    }
+    const { trailers } = await h2Post("/sluice.v1.JobService/SubmitJob", "application/grpc", frame(0, randomBytes));
+    expect(trailers["grpc-status"]).toBe("3");
+    expect(trailers["grpc-message"]).toMatch(/^the request is not a valid sluice\.v1\.SubmitJobRequest in the protobuf binary format/);
   });
 
   it("a binary protobuf body of random bytes (a Connect stream, gRPC-web)", async () => {
-    const frame = (flags: number, data: Uint8Array) => {
-      const out = new Uint8Array(5 + data.length);
-      out[0] = flags;
-      new DataView(out.buffer).setUint32(1, data.length);
-      out.set(data, 5);
-      return out;
-    };
     /** The last envelope of a response body, as text. */
     const lastEnvelope = (body: Uint8Array) => {
       let at = 0;
@@ -139,20 +146,14 @@ describe("bad input is refused as InvalidArgument, naming the field", () => {
       }
       return new TextDecoder().decode(last);
     };
-    const random = new Uint8Array([0xff, 0x07, 0x00, 0x13, 0x37]);
-    // A server stream: a bidirectional one needs HTTP/2, which fetch does not speak.
-    const stream = await fetch(`${box.url}/sluice.v1.RunnerService/Work`, {
-      method: "POST",
-      headers: { "content-type": "application/connect+proto" },
-      body: frame(0, random),
-    });
-    const end = JSON.parse(lastEnvelope(new Uint8Array(await stream.arrayBuffer())));
-    expect(end.error).toEqual({ code: "invalid_argument", message: expect.stringMatching(/^the request is not a valid sluice\.v1\.WorkRequest/) });
+    const stream = await h2Post("/sluice.v1.JobService/SubmitStream", "application/connect+proto", frame(0, randomBytes));
+    const end = JSON.parse(lastEnvelope(stream.body));
+    expect(end.error).toEqual({ code: "invalid_argument", message: expect.stringMatching(/^the request is not a valid sluice\.v1\.SubmitJobsRequest/) });
 
     const web = await fetch(`${box.url}/sluice.v1.JobService/SubmitJob`, {
       method: "POST",
       headers: { "content-type": "application/grpc-web+proto" },
-      body: frame(0, random),
+      body: frame(0, randomBytes),
     });
     const trailer = lastEnvelope(new Uint8Array(await web.arrayBuffer()));
     expect(trailer).toMatch(/grpc-status: 3\r\n/);
