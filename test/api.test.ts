@@ -101,10 +101,11 @@ describe("what a task is submitted with", () => {
   const box = useSandbox();
 
   it("comes back byte for byte, whatever characters it holds", async () => {
-    // Text that array literals and JSON would have to escape, and an input
-    // whose base64 is "NULL" (the word for a missing element of an array).
+    // Text that array literals and JSON would have to escape, and inputs (JSON,
+    // as inputs are) with escapes, a NUL escape and text beyond ASCII.
     const odd = ['quote " and backslash \\ ', "{braces, commas}", "NULL", "", "  spaced  ", "ünïcødé ✓ 🚀", "line\nbreak\ttab"];
-    const inputs = [new Uint8Array([0x35, 0x42, 0xcb]), new Uint8Array([0]), new Uint8Array([0xff, 0xfe, 0x22, 0x5c]), json({ s: odd[0] })];
+    const text = (t: string) => new TextEncoder().encode(t);
+    const inputs = [text(' [ "5B\u00cb" , null ] '), text('{"nul":"\\u0000"}'), text('"ÿþ\\"\\\\"'), json({ s: odd[0] })];
     const tasks = odd.map((display, i) => ({
       identifier: { name: "Noop", version: "v1.0" },
       input: inputs[i % inputs.length],

@@ -171,6 +171,34 @@ describe("bad input is refused as InvalidArgument, naming the field", () => {
     expect(await postJson("JobService/ListJobs", { states: ["JOB_STATE_FAILED"] })).toMatchObject({ status: 200 });
   });
 
+  it("task input that is not JSON", async () => {
+    const before = await jobCount();
+    const res = await postJson("JobService/SubmitJob", { name: "j", tasks: [task(), task({ input: btoa("{nope") })] });
+    expect(res).toEqual(invalidArgument(/^tasks, task 1: input is not JSON \(.+\); a task's input is its fields as JSON in UTF-8, e\.g\. \{"who":"world"\}$/));
+    // JSON text must be UTF-8: a byte that is not is refused, not replaced.
+    const latin1 = Buffer.from('{"name":"caf\xe9"}', "latin1").toString("base64");
+    expect(await postJson("JobService/SubmitJob", { name: "j", tasks: [task({ input: latin1 })] })).toEqual(invalidArgument(/^tasks, task 0: input is not JSON/));
+    const both = await postJson("JobService/SubmitJob", { name: "j", tasks: [task({ inputJson: {} })] });
+    expect(both).toEqual(invalidArgument(/^tasks, task 0: input and input_json are both set/));
+    expect(await jobCount()).toBe(before);
+  });
+
+  it("a JSON client submits and reads a task's input as JSON", async () => {
+    const inputJson = { who: "world", n: 3, tags: ["a", "b"], nested: { ok: true, none: null } };
+    const submitted = await postJson("JobService/SubmitJob", { name: "json", tasks: [{ identifier: { name: "Noop", version: "v1.0" }, inputJson }] });
+    expect(submitted.status).toBe(200);
+    const id = (submitted.body as { job: { id: string } }).job.id;
+    const read = await postJson("JobService/GetJob", { id });
+    const [stored] = (read.body as { tasks: { input: string; inputJson: unknown }[] }).tasks;
+    expect(stored.inputJson).toEqual(inputJson);
+    // Stored as the bytes an SDK reads: the same value as JSON.
+    expect(JSON.parse(Buffer.from(stored.input, "base64").toString("utf8"))).toEqual(inputJson);
+    // Input sent as bytes reads back as JSON too.
+    const asBytes = await postJson("JobService/SubmitJob", { name: "bytes", tasks: [task({ input: btoa('{"who":"bytes"}') })] });
+    const again = await postJson("JobService/GetJob", { id: (asBytes.body as { job: { id: string } }).job.id });
+    expect((again.body as { tasks: { inputJson: unknown }[] }).tasks[0].inputJson).toEqual({ who: "bytes" });
+  });
+
   it("a gRPC error message reaches grpc-js readable, commas and colons intact", async () => {
     const definition = loadSync("sluice/v1/job_service.proto", { includeDirs: [join(ROOT, "proto")] });
     const sluice = grpc.loadPackageDefinition(definition).sluice as any;

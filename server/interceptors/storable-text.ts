@@ -7,6 +7,8 @@ type Plan = readonly DescField[];
 
 const plans = new WeakMap<DescMessage, Plan>();
 
+const JSON_VALUES = new Set(["google.protobuf.Value", "google.protobuf.Struct", "google.protobuf.ListValue"]);
+
 function planOf(desc: DescMessage): Plan {
   let plan = plans.get(desc);
   if (!plan) {
@@ -15,9 +17,10 @@ function planOf(desc: DescMessage): Plan {
         case "scalar":
           return f.scalar === ScalarType.STRING;
         case "message":
-          return true;
+          // A JSON value (a task's input_json) is data, stored as bytes.
+          return !JSON_VALUES.has(f.message.typeName);
         case "list":
-          return f.listKind === "message" || (f.listKind === "scalar" && f.scalar === ScalarType.STRING);
+          return (f.listKind === "message" && !JSON_VALUES.has(f.message.typeName)) || (f.listKind === "scalar" && f.scalar === ScalarType.STRING);
         case "map":
           return f.mapKey === ScalarType.STRING || f.mapKind === "message" || (f.mapKind === "scalar" && f.scalar === ScalarType.STRING);
         default:
