@@ -1,6 +1,7 @@
 import { toJsonString } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import type { TaskSubmission } from "../gen/sluice/v1/task_pb.js";
+import { isJsonText } from "./json-text.js";
 import { type TriggerJson, triggerFromProto } from "./storage/trigger.js";
 import {
   MAX_RETRIES_LIMIT,
@@ -138,8 +139,7 @@ export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmiss
 const NO_DEPENDENCIES: readonly number[] = Object.freeze([]);
 
 const encoder = new TextEncoder();
-/** JSON text is UTF-8 (RFC 8259): bytes that are not are refused, not replaced. */
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * A submission's input as stored: `input` checked to be JSON, or `input_json`
@@ -161,14 +161,20 @@ export function taskInput(s: TaskSubmission, where: (i: number) => string, i = 0
   if (input.length > MAX_TASK_INPUT_BYTES) {
     throw invalid(`${where(i)}: input is ${input.length} bytes; the limit is ${MAX_TASK_INPUT_BYTES} bytes (1 MiB): pass large data through the job cache`);
   }
-  if (s.inputJson === undefined) {
-    try {
-      JSON.parse(utf8.decode(input));
-    } catch (e) {
-      throw invalid(`${where(i)}: input is not JSON (${(e as Error).message}); a task's input is its fields as JSON in UTF-8, e.g. {"who":"world"}`);
-    }
+  if (s.inputJson === undefined && !isJsonText(input)) {
+    throw invalid(`${where(i)}: input is not JSON (${whyNotJson(input)}); a task's input is its fields as JSON in UTF-8, e.g. {"who":"world"}`);
   }
   return input;
+}
+
+/** What the parser says of input that is not JSON (only for the message: isJsonText decides). */
+function whyNotJson(input: Uint8Array): string {
+  try {
+    JSON.parse(utf8.decode(input));
+    return "it begins with a byte order mark";
+  } catch (e) {
+    return e instanceof TypeError ? "it is not UTF-8" : (e as Error).message;
+  }
 }
 
 /** Kahn's algorithm: throws InvalidArgument naming the tasks on a cycle. */

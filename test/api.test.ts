@@ -6,7 +6,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { StorageEventType, StorageType } from "../gen/sluice/v1/storage_pb.js";
 import { Task } from "../runner/index.js";
-import { ROOT, useSandbox } from "./support/harness.js";
+import { submitJobs } from "../server/store/submit-job.js";
+import { ROOT, noopRows, useSandbox } from "./support/harness.js";
 
 const run = promisify(execFile);
 const buf = join(ROOT, "node_modules", ".bin", "buf");
@@ -125,6 +126,16 @@ describe("what a task is submitted with", () => {
         sent.map((t) => [t.display, Buffer.from(t.input).toString("hex"), t.trigger.key, t.trigger.version, t.trigger.location.location]),
       );
     }
+  });
+
+  it("is stored byte for byte by the insert, an input whose base64 is NULL included", async () => {
+    // The API takes only JSON input; the insert itself keeps any bytes, and
+    // "NULL" (the word for a missing element of an array) is base64 too.
+    const inputs = [new Uint8Array([0x35, 0x42, 0xcb]), new Uint8Array([0]), new Uint8Array([0xff, 0xfe, 0x22, 0x5c])];
+    const rows = noopRows(inputs.length).map((r, i) => ({ ...r, input: inputs[i] }));
+    const [job] = await submitJobs(box.sql, [{ name: "bytes", clusterId: 1, plan: { rows, depFrom: [], depTo: [] } }], 30_000);
+    const stored = await box.sql<{ input: Buffer }[]>`SELECT input FROM tasks WHERE job_id = ${job.id} ORDER BY id`;
+    expect(stored.map((s) => s.input.toString("hex"))).toEqual(inputs.map((i) => Buffer.from(i).toString("hex")));
   });
 });
 

@@ -9,6 +9,7 @@ import { type FauxqsServer, interceptLocalhostDns, startFauxqs } from "fauxqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, type StorageLocation } from "../runner/index.js";
 import { type SluiceServer, buildServer } from "../server/build-server.js";
+import { isJsonText } from "../server/json-text.js";
 import { ROOT, createDatabase, eventually, sluice, useSandbox } from "./support/harness.js";
 
 // The server's S3 and SQS clients take credentials from the environment, as in production.
@@ -181,6 +182,26 @@ describe("bad input is refused as InvalidArgument, naming the field", () => {
     const both = await postJson("JobService/SubmitJob", { name: "j", tasks: [task({ inputJson: {} })] });
     expect(both).toEqual(invalidArgument(/^tasks, task 0: input and input_json are both set/));
     expect(await jobCount()).toBe(before);
+  });
+
+  it("input is JSON exactly when JSON.parse takes it", () => {
+    const texts = [
+      '{"a":[1,2,{"b":null}],"c":"x\\"y\\u00e9","d":-0.5e+10,"e":true,"f":false}', " [ ] ", "{}", "0", "-0.0e-0", '"\\ud800"', '"\u2028"',
+      "[1,]", '{"a":1,}', "01", "1.", "-", ".5", "1e", '{"a" 1}', "[[[[]]]]", "[[[[]]]", "true false", "tru", "nul", "{,}", "[,1]",
+      '{"a":1 "b":2}', '"\\x"', '"\\u12g4"', '"tab\there"', "'single'", "NaN", "Infinity", "\ufeff{}", "{}\u0000", "",
+    ];
+    const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+    const parses = (b: Uint8Array) => {
+      try {
+        JSON.parse(utf8.decode(b));
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const bytes = [...texts.map((t) => new TextEncoder().encode(t)), new Uint8Array([0x22, 0xff, 0x22]), new Uint8Array([0x22, 0xed, 0xa0, 0x80, 0x22])];
+    expect(bytes.map(isJsonText)).toEqual(bytes.map(parses));
+    expect(bytes.filter(isJsonText).length).toBeGreaterThan(5);
   });
 
   it("a JSON client submits and reads a task's input as JSON", async () => {
