@@ -30,6 +30,7 @@ function skipString(b: Uint8Array, i: number): number {
     if (c === QUOTE) return i + 1;
     if (c < 0x20) return -1;
     if (c !== BACKSLASH) {
+      if (c >= 0x80) beyondAscii = true;
       i++;
       continue;
     }
@@ -82,12 +83,16 @@ function skipKey(b: Uint8Array, i: number): number {
   return b[i] === 0x3a /* : */ ? skipSpace(b, i + 1) : -1;
 }
 
+/** The containers open around the scan's position, innermost last (one list for every scan). */
+const open: number[] = [];
+/** A byte beyond ASCII was seen (only strings may hold one): then the UTF-8 is checked. */
+let beyondAscii = false;
+
 /** Whether `bytes` are exactly one JSON text in UTF-8 (JSON.parse would take it), with no byte order mark. */
 export function isJsonText(bytes: Uint8Array): boolean {
-  if (!isUtf8(bytes)) return false;
   const b = bytes;
-  // The containers open around the current position, innermost last.
-  const open: number[] = [];
+  open.length = 0;
+  beyondAscii = false;
   let i = skipSpace(b, 0);
   for (;;) {
     // A value starts at i.
@@ -119,7 +124,7 @@ export function isJsonText(bytes: Uint8Array): boolean {
     // After a value: the containers it ends, then a comma and the next value.
     for (;;) {
       i = skipSpace(b, i);
-      if (open.length === 0) return i === b.length;
+      if (open.length === 0) return i === b.length && (!beyondAscii || isUtf8(b));
       const container = open[open.length - 1];
       if (b[i] === 0x2c /* , */) {
         i = container === OBJECT ? skipKey(b, i + 1) : skipSpace(b, i + 1);

@@ -10,6 +10,7 @@ import {
   type ParsedIdentifier,
   checkText,
   invalid,
+  unstorableText,
   parseIdentifier,
 } from "./validation.js";
 
@@ -91,8 +92,11 @@ export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmiss
     if (!s.identifier) throw invalid(`${at(i)}: identifier is missing`);
     parsed[i] = parseIdentifier(s.identifier.name, s.identifier.version, at, i);
     inputs[i] = taskInput(s, at, i);
-    checkText(s.display, `${at(i)}: display`);
-    checkText(s.cluster, `${at(i)}: cluster`);
+    // Tested first so that text without fault costs no message.
+    if (unstorableText(s.display) !== null || unstorableText(s.cluster) !== null) {
+      checkText(s.display, `${at(i)}: display`);
+      checkText(s.cluster, `${at(i)}: cluster`);
+    }
     if (s.maxRetries > MAX_RETRIES_LIMIT) {
       throw invalid(`${at(i)}: max_retries is ${s.maxRetries}; the limit is ${MAX_RETRIES_LIMIT}`);
     }
