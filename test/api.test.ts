@@ -133,7 +133,9 @@ describe("what a task is submitted with", () => {
     // "NULL" (the word for a missing element of an array) is base64 too.
     const inputs = [new Uint8Array([0x35, 0x42, 0xcb]), new Uint8Array([0]), new Uint8Array([0xff, 0xfe, 0x22, 0x5c])];
     const rows = noopRows(inputs.length).map((r, i) => ({ ...r, input: inputs[i] }));
-    const [job] = await submitJobs(box.sql, [{ name: "bytes", clusterId: 1, plan: { rows, depFrom: [], depTo: [] } }], 30_000);
+    const submitted = await submitJobs(box.sql, [{ name: "bytes", clusterId: 1, plan: { rows, depFrom: [], depTo: [] } }], 30_000);
+    if (!Array.isArray(submitted)) throw new Error("the job was not inserted");
+    const [job] = submitted;
     const stored = await box.sql<{ input: Buffer }[]>`SELECT input FROM tasks WHERE job_id = ${job.id} ORDER BY id`;
     expect(stored.map((s) => s.input.toString("hex"))).toEqual(inputs.map((i) => Buffer.from(i).toString("hex")));
   });
