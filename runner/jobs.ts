@@ -2,16 +2,17 @@ import { randomUUID } from "node:crypto";
 import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
-import { type Job as JobMessage, JobState } from "../gen/sluice/v1/job_pb.js";
+import type { JobState, Job as JobMessage } from "../gen/sluice/v1/job_pb.js";
 import { JobService, type SubmitJobRequestSchema, type SubmitJobsResponse } from "../gen/sluice/v1/job_service_pb.js";
-import { type Task as TaskMessage, TaskState, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
+import { type Task as TaskMessage, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
 import { WriteObject } from "./builtins.js";
 import { type StorageLocation, triggerOf } from "./storage.js";
 import { SubmitChannel } from "./submit-stream.js";
 import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
+import { JOB_STATE_NAMES, type JobStateName, type TaskStateName, jobStateFromProto, jobStateToProto, taskStateFromProto } from "./wire/states.js";
 
-export type JobStateName = "scheduled" | "queued" | "started" | "completed" | "failed" | "cancelled";
-export type TaskStateName = "queued" | "running" | "computed" | "failed" | "cancelled";
+export type { JobStateName, TaskStateName };
+
 
 export interface Job {
   id: string;
@@ -99,30 +100,13 @@ export interface JobFilter {
   limit?: number;
 }
 
-const jobStates: Record<JobStateName, JobState> = {
-  scheduled: JobState.SCHEDULED,
-  queued: JobState.QUEUED,
-  started: JobState.STARTED,
-  completed: JobState.COMPLETED,
-  failed: JobState.FAILED,
-  cancelled: JobState.CANCELLED,
-};
+
 /** The API's value of a job state, checked: a JavaScript caller may pass any string. */
 function jobStateOf(name: JobStateName): JobState {
-  const state = Object.hasOwn(jobStates, name) ? jobStates[name] : undefined;
+  const state = Object.hasOwn(jobStateToProto, name) ? jobStateToProto[name] : undefined;
   if (state === undefined) throw new TypeError(`${JSON.stringify(name)} is not a job state; use ${JOB_STATE_NAMES.join(", ")}`);
   return state;
 }
-/** Every job state, in the order of a job's life. */
-export const JOB_STATE_NAMES = Object.keys(jobStates) as JobStateName[];
-const jobStateNames = new Map(Object.entries(jobStates).map(([k, v]) => [v, k as JobStateName]));
-const taskStateNames = new Map<TaskState, TaskStateName>([
-  [TaskState.QUEUED, "queued"],
-  [TaskState.RUNNING, "running"],
-  [TaskState.COMPUTED, "computed"],
-  [TaskState.FAILED, "failed"],
-  [TaskState.CANCELLED, "cancelled"],
-]);
 
 const date = (t: Timestamp | undefined) => (t ? timestampDate(t) : undefined);
 const decoder = new TextDecoder();
@@ -133,7 +117,7 @@ export function jobFromMessage(m: JobMessage): Job {
     id: m.id,
     name: m.name,
     cluster: m.cluster,
-    state: jobStateNames.get(m.state) ?? "queued",
+    state: jobStateFromProto.get(m.state) ?? "queued",
     createdAt: date(m.createdAt)!,
     startedAt: date(m.startedAt),
     finishedAt: date(m.finishedAt),
@@ -163,7 +147,7 @@ function taskFromMessage(m: TaskMessage): TaskInfo {
     parentId: m.parentId || undefined,
     identifier: { name: m.identifier?.name ?? "", version: m.identifier?.version ?? "" },
     display: m.display || undefined,
-    state: taskStateNames.get(m.state) ?? "queued",
+    state: taskStateFromProto.get(m.state) ?? "queued",
     input,
     dependsOn: m.dependsOn,
     maxRetries: m.maxRetries,
