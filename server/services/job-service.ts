@@ -25,6 +25,7 @@ import { checkName, codeName, failedPrecondition, invalid, notFound, parseId } f
 import { jobStateFromProto } from "../../runner/wire/states.js";
 import { jobToProto, taskToProto } from "./convert.js";
 import { type ServiceDeps, missingCluster, requireClusters } from "./deps.js";
+import { resolveTriggers } from "./triggers.js";
 
 const DEFAULT_PAGE_SIZE = 100;
 const MAX_PAGE_SIZE = 1000;
@@ -93,7 +94,9 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
 
   /** Validates a job as submitted; throws InvalidArgument or NotFound saying what to fix. */
   async function planJob(req: SubmitJobRequest): Promise<PlannedJob> {
-    return planJobWith(req, await clusters.ids(clusterSlugsOfJobs([req])));
+    const job = planJobWith(req, await clusters.ids(clusterSlugsOfJobs([req])));
+    await resolveTriggers(sql, job.plan.rows, "tasks");
+    return job;
   }
 
   /**
@@ -213,6 +216,8 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
       const r = reqs[index];
       try {
         const job = planJobWith(r, ids);
+        // Most jobs have no trigger: no await for them (a batch plans a thousand).
+        if (job.plan.rows.some((row) => row.trigger !== null)) await resolveTriggers(sql, job.plan.rows, "tasks");
         if (job.startAt) results[index] = create(SubmitJobResultSchema, { result: { case: "job", value: await schedule(job) } });
         else now.push({ index, job });
       } catch (e) {
