@@ -12,6 +12,7 @@ import {
   SubmitJobsResponseSchema,
 } from "../../gen/sluice/v1/job_service_pb.js";
 import { cancelJob } from "../store/cancel-job.js";
+import { countJobs } from "../store/count-jobs.js";
 import { getJob, getJobTasks, jobsByIdempotencyKey, listJobs, type JobStateName } from "../store/read-jobs.js";
 import { retryJob } from "../store/retry-job.js";
 import { scheduleJob } from "../store/schedules.js";
@@ -21,7 +22,7 @@ import { type TaskRow, addSubmissions, emptyPlan } from "../task-plan.js";
 import type { PlacedTask } from "../dispatch/dispatcher.js";
 import { EventQueue } from "../dispatch/event-queue.js";
 import { checkStorableText } from "../interceptors/storable-text.js";
-import { checkName, codeName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
+import { checkName, checkText, codeName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
 import { jobStateFromProto } from "../../runner/wire/states.js";
 import { jobToProto, taskToProto } from "./convert.js";
 import { type ServiceDeps, missingCluster, requireClusters } from "./deps.js";
@@ -352,6 +353,17 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
         throw failedPrecondition(`job ${id} was cancelled before its scheduled start and has no tasks to retry; submit it again`);
       }
       return { job: await readJob(id) };
+    },
+
+    async countJobs(req) {
+      checkText(req.name, "name");
+      const clusterId = req.cluster === "" ? null : (await requireClusters(clusters, [req.cluster])).get(req.cluster)!;
+      return countJobs(sql, {
+        clusterId,
+        name: req.name,
+        createdAfter: req.createdAfter ? timestampDate(req.createdAfter) : null,
+        createdBefore: req.createdBefore ? timestampDate(req.createdBefore) : null,
+      });
     },
   };
 }
