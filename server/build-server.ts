@@ -25,6 +25,8 @@ import { Dispatcher } from "./dispatch/dispatcher.js";
 import { consoleHandler, isConsolePath } from "./http/console.js";
 import { errorsInterceptor } from "./interceptors/errors.js";
 import { type Listener, listen } from "./http/listen.js";
+import { correctProtocolErrors, parseErrors } from "./http/protocol-errors.js";
+import { storableText } from "./interceptors/storable-text.js";
 import { LeaseExpiry } from "./maintenance/lease-expiry.js";
 import { JobRetention } from "./maintenance/job-retention.js";
 import { Scheduler } from "./maintenance/scheduler.js";
@@ -188,11 +190,20 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     router.service(Health, health.service());
     router.service(ReflectionV1, reflection.v1());
     router.service(ReflectionV1alpha, reflection.v1alpha());
+    correctProtocolErrors(router);
   };
   const api = connectNodeAdapter({
     routes,
     readMaxBytes: READ_MAX_BYTES,
-    interceptors: [errorsInterceptor(logger), ...(authenticator ? [authInterceptor(authenticator, config.openReflection)] : [])],
+    // Protobuf's JSON mapping refuses unknown fields and enum values; Connect-ES
+    // ignores them unless told, and a misspelt filter then matches everything.
+    jsonOptions: { ignoreUnknownFields: false },
+    interceptors: [
+      errorsInterceptor(logger),
+      ...(authenticator ? [authInterceptor(authenticator, config.openReflection)] : []),
+      parseErrors(),
+      storableText([RunnerService, JobService.method.submitJob, JobService.method.submitJobs, JobService.method.submitStream]),
+    ],
   });
   const push = pushHandler(sql, onError, config.snsConfirmUrls);
   const ui = consoleHandler(config.consoleDir);

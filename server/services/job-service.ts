@@ -5,6 +5,7 @@ import type { Job } from "../../gen/sluice/v1/job_pb.js";
 import {
   JobService,
   type SubmitJobRequest,
+  SubmitJobRequestSchema,
   type SubmitJobResult,
   SubmitJobResultSchema,
   type SubmitJobsRequest,
@@ -20,6 +21,7 @@ import { KEY_USED, type NewJob, submitJobs } from "../store/submit-job.js";
 import { type TaskRow, addSubmissions, emptyPlan } from "../task-plan.js";
 import type { PlacedTask } from "../dispatch/dispatcher.js";
 import { EventQueue } from "../dispatch/event-queue.js";
+import { checkStorableText } from "../interceptors/storable-text.js";
 import { checkName, checkText, codeName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
 import { jobStateFromProto } from "../../runner/wire/states.js";
 import { jobToProto, taskToProto } from "./convert.js";
@@ -104,6 +106,8 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs, clock }: Ser
    */
   function planJobWith(req: SubmitJobRequest, ids: ReadonlyMap<string, number>): PlannedJob {
     checkName(req.name, "job name");
+    // Here rather than for the whole call: one job of a batch is refused alone.
+    checkStorableText(SubmitJobRequestSchema, req);
     const cluster = req.cluster === "" ? "default" : req.cluster;
     if (req.tasks.length === 0) throw invalid("a job needs at least one root task in tasks");
     const clusterId = ids.get(cluster);

@@ -5,6 +5,7 @@ import { type StorageLocation, StorageLocationSchema, StorageType } from "../../
 import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
 import { recordObjectEvents } from "../sources/events.js";
 import { type StorageClients, checkLocation, checkReachable } from "../sources/locations.js";
+import { checkQueueReachable } from "../sources/sqs.js";
 import { type LocationRow, deleteLocation, getLocation, insertLocation, listLocations, rotatePushToken } from "../store/storage-locations.js";
 import { storageTypeFromProto, storageTypeToProto } from "../../runner/wire/storage-event.js";
 import { failedPrecondition, invalid, notFound, parseId } from "../validation.js";
@@ -57,6 +58,7 @@ export function storageService({ sql, storage }: StorageDeps): ServiceImpl<typeo
       if (type !== "fs" && req.externalWatcher) throw invalid("external_watcher is only for FS locations");
       const region = type === "s3" ? req.region || "us-east-1" : "";
       if (!req.externalWatcher) await checkReachable({ type, location: req.location, endpoint: req.endpoint, region }, storage);
+      if (req.sqsQueueUrl !== "") await checkQueueReachable({ sqs_queue_url: req.sqsQueueUrl, region });
       const row = await insertLocation(sql, {
         type,
         location: req.location,

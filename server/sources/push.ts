@@ -4,6 +4,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Sql } from "postgres";
 import { type ObjectChangeIn, recordObjectEvents } from "./events.js";
 import { type LocationRow, getLocation } from "../store/storage-locations.js";
+import { unstorableText } from "../validation.js";
 
 type Request = IncomingMessage | Http2ServerRequest;
 type Response = ServerResponse | Http2ServerResponse;
@@ -38,9 +39,30 @@ function parseJson(text: string, what: string): any {
   }
 }
 
+/** Refuses (400) text of an event PostgreSQL cannot store, naming where it was. */
+function storable(text: string, where: string): string {
+  const problem = unstorableText(text);
+  if (problem !== null) throw new PushError(400, `${where} ${problem}`);
+  return text;
+}
+
 /** S3 encodes keys in event notifications as form values: "+" for a space, %XX for the rest. */
-export function decodeS3Key(key: string): string {
-  return decodeURIComponent(key.replace(/\+/g, " "));
+export function decodeS3Key(key: string, where: string): string {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(key.replace(/\+/g, " "));
+  } catch {
+    throw new PushError(400, `${where} ${JSON.stringify(key)} is not a key as S3 encodes them (form encoding of UTF-8, e.g. "folder/a+b%C3%A9.txt")`);
+  }
+  return storable(decoded, where);
+}
+
+/** An event's time, if it has one; a value that is not a time is refused (400). */
+function eventTime(value: unknown, where: string): Date | undefined {
+  if (value === undefined || value === null || value === "") return undefined;
+  const time = typeof value === "string" ? new Date(value) : new Date(Number.NaN);
+  if (Number.isNaN(time.getTime())) throw new PushError(400, `${where} ${JSON.stringify(value)} is not a time; use ISO 8601, e.g. "2026-12-04T10:00:00.000Z"`);
+  return time;
 }
 
 /** The created objects in an S3 event notification (as S3 sends it to SQS, SNS or a MinIO webhook). */
@@ -58,7 +80,11 @@ export function s3Changes(event: any, bucket: string): ObjectChangeIn[] {
     }
     const version = `${object.versionId ?? ""}${object.eTag ?? object.etag ?? object.sequencer ?? ""}`;
     if (version === "") throw new PushError(400, `Records[${i}].s3.object has no eTag, versionId or sequencer to tell versions apart`);
-    changes.push({ key: decodeS3Key(object.key), version, modifiedAt: r.eventTime ? new Date(r.eventTime) : undefined });
+    changes.push({
+      key: decodeS3Key(object.key, `Records[${i}].s3.object.key`),
+      version: storable(version, `Records[${i}].s3.object's eTag, versionId or sequencer`),
+      modifiedAt: eventTime(r.eventTime, `Records[${i}].eventTime`),
+    });
   }
   return changes;
 }
@@ -106,9 +132,9 @@ export function gcsChanges(body: any, bucket: string): ObjectChangeIn[] {
   const metageneration = type === "OBJECT_METADATA_UPDATE" ? `.${metadata.metageneration ?? message.messageId ?? ""}` : "";
   return [
     {
-      key: attributes.objectId,
-      version: `${attributes.objectGeneration}${metageneration}`,
-      modifiedAt: metadata.updated ? new Date(metadata.updated) : undefined,
+      key: storable(attributes.objectId, "message.attributes.objectId"),
+      version: storable(`${attributes.objectGeneration}${metageneration}`, "message.attributes.objectGeneration"),
+      modifiedAt: eventTime(metadata.updated, "message.data's updated"),
       modified: type === "OBJECT_METADATA_UPDATE" || attributes.overwroteGeneration !== undefined,
     },
   ];
