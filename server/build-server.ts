@@ -1,6 +1,5 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { ServerResponse } from "node:http";
 import { join, resolve } from "node:path";
 import postgres, { type Sql } from "postgres";
@@ -13,9 +12,12 @@ import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb
 import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
 import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
 import { type ServerConfig, ServerDefaults } from "./config.js";
+import { LIMIT_SETTINGS } from "./limits.js";
 import { type EmbeddedDatabase, startEmbeddedDatabase } from "./database/embedded.js";
 import { migrate } from "./database/migrate.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
+import { Admission } from "./http/admission.js";
+import { apiHandler } from "./http/api-handler.js";
 import { type Listener, listen } from "./http/listen.js";
 import { LeaseExpiry } from "./maintenance/lease-expiry.js";
 import { JobRetention } from "./maintenance/job-retention.js";
@@ -51,9 +53,6 @@ export interface ServerLogger {
 
 const quietLogger: ServerLogger = { info() {}, error() {} };
 
-/** The largest request body accepted (a subtask list of many inputs can be large). */
-const READ_MAX_BYTES = 512 * 1024 * 1024;
-
 /** Settings of every connection of the server's pool. */
 export const SESSION_SETTINGS = {
   // Every statement of the server finds its rows through an index. Plans
@@ -80,7 +79,13 @@ export const SESSION_SETTINGS = {
  * start it on port 0; `sluice server` starts it from the command line.
  */
 export async function buildServer(overrides: Partial<ServerConfig> = {}, logger: ServerLogger = quietLogger): Promise<SluiceServer> {
-  const config: ServerConfig = { ...ServerDefaults, ...overrides };
+  const config: ServerConfig = {
+    ...ServerDefaults,
+    ...overrides,
+    connections: { ...ServerDefaults.connections, ...overrides.connections },
+    requests: { ...ServerDefaults.requests, ...overrides.requests },
+  };
+  const admission = new Admission(config.requests.maxConcurrentRequests);
   let embedded: EmbeddedDatabase | undefined;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
@@ -157,14 +162,21 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     router.service(ReflectionV1, reflection.v1());
     router.service(ReflectionV1alpha, reflection.v1alpha());
   };
-  const api = connectNodeAdapter({
+  const { env, flag } = LIMIT_SETTINGS.maxRequestBytes;
+  const api = apiHandler({
     routes,
-    readMaxBytes: READ_MAX_BYTES,
     interceptors: [internalErrors(logger)],
+    maxRequestBytes: config.requests.maxRequestBytes,
+    maxRequestBytesSetting: `${env} or ${flag}`,
+    admission,
+    // Calls and submit streams take turns; runners' work streams, health
+    // watches and reflection streams last as long as their clients want and
+    // would hold turns for good.
+    admitted: (method) => method.methodKind === "unary" || method === JobService.method.submitStream,
   });
   const push = pushHandler(sql, onError);
   const handler: typeof api = (req, res) => (req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : api(req, res));
-  const listener: Listener = await listen(handler, config.host, config.port);
+  const listener: Listener = await listen(handler, config.host, config.port, config.connections);
   const host = listener.host.includes(":") ? `[${listener.host}]` : listener.host;
   const url = `http://${host}:${listener.port}`;
   await watchers.sync();
