@@ -47,11 +47,14 @@ export function apiHandler(options: ApiHandlerOptions): (req: NodeServerRequest,
     );
 
   const serve = (route: { handler: UniversalHandler }, req: NodeServerRequest, res: NodeServerResponse, done: () => void) => {
+    // The turn ends when the response does, answered or abandoned. (Not when
+    // universalResponseToNodeResponse settles: it waits for an "end" event
+    // that an HTTP/2 response never emits.)
+    res.once("close", done);
     let uReq;
     try {
       uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
     } catch (e) {
-      done();
       res.writeHead(400);
       res.end(String((e as Error).message));
       return;
@@ -68,8 +71,7 @@ export function apiHandler(options: ApiHandlerOptions): (req: NodeServerRequest,
       .catch((reason) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;
         console.error(`handler for rpc ${route.handler.method.name} of ${route.handler.service.typeName} failed`, reason);
-      })
-      .finally(done);
+      });
   };
 
   return (req, res) => {
