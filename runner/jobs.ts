@@ -1,16 +1,18 @@
+import { randomUUID } from "node:crypto";
 import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
-import { type Job as JobMessage, JobState } from "../gen/sluice/v1/job_pb.js";
+import type { Job as JobMessage } from "../gen/sluice/v1/job_pb.js";
 import { JobService, type SubmitJobRequestSchema, type SubmitJobsResponse } from "../gen/sluice/v1/job_service_pb.js";
-import { type Task as TaskMessage, TaskState, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
+import { type Task as TaskMessage, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
 import { WriteObject } from "./builtins.js";
 import { type StorageLocation, triggerOf } from "./storage.js";
 import { SubmitChannel } from "./submit-stream.js";
 import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
+import { type JobStateName, type TaskStateName, jobStateFromProto, jobStateToProto, taskStateFromProto } from "./wire/states.js";
 
-export type JobStateName = "scheduled" | "queued" | "started" | "completed" | "failed" | "cancelled";
-export type TaskStateName = "queued" | "running" | "computed" | "failed" | "cancelled";
+export type { JobStateName, TaskStateName };
+
 
 export interface Job {
   id: string;
@@ -63,6 +65,12 @@ export interface SubmitOptions {
    * `cancel()` before then means it never runs. A time in the past queues it at once.
    */
   startAt?: Date;
+  /**
+   * Makes the submit idempotent: another submit with this key creates nothing
+   * and returns this job (default: a new UUID per submit, which the SDK sends
+   * again, with the same key, when an answer is lost).
+   */
+  idempotencyKey?: string;
 }
 
 /** An object write scheduled with `scheduleObjectWrite`. */
@@ -92,22 +100,6 @@ export interface JobFilter {
   limit?: number;
 }
 
-const jobStates: Record<JobStateName, JobState> = {
-  scheduled: JobState.SCHEDULED,
-  queued: JobState.QUEUED,
-  started: JobState.STARTED,
-  completed: JobState.COMPLETED,
-  failed: JobState.FAILED,
-  cancelled: JobState.CANCELLED,
-};
-const jobStateNames = new Map(Object.entries(jobStates).map(([k, v]) => [v, k as JobStateName]));
-const taskStateNames = new Map<TaskState, TaskStateName>([
-  [TaskState.QUEUED, "queued"],
-  [TaskState.RUNNING, "running"],
-  [TaskState.COMPUTED, "computed"],
-  [TaskState.FAILED, "failed"],
-  [TaskState.CANCELLED, "cancelled"],
-]);
 
 const date = (t: Timestamp | undefined) => (t ? timestampDate(t) : undefined);
 const decoder = new TextDecoder();
@@ -118,7 +110,7 @@ export function jobFromMessage(m: JobMessage): Job {
     id: m.id,
     name: m.name,
     cluster: m.cluster,
-    state: jobStateNames.get(m.state) ?? "queued",
+    state: jobStateFromProto.get(m.state) ?? "queued",
     createdAt: date(m.createdAt)!,
     startedAt: date(m.startedAt),
     finishedAt: date(m.finishedAt),
@@ -148,7 +140,7 @@ function taskFromMessage(m: TaskMessage): TaskInfo {
     parentId: m.parentId || undefined,
     identifier: { name: m.identifier?.name ?? "", version: m.identifier?.version ?? "" },
     display: m.display || undefined,
-    state: taskStateNames.get(m.state) ?? "queued",
+    state: taskStateFromProto.get(m.state) ?? "queued",
     input,
     dependsOn: m.dependsOn,
     maxRetries: m.maxRetries,
@@ -176,6 +168,16 @@ function codeFromName(name: string): Code {
 }
 
 /**
+ * Batch errors after which the SDK sends a batch again (with the same
+ * idempotency keys): the answer was lost or the server could not reach its
+ * database. Tried this often at most, waiting longer each time.
+ */
+const RESEND_CODES = new Set([Code.Unavailable, Code.Canceled, Code.Aborted, Code.Unknown, Code.DeadlineExceeded]);
+const RESEND_ATTEMPTS = 6;
+const RESEND_FIRST_DELAY_MS = 100;
+const RESEND_MAX_DELAY_MS = 3_000;
+
+/**
  * How long the submit stream stays open after its last answer when submits
  * come steadily (the batch before the last was sent at most this long before
  * it): a program submitting tens of jobs a second keeps one stream instead of
@@ -195,13 +197,12 @@ const STREAM_LINGER_MS = 100;
  *
  * Batches go on a SubmitStream that stays open while submits keep coming and
  * is closed when none is left (STREAM_LINGER_MS later when they came
- * steadily); a server without SubmitStream (Unimplemented) gets SubmitJobs
- * calls from then on.
+ * steadily).
  */
 class SubmitBatcher {
-  private pending: { req: SubmitInit; bytes: number; resolve: (job: JobMessage) => void; reject: (e: unknown) => void }[] = [];
+  private pending: { req: SubmitInit; bytes: number; attempts: number; resolve: (job: JobMessage) => void; reject: (e: unknown) => void }[] = [];
+  private retryDelay = RESEND_FIRST_DELAY_MS;
   private sending = false;
-  private streams = true;
   private channel: SubmitChannel | null = null;
   /** When the last batch was sent (performance.now()), and whether it came soon after the one before. */
   private lastSentAt = Number.NEGATIVE_INFINITY;
@@ -212,7 +213,7 @@ class SubmitBatcher {
 
   submit(req: SubmitInit, bytes: number): Promise<JobMessage> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ req, bytes, resolve, reject });
+      this.pending.push({ req, bytes, attempts: 0, resolve, reject });
       if (!this.sending) {
         this.sending = true;
         if (this.linger) {
@@ -234,20 +235,10 @@ class SubmitBatcher {
     return this.pending.splice(0, n);
   }
 
-  /** The server's answer to a batch: on the stream, or in a call to a server without one. */
-  private async submitJobs(jobs: SubmitInit[]): Promise<SubmitJobsResponse> {
-    if (this.streams) {
-      if (!this.channel?.open) this.channel = new SubmitChannel(this.api);
-      try {
-        return await this.channel.submit({ jobs });
-      } catch (e) {
-        // Unimplemented: nothing was written; the batch goes as a call.
-        if (!(e instanceof ConnectError) || e.code !== Code.Unimplemented) throw e;
-        this.streams = false;
-        this.channel = null;
-      }
-    }
-    return this.api.submitJobs({ jobs });
+  /** The server's answer to a batch, on the open stream or a new one. */
+  private submitJobs(jobs: SubmitInit[]): Promise<SubmitJobsResponse> {
+    if (!this.channel?.open) this.channel = new SubmitChannel(this.api);
+    return this.channel.submit({ jobs });
   }
 
   private async send(): Promise<void> {
@@ -265,8 +256,17 @@ class SubmitBatcher {
             else if (r?.case === "refused") b.reject(new ConnectError(r.value.message, codeFromName(r.value.code)));
             else b.reject(new ConnectError(`the server sent no result for job ${i} of the batch`, Code.Internal));
           });
+          this.retryDelay = RESEND_FIRST_DELAY_MS;
         } catch (e) {
-          for (const b of batch) b.reject(e);
+          // The answer was lost (or the server could not write): every submit
+          // carries its key, so sending them again creates nothing twice.
+          const again = RESEND_CODES.has(ConnectError.from(e).code) ? batch.filter((b) => ++b.attempts < RESEND_ATTEMPTS) : [];
+          for (const b of batch) if (!again.includes(b)) b.reject(e);
+          if (again.length > 0) {
+            this.pending.unshift(...again);
+            await new Promise((resolve) => setTimeout(resolve, this.retryDelay));
+            this.retryDelay = Math.min(this.retryDelay * 2, RESEND_MAX_DELAY_MS);
+          }
         }
       }
     } finally {
@@ -312,6 +312,7 @@ export class JobClient {
         cluster: options.cluster ?? "default",
         tasks: [root],
         startAt: options.startAt ? timestampFromDate(options.startAt) : undefined,
+        idempotencyKey: options.idempotencyKey ?? randomUUID(),
       },
       root.input.length,
     );
@@ -349,7 +350,7 @@ export class JobClient {
     let pageToken = "";
     do {
       const res = await this.api.listJobs({
-        states: (filter.states ?? []).map((s) => jobStates[s]),
+        states: (filter.states ?? []).map((s) => jobStateToProto[s]),
         cluster: filter.cluster ?? "",
         name: filter.name ?? "",
         createdAfter: filter.createdAfter ? timestampFromDate(filter.createdAfter) : undefined,

@@ -1,5 +1,5 @@
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { type ConnectRouter } from "@connectrpc/connect";
 import type { ServerResponse } from "node:http";
 import { join, resolve } from "node:path";
 import postgres, { type Sql } from "postgres";
@@ -11,24 +11,32 @@ import { JobService } from "../gen/sluice/v1/job_service_pb.js";
 import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
 import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
 import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
-import { type ServerConfig, ServerDefaults } from "./config.js";
-import { LIMIT_SETTINGS } from "./limits.js";
+import { writeFile } from "node:fs/promises";
+import { TokenService } from "../gen/sluice/v1/token_service_pb.js";
+import { Authenticator } from "./auth/authenticator.js";
+import { type ServerConfig, ServerDefaults, isLoopback } from "./config.js";
+import { authInterceptor } from "./interceptors/auth.js";
+import { issueToken, tokenService } from "./services/token-service.js";
+import { anyAdminToken } from "./store/tokens.js";
 import { type EmbeddedDatabase, startEmbeddedDatabase } from "./database/embedded.js";
 import { migrate } from "./database/migrate.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
+import { consoleHandler, isConsolePath } from "./http/console.js";
 import { Admission } from "./http/admission.js";
 import { apiHandler } from "./http/api-handler.js";
+import { LIMIT_SETTINGS } from "./limits.js";
+import { errorsInterceptor } from "./interceptors/errors.js";
 import { type Listener, listen } from "./http/listen.js";
 import { LeaseExpiry } from "./maintenance/lease-expiry.js";
 import { JobRetention } from "./maintenance/job-retention.js";
 import { Scheduler } from "./maintenance/scheduler.js";
 import { clusterService } from "./services/cluster-service.js";
 import { type StorageDeps, storageService } from "./services/storage-service.js";
-import { pushHandler } from "./storage/push.js";
-import { ServerWatchers } from "./storage/watchers.js";
-import { Reconciler } from "./storage/reconciler.js";
-import { SqsPollers } from "./storage/sqs.js";
-import { LOCATIONS_CHANNEL } from "./storage/locations.js";
+import { pushHandler } from "./sources/push.js";
+import { ServerWatchers } from "./sources/watchers.js";
+import { Reconciler } from "./sources/reconciler.js";
+import { SqsPollers } from "./sources/sqs.js";
+import { LOCATIONS_CHANNEL } from "./store/channels.js";
 import { HealthState } from "./services/health-service.js";
 import { jobService } from "./services/job-service.js";
 import { Reflection } from "./services/reflection-service.js";
@@ -42,6 +50,11 @@ export interface SluiceServer {
   port: number;
   /** The database pool (tests read state through it). */
   sql: Sql;
+  /**
+   * Runs a pass of the scheduler now and resolves once it has finished: a test
+   * that moves the server's clock waits on it to know the new time was handled.
+   */
+  schedulerPass(): Promise<void>;
   /** Stops taking work, lets in-flight requests finish, closes the database. */
   stop(): Promise<void>;
 }
@@ -86,6 +99,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     requests: { ...ServerDefaults.requests, ...overrides.requests },
   };
   const admission = new Admission(config.requests.maxConcurrentRequests);
+  const authOn = config.auth === "required" || (config.auth === "auto" && !isLoopback(config.host));
   let embedded: EmbeddedDatabase | undefined;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
@@ -114,11 +128,11 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
 
   const onError = (e: unknown) => logger.error("background error", e);
   const clusters = new ClusterDirectory(sql);
-  const dispatcher = new Dispatcher(sql, onError, config.leaseTtlMs);
+  const dispatcher = new Dispatcher(sql, onError);
   await dispatcher.start();
   const leaseExpiry = new LeaseExpiry(sql, config.leaseExpiry, onError);
   leaseExpiry.start();
-  const scheduler = new Scheduler(sql, config.scheduler, onError);
+  const scheduler = new Scheduler(sql, config.scheduler, onError, config.clock);
   await scheduler.start();
   const retention = new JobRetention(sql, config.jobRetention, onError);
   retention.start();
@@ -141,6 +155,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     clusters,
     dispatcher,
     leaseTtlMs: config.leaseTtlMs,
+    clock: config.clock,
     storage: {
       ...storageClients,
       onChange: async () => {
@@ -149,7 +164,23 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
       },
     },
   };
-  const apiServices: DescService[] = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService];
+  let authenticator: Authenticator | undefined;
+  if (authOn) {
+    authenticator = new Authenticator(sql, config.adminToken);
+    await authenticator.start();
+    if (config.adminToken === "" && !(await anyAdminToken(sql))) {
+      const { secret } = await issueToken(sql, { name: "bootstrap admin", scopes: ["admin"], clusters: [], expiresAt: null });
+      logger.info(`created an admin token, shown this once (create others with: sluice tokens create): ${secret}`);
+      if (embedded) {
+        const file = join(resolve(config.dataDir), "admin-token");
+        await writeFile(file, `${secret}\n`, { mode: 0o600 });
+        logger.info(`the admin token is also in ${file}`);
+      }
+    }
+  } else if (!isLoopback(config.host)) {
+    logger.info(`WARNING: authentication is off while listening on ${config.host}: anyone who reaches the port may do anything`);
+  }
+  const apiServices: DescService[] = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService, TokenService];
   const health = new HealthState(apiServices.map((s) => s.typeName));
   const reflection = new Reflection([...apiServices, Health, ReflectionV1, ReflectionV1alpha]);
   const routes = (router: ConnectRouter) => {
@@ -158,6 +189,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     router.service(RecurrentTaskService, recurrentTaskService(deps));
     router.service(StorageService, storageService(deps));
     router.service(RunnerService, runnerService(deps));
+    router.service(TokenService, tokenService(deps));
     router.service(Health, health.service());
     router.service(ReflectionV1, reflection.v1());
     router.service(ReflectionV1alpha, reflection.v1alpha());
@@ -165,7 +197,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   const { env, flag } = LIMIT_SETTINGS.maxRequestBytes;
   const api = apiHandler({
     routes,
-    interceptors: [internalErrors(logger)],
+    interceptors: [errorsInterceptor(logger), ...(authenticator ? [authInterceptor(authenticator, config.openReflection)] : [])],
     maxRequestBytes: config.requests.maxRequestBytes,
     maxRequestBytesSetting: `${env} or ${flag}`,
     admission,
@@ -175,7 +207,9 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     admitted: (method) => method.methodKind === "unary" || method === JobService.method.submitStream,
   });
   const push = pushHandler(sql, onError);
-  const handler: typeof api = (req, res) => (req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : api(req, res));
+  const ui = consoleHandler(config.consoleDir);
+  const handler: typeof api = (req, res) =>
+    req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : isConsolePath(req.url) ? ui(req, res as ServerResponse) : api(req, res);
   const listener: Listener = await listen(handler, config.host, config.port, config.connections);
   const host = listener.host.includes(":") ? `[${listener.host}]` : listener.host;
   const url = `http://${host}:${listener.port}`;
@@ -189,6 +223,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     url,
     port: listener.port,
     sql,
+    schedulerPass: () => scheduler.passNow(),
     stop: () =>
       (stopping ??= (async () => {
         health.shutDown();
@@ -196,6 +231,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
         await scheduler.stop();
         retention.stop();
         await locations.unlisten().catch(() => {});
+        await authenticator?.stop();
         await watchers.stop();
         await pollers.stop();
         reconciler.stop();
@@ -205,21 +241,5 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
         await sql.end({ timeout: 5 });
         await embedded?.stop();
       })()),
-  };
-}
-
-/**
- * Lets only ConnectErrors cross the wire as they are; anything else is an
- * internal error, logged here with its stack and reported without internals.
- */
-function internalErrors(logger: ServerLogger): Interceptor {
-  return (next) => async (req) => {
-    try {
-      return await next(req);
-    } catch (e) {
-      if (e instanceof ConnectError) throw e;
-      logger.error(`${req.method.parent.typeName}/${req.method.name} failed`, e);
-      throw new ConnectError(`internal error: ${(e as Error)?.message ?? String(e)}`, Code.Internal);
-    }
   };
 }

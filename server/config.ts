@@ -1,5 +1,6 @@
 import { LeaseExpiryDefaults, type LeaseExpiryConfig } from "./maintenance/lease-expiry.js";
 import { JobRetentionDefaults, type JobRetentionConfig } from "./maintenance/job-retention.js";
+import { type Clock, systemClock } from "./maintenance/clock.js";
 import { type SchedulerConfig, SchedulerDefaults } from "./maintenance/scheduler.js";
 import { type ConnectionLimits, ConnectionLimitsDefaults, LIMIT_SETTINGS, type RequestLimits, RequestLimitsDefaults } from "./limits.js";
 
@@ -24,6 +25,20 @@ export interface ServerConfig {
   gcsApiEndpoint?: string;
   connections: ConnectionLimits;
   requests: RequestLimits;
+  /**
+   * Bearer tokens: "auto" needs them once the server listens beyond loopback,
+   * "required" always, "off" never (beyond loopback only when asked for by name:
+   * `--insecure-no-auth`).
+   */
+  auth: "auto" | "required" | "off";
+  /** A static admin token (SLUICE_ADMIN_TOKEN); when empty, one is created on first start if none exists. */
+  adminToken: string;
+  /** Whether gRPC reflection answers without a token. */
+  openReflection: boolean;
+  /** The scheduler's clock, for cron ticks and scheduled starts; tests pass one they move. */
+  clock: Clock;
+  /** The built web console served at /ui/; web/dist of the repository when unset. */
+  consoleDir?: string;
 }
 
 export const ServerDefaults: ServerConfig = {
@@ -37,12 +52,17 @@ export const ServerDefaults: ServerConfig = {
   jobRetention: JobRetentionDefaults,
   connections: ConnectionLimitsDefaults,
   requests: RequestLimitsDefaults,
+  auth: "auto",
+  adminToken: "",
+  openReflection: true,
+  clock: systemClock,
 };
 
 /**
  * Settings from the environment: SLUICE_HOST, SLUICE_PORT, DATABASE_URL, SLUICE_DATA_DIR,
- * SLUICE_LEASE_TTL_MS, SLUICE_DB_POOL_SIZE, SLUICE_JOB_RETENTION_HOURS, SLUICE_GCS_ENDPOINT, and the
- * limits of LIMIT_SETTINGS.
+ * SLUICE_LEASE_TTL_MS, SLUICE_DB_POOL_SIZE, SLUICE_JOB_RETENTION_HOURS, SLUICE_GCS_ENDPOINT, SLUICE_AUTH,
+ * SLUICE_INSECURE_NO_AUTH, SLUICE_ADMIN_TOKEN, SLUICE_REFLECTION ("token" to require one for reflection),
+ * and the limits of LIMIT_SETTINGS.
  */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const int = (name: string, fallback: number) => {
@@ -73,5 +93,19 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
       maxRequestBytes: int(LIMIT_SETTINGS.maxRequestBytes.env, RequestLimitsDefaults.maxRequestBytes),
       maxConcurrentRequests: int(LIMIT_SETTINGS.maxConcurrentRequests.env, RequestLimitsDefaults.maxConcurrentRequests),
     },
+    auth: env.SLUICE_INSECURE_NO_AUTH === "true" ? "off" : authMode(env.SLUICE_AUTH),
+    adminToken: env.SLUICE_ADMIN_TOKEN ?? "",
+    openReflection: env.SLUICE_REFLECTION !== "token",
   };
+}
+
+function authMode(raw: string | undefined): ServerConfig["auth"] {
+  if (raw === undefined || raw === "") return ServerDefaults.auth;
+  if (raw === "auto" || raw === "required") return raw;
+  throw new Error(`SLUICE_AUTH must be auto or required (SLUICE_INSECURE_NO_AUTH=true turns tokens off), got "${raw}"`);
+}
+
+/** Whether a listening address reaches only this machine. */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

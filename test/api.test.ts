@@ -1,4 +1,7 @@
+import { openSession } from "./support/session.js";
 import { execFile } from "node:child_process";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -100,6 +103,8 @@ describe("what a task is submitted with", () => {
   const box = useSandbox();
 
   it("comes back byte for byte, whatever characters it holds", async () => {
+    const folder = await mkdtemp(join(tmpdir(), "sluice-odd-"));
+    const location = await box.client.recurrentTasks().registerStorageLocation({ type: "fs", location: folder });
     // Text that array literals and JSON would have to escape, and an input
     // whose base64 is "NULL" (the word for a missing element of an array).
     const odd = ['quote " and backslash \\ ', "{braces, commas}", "NULL", "", "  spaced  ", "ünïcødé ✓ 🚀", "line\nbreak\ttab"];
@@ -112,7 +117,7 @@ describe("what a task is submitted with", () => {
         type: StorageEventType.MODIFIED,
         key: `folder/${display}/object "${i}".txt`,
         version: odd[(i + 1) % odd.length],
-        location: { id: "1", type: StorageType.FS, location: "/data/\\share" },
+        location: { id: location.id, type: StorageType.FS, location: folder },
       },
     }));
     for (const submit of [() => box.api.jobs.submitJob({ name: "odd", tasks }), () => box.api.jobs.submitJob({ name: "odd", tasks: tasks.slice(0, 1) })]) {
@@ -279,7 +284,9 @@ describe("bad input gets a clear error and changes nothing", () => {
 
   it("a runner that registers no tasks or an unknown cluster", async () => {
     const work = async (req: object) => {
-      for await (const _ of box.api.runner.work({ runnerId: crypto.randomUUID(), concurrency: 1, ...req })) break;
+      const session = openSession(box.api.runner, { runnerId: crypto.randomUUID(), concurrency: 1, ...req });
+      const error = await session.ended;
+      if (error) throw error;
     };
     await refused(() => work({ tasks: [] }), Code.InvalidArgument, /at least one task/);
     await refused(() => work({ tasks: [{ name: "Noop", version: "v1.0" }], cluster: "nowhere" }), Code.NotFound, /cluster "nowhere" does not exist/);

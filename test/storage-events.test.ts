@@ -9,7 +9,7 @@ import { type FauxqsServer, interceptLocalhostDns, startFauxqs } from "fauxqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, type ExecutionContext, type Job, StorageEventTask, type StorageLocation, TaskRunner } from "../runner/index.js";
 import { type SluiceServer, buildServer } from "../server/build-server.js";
-import { compileGlob } from "../server/storage/glob.js";
+import { compileGlob } from "../server/sources/glob.js";
 import { type GcsTestServer, startGcsServer } from "./support/gcs-server.js";
 import { ROOT, createDatabase, eventually, quiet, sluice, spawnNode } from "./support/harness.js";
 
@@ -70,7 +70,7 @@ describe("storage event tasks", () => {
     process.env.STORAGE_EMULATOR_HOST = `${gcs.url}/storage/v1`;
     server = await start();
     client = new Client({ url: server.url });
-    runner = client.runner("default", { tasks: [LogObject], concurrency: 4, logger: quiet });
+    runner = client.runner("default", { tasks: [LogObject], concurrency: 4, logger: quiet, builtins: true });
     running = runner.runForever();
   });
   afterAll(async () => {
@@ -158,7 +158,7 @@ describe("storage event tasks", () => {
     await writeFile(join(folder, "while-down.txt"), "missed?");
     server = await start();
     client = new Client({ url: server.url });
-    runner = client.runner("default", { tasks: [LogObject], concurrency: 4, logger: quiet });
+    runner = client.runner("default", { tasks: [LogObject], concurrency: 4, logger: quiet, builtins: true });
     running = runner.runForever();
     const caught = await completed(task.id, 4);
     expect(seen.get(caught[3].id)).toMatchObject({ type: "CREATED", key: "while-down.txt", content: "missed?" });

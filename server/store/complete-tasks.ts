@@ -1,10 +1,11 @@
-import { Code } from "@connectrpc/connect";
 import type { Sql, TransactionSql } from "postgres";
 import { type TaskPlan, appendPlan, emptyPlan } from "../task-plan.js";
 import { retryOnDeadlock } from "./deadlock.js";
-import { arrayLiteral, reportedRows } from "./reported-rows.js";
+import { reportedRows } from "./reported-rows.js";
+import { arrayLiteral } from "./sql-literals.js";
 import { cancelTasksOf } from "./cancel-job.js";
-import { CANCEL_CHANNEL, TASKS_CHANNEL, queueReady, taskInsertCtes } from "./insert-tasks.js";
+import { notifyCancelled, notifyReady, notifyReadyOf } from "./channels.js";
+import { queueReady, taskInsertCtes } from "./insert-tasks.js";
 
 /** A runner's report on one task it held. */
 export interface TaskResultIn {
@@ -19,10 +20,15 @@ export interface TaskResultIn {
   released?: boolean;
 }
 
-/** Why a result was not recorded. */
+/**
+ * Why a result was not recorded: the task does not exist ("missing"), belongs
+ * to another job ("wrong-job"), is leased to another runner ("not-holder"), or
+ * is no longer this lease's to report ("not-recorded": its job ended, the
+ * lease was lost, or it is not running).
+ */
 export interface Refusal {
   taskId: string;
-  code: Code;
+  kind: "missing" | "wrong-job" | "not-holder" | "not-recorded";
   message: string;
 }
 
@@ -48,20 +54,21 @@ export interface RecordedResults {
  * server's connections plan for indexes only, but the transaction needs the
  * locked set anyway.)
  */
-function lockRunning(sql: Sql | TransactionSql, results: readonly TaskResultIn[]) {
+function lockRunning(sql: Sql | TransactionSql, runnerId: string, results: readonly TaskResultIn[]) {
   return sql`
     SELECT coalesce(array_agg(r.id), '{}') AS ids
     FROM ${reportedRows(sql, results, "c")}
     CROSS JOIN LATERAL (
       SELECT t.id FROM tasks t
-      WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running'
+      WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running' AND t.runner_id = ${runnerId}::uuid
       OFFSET 0
       FOR NO KEY UPDATE
     ) r`;
 }
 
 /**
- * Records a batch of task results in one transaction:
+ * Records a batch of task results of one runner in one transaction. A result
+ * counts only from the runner that holds the task under the lease it names.
  *
  * 1. lock the jobs involved, in id order (every writer that touches a job's
  *    tasks locks the job first, so completions, cancellations and retries of a
@@ -76,11 +83,11 @@ function lockRunning(sql: Sql | TransactionSql, results: readonly TaskResultIn[]
  *    cancel the rest of the jobs that failed;
  * 6. NOTIFY once per cluster that got ready work and once per failed job.
  */
-export async function recordResults(sql: Sql, results: readonly TaskResultIn[]): Promise<RecordedResults> {
+export async function recordResults(sql: Sql, runnerId: string, results: readonly TaskResultIn[]): Promise<RecordedResults> {
   if (results.every((r) => r.failure === undefined && !r.released && (r.subtasks?.rows.length ?? 0) === 0)) {
-    return retryOnDeadlock(() => recordSuccesses(sql, results));
+    return retryOnDeadlock(() => recordSuccesses(sql, runnerId, results));
   }
-  return retryOnDeadlock(() => sql.begin((tx) => recordInTransaction(tx, results)));
+  return retryOnDeadlock(() => sql.begin((tx) => recordInTransaction(tx, runnerId, results)));
 }
 
 /**
@@ -93,7 +100,7 @@ export async function recordResults(sql: Sql, results: readonly TaskResultIn[]):
  * dependencies of their dependents and queue those left with none, update each
  * job once, and wake the clusters of tasks that became ready.
  */
-async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Promise<RecordedResults> {
+async function recordSuccesses(sql: Sql, runnerId: string, results: readonly TaskResultIn[]): Promise<RecordedResults> {
   const jobIds = [...new Set(results.map((r) => r.jobId))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
   const [row] = await sql<{ done: string[] | null; ready: number[] | null }[]>`
     WITH locked AS MATERIALIZED (
@@ -102,7 +109,7 @@ async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Prom
       UPDATE tasks t
       SET state = 'computed', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
       FROM ${reportedRows(sql, results, "c")}
-      WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running'
+      WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running' AND t.runner_id = ${runnerId}::uuid
         AND (SELECT count(*) FROM locked) >= 0
       RETURNING t.id, t.job_id, t.has_dependents
     ), woken AS (
@@ -116,6 +123,7 @@ async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Prom
       RETURNING t.id, t.cluster_id, t.name, t.major, t.minor, t.deps_left, t.state
     ), readied AS (
       ${queueReady(sql, "woken")} WHERE deps_left = 0 AND state = 'queued'
+      RETURNING cluster_id
     ), closed AS (
       UPDATE jobs j
       SET open_tasks = j.open_tasks - d.n,
@@ -131,12 +139,11 @@ async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Prom
                 ELSE coalesce((SELECT array_agg(id::text) FROM done), '{}') END AS done,
            (SELECT array_agg(DISTINCT cluster_id) FROM woken WHERE deps_left = 0 AND state = 'queued') AS ready,
            (SELECT count(*) FROM closed) AS closed,
-           (SELECT count(pg_notify(${TASKS_CHANNEL}, x.c::text))
-            FROM (SELECT DISTINCT cluster_id AS c FROM woken WHERE deps_left = 0 AND state = 'queued') AS x) AS notified`;
+           ${notifyReadyOf(sql, "readied")} AS notified`;
   let refused: Refusal[] = [];
   if (row.done !== null) {
     const accepted = new Set(row.done);
-    refused = await explainRefusals(sql, results.filter((r) => !accepted.has(r.taskId)));
+    refused = await explainRefusals(sql, runnerId, results.filter((r) => !accepted.has(r.taskId)));
   }
   return {
     refused,
@@ -160,7 +167,7 @@ interface FailedRow {
   deps_left: number;
 }
 
-async function recordInTransaction(tx: TransactionSql, results: readonly TaskResultIn[]): Promise<RecordedResults> {
+async function recordInTransaction(tx: TransactionSql, runnerId: string, results: readonly TaskResultIn[]): Promise<RecordedResults> {
   const jobIds = [...new Set(results.map((r) => r.jobId))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
   await tx`SELECT id FROM jobs WHERE id = ANY(${arrayLiteral(jobIds)}::bigint[]) ORDER BY id FOR NO KEY UPDATE`;
 
@@ -169,7 +176,7 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
   const released = results.filter((r) => r.released);
 
   // The reported tasks still running under their lease, locked (one statement).
-  const [{ ids }] = await tx<{ ids: string[] }[]>`${lockRunning(tx, results)}`;
+  const [{ ids }] = await tx<{ ids: string[] }[]>`${lockRunning(tx, runnerId, results)}`;
   const running = new Set(ids);
   const ofRunning = (rs: readonly TaskResultIn[]) => rs.filter((r) => running.has(r.taskId)).map((r) => r.taskId);
   const doneIds = ofRunning(succeeded);
@@ -290,15 +297,12 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
     await cancelTasksOf(tx, [...failedJobs]);
   }
   if (readyClusters.size > 0 || failedJobs.size > 0) {
-    await tx`
-      SELECT pg_notify(${TASKS_CHANNEL}, c) FROM unnest(${[...readyClusters]}::text[]) AS c
-      UNION ALL
-      SELECT pg_notify(${CANCEL_CHANNEL}, j) FROM unnest(${[...failedJobs]}::text[]) AS j`;
+    await tx`${notifyReady(tx, [...readyClusters])} UNION ALL ${notifyCancelled(tx, [...failedJobs])}`;
   }
 
   const acceptedIds = new Set([...parentCluster.keys(), ...failed.map((f) => f.id), ...requeued.map((r) => r.id)]);
   return {
-    refused: await explainRefusals(tx, results.filter((r) => !acceptedIds.has(r.taskId))),
+    refused: await explainRefusals(tx, runnerId, results.filter((r) => !acceptedIds.has(r.taskId))),
     failedJobs: [...failedJobs],
     readyClusters: [...readyClusters].map(Number),
   };
@@ -309,34 +313,38 @@ interface RefusalRow {
   job_id: string;
   state: string;
   lease: number;
+  runner_id: string | null;
   job_state: string;
 }
 
 /** Says, for each refused result, why, in words that tell the runner what happened. */
-async function explainRefusals(tx: Sql | TransactionSql, refused: readonly TaskResultIn[]): Promise<Refusal[]> {
+async function explainRefusals(tx: Sql | TransactionSql, runnerId: string, refused: readonly TaskResultIn[]): Promise<Refusal[]> {
   if (refused.length === 0) return [];
   const rows = await tx<RefusalRow[]>`
-    SELECT t.id, t.job_id, t.state, t.lease, j.state AS job_state
+    SELECT t.id, t.job_id, t.state, t.lease, t.runner_id::text, j.state AS job_state
     FROM tasks t JOIN jobs j ON j.id = t.job_id
     WHERE t.id = ANY(${arrayLiteral(refused.map((r) => r.taskId))}::bigint[])`;
   const byId = new Map(rows.map((r) => [r.id, r]));
   return refused.map((r): Refusal => {
     const row = byId.get(r.taskId);
-    const refuse = (code: Code, message: string) => ({ taskId: r.taskId, code, message });
-    if (!row) return refuse(Code.NotFound, `task ${r.taskId} does not exist`);
-    if (row.job_id !== r.jobId) return refuse(Code.InvalidArgument, `task ${r.taskId} belongs to job ${row.job_id}, not job ${r.jobId}`);
+    const refuse = (kind: Refusal["kind"], message: string) => ({ taskId: r.taskId, kind, message });
+    if (!row) return refuse("missing", `task ${r.taskId} does not exist`);
+    if (row.job_id !== r.jobId) return refuse("wrong-job", `task ${r.taskId} belongs to job ${row.job_id}, not job ${r.jobId}`);
     if (row.job_state === "cancelled") {
-      return refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: its job ${row.job_id} was cancelled`);
+      return refuse("not-recorded", `task ${r.taskId} was not recorded: its job ${row.job_id} was cancelled`);
     }
     if (row.job_state === "failed") {
-      return refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: its job ${row.job_id} failed and its other tasks were cancelled`);
+      return refuse("not-recorded", `task ${r.taskId} was not recorded: its job ${row.job_id} failed and its other tasks were cancelled`);
     }
     if (row.lease !== r.lease) {
       return refuse(
-        Code.FailedPrecondition,
+        "not-recorded",
         `task ${r.taskId} was not recorded: lease ${r.lease} expired and the task was leased again (lease ${row.lease}); another runner owns it now`,
       );
     }
-    return refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: it is ${row.state}, not running`);
+    if (row.state === "running" && row.runner_id !== runnerId) {
+      return refuse("not-holder", `task ${r.taskId} was not recorded: it is leased to another runner, not to runner ${runnerId}`);
+    }
+    return refuse("not-recorded", `task ${r.taskId} was not recorded: it is ${row.state}, not running`);
   });
 }

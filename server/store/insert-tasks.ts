@@ -1,11 +1,6 @@
 import type { PendingQuery, Row, Sql, TransactionSql } from "postgres";
 import type { TaskPlan, TaskRow } from "../task-plan.js";
-import { arrayLiteral, quotedArrayLiteral } from "./reported-rows.js";
-
-/** The channel a server listens on for ready work; the payload is a cluster id. */
-export const TASKS_CHANNEL = "sluice_tasks";
-/** The channel for cancelled jobs; the payload is a job id. */
-export const CANCEL_CHANNEL = "sluice_cancel";
+import { arrayLiteral, quotedArrayLiteral } from "./sql-literals.js";
 
 /**
  * CTEs (`rows`, `clusters_named`, `inserted`, `ready`, `handed`, `deps`) that insert the planned
@@ -66,8 +61,9 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
     ), ready AS (
       ${queueReady(sql, "inserted")} WHERE deps_left = 0 AND runner_id IS NULL
     ), handed AS (
-      INSERT INTO task_leases (expires_at, task_ids)
-      SELECT now() + ${leaseTtlMs}::int * interval '1 millisecond', array_agg(id) FROM inserted WHERE runner_id IS NOT NULL HAVING count(*) > 0
+      INSERT INTO task_leases (expires_at, task_ids, runner_id)
+      SELECT now() + ${leaseTtlMs}::int * interval '1 millisecond', array_agg(id), runner_id FROM inserted WHERE runner_id IS NOT NULL
+      GROUP BY runner_id
     ), deps AS (${
       plan.depFrom.length === 0
         ? // Nothing to insert: not even the ids gathered for it.

@@ -1,5 +1,6 @@
 import type { Sql } from "postgres";
-import { TASKS_CHANNEL, queueReady } from "./insert-tasks.js";
+import { notifyReadyOf } from "./channels.js";
+import { queueReady } from "./insert-tasks.js";
 import { reportedRows } from "./reported-rows.js";
 
 export interface LeaseRef {
@@ -8,13 +9,14 @@ export interface LeaseRef {
 }
 
 /**
- * Extends the leases a runner still holds. Rows locked by a concurrent
+ * Extends the leases a runner still holds (only its own). Rows locked by a concurrent
  * completion or cancellation are skipped rather than waited on; a lease is
  * reported lost only if, in this statement's snapshot, the task is no longer
  * running under that lease number.
  */
 export async function extendLeases(
   sql: Sql,
+  runnerId: string,
   leases: readonly LeaseRef[],
   leaseTtlMs: number,
 ): Promise<{ expiresAt: Date; lost: LeaseRef[] }> {
@@ -29,7 +31,7 @@ export async function extendLeases(
       WHERE t.id = ANY((
         SELECT array_agg(r.id) FROM wanted w CROSS JOIN LATERAL (
           SELECT t2.id FROM tasks t2
-          WHERE t2.id = w.id AND t2.lease = w.lease AND t2.state = 'running'
+          WHERE t2.id = w.id AND t2.lease = w.lease AND t2.state = 'running' AND t2.runner_id = ${runnerId}::uuid
           OFFSET 0
           FOR NO KEY UPDATE SKIP LOCKED
         ) r
@@ -37,7 +39,8 @@ export async function extendLeases(
       RETURNING t.id
     )
     SELECT w.id::text, w.lease,
-           (w.id IN (SELECT id FROM extended)) OR coalesce(t.state = 'running' AND t.lease = w.lease, false) AS extended,
+           (w.id IN (SELECT id FROM extended))
+             OR coalesce(t.state = 'running' AND t.lease = w.lease AND t.runner_id = ${runnerId}::uuid, false) AS extended,
            now() + ${leaseTtlMs}::int * interval '1 millisecond' AS expires_at
     FROM wanted w LEFT JOIN tasks t ON t.id = w.id`;
   return {
@@ -99,7 +102,7 @@ export async function expireLeases(sql: Sql, limit: number): Promise<number> {
       DELETE FROM task_leases l WHERE l.id IN (SELECT id FROM due) AND l.id NOT IN (SELECT lease_row FROM remaining)
     )
     SELECT (SELECT count(*) FROM due)::int AS due,
-           (SELECT count(pg_notify(${TASKS_CHANNEL}, c::text)) FROM (SELECT DISTINCT cluster_id AS c FROM requeued) x) AS notified`;
+           ${notifyReadyOf(sql, "requeued")} AS notified`;
   return row.due;
 }
 
@@ -107,4 +110,25 @@ export async function expireLeases(sql: Sql, limit: number): Promise<number> {
 export async function nextLeaseExpiry(sql: Sql): Promise<Date | null> {
   const [row] = await sql<{ at: Date | null }[]>`SELECT min(expires_at) AS at FROM task_leases`;
   return row.at;
+}
+
+/** A task running under a lease held by one runner. */
+export interface HeldLease extends LeaseRef {
+  jobId: string;
+}
+
+/**
+ * The tasks running under a lease held by `runnerId`: found through the
+ * `task_leases` rows of its lease statements (indexed by runner), each checked
+ * against the task itself, whose runner and state are the truth.
+ */
+export async function leasesOf(sql: Sql, runnerId: string): Promise<HeldLease[]> {
+  const rows = await sql<{ id: string; lease: number; job_id: string }[]>`
+    SELECT t.id::text, t.lease, t.job_id::text
+    FROM tasks t
+    WHERE t.id = ANY((
+      SELECT coalesce(array_agg(DISTINCT x), '{}') FROM task_leases l, unnest(l.task_ids) AS x WHERE l.runner_id = ${runnerId}::uuid
+    )::bigint[])
+      AND t.state = 'running' AND t.runner_id = ${runnerId}::uuid`;
+  return rows.map((r) => ({ taskId: r.id, lease: r.lease, jobId: r.job_id }));
 }

@@ -1,8 +1,8 @@
 import type { Sql } from "postgres";
-import type { TriggerJson } from "../storage/trigger.js";
+import type { JobStateName, TaskStateName } from "../../runner/wire/states.js";
+import type { TriggerJson } from "../../runner/wire/storage-event.js";
 
-export type JobStateName = "scheduled" | "queued" | "started" | "completed" | "failed" | "cancelled";
-export type TaskStateName = "queued" | "running" | "computed" | "failed" | "cancelled";
+export type { JobStateName, TaskStateName };
 
 export interface JobRow {
   id: string;
@@ -79,6 +79,15 @@ export async function getJob(sql: Sql, id: string): Promise<JobWithCounts | null
     FROM jobs j, LATERAL (SELECT ${sql.unsafe(COUNTS)} FROM tasks t WHERE t.job_id = j.id) c
     WHERE j.id = ${id}`;
   return row ?? null;
+}
+
+/** The jobs created by submits with these idempotency keys, with their task counts, by key. */
+export async function jobsByIdempotencyKey(sql: Sql, keys: readonly string[]): Promise<Map<string, JobWithCounts>> {
+  const rows = await sql<(JobWithCounts & { idempotency_key: string })[]>`
+    SELECT ${sql.unsafe(JOB_WITH_COUNTS)}, j.idempotency_key
+    FROM jobs j, LATERAL (SELECT ${sql.unsafe(COUNTS)} FROM tasks t WHERE t.job_id = j.id) c
+    WHERE j.idempotency_key = ANY(${keys}::text[])`;
+  return new Map(rows.map((r) => [r.idempotency_key, r]));
 }
 
 export async function getJobTasks(sql: Sql, jobId: string): Promise<TaskRowOut[]> {
