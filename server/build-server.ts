@@ -206,7 +206,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     // would hold turns for good.
     admitted: (method) => method.methodKind === "unary" || method === JobService.method.submitStream,
   });
-  const push = pushHandler(sql, onError);
+  const push = pushHandler(sql, onError, config.snsConfirmUrls);
   const ui = consoleHandler(config.consoleDir);
   const handler: typeof api = (req, res) =>
     req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : isConsolePath(req.url) ? ui(req, res as ServerResponse) : api(req, res);

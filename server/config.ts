@@ -35,6 +35,8 @@ export interface ServerConfig {
   adminToken: string;
   /** Whether gRPC reflection answers without a token. */
   openReflection: boolean;
+  /** URL prefixes besides SNS's own whose SubscriptionConfirmation the server visits (SNS-compatible services). */
+  snsConfirmUrls: string[];
   /** The scheduler's clock, for cron ticks and scheduled starts; tests pass one they move. */
   clock: Clock;
   /** The built web console served at /ui/; web/dist of the repository when unset. */
@@ -55,6 +57,7 @@ export const ServerDefaults: ServerConfig = {
   auth: "auto",
   adminToken: "",
   openReflection: true,
+  snsConfirmUrls: [],
   clock: systemClock,
 };
 
@@ -96,6 +99,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     auth: env.SLUICE_INSECURE_NO_AUTH === "true" ? "off" : authMode(env.SLUICE_AUTH),
     adminToken: env.SLUICE_ADMIN_TOKEN ?? "",
     openReflection: env.SLUICE_REFLECTION !== "token",
+    snsConfirmUrls: (env.SLUICE_SNS_CONFIRM_URLS ?? "").split(",").map((u) => u.trim()).filter(Boolean),
   };
 }
 

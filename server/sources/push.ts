@@ -1,3 +1,4 @@
+import { sameSecret } from "../auth/secrets.js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Sql } from "postgres";
@@ -62,11 +63,22 @@ export function s3Changes(event: any, bucket: string): ObjectChangeIn[] {
   return changes;
 }
 
-/** Unwraps an SNS envelope; answers a subscription confirmation by visiting its SubscribeURL. */
-export async function unwrapSns(body: any): Promise<any | null> {
+/** SNS's own confirmation URLs: https://sns.REGION.amazonaws.com/ (and .com.cn). */
+const SNS_URL = /^https:\/\/sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?\//;
+
+/**
+ * Unwraps an SNS envelope; answers a subscription confirmation by visiting its
+ * SubscribeURL, only when that is SNS's own (or starts with one of
+ * `allowedUrls`, for tests and SNS-compatible services): the server never
+ * fetches a URL a caller chose.
+ */
+export async function unwrapSns(body: any, allowedUrls: readonly string[] = []): Promise<any | null> {
   if (body?.Type === "SubscriptionConfirmation") {
     const url = String(body.SubscribeURL ?? "");
     if (!/^https?:\/\//.test(url)) throw new PushError(400, "SubscriptionConfirmation without a SubscribeURL");
+    if (!SNS_URL.test(url) && !allowedUrls.some((prefix) => url.startsWith(prefix))) {
+      throw new PushError(400, "SubscribeURL is not an SNS URL (https://sns.REGION.amazonaws.com/...); the subscription was not confirmed");
+    }
     const res = await fetch(url);
     if (!res.ok) throw new PushError(502, `confirming the SNS subscription failed: ${res.status} from ${url}`);
     return null;
@@ -119,7 +131,7 @@ function reply(res: Response, status: number, body: object): void {
  * envelope, or as a MinIO webhook) and POST /events/gcs/{location id} (Pub/Sub
  * push messages), authenticated by the location's push token.
  */
-export function pushHandler(sql: Sql, onError: (e: unknown) => void) {
+export function pushHandler(sql: Sql, onError: (e: unknown) => void, snsConfirmUrls: readonly string[] = []) {
   return async (req: Request, res: Response): Promise<void> => {
     try {
       const url = new URL(req.url ?? "/", "http://sluice");
@@ -129,13 +141,13 @@ export function pushHandler(sql: Sql, onError: (e: unknown) => void) {
       const [, kind, id] = m;
       const location: LocationRow | null = await getLocation(sql, id);
       if (!location || location.type !== kind) throw new PushError(404, `storage location ${id} is not a registered ${kind.toUpperCase()} location`);
-      if (tokenOf(req, url) !== location.push_token) {
+      if (!sameSecret(tokenOf(req, url), location.push_token)) {
         throw new PushError(401, `missing or wrong token for storage location ${id}: pass its push token as ?token= or "Authorization: Bearer"`);
       }
       const body = parseJson(await readBody(req), kind === "s3" ? "an S3 event notification" : "a Pub/Sub push message");
       let changes: ObjectChangeIn[] = [];
       if (kind === "s3") {
-        const event = await unwrapSns(body);
+        const event = await unwrapSns(body, snsConfirmUrls);
         if (event !== null) changes = s3Changes(event, location.location);
       } else {
         changes = gcsChanges(body, location.location.split(":")[1]);
