@@ -4,6 +4,7 @@ import { pathToFileURL } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { onStopSignal } from "../../server/signals.js";
+import { ConnectionLimitsDefaults, LIMIT_SETTINGS, RequestLimitsDefaults } from "../../server/limits.js";
 import { Client } from "../client.js";
 import type { Job, JobDetails, JobStateName } from "../jobs.js";
 import { JOB_STATE_NAMES } from "../wire/states.js";
@@ -28,6 +29,14 @@ const int = (name: string) => (raw: string) => {
   return n;
 };
 
+type LimitName = keyof typeof LIMIT_SETTINGS;
+const limitFlag = (name: LimitName, arg: string) => `${LIMIT_SETTINGS[name].flag} ${arg}`;
+const limitInt = (name: LimitName) => int(LIMIT_SETTINGS[name].flag);
+const limitHelp = (name: LimitName) => {
+  const defaults: Record<string, number> = { ...ConnectionLimitsDefaults, ...RequestLimitsDefaults };
+  return `${LIMIT_SETTINGS[name].env}, default ${defaults[name]}`;
+};
+
 let shared: Client | undefined;
 function client(): Client {
   shared ??= new Client({ url: program.opts().url, token: program.opts().authToken });
@@ -46,19 +55,31 @@ program
   .option("--host <host>", "interface to listen on (SLUICE_HOST, default 127.0.0.1)")
   .option("--port <port>", "port to listen on (SLUICE_PORT, default 8080)", int("--port"))
   .option("--data-dir <dir>", "where the embedded PostgreSQL keeps its data (SLUICE_DATA_DIR, default .sluice)")
+  .option(limitFlag("firstBytesTimeoutMs", "<ms>"), `close a new connection that sent nothing for this long (${limitHelp("firstBytesTimeoutMs")})`, limitInt("firstBytesTimeoutMs"))
+  .option(limitFlag("idleTimeoutMs", "<ms>"), `close a connection with no request in progress for this long (${limitHelp("idleTimeoutMs")})`, limitInt("idleTimeoutMs"))
+  .option(limitFlag("maxConnections", "<n>"), `connections open at once; more are closed at once (${limitHelp("maxConnections")})`, limitInt("maxConnections"))
+  .option(limitFlag("maxStreamsPerConnection", "<n>"), `HTTP/2 streams open at once per connection (${limitHelp("maxStreamsPerConnection")})`, limitInt("maxStreamsPerConnection"))
+  .option(limitFlag("maxRequestBytes", "<bytes>"), `the largest request message (${limitHelp("maxRequestBytes")})`, limitInt("maxRequestBytes"))
+  .option(limitFlag("maxConcurrentRequests", "<n>"), `requests handled at once; the rest wait (${limitHelp("maxConcurrentRequests")})`, limitInt("maxConcurrentRequests"))
   .option("--auth <mode>", "bearer tokens: auto (needed beyond loopback) or required (SLUICE_AUTH, default auto)")
   .option("--insecure-no-auth", "listen beyond loopback without authentication: anyone who reaches the port may do anything")
-  .action(async (opts: { host?: string; port?: number; dataDir?: string; auth?: string; insecureNoAuth?: boolean }) => {
+  .action(async (opts: { host?: string; port?: number; dataDir?: string; auth?: string; insecureNoAuth?: boolean } & Partial<Record<LimitName, number>>) => {
     const { runServer } = await import("../../server/main.js");
     if (opts.auth !== undefined && !["auto", "required"].includes(opts.auth)) {
       throw new InvalidArgumentError(`--auth must be auto or required (--insecure-no-auth turns tokens off), got "${opts.auth}"`);
     }
+    const { configFromEnv } = await import("../../server/config.js");
+    const env = configFromEnv();
+    const pick = <T extends object>(base: T) =>
+      Object.fromEntries(Object.keys(base).map((k) => [k, (opts as Record<string, unknown>)[k] ?? (base as Record<string, unknown>)[k]])) as T;
     await runServer({
       ...(opts.host !== undefined && { host: opts.host }),
       ...(opts.port !== undefined && { port: opts.port }),
       ...(opts.dataDir !== undefined && { dataDir: opts.dataDir }),
       ...(opts.auth !== undefined && { auth: opts.auth as "auto" | "required" }),
       ...(opts.insecureNoAuth && { auth: "off" as const }),
+      connections: pick(env.connections),
+      requests: pick(env.requests),
     });
   });
 
