@@ -1,0 +1,66 @@
+import { Client } from "../../runner/client.js";
+import { FaultTask } from "./fault-task.js";
+
+/**
+ * Submits one-task FaultTask jobs through the SDK, as a program would, and
+ * retries each submit that fails until it is acknowledged. Every logical
+ * submit has a name of its own (`PREFIX-N`), so that the jobs written for it
+ * can be found whether or not an answer came back.
+ */
+export class Submitter {
+  /** Job id by name, for every submit the server acknowledged. */
+  readonly acked = new Map<string, string>();
+  /** Submits that failed and were sent again. */
+  retried = 0;
+  /** Submits on their way now. */
+  inFlight = 0;
+  private readonly client: Client;
+  private stopped = false;
+
+  constructor(
+    url: string,
+    private readonly prefix: string,
+    private readonly taskMs: number,
+  ) {
+    this.client = new Client({ url });
+  }
+
+  /**
+   * Submits `count` jobs, `ratePerSecond` of them a second (Infinity: all at
+   * once, the SDK batching them), each retried until acknowledged or `stop`.
+   */
+  async run(count: number, ratePerSecond = Number.POSITIVE_INFINITY): Promise<void> {
+    const jobs = this.client.jobs();
+    const started = performance.now();
+    const submitted: Promise<void>[] = [];
+    for (let i = 0; i < count && !this.stopped; i++) {
+      const due = started + (i * 1000) / ratePerSecond;
+      const wait = due - performance.now();
+      if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+      submitted.push(this.submitUntilAcknowledged(jobs, `${this.prefix}-${i}`));
+    }
+    await Promise.all(submitted);
+  }
+
+  private async submitUntilAcknowledged(jobs: ReturnType<Client["jobs"]>, name: string): Promise<void> {
+    while (!this.stopped) {
+      this.inFlight++;
+      try {
+        const job = await jobs.submit(name, new FaultTask({ k: name, ms: this.taskMs }));
+        this.acked.set(name, job.id);
+        return;
+      } catch {
+        this.retried++;
+      } finally {
+        this.inFlight--;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  /** Gives up on submits not yet acknowledged and closes the connection. */
+  stop(): void {
+    this.stopped = true;
+    this.client.close();
+  }
+}
