@@ -40,6 +40,8 @@ export interface ScenarioReport extends Counts {
   drainMs: number;
   /** Whether the drain finished (false: it stalled for the lease time plus slack). */
   drained: boolean;
+  /** When something went wrong: the end of every server's and live runner's output. */
+  diagnostics: string[];
   leaseTtlMs: number;
 }
 
@@ -124,6 +126,11 @@ class Run {
     return this.fleet.waitForComputed(target, this.options.leaseTtlMs + this.options.slackMs);
   }
 
+  /** False once the queue did not come through a fault: more faults would show nothing new. */
+  get healthy(): boolean {
+    return this.faults.every((f) => f.movedMs !== null);
+  }
+
   record(fault: FaultRecord): void {
     this.faults.push(fault);
     const rec = fault.recoveredMs === undefined ? "" : `, held tasks computed after ${fault.recoveredMs ?? "never"} ms`;
@@ -151,7 +158,11 @@ class Run {
       drainMs,
       drained,
       leaseTtlMs,
+      diagnostics: [],
     };
+    if (!drained || !this.healthy || report.lost > 0 || report.crashes.length > 0) {
+      report.diagnostics = [...this.fleet.servers, ...this.fleet.runners].map((p) => p.output.slice(-3_000));
+    }
     this.log(
       `submitted ${report.submitted}, completed ${report.completed}, executed more than once ${report.executedMoreThanOnce}, lost ${report.lost}, ` +
         `acknowledged but missing ${report.acknowledgedMissing}, written unacknowledged ${report.writtenUnacknowledged}, crashes ${report.crashes.length}`,
@@ -203,7 +214,7 @@ export function runnerKills(options: SuiteOptions, sizes: DrainSizes): Promise<S
     const boundMs = leaseTtlMs + 5_000 + slackMs;
     const recoveries: Promise<void>[] = [];
     const replacements: Promise<unknown>[] = [];
-    for (let i = 0; i < sizes.faults; i++) {
+    for (let i = 0; i < sizes.faults && run.healthy; i++) {
       await run.awaitTarget(run.target(i, sizes.faults, sizes.jobs));
       const started = fleet.runners.filter((r) => r.id !== "");
       const victim = started[Math.floor(run.rand() * started.length)];
@@ -251,7 +262,7 @@ export function serverRestarts(options: SuiteOptions, sizes: RestartSizes): Prom
     await run.queue(server, sizes.jobs, sizes.taskMs);
     run.startClock();
     await fleet.addRunners(server, sizes.runners, sizes.concurrency);
-    for (let i = 0; i < sizes.faults; i++) {
+    for (let i = 0; i < sizes.faults && run.healthy; i++) {
       await run.awaitTarget(run.target(i, sizes.faults, sizes.jobs));
       const { at, downMs } = await killAndRestart(server, sizes.restartDelayMs);
       const boundMs = downMs + options.leaseTtlMs + options.slackMs;
@@ -305,7 +316,7 @@ export interface SubmitSizes {
  * its sessions with runners too (or end so that runners reconnect), and the
  * queue must move again.
  */
-export function backendTerminations(options: SuiteOptions, sizes: DrainSizes & SubmitSizes): Promise<ScenarioReport> {
+export function backendTerminations(options: SuiteOptions, sizes: DrainSizes & SubmitSizes & { terminationsPerFault: number }): Promise<ScenarioReport> {
   return scenario("backends terminated", options, async (run) => {
     const { fleet } = run;
     const server = await fleet.addServer();
@@ -314,17 +325,23 @@ export function backendTerminations(options: SuiteOptions, sizes: DrainSizes & S
     await fleet.addRunners(server, sizes.runners, sizes.concurrency);
     const submitter = run.submitter(server, "live", sizes.taskMs);
     const submitting = submitter.run(sizes.submits, sizes.ratePerSecond);
-    for (let i = 0; i < sizes.faults; i++) {
+    for (let i = 0; i < sizes.faults && run.healthy; i++) {
       await run.awaitTarget(run.target(i, sizes.faults, sizes.jobs));
       // While a submit is on its way, if one comes within a second.
       const until = performance.now() + 1_000;
       while (submitter.inFlight === 0 && performance.now() < until) await sleep(1);
       const inFlight = submitter.inFlight;
       const at = performance.now();
-      const n = await fleet.terminateBackends();
-      const boundMs = options.leaseTtlMs + options.slackMs;
+      // A burst, so that some termination lands on a statement under way.
+      let n = 0;
+      for (let k = 0; k < sizes.terminationsPerFault; k++) {
+        if (k > 0) await sleep(200);
+        n += await fleet.terminateBackends();
+      }
+      const downMs = Math.round(performance.now() - at);
+      const boundMs = downMs + options.leaseTtlMs + options.slackMs;
       const movedMs = await fleet.everyRunnerMoved(at, fleet.runners, run.freshWork(sizes.concurrency), boundMs);
-      run.record({ what: `terminated ${n} backends, ${inFlight} submits in flight`, downMs: 0, movedMs, boundMs });
+      run.record({ what: `terminated ${n} backends in ${sizes.terminationsPerFault} rounds, ${inFlight} submits in flight`, downMs, movedMs, boundMs });
     }
     await submitting;
   });
@@ -355,7 +372,7 @@ export function interruptedSubmits(options: SuiteOptions, sizes: InterruptedSubm
     const submitting = submitter.run(sizes.submits, sizes.ratePerSecond).finally(() => {
       submitted = true;
     });
-    for (let i = 0; i < sizes.faults && !submitted; i++) {
+    for (let i = 0; i < sizes.faults && !submitted && run.healthy; i++) {
       const target = run.target(i, sizes.faults, sizes.submits);
       // The kill lands while a batch is on its way.
       while (!submitted && (submitter.acked.size < target || submitter.inFlight === 0)) await sleep(1);
