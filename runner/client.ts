@@ -9,6 +9,7 @@ import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
 import { ClusterClient } from "./clusters.js";
 import { JobClient } from "./jobs.js";
 import { RecurrentTaskClient } from "./recurrent.js";
+import { retryReads } from "./retry.js";
 import { type RunnerOptions, TaskRunner } from "./task-runner.js";
 
 /** The server a client talks to when neither `url` nor `SLUICE_URL` names one. */
@@ -69,6 +70,7 @@ export class Client {
       // compresses every message over 1 KiB, such as each batch of leased tasks.
       acceptCompression: options.compression ? [compressionGzip] : [],
       sendCompression: options.compression ? compressionGzip : undefined,
+      interceptors: [retryReads],
     });
   }
 

@@ -195,13 +195,11 @@ const STREAM_LINGER_MS = 100;
  *
  * Batches go on a SubmitStream that stays open while submits keep coming and
  * is closed when none is left (STREAM_LINGER_MS later when they came
- * steadily); a server without SubmitStream (Unimplemented) gets SubmitJobs
- * calls from then on.
+ * steadily).
  */
 class SubmitBatcher {
   private pending: { req: SubmitInit; bytes: number; resolve: (job: JobMessage) => void; reject: (e: unknown) => void }[] = [];
   private sending = false;
-  private streams = true;
   private channel: SubmitChannel | null = null;
   /** When the last batch was sent (performance.now()), and whether it came soon after the one before. */
   private lastSentAt = Number.NEGATIVE_INFINITY;
@@ -234,20 +232,10 @@ class SubmitBatcher {
     return this.pending.splice(0, n);
   }
 
-  /** The server's answer to a batch: on the stream, or in a call to a server without one. */
-  private async submitJobs(jobs: SubmitInit[]): Promise<SubmitJobsResponse> {
-    if (this.streams) {
-      if (!this.channel?.open) this.channel = new SubmitChannel(this.api);
-      try {
-        return await this.channel.submit({ jobs });
-      } catch (e) {
-        // Unimplemented: nothing was written; the batch goes as a call.
-        if (!(e instanceof ConnectError) || e.code !== Code.Unimplemented) throw e;
-        this.streams = false;
-        this.channel = null;
-      }
-    }
-    return this.api.submitJobs({ jobs });
+  /** The server's answer to a batch, on the open stream or a new one. */
+  private submitJobs(jobs: SubmitInit[]): Promise<SubmitJobsResponse> {
+    if (!this.channel?.open) this.channel = new SubmitChannel(this.api);
+    return this.channel.submit({ jobs });
   }
 
   private async send(): Promise<void> {

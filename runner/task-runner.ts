@@ -2,12 +2,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
-import {
-  type LeasedTask,
-  type LeasedTaskColumns,
-  RunnerService,
-  TaskResultSchema,
-} from "../gen/sluice/v1/runner_service_pb.js";
+import { RunnerService, type TaskAssignment, TaskResultSchema } from "../gen/sluice/v1/runner_service_pb.js";
 import type { StorageEvent } from "../gen/sluice/v1/storage_pb.js";
 import { TaskContext } from "./context.js";
 import { BUILTIN_TASKS } from "./builtins.js";
@@ -46,13 +41,19 @@ export interface RunnerOptions {
    * this runner, which other runners cannot see).
    */
   cache?: CacheBackend;
+  /**
+   * How long `stop()` keeps trying to report the results of the tasks it ran
+   * while the server cannot be reached (default 30 s). After that it gives up:
+   * the server hands those tasks to other runners when their leases run out.
+   */
+  stopTimeoutMs?: number;
 }
 
 type Outcome = NonNullable<MessageInitShape<typeof TaskResultSchema>["outcome"]>;
 
 type Resolver = (name: string, version: string) => TaskClass | undefined;
 
-/** A task as the server assigned it, from either form of an assignment. */
+/** A task as the server assigned it. */
 interface Assigned {
   id: string;
   jobId: string;
@@ -65,23 +66,8 @@ interface Assigned {
   trigger: StorageEvent | undefined;
 }
 
-function assignedOf(t: LeasedTask, resolve: Resolver): Assigned {
-  const name = t.identifier?.name ?? "";
-  const version = t.identifier?.version ?? "";
-  return {
-    id: t.id,
-    jobId: t.jobId,
-    name,
-    version,
-    cls: resolve(name, version),
-    input: t.input,
-    lease: t.lease,
-    trigger: t.trigger,
-  };
-}
-
-/** The tasks of an assignment sent as columns (see LeasedTaskColumns). */
-function assignedFromColumns(c: LeasedTaskColumns, resolve: Resolver): Assigned[] {
+/** The tasks of an assignment (one list per field). */
+function assignedOf(c: TaskAssignment, resolve: Resolver): Assigned[] {
   const out: Assigned[] = new Array(c.ids.length);
   // Each identifier is resolved once per assignment, not once per task.
   const classes = c.identifiers.map((k) => resolve(k.name, k.version));
@@ -141,6 +127,8 @@ interface Registered {
 
 /** The outcome of a task that succeeded without submitting subtasks: one for all of them. */
 const COMPUTED: Outcome = Object.freeze({ case: "computed", value: Object.freeze({}) });
+/** The outcome of a task given back unstarted. */
+const RELEASED: Outcome = Object.freeze({ case: "released", value: Object.freeze({}) });
 
 /** The result message for a task's outcome. */
 function resultOf(t: Assigned, outcome: Outcome) {
@@ -169,10 +157,11 @@ const sleep = (ms: number, signal: AbortSignal) =>
   });
 
 /**
- * Executes tasks of one cluster. It keeps a work stream open to the server,
+ * Executes tasks of one cluster. It keeps a session open with the server,
  * which pushes leased tasks as soon as they are ready; it runs up to
  * `concurrency` of them at once, reports results in batches, extends the
- * leases of what it holds and reconnects when the connection is lost.
+ * leases of what it holds and opens a new session when the connection is lost,
+ * telling the server what it still holds.
  */
 export class TaskRunner {
   /** The runner's id, kept across reconnects. */
@@ -186,6 +175,7 @@ export class TaskRunner {
   private readonly name: string;
   private readonly log: RunnerLogger;
   private readonly cache: CacheBackend;
+  private readonly stopTimeoutMs: number;
 
   private readonly held = new Map<string, Held>();
   private readonly queue: Held[] = [];
@@ -194,12 +184,14 @@ export class TaskRunner {
   private idle = false;
   private untilIdle = false;
   private stopping = false;
+  /** Aborted when the runner gives up reaching the server while stopping. */
+  private lifetime: AbortController | null = null;
+  private stopTimer: NodeJS.Timeout | null = null;
+  /** Aborts the current session's call. */
   private stream: AbortController | null = null;
+  private channel: SessionChannel | null = null;
   private reporter: ResultReporter<Held> | null = null;
-  /** Whether to open sessions (false once a server answered that it has none). */
-  private sessions = true;
   private extender: NodeJS.Timeout | null = null;
-  private settled: (() => void)[] = [];
   private run: Promise<void> | null = null;
 
   constructor(
@@ -235,6 +227,7 @@ export class TaskRunner {
     this.name = options.name ?? `${hostname()}:${process.pid}`;
     this.log = options.logger ?? console;
     this.cache = options.cache ?? new InMemoryCache();
+    this.stopTimeoutMs = options.stopTimeoutMs ?? 30_000;
   }
 
   /** Runs tasks until `stop()` is called. */
@@ -250,12 +243,11 @@ export class TaskRunner {
   /**
    * Stops taking work: tasks leased but not started are given back at once,
    * running tasks finish and their results are reported. Resolves when the
-   * runner has stopped.
+   * runner has stopped, or gave up reaching the server after `stopTimeoutMs`.
    */
   async stop(): Promise<void> {
     if (!this.run) return;
-    this.stopping = true;
-    this.stream?.abort();
+    this.beginStop();
     await this.run;
   }
 
@@ -275,35 +267,47 @@ export class TaskRunner {
     return this.run;
   }
 
+  private beginStop(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.channel?.drain();
+    for (const h of this.queue.splice(0)) this.finish(h, RELEASED);
+    this.stopTimer = setTimeout(() => this.giveUp(), this.stopTimeoutMs);
+    this.stopTimer.unref();
+    this.checkSettled();
+  }
+
+  /** Stopping took too long (the server is unreachable): leaves the rest to lease expiry. */
+  private giveUp(): void {
+    this.log.warn(`sluice runner ${this.id}: could not reach the server within ${this.stopTimeoutMs} ms while stopping; its leases will run out`);
+    for (const h of this.held.values()) h.abort(new Error("the runner stopped"));
+    this.lifetime?.abort();
+    this.stream?.abort();
+  }
+
   private async loop(): Promise<void> {
-    const lifetime = new AbortController();
-    this.reporter = new ResultReporter(this.api, this.id, lifetime.signal);
+    const lifetime = (this.lifetime = new AbortController());
+    this.reporter = new ResultReporter(lifetime.signal);
     this.scheduleExtension();
     let delay = 100;
     try {
-      while (!this.stopping) {
-        this.stream = new AbortController();
-        const signal = this.stream.signal;
-        let channel: SessionChannel | null = null;
+      while (!lifetime.signal.aborted) {
+        const stream = (this.stream = new AbortController());
+        const channel = new SessionChannel({
+          runnerId: this.id,
+          cluster: this.cluster,
+          tasks: this.registered(),
+          concurrency: this.concurrency,
+          prefetch: this.prefetch,
+          name: this.name,
+          held: [...this.held.values()].map((h) => ({ taskId: h.task.id, lease: h.task.lease })),
+          draining: this.stopping,
+        });
+        this.channel = channel;
+        this.reporter.setChannel(channel);
+        this.checkSettled();
         try {
-          const work = {
-            runnerId: this.id,
-            cluster: this.cluster,
-            tasks: this.registered(),
-            concurrency: this.concurrency,
-            prefetch: this.prefetch,
-            inFlight: this.held.size,
-            name: this.name,
-            columns: true,
-          };
-          // A session carries the results too; a server without sessions
-          // answers Unimplemented, and gets Work and CompleteTasks from then on.
-          if (this.sessions) {
-            channel = new SessionChannel(work);
-            this.reporter.channel = channel;
-          }
-          const responses = channel ? this.api.session(channel.requests(), { signal }) : this.api.work(work, { signal });
-          for await (const res of responses) {
+          for await (const res of this.api.session(channel.requests(), { signal: stream.signal })) {
             delay = 100;
             const event = res.event;
             if (event.case === "started") {
@@ -311,9 +315,7 @@ export class TaskRunner {
               this.scheduleExtension();
             } else if (event.case === "assignment") {
               this.idle = false;
-              const { columns, tasks } = event.value;
-              if (columns && columns.ids.length > 0) for (const task of assignedFromColumns(columns, this.resolver)) this.accept(task);
-              for (const task of tasks) this.accept(assignedOf(task, this.resolver));
+              for (const task of assignedOf(event.value, this.resolver)) this.accept(task);
             } else if (event.case === "cancellation") {
               for (const l of event.value.tasks) {
                 const h = this.held.get(l.taskId);
@@ -323,54 +325,38 @@ export class TaskRunner {
             } else if (event.case === "idle") {
               this.idle = true;
               this.checkSettled();
-            } else if (event.case === "recorded") {
-              channel?.recorded(event.value);
+            } else if (event.case === "recorded" || event.case === "extended") {
+              channel.answered(event);
             }
           }
-          if (!this.stopping) this.log.warn(`sluice runner ${this.id}: the server closed the work stream; reconnecting`);
+          // The server ends the call after the runner ended its side: stopped.
+          if (channel.finished) break;
+          if (!this.stopping) this.log.warn(`sluice runner ${this.id}: the server closed the session; reconnecting`);
         } catch (e) {
-          if (this.stopping) break;
+          if (lifetime.signal.aborted) break;
           const err = ConnectError.from(e);
-          if (channel && err.code === Code.Unimplemented) {
-            this.sessions = false;
-            channel.end();
-            continue;
-          }
           if (PERMANENT.has(err.code)) throw err;
-          this.log.warn(`sluice runner ${this.id}: work stream failed (${err.message}); reconnecting in ${delay} ms`);
+          this.log.warn(`sluice runner ${this.id}: session failed (${err.message}); reconnecting in ${delay} ms`);
         } finally {
-          // Results sent on it and not answered go again (ResultReporter).
-          channel?.end();
+          // Results sent on it and not answered go again on the next session.
+          channel.end();
+          this.reporter.setChannel(null);
+          this.channel = null;
         }
-        if (this.stopping) break;
-        await sleep(delay, signal);
+        await sleep(delay, lifetime.signal);
         delay = Math.min(delay * 2, 5_000);
       }
     } finally {
       this.stopping = true;
-      this.stream?.abort();
-      for (const h of this.queue.splice(0)) void this.finish(h, { case: "released", value: {} });
-      await this.whenSettled(() => this.held.size === 0);
-      await this.reporter.drain();
-      await this.sayStopped();
+      for (const h of this.held.values()) h.abort(new Error("the runner stopped"));
+      this.queue.length = 0;
       lifetime.abort();
+      if (this.stopTimer) clearTimeout(this.stopTimer);
       if (this.extender) clearTimeout(this.extender);
+      this.stopTimer = null;
       this.extender = null;
       this.stream = null;
-    }
-  }
-
-  /**
-   * Tells the server that this runner holds nothing any more, so that it queues
-   * again at once what it sent on the stream as the stream closed (never
-   * received here). Best effort: without it those tasks wait for their leases
-   * to run out.
-   */
-  private async sayStopped(): Promise<void> {
-    try {
-      await this.api.completeTasks({ runnerId: this.id, last: true }, { timeoutMs: 5_000 });
-    } catch (e) {
-      this.log.warn(`sluice runner ${this.id}: could not tell the server it stopped (${ConnectError.from(e).message})`);
+      this.lifetime = null;
     }
   }
 
@@ -396,7 +382,7 @@ export class TaskRunner {
     const h = new Held(task);
     this.held.set(task.id, h);
     if (this.stopping) {
-      void this.finish(h, { case: "released", value: {} });
+      this.finish(h, RELEASED);
       return;
     }
     this.queue.push(h);
@@ -406,7 +392,7 @@ export class TaskRunner {
   private schedule(): void {
     if (this.stopping) {
       // Stopping: what has not started is given back, not run.
-      for (const h of this.queue.splice(0)) void this.finish(h, { case: "released", value: {} });
+      for (const h of this.queue.splice(0)) this.finish(h, RELEASED);
       return;
     }
     while (this.running < this.concurrency && this.queue.length > 0) {
@@ -414,7 +400,7 @@ export class TaskRunner {
       if (h.aborted) {
         // Cancelled or lost before it started: give it back (the server
         // refuses it, which frees the slot).
-        void this.finish(h, { case: "released", value: {} });
+        this.finish(h, RELEASED);
         continue;
       }
       this.running++;
@@ -487,26 +473,10 @@ export class TaskRunner {
     this.checkSettled();
   };
 
-  private whenSettled(done: () => boolean): Promise<void> {
-    if (done()) return Promise.resolve();
-    return new Promise((resolve) => {
-      const check = () => {
-        if (done()) resolve();
-        else this.settled.push(check);
-      };
-      this.settled.push(check);
-    });
-  }
-
   private checkSettled(): void {
-    if (this.settled.length > 0) {
-      const waiting = this.settled.splice(0);
-      for (const w of waiting) w();
-    }
-    if (this.untilIdle && this.idle && this.held.size === 0 && !this.stopping) {
-      this.stopping = true;
-      this.stream?.abort();
-    }
+    if (this.untilIdle && this.idle && this.held.size === 0 && !this.stopping) this.beginStop();
+    // Stopping and holding nothing: the session ends, and with it the run.
+    if (this.stopping && this.held.size === 0) this.channel?.finish();
   }
 
   /** Extends the leases of every held task a third of the way into each lease. */
@@ -521,15 +491,13 @@ export class TaskRunner {
   }
 
   private async extendLeases(): Promise<void> {
+    const channel = this.channel;
     const holding = [...this.held.values()];
-    if (holding.length === 0) return;
+    if (holding.length === 0 || !channel?.open) return;
     try {
       for (let i = 0; i < holding.length; i += 5_000) {
         const chunk = holding.slice(i, i + 5_000);
-        const res = await this.api.extendLeases({
-          runnerId: this.id,
-          leases: chunk.map((h) => ({ taskId: h.task.id, lease: h.task.lease })),
-        });
+        const res = await channel.extend(chunk.map((h) => ({ taskId: h.task.id, lease: h.task.lease })));
         for (const l of res.lost) {
           const h = this.held.get(l.taskId);
           if (h && h.task.lease === l.lease) {
@@ -539,7 +507,8 @@ export class TaskRunner {
       }
       this.schedule();
     } catch (e) {
-      this.log.warn(`sluice runner ${this.id}: extending leases failed (${ConnectError.from(e).message}); trying again`);
+      // The session ended: the next one says what the runner holds.
+      if (channel.open) this.log.warn(`sluice runner ${this.id}: extending leases failed (${ConnectError.from(e).message}); trying again`);
     }
   }
 }

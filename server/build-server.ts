@@ -1,5 +1,5 @@
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { ServerResponse } from "node:http";
 import { join, resolve } from "node:path";
@@ -16,6 +16,7 @@ import { type ServerConfig, ServerDefaults } from "./config.js";
 import { type EmbeddedDatabase, startEmbeddedDatabase } from "./database/embedded.js";
 import { migrate } from "./database/migrate.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
+import { errorsInterceptor } from "./interceptors/errors.js";
 import { type Listener, listen } from "./http/listen.js";
 import { LeaseExpiry } from "./maintenance/lease-expiry.js";
 import { JobRetention } from "./maintenance/job-retention.js";
@@ -109,7 +110,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
 
   const onError = (e: unknown) => logger.error("background error", e);
   const clusters = new ClusterDirectory(sql);
-  const dispatcher = new Dispatcher(sql, onError, config.leaseTtlMs);
+  const dispatcher = new Dispatcher(sql, onError);
   await dispatcher.start();
   const leaseExpiry = new LeaseExpiry(sql, config.leaseExpiry, onError);
   leaseExpiry.start();
@@ -160,7 +161,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   const api = connectNodeAdapter({
     routes,
     readMaxBytes: READ_MAX_BYTES,
-    interceptors: [internalErrors(logger)],
+    interceptors: [errorsInterceptor(logger)],
   });
   const push = pushHandler(sql, onError);
   const handler: typeof api = (req, res) => (req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : api(req, res));
@@ -193,21 +194,5 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
         await sql.end({ timeout: 5 });
         await embedded?.stop();
       })()),
-  };
-}
-
-/**
- * Lets only ConnectErrors cross the wire as they are; anything else is an
- * internal error, logged here with its stack and reported without internals.
- */
-function internalErrors(logger: ServerLogger): Interceptor {
-  return (next) => async (req) => {
-    try {
-      return await next(req);
-    } catch (e) {
-      if (e instanceof ConnectError) throw e;
-      logger.error(`${req.method.parent.typeName}/${req.method.name} failed`, e);
-      throw new ConnectError(`internal error: ${(e as Error)?.message ?? String(e)}`, Code.Internal);
-    }
   };
 }

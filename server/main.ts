@@ -8,6 +8,9 @@ import { onStopSignal } from "./signals.js";
  */
 export async function runServer(overrides: Partial<ServerConfig> = {}): Promise<void> {
   const config = { ...configFromEnv(), ...overrides };
+  // Every query's failure is handled where it is awaited; one that is not is a
+  // bug, logged here rather than ending the process with every request in it.
+  process.on("unhandledRejection", (e) => console.error("unhandled rejection (a bug: please report it)", e));
   const server = await buildServer(config, {
     info: (m) => console.log(m),
     error: (m, e) => console.error(m, e instanceof Error ? (e.stack ?? e.message) : (e ?? "")),

@@ -1,3 +1,4 @@
+import { openSession } from "./support/session.js";
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -279,7 +280,9 @@ describe("bad input gets a clear error and changes nothing", () => {
 
   it("a runner that registers no tasks or an unknown cluster", async () => {
     const work = async (req: object) => {
-      for await (const _ of box.api.runner.work({ runnerId: crypto.randomUUID(), concurrency: 1, ...req })) break;
+      const session = openSession(box.api.runner, { runnerId: crypto.randomUUID(), concurrency: 1, ...req });
+      const error = await session.ended;
+      if (error) throw error;
     };
     await refused(() => work({ tasks: [] }), Code.InvalidArgument, /at least one task/);
     await refused(() => work({ tasks: [{ name: "Noop", version: "v1.0" }], cluster: "nowhere" }), Code.NotFound, /cluster "nowhere" does not exist/);

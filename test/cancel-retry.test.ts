@@ -1,3 +1,4 @@
+import { reportOnSession } from "./support/session.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { type ExecutionContext, Task } from "../runner/index.js";
@@ -85,10 +86,7 @@ describe("cancel and retry", () => {
     expect(laterRan).toEqual([]);
 
     // A completion that arrives now is refused and changes nothing.
-    const res = await box.api.runner.completeTasks({
-      runnerId: runner.id,
-      results: [{ task: blocker, jobId: job.id, outcome: { case: "computed", value: { subtasks: [] } } }],
-    });
+    const res = await reportOnSession(box.api.runner, { results: [{ task: blocker, jobId: job.id, outcome: { case: "computed", value: { subtasks: [] } } }] }, runner.id);
     expect(res.refused).toHaveLength(1);
     expect(res.refused[0]).toMatchObject({ taskId: blocker.taskId, code: "failed_precondition" });
     expect(res.refused[0].message).toMatch(new RegExp(`its job ${job.id} was cancelled`));

@@ -1,35 +1,18 @@
 import { describe, expect, it } from "vitest";
 import { JobState } from "../gen/sluice/v1/job_pb.js";
-import type { WorkResponse } from "../gen/sluice/v1/runner_service_pb.js";
 import { Dispatcher } from "../server/dispatch/dispatcher.js";
 import type { RunnerStream } from "../server/dispatch/runner-stream.js";
 import { submitJobs } from "../server/store/submit-job.js";
 import type { TaskRow } from "../server/task-plan.js";
 import { eventually, useSandbox } from "./support/harness.js";
+import { openSession } from "./support/session.js";
 
 const encode = (x: unknown) => new TextEncoder().encode(JSON.stringify(x));
 const count = (n: number, version = "v1.0") => ({ identifier: { name: "Count", version }, input: encode({ n }) });
 
-/** Reads a work stream's events one at a time. */
+/** A runner's session that registered Count v1.0, with no prefetch. */
 function openStream(box: ReturnType<typeof useSandbox>, cluster: string, concurrency: number) {
-  const runnerId = crypto.randomUUID();
-  const abort = new AbortController();
-  const events = box.api.runner
-    .work({ runnerId, cluster, tasks: [{ name: "Count", version: "v1.0" }], concurrency, prefetch: 0, columns: true }, { signal: abort.signal })
-    [Symbol.asyncIterator]();
-  const next = async (): Promise<WorkResponse["event"]> => {
-    const r = await events.next();
-    if (r.done) throw new Error("the work stream ended");
-    return r.value.event;
-  };
-  /** Reads until an event of this kind. */
-  const until = async <K extends NonNullable<WorkResponse["event"]["case"]>>(kind: K) => {
-    for (;;) {
-      const e = await next();
-      if (e.case === kind) return e.value as Extract<WorkResponse["event"], { case: K }>["value"];
-    }
-  };
-  return { runnerId, until, close: () => abort.abort() };
+  return openSession(box.api.runner, { cluster, tasks: [{ name: "Count", version: "v1.0" }], concurrency, prefetch: 0 });
 }
 
 describe("a job submitted while a runner waits for work", () => {
@@ -62,7 +45,7 @@ describe("a job submitted while a runner waits for work", () => {
       expect(stored.job!.state).toBe(j.state);
       expect(stored.job!.taskCounts).toEqual(j.taskCounts);
     }
-    const handed = (await stream.until("assignment")).columns!;
+    const handed = (await stream.until("assignment"));
     expect([...handed.jobIds].sort()).toEqual(started.map((j) => j.id).sort());
     expect(handed.leases).toEqual([1, 1]);
     expect(handed.failures).toEqual([0, 0]);
@@ -72,17 +55,11 @@ describe("a job submitted while a runner waits for work", () => {
     expect(inputs).toEqual(handed.jobIds.map((id) => byJob.get(id)));
 
     // Their results free the slots, and the queued one is leased as usual.
-    const done = await box.api.runner.completeTasks({
-      runnerId: stream.runnerId,
-      computed: { taskIds: handed.ids, leases: handed.leases, jobIds: handed.jobIds },
-    });
+    const done = await stream.record({ computed: { taskIds: handed.ids, leases: handed.leases, jobIds: handed.jobIds } });
     expect(done.refused).toEqual([]);
-    const leased = (await stream.until("assignment")).columns!;
+    const leased = (await stream.until("assignment"));
     expect(leased.jobIds).toEqual([queued[0].id]);
-    await box.api.runner.completeTasks({
-      runnerId: stream.runnerId,
-      computed: { taskIds: leased.ids, leases: leased.leases, jobIds: leased.jobIds },
-    });
+    await stream.record({ computed: { taskIds: leased.ids, leases: leased.leases, jobIds: leased.jobIds } });
     for (const j of jobs) expect((await box.api.jobs.getJob({ id: j.id })).job!.state).toBe(JobState.COMPLETED);
     stream.close();
   });
@@ -100,7 +77,7 @@ describe("a job submitted while a runner waits for work", () => {
     // A task it can run still goes straight to it.
     const fits = await box.api.jobs.submitJob({ name: "fits", cluster: "picky", tasks: [count(3)] });
     expect(fits.job!.state).toBe(JobState.STARTED);
-    expect((await stream.until("assignment")).columns!.jobIds).toEqual([fits.job!.id]);
+    expect((await stream.until("assignment")).jobIds).toEqual([fits.job!.id]);
     stream.close();
   });
 
@@ -108,7 +85,7 @@ describe("a job submitted while a runner waits for work", () => {
     const { sql } = box;
     const dispatcher = new Dispatcher(sql, (e) => {
       throw e;
-    }, 30_000);
+    });
     await box.api.clusters.createCluster({ slug: "gone" });
     const [{ id: clusterId }] = await sql<{ id: number }[]>`SELECT id FROM clusters WHERE slug = 'gone'`;
     const stream: RunnerStream = dispatcher.attach({
@@ -117,8 +94,7 @@ describe("a job submitted while a runner waits for work", () => {
       clusterSlug: "gone",
       capabilities: [{ name: "Count", major: 1, minor: 0 }],
       capacity: 4,
-      carried: 0,
-      columns: true,
+      held: new Map(),
       leaseTtlMs: 30_000,
     });
     for await (const e of stream.events) if (e.event.case === "idle") break;

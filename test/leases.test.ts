@@ -1,3 +1,4 @@
+import { reportOnSession } from "./support/session.js";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type ExecutionContext, Task } from "../runner/index.js";
@@ -46,10 +47,7 @@ describe("leases", () => {
     expect(done.tasks[0]).toMatchObject({ id: taskId, attempts: 2, failures: 0 });
 
     // The killed runner's result, had it sent one, is refused: lease 1 is gone.
-    const res = await box.api.runner.completeTasks({
-      runnerId: crypto.randomUUID(),
-      results: [{ task: { taskId, lease: 1 }, jobId: job.id, outcome: { case: "failed", value: { message: "late", stack: "" } } }],
-    });
+    const res = await reportOnSession(box.api.runner, { results: [{ task: { taskId, lease: 1 }, jobId: job.id, outcome: { case: "failed", value: { message: "late", stack: "" } } }] }, crypto.randomUUID());
     expect(res.refused).toHaveLength(1);
     expect(res.refused[0]).toMatchObject({ taskId, code: "failed_precondition" });
     expect(res.refused[0].message).toMatch(/lease 1 expired and the task was leased again \(lease 2\)/);
@@ -71,10 +69,7 @@ describe("leases", () => {
       // While the rescuer runs it under lease 2, a success reported under
       // lease 1 is refused and changes nothing.
       await eventually(async () => (await box.client.jobs().get(job.id)).tasks[0].attempts === 2, 10_000, "lease 2");
-      const res = await box.api.runner.completeTasks({
-        runnerId: crypto.randomUUID(),
-        results: [{ task: { taskId, lease: 1 }, jobId: job.id, outcome: { case: "computed", value: { subtasks: [] } } }],
-      });
+      const res = await reportOnSession(box.api.runner, { results: [{ task: { taskId, lease: 1 }, jobId: job.id, outcome: { case: "computed", value: { subtasks: [] } } }] }, crypto.randomUUID());
       expect(res.refused.map((r) => r.message)).toEqual([expect.stringMatching(/lease 1 expired and the task was leased again \(lease 2\)/)]);
       expect((await box.client.jobs().get(job.id)).tasks[0].state).toBe("running");
     });

@@ -7,10 +7,10 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { RunnerService, type SessionRequestSchema } from "../gen/sluice/v1/runner_service_pb.js";
 import { JobService, type SubmitJobsRequestSchema } from "../gen/sluice/v1/job_service_pb.js";
 import { Client, Task } from "../runner/index.js";
-import { quiet, useSandbox } from "./support/harness.js";
+import { eventually, quiet, useSandbox } from "./support/harness.js";
+import { openSession } from "./support/session.js";
 
 const ran: string[] = [];
-type SessionRequestInit = MessageInitShape<typeof SessionRequestSchema>;
 type SubmitJobsInit = MessageInitShape<typeof SubmitJobsRequestSchema>;
 
 class Count extends Task<{ n: number }> {
@@ -30,54 +30,11 @@ async function serveRoutes(routes: (router: ConnectRouter) => void) {
   };
 }
 
-/**
- * A RunnerService in front of the real server that behaves as a server built
- * before columns: it does not know WorkRequest.columns (so it sends
- * TaskAssignment.tasks), ignores CompleteTasksRequest.computed and never sets
- * computed_read. It counts what the runner sent.
- */
-async function olderServer(box: ReturnType<typeof useSandbox>) {
-  const seen = { callsWithColumns: 0, callsWithResults: 0, computedIgnored: 0 };
-  const routes = (router: ConnectRouter) =>
-    router.service(RunnerService, {
-      async *work(req, ctx) {
-        yield* box.api.runner.work({ ...req, columns: false }, { signal: ctx.signal });
-      },
-      async completeTasks(req) {
-        const computed = req.computed?.taskIds.length ?? 0;
-        if (computed > 0) seen.callsWithColumns++;
-        if (req.results.length > 0) seen.callsWithResults++;
-        seen.computedIgnored += computed;
-        const res = await box.api.runner.completeTasks({ runnerId: req.runnerId, results: req.results });
-        return { refused: res.refused };
-      },
-      extendLeases: (req) => box.api.runner.extendLeases(req),
-    });
-  return { ...(await serveRoutes(routes)), seen };
-}
-
-/** Messages for a session, sent as they are pushed. */
-class Outbox {
-  private items: SessionRequestInit[] = [];
-  private wake: (() => void) | null = null;
-  push(m: SessionRequestInit): void {
-    this.items.push(m);
-    this.wake?.();
-  }
-  async *messages(): AsyncGenerator<SessionRequestInit> {
-    for (;;) {
-      while (this.items.length > 0) yield this.items.shift()!;
-      await new Promise<void>((resolve) => (this.wake = resolve));
-    }
-  }
-}
-
 /** The real server's RunnerService behind a proxy that counts how results arrive. */
 async function countingServer(box: ReturnType<typeof useSandbox>, options: { breakAfterFirstResults?: boolean } = {}) {
-  const seen = { sessions: 0, resultsOnSession: 0, broke: false, completeCalls: [] as { results: number; last: boolean }[] };
+  const seen = { sessions: 0, resultsOnSession: 0, broke: false };
   const routes = (router: ConnectRouter) =>
     router.service(RunnerService, {
-      work: (req, ctx) => box.api.runner.work(req, { signal: ctx.signal }),
       async *session(messages, ctx) {
         seen.sessions++;
         let broken: (() => void) | null = null;
@@ -109,16 +66,11 @@ async function countingServer(box: ReturnType<typeof useSandbox>, options: { bre
           yield next.value;
         }
       },
-      async completeTasks(req) {
-        seen.completeCalls.push({ results: req.results.length + (req.computed?.taskIds.length ?? 0), last: req.last });
-        return box.api.runner.completeTasks(req);
-      },
-      extendLeases: (req) => box.api.runner.extendLeases(req),
     });
   return { ...(await serveRoutes(routes)), seen };
 }
 
-describe("the runner protocol: columns, older servers, stopping runners", () => {
+describe("the runner protocol: assignments, sessions, reconnects, stopping runners", () => {
   const box = useSandbox();
   const closers: (() => Promise<void>)[] = [];
   afterAll(async () => {
@@ -140,202 +92,95 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
     return Promise.all(submitted.map((j) => jobs.get(j.id)));
   }
 
-  /** Opens a work stream as a runner that reads columns, and reads it up to its first assignment. */
-  async function firstAssignment(runnerId: string, concurrency: number) {
-    const stream = new AbortController();
-    const events = box.api.runner.work(
-      { runnerId, tasks: [{ name: "Count", version: "v1.0" }], concurrency, columns: true },
-      { signal: stream.signal },
-    );
-    for await (const res of events) {
-      if (res.event.case === "assignment") return { assignment: res.event.value, close: () => stream.abort() };
-    }
-    throw new Error("the work stream ended without an assignment");
-  }
+  const countSession = (concurrency: number, runnerId?: string, held: { taskId: string; lease: number }[] = []) =>
+    openSession(box.api.runner, { runnerId, tasks: [{ name: "Count", version: "v1.0" }], concurrency, prefetch: 0, held });
 
-  it("a server sends assignments as columns to a runner that asks, and records successes sent as columns", async () => {
-    const job = await box.client.jobs().submit("columns", new Count({ n: 1 }));
-    const runnerId = crypto.randomUUID();
-    const { assignment, close } = await firstAssignment(runnerId, 1);
-    close();
-    expect(assignment.tasks).toEqual([]);
-    const columns = assignment.columns;
-    expect(columns!.ids).toHaveLength(1);
-    expect(columns!.identifiers[columns!.identifierIndexes[0]]).toMatchObject({ name: "Count", version: "v1.0" });
-    expect(JSON.parse(new TextDecoder().decode(columns!.inputs[0]))).toEqual({ n: 1 });
-    const [taskId, lease, jobId] = [columns!.ids[0], columns!.leases[0], columns!.jobIds[0]];
-    expect(jobId).toBe(job.id);
+  const taskStates = (jobIds: readonly string[]) =>
+    Promise.all(jobIds.map(async (id) => (await box.client.jobs().get(id)).tasks[0])).then((ts) => ts.map((t) => [t.id, t.state, t.attempts]));
 
-    const done = await box.api.runner.completeTasks({ runnerId, computed: { taskIds: [taskId], leases: [lease], jobIds: [jobId] } });
-    expect(done).toMatchObject({ refused: [], computedRead: true });
-    expect((await box.client.jobs().get(job.id)).state).toBe("completed");
-
-    // The same success again is refused for that task, saying why.
-    const again = await box.api.runner.completeTasks({ runnerId, computed: { taskIds: [taskId], leases: [lease], jobIds: [jobId] } });
-    expect(again.computedRead).toBe(true);
-    expect(again.refused).toEqual([
-      expect.objectContaining({ taskId, code: "failed_precondition", message: expect.stringMatching(/it is computed, not running/) }),
-    ]);
-  });
-
-  it("an assignment of tasks of several identifiers lines up every column with its task, in both forms", async () => {
+  it("an assignment of tasks of several identifiers lines up every list with its task", async () => {
     // Root tasks of two identifiers (one an older minor version), interleaved,
     // each input naming its identifier: the lease returns one row per
-    // identifier, and the columns must still line up task by task.
+    // identifier, and the lists must still line up task by task.
     const encode = (x: unknown) => new TextEncoder().encode(JSON.stringify(x));
     const tasks = [0, 1, 2, 3, 4, 5].map((i) => {
       const identifier = i % 2 === 0 ? { name: "Mixed", version: "v1.0" } : { name: "MixedOther", version: "v2.1" };
       return { identifier, input: encode({ i, name: identifier.name, version: identifier.version }) };
     });
     await box.api.clusters.createCluster({ slug: "mixed" });
-    const read = async (columns: boolean) => {
-      const { job } = await box.api.jobs.submitJob({ name: "mixed", cluster: "mixed", tasks });
-      const stream = new AbortController();
-      const got: { id: string; jobId: string; name: string; version: string; input: { i: number; name: string; version: string } }[] = [];
-      const events = box.api.runner.work(
-        {
-          runnerId: crypto.randomUUID(),
-          cluster: "mixed",
-          tasks: [
-            { name: "Mixed", version: "v1.0" },
-            { name: "MixedOther", version: "v2.3" },
-          ],
-          concurrency: 10,
-          columns,
-        },
-        { signal: stream.signal },
-      );
-      for await (const res of events) {
-        if (res.event.case !== "assignment") continue;
-        const a = res.event.value;
-        const c = a.columns;
-        if (c) {
-          c.ids.forEach((id, i) => {
-            const k = c.identifiers[c.identifierIndexes[i]];
-            got.push({ id, jobId: c.jobIds[i], name: k.name, version: k.version, input: JSON.parse(new TextDecoder().decode(c.inputs[i])) });
-          });
-        }
-        for (const t of a.tasks) {
-          got.push({ id: t.id, jobId: t.jobId, name: t.identifier!.name, version: t.identifier!.version, input: JSON.parse(new TextDecoder().decode(t.input)) });
-        }
-        if (got.length >= tasks.length) break;
-      }
-      stream.abort();
-      return { job: job!, got };
-    };
-    for (const columns of [true, false]) {
-      const { job, got } = await read(columns);
-      // What the server stored for each task id, to hold every column against.
-      const { tasks: stored } = await box.api.jobs.getJob({ id: job.id });
-      const byId = new Map(stored.map((t) => [t.id, JSON.parse(new TextDecoder().decode(t.input))]));
-      expect(got).toHaveLength(tasks.length);
-      for (const g of got) {
-        expect(g.jobId).toBe(job.id);
-        expect(g.input).toEqual(byId.get(g.id));
-        expect(g.input).toEqual({ i: expect.any(Number), name: g.name, version: g.version });
-      }
-      expect(got.map((g) => g.input.i).sort()).toEqual([0, 1, 2, 3, 4, 5]);
-    }
-  });
-
-  it("columns that do not line up, or name a task twice, are refused whole with what to fix", async () => {
-    const runnerId = crypto.randomUUID();
-    const refused = async (req: Parameters<typeof box.api.runner.completeTasks>[0], message: RegExp) => {
-      const err = await box.api.runner.completeTasks(req).then(
-        () => undefined,
-        (e: unknown) => ConnectError.from(e),
-      );
-      expect(err?.code).toBe(Code.InvalidArgument);
-      expect(err?.rawMessage).toMatch(message);
-    };
-    await refused(
-      { runnerId, computed: { taskIds: ["1", "2"], leases: [1], jobIds: ["1", "1"] } },
-      /task_ids, leases and job_ids must have one element per task, got 2, 1 and 2/,
-    );
-    await refused({ runnerId, computed: { taskIds: ["x"], leases: [1], jobIds: ["1"] } }, /computed\.task_ids\[0\] must be a positive decimal number/);
-    await refused(
-      {
-        runnerId,
-        results: [{ task: { taskId: "7", lease: 1 }, jobId: "1", outcome: { case: "computed", value: {} } }],
-        computed: { taskIds: ["7"], leases: [1], jobIds: ["1"] },
-      },
-      /task 7 is reported twice in one call/,
-    );
-  });
-
-  it("tasks sent on a stream as it closed are queued again as soon as the runner says it stopped", async () => {
-    ran.length = 0;
-    const jobs = box.client.jobs();
-    const submitted: Awaited<ReturnType<typeof jobs.submit>>[] = [];
-    for (const n of [101, 102, 103]) submitted.push(await jobs.submit(`in transit ${n}`, new Count({ n })));
-    const runnerId = crypto.randomUUID();
-    const { assignment, close } = await firstAssignment(runnerId, 3);
-    const columns = assignment.columns;
-    expect(columns!.ids).toHaveLength(3);
-    // The runner got and ran the first; the other two were on their way when its stream closed.
-    const [first, ...lost] = columns!.ids;
-    const done = await box.api.runner.completeTasks({
-      runnerId,
-      computed: { taskIds: [first], leases: [columns!.leases[0]], jobIds: [columns!.jobIds[0]] },
+    const { job } = await box.api.jobs.submitJob({ name: "mixed", cluster: "mixed", tasks });
+    const session = openSession(box.api.runner, {
+      cluster: "mixed",
+      tasks: [
+        { name: "Mixed", version: "v1.0" },
+        { name: "MixedOther", version: "v2.3" },
+      ],
+      concurrency: 10,
     });
-    expect(done.refused).toEqual([]);
-    close();
-    const taskStates = async () =>
-      Promise.all(submitted.map(async (j) => (await jobs.get(j.id)).tasks[0])).then((ts) => ts.map((t) => [t.id, t.state, t.failures]));
-    expect(await taskStates()).toEqual([
-      [first, "computed", 0],
-      [lost[0], "running", 0],
-      [lost[1], "running", 0],
-    ]);
-
-    // Leases last 30 s here: without this, the two would wait that long.
-    await box.api.runner.completeTasks({ runnerId, last: true });
-    expect(await taskStates()).toEqual([
-      [first, "computed", 0],
-      [lost[0], "queued", 0],
-      [lost[1], "queued", 0],
-    ]);
-    await box.client.runner("default", { tasks: [Count], logger: quiet }).runAll();
-    expect(ran.sort()).toEqual(["count 102", "count 103"]);
-    expect((await Promise.all(submitted.map((j) => jobs.get(j.id)))).map((j) => j.state)).toEqual(["completed", "completed", "completed"]);
+    const got: { id: string; jobId: string; name: string; version: string; input: { i: number; name: string; version: string } }[] = [];
+    while (got.length < tasks.length) {
+      const c = await session.until("assignment");
+      c.ids.forEach((id, i) => {
+        const k = c.identifiers[c.identifierIndexes[i]];
+        got.push({ id, jobId: c.jobIds[i], name: k.name, version: k.version, input: JSON.parse(new TextDecoder().decode(c.inputs[i])) });
+      });
+    }
+    session.close();
+    // What the server stored for each task id, to hold every list against.
+    const { tasks: stored } = await box.api.jobs.getJob({ id: job!.id });
+    const byId = new Map(stored.map((t) => [t.id, JSON.parse(new TextDecoder().decode(t.input))]));
+    for (const g of got) {
+      expect(g.jobId).toBe(job!.id);
+      expect(g.input).toEqual(byId.get(g.id));
+      expect(g.input).toEqual({ i: expect.any(Number), name: g.name, version: g.version });
+    }
+    expect(got.map((g) => g.input.i).sort()).toEqual([0, 1, 2, 3, 4, 5]);
   });
 
-  it("a session carries a runner's results and answers each in order; the same success again is refused", async () => {
+  it("a session answers results in order; the same success again is refused, saying why", async () => {
     const job = await box.client.jobs().submit("session", new Count({ n: 7 }));
-    const runnerId = crypto.randomUUID();
-    const outbox = new Outbox();
-    outbox.push({ message: { case: "work", value: { runnerId, tasks: [{ name: "Count", version: "v1.0" }], concurrency: 1, columns: true } } });
-    const stream = new AbortController();
-    const answers: { refused: { taskId: string; code: string; message: string }[]; computedRead: boolean }[] = [];
-    const events = box.api.runner.session(outbox.messages(), { signal: stream.signal });
-    for await (const res of events) {
-      const event = res.event;
-      if (event.case === "assignment") {
-        const c = event.value.columns!;
-        expect(c.jobIds).toEqual([job.id]);
-        const computed = { taskIds: [c.ids[0]], leases: [c.leases[0]], jobIds: [c.jobIds[0]] };
-        // Twice, without waiting: the answers come in the order sent.
-        outbox.push({ message: { case: "results", value: { computed } } });
-        outbox.push({ message: { case: "results", value: { runnerId, computed } } });
-      } else if (event.case === "recorded") {
-        answers.push(event.value);
-        if (answers.length === 2) break;
-      }
-    }
-    stream.abort();
-    expect(answers[0]).toMatchObject({ refused: [], computedRead: true });
-    expect(answers[1].refused).toEqual([expect.objectContaining({ code: "failed_precondition", message: expect.stringMatching(/it is computed, not running/) })]);
+    const session = countSession(1);
+    const c = await session.until("assignment");
+    expect(c.jobIds).toEqual([job.id]);
+    const computed = { taskIds: [c.ids[0]], leases: [c.leases[0]], jobIds: [c.jobIds[0]] };
+    // Twice, without waiting: the answers come in the order sent.
+    const [first, second] = await Promise.all([session.record({ computed }), session.record({ computed })]);
+    session.close();
+    expect(first.refused).toEqual([]);
+    expect(second.refused).toEqual([
+      expect.objectContaining({ taskId: c.ids[0], code: "failed_precondition", message: expect.stringMatching(/it is computed, not running/) }),
+    ]);
     expect((await box.client.jobs().get(job.id)).state).toBe("completed");
   });
 
-  it("a session refuses a first message that is not work, results with last, and another runner's results", async () => {
-    const runnerId = crypto.randomUUID();
-    const work = { runnerId, tasks: [{ name: "Count", version: "v1.0" }], concurrency: 1 };
-    const ended = async (messages: Parameters<Outbox["push"]>[0][]) => {
-      const outbox = new Outbox();
-      for (const m of messages) outbox.push(m);
+  it("results that do not line up, or name a task twice, are refused per result with what to fix; a bad first message ends the session", async () => {
+    const session = countSession(1);
+    await session.until("started");
+    const refusal = async (results: Parameters<typeof session.record>[0], message: RegExp) => {
+      const answer = await session.record(results);
+      expect(answer.refused.length).toBeGreaterThan(0);
+      for (const r of answer.refused) {
+        expect(r.code).toBe("invalid_argument");
+        expect(r.message).toMatch(message);
+      }
+    };
+    await refusal({ computed: { taskIds: ["1", "2"], leases: [1], jobIds: ["1", "1"] } }, /task_ids, leases and job_ids must have one element per task, got 2, 1 and 2/);
+    await refusal({ computed: { taskIds: ["x"], leases: [1], jobIds: ["1"] } }, /computed\.task_ids\[0\] must be a positive decimal number/);
+    await refusal(
+      {
+        results: [{ task: { taskId: "7", lease: 1 }, jobId: "1", outcome: { case: "computed", value: {} } }],
+        computed: { taskIds: ["7"], leases: [1], jobIds: ["1"] },
+      },
+      /task 7 is reported twice in one message/,
+    );
+    session.close();
+
+    const ended = async (messages: MessageInitShape<typeof SessionRequestSchema>[]) => {
+      async function* send() {
+        yield* messages;
+      }
       try {
-        for await (const _ of box.api.runner.session(outbox.messages())) {
+        for await (const _ of box.api.runner.session(send())) {
           // read until the server ends the session
         }
         return undefined;
@@ -343,27 +188,121 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
         return ConnectError.from(e);
       }
     };
-    const first = await ended([{ message: { case: "results", value: { runnerId } } }]);
+    const first = await ended([{ message: { case: "results", value: {} } }]);
     expect(first?.code).toBe(Code.InvalidArgument);
-    expect(first?.rawMessage).toMatch(/first message of a session must be work/);
-    const last = await ended([{ message: { case: "work", value: work } }, { message: { case: "results", value: { last: true } } }]);
-    expect(last?.code).toBe(Code.InvalidArgument);
-    expect(last?.rawMessage).toMatch(/last is not allowed on a session/);
-    const other = crypto.randomUUID();
-    const foreign = await ended([{ message: { case: "work", value: work } }, { message: { case: "results", value: { runnerId: other } } }]);
-    expect(foreign?.code).toBe(Code.InvalidArgument);
-    expect(foreign?.rawMessage).toContain(`results name runner ${other}, but the session is runner ${runnerId}'s`);
+    expect(first?.rawMessage).toMatch(/first message of a session must be start/);
+    const start = { runnerId: crypto.randomUUID(), tasks: [{ name: "Count", version: "v1.0" }], concurrency: 1 };
+    const twice = await ended([
+      { message: { case: "start", value: start } },
+      { message: { case: "start", value: start } },
+    ]);
+    expect(twice?.code).toBe(Code.InvalidArgument);
+    expect(twice?.rawMessage).toMatch(/only results, extend, drain and end/);
   });
 
-  it("the SDK's runner reports results on its session, not with CompleteTasks", async () => {
+  it("tasks sent on a session as it broke are queued again as soon as the runner ends its next session", async () => {
+    ran.length = 0;
+    const jobs = box.client.jobs();
+    const submitted: string[] = [];
+    for (const n of [101, 102, 103]) submitted.push((await jobs.submit(`in transit ${n}`, new Count({ n }))).id);
+    const runnerId = crypto.randomUUID();
+    const session = countSession(3, runnerId);
+    const c = await session.until("assignment");
+    expect(c.ids).toHaveLength(3);
+    // The runner got and ran the first; the other two were on their way when its session broke.
+    const [first, ...lost] = c.ids;
+    expect((await session.record({ computed: { taskIds: [first], leases: [c.leases[0]], jobIds: [c.jobIds[0]] } })).refused).toEqual([]);
+    session.close();
+    await session.ended;
+    expect(await taskStates(submitted)).toEqual([
+      [first, "computed", 1],
+      [lost[0], "running", 1],
+      [lost[1], "running", 1],
+    ]);
+
+    // Leases last 30 s here: without this, the two would wait that long. The
+    // runner stopping opens a session holding nothing, drains it and ends it.
+    const stopping = openSession(box.api.runner, { runnerId, tasks: [{ name: "Count", version: "v1.0" }], concurrency: 3, draining: true });
+    stopping.finish();
+    expect(await stopping.ended).toBeUndefined();
+    expect(await taskStates(submitted)).toEqual([
+      [first, "computed", 1],
+      [lost[0], "queued", 1],
+      [lost[1], "queued", 1],
+    ]);
+    await box.client.runner("default", { tasks: [Count], logger: quiet }).runAll();
+    expect(ran.sort()).toEqual(["count 102", "count 103"]);
+  });
+
+  it("a runner that reconnects gets work for every slot it does not hold, whatever became of its results meanwhile", async () => {
+    const jobs = box.client.jobs();
+    const submitted: string[] = [];
+    for (let n = 0; n < 8; n++) submitted.push((await jobs.submit(`reconnect ${n}`, new Count({ n }))).id);
+    const runnerId = crypto.randomUUID();
+    const before = countSession(4, runnerId);
+    const c = await before.until("assignment");
+    expect(c.ids).toHaveLength(4);
+    const lease = (i: number) => ({ taskId: c.ids[i], lease: c.leases[i] });
+    // Task 0's result is recorded, but its answer is lost with the session;
+    // tasks 1 and 2 are still running on the runner; task 3 never reached it.
+    await before.record({ computed: { taskIds: [c.ids[0]], leases: [c.leases[0]], jobIds: [c.jobIds[0]] } });
+    before.close();
+    await before.ended;
+
+    // The runner says it holds 0 (its answer never came), 1 and 2.
+    const after = countSession(4, runnerId, [lease(0), lease(1), lease(2)]);
+    // 1 and 2 take two slots; 0 is computed and 3 was queued again at once:
+    // two slots are free, and get work straight away.
+    const next = await after.until("assignment");
+    expect(next.ids).toHaveLength(2);
+    const byId = new Map((await taskStates(submitted)).map((t) => [t[0], t]));
+    expect(byId.get(c.ids[3])).toEqual([c.ids[3], "running", 2]);
+    // Its result for 0 comes again and is refused; 1 and 2 finish: their
+    // slots are free, and the rest of the queue comes.
+    const again = await after.record({
+      computed: { taskIds: [c.ids[0], c.ids[1], c.ids[2]], leases: [c.leases[0], c.leases[1], c.leases[2]], jobIds: [c.jobIds[0], c.jobIds[1], c.jobIds[2]] },
+    });
+    expect(again.refused.map((r) => r.taskId)).toEqual([c.ids[0]]);
+    // The other five (3 to 7) come as slots free up.
+    let a = next;
+    for (let count = a.ids.length; ; count += a.ids.length) {
+      expect((await after.record({ computed: { taskIds: a.ids, leases: a.leases, jobIds: a.jobIds } })).refused).toEqual([]);
+      if (count === 5) break;
+      a = await after.until("assignment");
+    }
+    after.finish();
+    expect(await after.ended).toBeUndefined();
+    expect((await taskStates(submitted)).map((t) => t[1])).toEqual(submitted.map(() => "computed"));
+  });
+
+  it("a database connection terminated under a runner ends its session as unavailable; it reconnects and every task runs once", async () => {
+    ran.length = 0;
+    const n = 600;
+    const jobs = box.client.jobs();
+    // Numbered apart from the tasks of other tests.
+    await Promise.all(Array.from({ length: n }, (_, i) => jobs.submit(`terminated ${i}`, new Count({ n: 100_000 + i }))));
+    const warnings: string[] = [];
+    const runner = box.client.runner("default", { tasks: [Count], concurrency: 8, logger: { ...quiet, warn: (m: string) => warnings.push(m) } });
+    const running = runner.runAll();
+    const [{ database }] = await box.sql<{ database: string }[]>`SELECT current_database() AS database`;
+    for (let i = 0; i < 3; i++) {
+      await eventually(() => ran.filter((r) => Number(r.split(" ")[1]) >= 100_000).length > (i + 1) * 100, 20_000, "tasks to run");
+      await box.sql`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${database} AND pid <> pg_backend_pid()`;
+    }
+    await running;
+    const mine = ran.filter((r) => Number(r.split(" ")[1]) >= 100_000);
+    expect(mine.length).toBe(n);
+    expect(new Set(mine).size).toBe(n);
+    expect(warnings.filter((w) => /internal/.test(w))).toEqual([]);
+  });
+
+  it("the SDK's runner reports every result on its one session", async () => {
     const proxy = await countingServer(box);
     closers.push(proxy.close);
     const done = await runThrough(proxy.url, 40, "session");
     expect(new Set(done.map((j) => j.state))).toEqual(new Set(["completed"]));
     expect(proxy.seen.sessions).toBe(1);
     expect(proxy.seen.resultsOnSession).toBe(40);
-    // Only the runner's goodbye (last) went as a call.
-    expect(proxy.seen.completeCalls).toEqual([{ results: 0, last: true }]);
   });
 
   it("results whose session broke before the answer are sent again; each task is recorded once and runs once", async () => {
@@ -379,17 +318,6 @@ describe("the runner protocol: columns, older servers, stopping runners", () => 
     expect(warnings.some((w) => /refused: .*it is computed, not running/.test(w))).toBe(true);
   });
 
-  it("a runner talking to an older server sends its successes again as results, and every task runs once", async () => {
-    const older = await olderServer(box);
-    closers.push(older.close);
-    const done = await runThrough(older.url, 60, "old");
-    expect(new Set(done.map((j) => j.tasks[0].state))).toEqual(new Set(["computed"]));
-    expect(new Set(done.map((j) => j.tasks[0].attempts))).toEqual(new Set([1]));
-    // The runner found no sessions (Unimplemented), used Work and CompleteTasks,
-    // tried columns once, saw them ignored, and went on with results.
-    expect(older.seen.callsWithColumns).toBe(1);
-    expect(older.seen.callsWithResults).toBeGreaterThan(0);
-  });
 });
 
 /** The error a call or stream ended with, or undefined when it succeeded. */
@@ -423,10 +351,9 @@ class SubmitOutbox {
 
 /**
  * The real server's JobService behind a proxy that counts how submits arrive:
- * streams opened and ended, messages on them, SubmitJobs calls. `streams:
- * false` makes it a server built before SubmitStream (Unimplemented).
+ * streams opened and ended, messages on them, SubmitJobs calls.
  */
-async function submitCountingServer(box: ReturnType<typeof useSandbox>, options: { streams: boolean }) {
+async function submitCountingServer(box: ReturnType<typeof useSandbox>) {
   const seen = { streamsOpened: 0, streamsEnded: 0, messages: 0, jobsOnStreams: 0, submitJobsCalls: 0 };
   const impl: Partial<ServiceImpl<typeof JobService>> = {
     async submitJobs(req) {
@@ -435,14 +362,7 @@ async function submitCountingServer(box: ReturnType<typeof useSandbox>, options:
     },
     getJob: (req) => box.api.jobs.getJob(req),
   };
-  if (!options.streams) {
-    // As a server without the method answers (and counted).
-    // eslint-disable-next-line require-yield
-    impl.submitStream = async function* () {
-      seen.streamsOpened++;
-      throw new ConnectError("sluice.v1.JobService.SubmitStream is not implemented", Code.Unimplemented);
-    };
-  } else {
+  {
     impl.submitStream = async function* (requests, ctx) {
       seen.streamsOpened++;
       async function* counted() {
@@ -540,8 +460,8 @@ describe("submits on a stream", () => {
   });
 
   /** An SDK job client talking to the server through a counting proxy (closed after the file). */
-  async function submitsThroughProxy(options: { streams: boolean }) {
-    const proxy = await submitCountingServer(box, options);
+  async function submitsThroughProxy() {
+    const proxy = await submitCountingServer(box);
     closers.push(proxy.close);
     const client = new Client({ url: proxy.url });
     clients.push(client);
@@ -549,7 +469,7 @@ describe("submits on a stream", () => {
   }
 
   it("the SDK submits on one stream while submits keep coming, and closes it when none is left", async () => {
-    const { proxy, jobs } = await submitsThroughProxy({ streams: true });
+    const { proxy, jobs } = await submitsThroughProxy();
     const made = await Promise.all(Array.from({ length: 200 }, (_, i) => jobs.submit(`streamed ${i}`, new Count({ n: i }))));
     expect(made.map((j) => j.name)).toEqual(Array.from({ length: 200 }, (_, i) => `streamed ${i}`));
     expect(new Set(made.map((j) => j.id)).size).toBe(200);
@@ -565,7 +485,7 @@ describe("submits on a stream", () => {
   });
 
   it("the SDK keeps its stream open between submits that follow each other, and closes it once they stop", async () => {
-    const { proxy, jobs } = await submitsThroughProxy({ streams: true });
+    const { proxy, jobs } = await submitsThroughProxy();
     // One submit after the other, each waiting for the one before: a batch each.
     for (let i = 0; i < 20; i++) await jobs.submit(`one by one ${i}`, new Count({ n: i }));
     expect(proxy.seen.jobsOnStreams).toBe(20);
@@ -573,16 +493,5 @@ describe("submits on a stream", () => {
     // rest share one (a stream each when the SDK closed it after every answer).
     expect(proxy.seen.streamsOpened).toBeLessThanOrEqual(4);
     await expect.poll(() => proxy.seen.streamsEnded).toBe(proxy.seen.streamsOpened);
-  });
-
-  it("the SDK submits with SubmitJobs to a server without SubmitStream, and tries the stream only once", async () => {
-    const { proxy: older, jobs } = await submitsThroughProxy({ streams: false });
-    const first = await Promise.all(Array.from({ length: 30 }, (_, i) => jobs.submit(`older ${i}`, new Count({ n: i }))));
-    const second = await Promise.all(Array.from({ length: 30 }, (_, i) => jobs.submit(`older again ${i}`, new Count({ n: i }))));
-    expect(new Set([...first, ...second].map((j) => j.id)).size).toBe(60);
-    expect(older.seen.submitJobsCalls).toBeGreaterThanOrEqual(2);
-    expect(older.seen.streamsOpened).toBe(1);
-    const [row] = await box.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM jobs WHERE name LIKE 'older %'`;
-    expect(row.n).toBe(60);
   });
 });

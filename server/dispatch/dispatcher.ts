@@ -3,6 +3,7 @@ import type { Sql } from "postgres";
 import { type TaskResultIn, recordResults } from "../store/complete-tasks.js";
 import { CANCEL_CHANNEL, TASKS_CHANNEL } from "../store/insert-tasks.js";
 import { type Capability, type LeasedTasks, emptyLeasedTasks } from "../store/lease-tasks.js";
+import { type LeaseRef, leasesOf } from "../store/leases.js";
 import type { TaskRow } from "../task-plan.js";
 import { type HeldTask, RunnerStream, type RunnerStreamOptions } from "./runner-stream.js";
 
@@ -29,12 +30,6 @@ export class Dispatcher {
   private readonly streams = new Map<string, RunnerStream>();
   private readonly byCluster = new Map<number, Set<RunnerStream>>();
   private unlisten: (() => Promise<void>)[] = [];
-  /**
-   * Per runner whose stream closed: the tasks leased to it on that stream that
-   * it had not reported, until it reports them or says it stopped (`depart`).
-   * Kept for a lease's length: after that, lease expiry has them.
-   */
-  private readonly departed = new Map<string, { tasks: Map<string, HeldTask>; until: number }>();
   /** Clusters to announce to the other servers in the next NOTIFY. */
   private readonly toAnnounce = new Set<number>();
   private announcing = false;
@@ -42,7 +37,6 @@ export class Dispatcher {
   constructor(
     private readonly sql: Sql,
     private readonly onError: (error: unknown) => void,
-    private readonly leaseTtlMs: number,
   ) {}
 
   async start(): Promise<void> {
@@ -69,10 +63,33 @@ export class Dispatcher {
     await Promise.all(this.unlisten.map((u) => u().catch(() => {})));
   }
 
+  /**
+   * What a runner starting a session holds, as far as both sides know: the
+   * tasks leased to it (the database says) that it says it still holds. Every
+   * other task leased to it was sent as an earlier session broke and never
+   * received: those are queued again now, without a failure. Pass no `held`
+   * when the runner has stopped and holds nothing.
+   */
+  async reconcile(runnerId: string, held: readonly LeaseRef[] = []): Promise<Map<string, HeldTask>> {
+    const leased = await leasesOf(this.sql, runnerId);
+    const claimed = new Map(held.map((h) => [h.taskId, h.lease]));
+    const kept = new Map<string, HeldTask>();
+    const released: TaskResultIn[] = [];
+    for (const t of leased) {
+      if (claimed.get(t.taskId) === t.lease) kept.set(t.taskId, { jobId: t.jobId, lease: t.lease });
+      else released.push({ taskId: t.taskId, lease: t.lease, jobId: t.jobId, released: true });
+    }
+    if (released.length > 0) {
+      const recorded = await recordResults(this.sql, released);
+      this.workReady(recorded.readyClusters);
+    }
+    return kept;
+  }
+
   /** Attaches a runner's stream; a stream of the same runner id is replaced. */
-  attach(options: Omit<RunnerStreamOptions, "onError">): RunnerStream {
+  attach(options: RunnerStreamOptions): RunnerStream {
     this.streams.get(options.runnerId)?.close();
-    const stream = new RunnerStream(this.sql, { ...options, onError: this.onError });
+    const stream = new RunnerStream(this.sql, options);
     this.streams.set(options.runnerId, stream);
     let set = this.byCluster.get(options.clusterId);
     if (!set) this.byCluster.set(options.clusterId, (set = new Set()));
@@ -81,47 +98,11 @@ export class Dispatcher {
     return stream;
   }
 
+  /** Detaches a stream: nothing more is leased or sent on it. */
   detach(stream: RunnerStream): void {
     stream.close();
     if (this.streams.get(stream.runnerId) === stream) this.streams.delete(stream.runnerId);
     this.byCluster.get(stream.clusterId)?.delete(stream);
-    const now = Date.now();
-    for (const [runnerId, d] of this.departed) if (d.until < now) this.departed.delete(runnerId);
-    const left = stream.unreported();
-    if (left.size === 0) return;
-    const d = this.departed.get(stream.runnerId);
-    if (d) {
-      for (const [id, t] of left) d.tasks.set(id, t);
-      d.until = now + this.leaseTtlMs;
-    } else {
-      this.departed.set(stream.runnerId, { tasks: new Map(left), until: now + this.leaseTtlMs });
-    }
-  }
-
-  /**
-   * The runner stopped and holds nothing: closes its stream if it is still
-   * open, and returns the tasks leased to it that it never reported.
-   */
-  depart(runnerId: string): Map<string, HeldTask> {
-    const stream = this.streams.get(runnerId);
-    if (stream) this.detach(stream);
-    const d = this.departed.get(runnerId);
-    this.departed.delete(runnerId);
-    return d && d.until >= Date.now() ? d.tasks : new Map();
-  }
-
-  /**
-   * A runner's results arrived: its slots are free at once, so leasing more
-   * for it overlaps with recording these. Call the returned function once
-   * they are recorded (or failed to be).
-   */
-  resultsArrived(runnerId: string, taskIds: readonly string[]): () => void {
-    const stream = this.streams.get(runnerId);
-    const d = this.departed.get(runnerId);
-    if (d) for (const id of taskIds) d.tasks.delete(id);
-    if (!stream) return () => {};
-    stream.resultsArrived(taskIds);
-    return () => stream.resultsRecorded();
   }
 
   /**

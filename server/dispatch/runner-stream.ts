@@ -1,16 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Sql } from "postgres";
-import {
-  type LeasedTask,
-  type LeasedTaskColumns,
-  LeasedTaskColumnsSchema,
-  LeasedTaskSchema,
-  type TaskLease,
-  TaskLeaseSchema,
-  type WorkResponse,
-  WorkResponseSchema,
-} from "../../gen/sluice/v1/runner_service_pb.js";
+import { type SessionResponse, SessionResponseSchema, type TaskLease, TaskLeaseSchema } from "../../gen/sluice/v1/runner_service_pb.js";
 import type { StorageEvent } from "../../gen/sluice/v1/storage_pb.js";
 import { type TaskIdentifier, TaskIdentifierSchema } from "../../gen/sluice/v1/task_pb.js";
 import { triggerToProto } from "../storage/trigger.js";
@@ -28,12 +19,14 @@ export interface RunnerStreamOptions {
   capabilities: Capability[];
   /** Tasks the runner may hold at once: its concurrency plus its prefetch. */
   capacity: number;
-  /** Tasks leased before a reconnect that the runner still executes. */
-  carried: number;
-  /** The runner reads assignments as columns (TaskAssignment.columns). */
-  columns: boolean;
+  /**
+   * Tasks leased to the runner before this stream that it still holds (as the
+   * database and the runner both say): they take slots until it reports them.
+   */
+  held: ReadonlyMap<string, HeldTask>;
+  /** The runner is stopping: nothing is leased to it. */
+  draining?: boolean;
   leaseTtlMs: number;
-  onError: (error: unknown) => void;
 }
 
 export interface HeldTask {
@@ -48,11 +41,18 @@ export interface HeldTask {
  * capacity was freed.
  */
 export class RunnerStream {
-  readonly events = new EventQueue<WorkResponse>();
-  private readonly held = new Map<string, HeldTask>();
+  readonly events = new EventQueue<SessionResponse>();
+  private readonly held: Map<string, HeldTask>;
   private readonly identifiers = new Map<string, TaskIdentifier>();
-  private carried: number;
   private pumping = false;
+  /** Resolves the promise of `settled` once no lease runs. */
+  private whenSettled: (() => void)[] = [];
+  /** The runner is stopping: nothing more is leased to it. */
+  private draining = false;
+  /** Why leasing failed, if it did: the stream is closed, and the session ends with it. */
+  failure: unknown = undefined;
+  /** The runner said it ended: its session closes once its leases are given back. */
+  ending = false;
   private again = false;
   private idleSent = false;
   /**
@@ -85,7 +85,8 @@ export class RunnerStream {
     private readonly sql: Sql,
     readonly options: RunnerStreamOptions,
   ) {
-    this.carried = options.carried;
+    this.held = new Map(options.held);
+    this.draining = options.draining ?? false;
   }
 
   get runnerId(): string {
@@ -97,7 +98,7 @@ export class RunnerStream {
   }
 
   get free(): number {
-    return this.options.capacity - this.held.size - this.carried - this.reserved;
+    return this.draining ? 0 : this.options.capacity - this.held.size - this.reserved;
   }
 
   /**
@@ -144,9 +145,7 @@ export class RunnerStream {
    * make work ready (subtasks, dependents, retries).
    */
   resultsArrived(taskIds: readonly string[]): void {
-    for (const id of taskIds) {
-      if (!this.held.delete(id) && this.carried > 0) this.carried--;
-    }
+    for (const id of taskIds) this.held.delete(id);
     this.recording++;
     if (this.workMayWait || this.pumping) this.pump();
   }
@@ -166,15 +165,21 @@ export class RunnerStream {
   }
 
   private sendIdleIfDone(): void {
-    if (this.held.size === 0 && this.carried === 0 && this.recording === 0 && !this.idleSent && !this.events.isClosed) {
+    if (this.held.size === 0 && this.recording === 0 && !this.idleSent && !this.events.isClosed) {
       this.idleSent = true;
-      this.events.push(create(WorkResponseSchema, { event: { case: "idle", value: {} } }));
+      this.events.push(create(SessionResponseSchema, { event: { case: "idle", value: {} } }));
     }
   }
 
-  /** The tasks leased to the runner on this stream that it has not reported yet. */
-  unreported(): Map<string, HeldTask> {
-    return this.held;
+  /** The runner is stopping: nothing more is leased to it. */
+  drain(): void {
+    this.draining = true;
+  }
+
+  /** Resolves once no lease statement of this stream runs (its tasks were sent, or the stream closed). */
+  settled(): Promise<void> {
+    if (!this.pumping) return Promise.resolve();
+    return new Promise((resolve) => this.whenSettled.push(resolve));
   }
 
   /** Tells the runner to stop the tasks it holds of a cancelled or failed job. */
@@ -184,7 +189,7 @@ export class RunnerStream {
       if (held.jobId === jobId) tasks.push(create(TaskLeaseSchema, { taskId, lease: held.lease }));
     }
     if (tasks.length > 0) {
-      this.events.push(create(WorkResponseSchema, { event: { case: "cancellation", value: { tasks, reason } } }));
+      this.events.push(create(SessionResponseSchema, { event: { case: "cancellation", value: { tasks, reason } } }));
     }
   }
 
@@ -204,9 +209,16 @@ export class RunnerStream {
     }
     this.pumping = true;
     this.leaseLoop()
-      .catch((e) => this.options.onError(e))
+      .catch((e) => {
+        // The runner's session ends (unavailable, for a database error) and
+        // the runner opens a new one, which starts from what the database
+        // says is leased to it.
+        this.failure = e;
+        this.events.close();
+      })
       .finally(() => {
         this.pumping = false;
+        for (const resolve of this.whenSettled.splice(0)) resolve();
       });
   }
 
@@ -222,52 +234,28 @@ export class RunnerStream {
     return id;
   }
 
-  /** Task `i` of a lease as a message of its own, for runners that do not read columns. */
-  private leasedTask(t: LeasedTasks, i: number): LeasedTask {
-    const k = t.identifiers[t.identifierIndexes[i]];
-    const trigger = t.triggers.get(i);
-    return create(LeasedTaskSchema, {
-      id: t.ids[i],
-      jobId: t.jobIds[i],
-      identifier: this.identifier(k.name, k.major, k.minor),
-      input: t.inputs[i],
-      lease: t.leases[i],
-      failures: t.failures[i],
-      maxRetries: t.maxRetries[i],
-      trigger: trigger ? triggerToProto(trigger) : undefined,
-    });
-  }
-
-  /** A lease as one list per field: no message per task to build and encode. */
-  private columnsOf(t: LeasedTasks): LeasedTaskColumns {
+  /** Sends leased tasks to the runner, one list per field, and holds them until it reports them. */
+  private assign(t: LeasedTasks): void {
+    this.idleSent = false;
+    for (let i = 0; i < t.ids.length; i++) this.held.set(t.ids[i], { jobId: t.jobIds[i], lease: t.leases[i] });
     const triggers: { [task: number]: StorageEvent } = {};
     for (const [i, trigger] of t.triggers) triggers[i] = triggerToProto(trigger);
-    return create(LeasedTaskColumnsSchema, {
-      ids: t.ids,
-      jobIds: t.jobIds,
-      identifiers: t.identifiers.map((k) => this.identifier(k.name, k.major, k.minor)),
-      identifierIndexes: t.identifierIndexes,
-      inputs: t.inputs,
-      leases: t.leases,
-      failures: t.failures,
-      maxRetries: t.maxRetries,
-      triggers,
-    });
-  }
-
-  /** Sends leased tasks to the runner and holds them until it reports them. */
-  private assign(leased: LeasedTasks): void {
-    const o = this.options;
-    this.idleSent = false;
-    for (let i = 0; i < leased.ids.length; i++) this.held.set(leased.ids[i], { jobId: leased.jobIds[i], lease: leased.leases[i] });
     this.events.push(
-      create(WorkResponseSchema, {
+      create(SessionResponseSchema, {
         event: {
           case: "assignment",
           value: {
-            ...(o.columns ? { columns: this.columnsOf(leased) } : { tasks: leased.ids.map((_, i) => this.leasedTask(leased, i)) }),
-            leaseExpiresAt: timestampFromDate(new Date(Date.now() + o.leaseTtlMs)),
-            cluster: o.clusterSlug,
+            leaseExpiresAt: timestampFromDate(new Date(Date.now() + this.options.leaseTtlMs)),
+            cluster: this.options.clusterSlug,
+            ids: t.ids,
+            jobIds: t.jobIds,
+            identifiers: t.identifiers.map((k) => this.identifier(k.name, k.major, k.minor)),
+            identifierIndexes: t.identifierIndexes,
+            inputs: t.inputs,
+            leases: t.leases,
+            failures: t.failures,
+            maxRetries: t.maxRetries,
+            triggers,
           },
         },
       }),

@@ -2,17 +2,22 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
-  type CompleteTasksResponse,
-  CompleteTasksResponseSchema,
   type ComputedTasks,
+  type LeaseExtension,
+  type LeasesExtended,
   type RefusedResult,
+  LeasesExtendedSchema,
   RefusedResultSchema,
+  type ResultsRecorded,
+  ResultsRecordedSchema,
   RunnerService,
+  type SessionRequest,
+  type SessionResponse,
+  SessionResponseSchema,
+  type SessionStart,
   TaskLeaseSchema,
   type TaskResult,
-  type WorkRequest,
-  type WorkResponse,
-  WorkResponseSchema,
+  type TaskResults,
 } from "../../gen/sluice/v1/runner_service_pb.js";
 import type { RunnerStream } from "../dispatch/runner-stream.js";
 import { type RecordedResults, type TaskResultIn, recordResults } from "../store/complete-tasks.js";
@@ -21,212 +26,220 @@ import { extendLeases } from "../store/leases.js";
 import { type TaskPlan, addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
 import type { TaskSubmission } from "../../gen/sluice/v1/task_pb.js";
 import { ID_PATTERN, codeName, invalid, parseId, parseIdentifier } from "../validation.js";
+import { toConnectError } from "../interceptors/errors.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const MAX_RESULTS_PER_CALL = 5_000;
+const MAX_RESULTS_PER_MESSAGE = 5_000;
+const MAX_LEASES_PER_EXTENSION = 5_000;
 const MAX_CONCURRENCY = 10_000;
+/** Tasks a runner may say it holds when it starts a session: its largest capacity. */
+const MAX_HELD = 2 * MAX_CONCURRENCY;
 
 function checkRunnerId(runnerId: string): string {
   if (!UUID.test(runnerId)) throw invalid(`runner_id must be a UUID the runner chose for itself, got ${JSON.stringify(runnerId)}`);
   return runnerId.toLowerCase();
 }
 
+const NOTHING_RECORDED: RecordedResults = { refused: [], failedJobs: [], readyClusters: [] };
+
 export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDeps): ServiceImpl<typeof RunnerService> {
   /**
-   * The runner stopped: the tasks leased to it that it never reported (sent as
-   * its stream closed) are queued again now, without a failure, as if it had
-   * given them back. Fenced by lease like any result: a task that ran
-   * elsewhere meanwhile is left alone.
+   * Checks a runner's first message, reconciles what it holds with what the
+   * database says is leased to it, and attaches its stream to the dispatcher.
    */
-  async function releaseUnreported(runnerId: string): Promise<void> {
-    const left = dispatcher.depart(runnerId);
-    if (left.size === 0) return;
-    const released: TaskResultIn[] = [];
-    for (const [taskId, t] of left) released.push({ taskId, lease: t.lease, jobId: t.jobId, released: true });
-    const recorded = await recordResults(sql, released);
-    dispatcher.wakeClusters(recorded.readyClusters);
-  }
-
-  /** Checks a runner's WorkRequest and attaches its stream to the dispatcher. */
-  async function attach(req: WorkRequest) {
-    const runnerId = checkRunnerId(req.runnerId);
-    if (req.tasks.length === 0) throw invalid("tasks is empty: a runner must register at least one task it can execute");
-    const capabilities: Capability[] = req.tasks.map((t, i) => parseIdentifier(t.name, t.version, `tasks[${i}]`));
-    if (req.concurrency < 1 || req.concurrency > MAX_CONCURRENCY) {
-      throw invalid(`concurrency must be between 1 and ${MAX_CONCURRENCY}, got ${req.concurrency}`);
+  async function attach(start: SessionStart): Promise<RunnerStream> {
+    const runnerId = checkRunnerId(start.runnerId);
+    if (start.tasks.length === 0) throw invalid("tasks is empty: a runner must register at least one task it can execute");
+    const capabilities: Capability[] = start.tasks.map((t, i) => parseIdentifier(t.name, t.version, `tasks[${i}]`));
+    if (start.concurrency < 1 || start.concurrency > MAX_CONCURRENCY) {
+      throw invalid(`concurrency must be between 1 and ${MAX_CONCURRENCY}, got ${start.concurrency}`);
     }
-    if (req.prefetch > MAX_CONCURRENCY) throw invalid(`prefetch must be at most ${MAX_CONCURRENCY}, got ${req.prefetch}`);
-    const slug = req.cluster === "" ? "default" : req.cluster;
+    if (start.prefetch > MAX_CONCURRENCY) throw invalid(`prefetch must be at most ${MAX_CONCURRENCY}, got ${start.prefetch}`);
+    if (start.held.length > MAX_HELD) throw invalid(`held names ${start.held.length} tasks; a runner holds at most ${MAX_HELD}`);
+    const held = start.held.map((h, i) => ({ taskId: parseId(h.taskId, `held[${i}].task_id`), lease: h.lease }));
+    const slug = start.cluster === "" ? "default" : start.cluster;
     const clusterId = (await requireClusters(clusters, [slug])).get(slug)!;
     return dispatcher.attach({
       runnerId,
       clusterId,
       clusterSlug: slug,
       capabilities,
-      capacity: req.concurrency + req.prefetch,
-      carried: req.inFlight,
-      columns: req.columns,
+      capacity: start.concurrency + start.prefetch,
+      held: await dispatcher.reconcile(runnerId, held),
+      draining: start.draining,
       leaseTtlMs,
     });
   }
 
-  /** The events of an attached stream, first "started"; detaches it when the call ends. */
-  async function* events(stream: RunnerStream, signal: AbortSignal): AsyncGenerator<WorkResponse> {
-    const detach = () => dispatcher.detach(stream);
-    signal.addEventListener("abort", detach, { once: true });
+  /** Records a results message of a session; a batch refused as a whole is a refusal per result. */
+  async function record(stream: RunnerStream, req: TaskResults): Promise<ResultsRecorded> {
     try {
-      yield create(WorkResponseSchema, { event: { case: "started", value: { leaseTtlMs } } });
-      for await (const event of stream.events) yield event;
-    } finally {
-      signal.removeEventListener("abort", detach);
-      detach();
+      return await recordBatch(stream, req);
+    } catch (e) {
+      if (!(e instanceof ConnectError) || (e.code !== Code.InvalidArgument && e.code !== Code.ResourceExhausted)) throw e;
+      const refusal = (taskId: string) => create(RefusedResultSchema, { taskId, code: codeName(e.code), message: e.rawMessage });
+      const refused = req.results.map((r) => refusal(r.task?.taskId ?? ""));
+      for (const id of req.computed?.taskIds ?? []) refused.push(refusal(id));
+      // The slots of the tasks are freed all the same: the runner forgets them.
+      stream.resultsArrived([...req.results.map((r) => r.task?.taskId ?? ""), ...(req.computed?.taskIds ?? [])]);
+      stream.resultsRecorded();
+      return create(ResultsRecordedSchema, { refused });
     }
   }
 
-  const impl: ServiceImpl<typeof RunnerService> = {
-    async *work(req, ctx) {
-      yield* events(await attach(req), ctx.signal);
-    },
+  async function recordBatch(stream: RunnerStream, req: TaskResults): Promise<ResultsRecorded> {
+    const computed = computedOf(req.computed);
+    const count = req.results.length + computed.length;
+    if (count > MAX_RESULTS_PER_MESSAGE) {
+      throw invalid(`${count} results in one message; send at most ${MAX_RESULTS_PER_MESSAGE}`);
+    }
+    const seen = new Set<string>();
+    for (const [i, r] of req.results.entries()) {
+      if (!r.task) throw invalid(`results[${i}]: task is missing`);
+      parseId(r.task.taskId, `results[${i}].task.task_id`);
+      parseId(r.jobId, `results[${i}].job_id`);
+      if (r.outcome.case === undefined) throw invalid(`results[${i}]: set computed, failed or released`);
+      if (seen.has(r.task.taskId)) throw invalid(`results[${i}]: task ${r.task.taskId} is reported twice in one message`);
+      seen.add(r.task.taskId);
+    }
+    for (const [i, c] of computed.entries()) {
+      if (seen.has(c.taskId)) throw invalid(`computed.task_ids[${i}]: task ${c.taskId} is reported twice in one message`);
+      seen.add(c.taskId);
+    }
 
+    // Subtasks are validated per result: a bad subtask list refuses that
+    // result (InvalidArgument) and records nothing for it, not the batch.
+    const slugs = req.results.flatMap((r) => (r.outcome.case === "computed" ? clusterSlugsOf(r.outcome.value.subtasks) : []));
+    const known = slugs.length === 0 ? new Map<string, number>() : await clusters.ids([...new Set(slugs)]);
+    const valid: TaskResultIn[] = [];
+    const rejected = new Map<string, string>();
+    for (const r of req.results) {
+      const subtasks = r.outcome.case === "computed" ? r.outcome.value.subtasks : [];
+      if (subtasks.length === 0) {
+        valid.push(resultIn(r));
+        continue;
+      }
+      try {
+        valid.push({ ...resultIn(r), subtasks: await planSubtasks(r, subtasks, known, (slug) => clusters.id(slug)) });
+      } catch (e) {
+        rejected.set(r.task!.taskId, (e as Error).message);
+      }
+    }
+    for (const c of computed) valid.push(c);
+    // A result refused for bad subtasks keeps its slot: the runner reports
+    // the task again, as failed.
+    const arrived = req.results.map((r) => r.task!.taskId).filter((id) => !rejected.has(id));
+    for (const c of computed) arrived.push(c.taskId);
+    // The slots are free at once, so leasing more overlaps with recording these.
+    stream.resultsArrived(arrived);
+    let recorded: RecordedResults;
+    try {
+      recorded = valid.length > 0 ? await recordResults(sql, valid) : NOTHING_RECORDED;
+      for (const job of recorded.failedJobs) dispatcher.cancelJob(job, `job ${job} failed`);
+      // Wake this server's streams for the work these results made ready
+      // (before the runner's stream may say it is idle): the NOTIFY reaches
+      // this server later.
+      dispatcher.wakeClusters(recorded.readyClusters);
+    } finally {
+      stream.resultsRecorded();
+    }
+
+    const answer = create(ResultsRecordedSchema);
+    if (rejected.size === 0 && recorded.refused.length === 0) return answer;
+    const byTask = new Map(recorded.refused.map((o) => [o.taskId, o]));
+    const refuse = (taskId: string) => {
+      const reason = rejected.get(taskId);
+      const o = byTask.get(taskId);
+      if (reason !== undefined) {
+        answer.refused.push(create(RefusedResultSchema, { taskId, code: codeName(Code.InvalidArgument), message: reason }));
+      } else if (o !== undefined) {
+        answer.refused.push(create(RefusedResultSchema, { taskId, code: codeName(o.code), message: o.message }));
+      }
+    };
+    for (const r of req.results) refuse(r.task!.taskId);
+    for (const c of computed) refuse(c.taskId);
+    return answer;
+  }
+
+  async function extend(req: LeaseExtension): Promise<LeasesExtended> {
+    if (req.leases.length > MAX_LEASES_PER_EXTENSION) {
+      throw invalid(`${req.leases.length} leases in one extension; send at most ${MAX_LEASES_PER_EXTENSION}`);
+    }
+    const leases = req.leases.map((l, i) => ({ taskId: parseId(l.taskId, `leases[${i}].task_id`), lease: l.lease }));
+    if (leases.length === 0) {
+      return create(LeasesExtendedSchema, { leaseExpiresAt: timestampFromDate(new Date(Date.now() + leaseTtlMs)) });
+    }
+    const { expiresAt, lost } = await extendLeases(sql, leases, leaseTtlMs);
+    return create(LeasesExtendedSchema, {
+      leaseExpiresAt: timestampFromDate(expiresAt),
+      lost: lost.map((l) => create(TaskLeaseSchema, { taskId: l.taskId, lease: l.lease })),
+    });
+  }
+
+  /**
+   * Reads the runner's messages after its first, one after the other, and
+   * answers `results` and `extend` on the stream in the order they came.
+   * Resolves when the runner said it ended (the tasks still leased to it, sent
+   * as it stopped and never run, are queued again) or its side of the stream
+   * ended without a word (its leases stay, for its next session).
+   */
+  async function readMessages(stream: RunnerStream, incoming: AsyncIterator<SessionRequest>): Promise<void> {
+    for (;;) {
+      const next = await incoming.next();
+      if (next.done) return;
+      const m = next.value.message;
+      let answer: SessionResponse["event"];
+      if (m.case === "results") answer = { case: "recorded", value: await record(stream, m.value) };
+      else if (m.case === "extend") answer = { case: "extended", value: await extend(m.value) };
+      else if (m.case === "drain") {
+        stream.drain();
+        continue;
+      } else if (m.case === "end") {
+        stream.ending = true;
+        dispatcher.detach(stream);
+        await stream.settled();
+        await dispatcher.reconcile(stream.runnerId);
+        return;
+      } else throw invalid("after its first message (start) a session carries only results, extend, drain and end");
+      stream.events.push(create(SessionResponseSchema, { event: answer }));
+    }
+  }
+
+  return {
     async *session(messages, ctx) {
       const incoming = messages[Symbol.asyncIterator]();
       const first = await incoming.next();
-      if (first.done || first.value.message.case !== "work") {
-        throw invalid("the first message of a session must be work: the runner's WorkRequest");
+      if (first.done || first.value.message.case !== "start") {
+        throw invalid("the first message of a session must be start: who the runner is and what it runs");
       }
       const stream = await attach(first.value.message.value);
-      const runnerId = stream.runnerId;
-      // Results are recorded one message after the other, each answered on the
-      // stream in the order they came. A message the server cannot take ends
-      // the session with the error.
       let failure: unknown;
-      void (async () => {
-        for (;;) {
-          const next = await incoming.next();
-          if (next.done) return;
-          const m = next.value.message;
-          if (m.case !== "results") throw invalid("after its first message a session carries only results");
-          const req = m.value;
-          if (req.last) throw invalid("last is not allowed on a session: end the session instead, then send CompleteTasks with last");
-          if (req.runnerId !== "" && checkRunnerId(req.runnerId) !== runnerId) {
-            throw invalid(`results name runner ${req.runnerId}, but the session is runner ${runnerId}'s`);
-          }
-          req.runnerId = runnerId;
-          let answer: CompleteTasksResponse;
-          try {
-            answer = create(CompleteTasksResponseSchema, await impl.completeTasks(req, ctx));
-          } catch (e) {
-            // A batch refused as a whole (as CompleteTasks would refuse the
-            // call) is answered with a refusal per result.
-            if (!(e instanceof ConnectError) || (e.code !== Code.InvalidArgument && e.code !== Code.ResourceExhausted)) throw e;
-            const refusal = (taskId: string) => create(RefusedResultSchema, { taskId, code: codeName(e.code), message: e.rawMessage });
-            const refused = req.results.map((r) => refusal(r.task?.taskId ?? ""));
-            for (const id of req.computed?.taskIds ?? []) refused.push(refusal(id));
-            answer = create(CompleteTasksResponseSchema, { refused, computedRead: true });
-          }
-          stream.events.push(create(WorkResponseSchema, { event: { case: "recorded", value: answer } }));
-        }
-      })().catch((e) => {
-        if (ctx.signal.aborted) return;
-        failure = e;
-        stream.events.close();
-      });
-      // Not waiting for the reader: a failure is set before it closes the
-      // events, and a stream the server closed (it is stopping) must end the
-      // call even while the runner keeps its side open.
-      yield* events(stream, ctx.signal);
-      if (failure !== undefined) throw failure;
-    },
-
-    async completeTasks(req) {
-      const runnerId = checkRunnerId(req.runnerId);
-      const computed = computedOf(req.computed);
-      const count = req.results.length + computed.length;
-      if (count > MAX_RESULTS_PER_CALL) {
-        throw invalid(`${count} results in one call; send at most ${MAX_RESULTS_PER_CALL}`);
-      }
-      const seen = new Set<string>();
-      for (const [i, r] of req.results.entries()) {
-        if (!r.task) throw invalid(`results[${i}]: task is missing`);
-        parseId(r.task.taskId, `results[${i}].task.task_id`);
-        parseId(r.jobId, `results[${i}].job_id`);
-        if (r.outcome.case === undefined) throw invalid(`results[${i}]: set computed, failed or released`);
-        if (seen.has(r.task.taskId)) throw invalid(`results[${i}]: task ${r.task.taskId} is reported twice in one call`);
-        seen.add(r.task.taskId);
-      }
-      for (const [i, c] of computed.entries()) {
-        if (seen.has(c.taskId)) throw invalid(`computed.task_ids[${i}]: task ${c.taskId} is reported twice in one call`);
-        seen.add(c.taskId);
-      }
-
-      // Subtasks are validated per result: a bad subtask list refuses that
-      // result (InvalidArgument) and records nothing for it, not the batch.
-      const slugs = req.results.flatMap((r) => (r.outcome.case === "computed" ? clusterSlugsOf(r.outcome.value.subtasks) : []));
-      const known = slugs.length === 0 ? new Map<string, number>() : await clusters.ids([...new Set(slugs)]);
-      const valid: TaskResultIn[] = [];
-      const rejected = new Map<string, string>();
-      for (const r of req.results) {
-        const subtasks = r.outcome.case === "computed" ? r.outcome.value.subtasks : [];
-        if (subtasks.length === 0) {
-          valid.push(resultIn(r));
-          continue;
-        }
-        try {
-          valid.push({ ...resultIn(r), subtasks: await planSubtasks(r, subtasks, known, (slug) => clusters.id(slug)) });
-        } catch (e) {
-          rejected.set(r.task!.taskId, (e as Error).message);
-        }
-      }
-      for (const c of computed) valid.push(c);
-      // A result refused for bad subtasks keeps its slot: the runner reports
-      // the task again, as failed.
-      const arrived = req.results.map((r) => r.task!.taskId).filter((id) => !rejected.has(id));
-      for (const c of computed) arrived.push(c.taskId);
-      const recordedAll = dispatcher.resultsArrived(runnerId, arrived);
-      let recorded: RecordedResults;
+      const reading = readMessages(stream, incoming).then(
+        () => stream.close(),
+        (e) => {
+          if (!ctx.signal.aborted) failure = e;
+          stream.close();
+        },
+      );
+      const detach = () => dispatcher.detach(stream);
+      ctx.signal.addEventListener("abort", detach, { once: true });
       try {
-        recorded = valid.length > 0 ? await recordResults(sql, valid) : { refused: [], failedJobs: [], readyClusters: [] };
-        for (const job of recorded.failedJobs) dispatcher.cancelJob(job, `job ${job} failed`);
-        // Wake this server's streams for the work these results made ready
-        // (before the runner's stream may say it is idle): the NOTIFY reaches
-        // this server later.
-        dispatcher.wakeClusters(recorded.readyClusters);
+        yield create(SessionResponseSchema, { event: { case: "started", value: { leaseTtlMs } } });
+        // Not waiting for the reader: a failure is set before it closes the
+        // events, and a stream the server closed (it is stopping) must end the
+        // call even while the runner keeps its side open.
+        for await (const event of stream.events) yield event;
+        // The runner's end: the call ends once what it left leased is queued again.
+        if (stream.ending) await reading;
       } finally {
-        recordedAll();
+        ctx.signal.removeEventListener("abort", detach);
+        detach();
       }
-
-      if (req.last) await releaseUnreported(runnerId);
-
-      if (rejected.size === 0 && recorded.refused.length === 0) return { refused: [], computedRead: true };
-      const byTask = new Map(recorded.refused.map((o) => [o.taskId, o]));
-      const refused: RefusedResult[] = [];
-      const refuse = (taskId: string) => {
-        const reason = rejected.get(taskId);
-        const o = byTask.get(taskId);
-        if (reason !== undefined) {
-          refused.push(create(RefusedResultSchema, { taskId, code: codeName(Code.InvalidArgument), message: reason }));
-        } else if (o !== undefined) {
-          refused.push(create(RefusedResultSchema, { taskId, code: codeName(o.code), message: o.message }));
-        }
-      };
-      for (const r of req.results) refuse(r.task!.taskId);
-      for (const c of computed) refuse(c.taskId);
-      return { refused, computedRead: true };
-    },
-
-    async extendLeases(req) {
-      checkRunnerId(req.runnerId);
-      const leases = req.leases.map((l, i) => ({ taskId: parseId(l.taskId, `leases[${i}].task_id`), lease: l.lease }));
-      if (leases.length === 0) return { leaseExpiresAt: timestampFromDate(new Date(Date.now() + leaseTtlMs)), lost: [] };
-      const { expiresAt, lost } = await extendLeases(sql, leases, leaseTtlMs);
-      return {
-        leaseExpiresAt: timestampFromDate(expiresAt),
-        lost: lost.map((l) => create(TaskLeaseSchema, { taskId: l.taskId, lease: l.lease })),
-      };
+      if (failure !== undefined) throw toConnectError(failure);
+      if (stream.failure !== undefined) throw toConnectError(stream.failure);
     },
   };
-  return impl;
 }
 
 /** The successes a runner sent as columns, checked: lists of one length, ids that are ids. */

@@ -66,8 +66,9 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
     ), ready AS (
       ${queueReady(sql, "inserted")} WHERE deps_left = 0 AND runner_id IS NULL
     ), handed AS (
-      INSERT INTO task_leases (expires_at, task_ids)
-      SELECT now() + ${leaseTtlMs}::int * interval '1 millisecond', array_agg(id) FROM inserted WHERE runner_id IS NOT NULL HAVING count(*) > 0
+      INSERT INTO task_leases (expires_at, task_ids, runner_id)
+      SELECT now() + ${leaseTtlMs}::int * interval '1 millisecond', array_agg(id), runner_id FROM inserted WHERE runner_id IS NOT NULL
+      GROUP BY runner_id
     ), deps AS (${
       plan.depFrom.length === 0
         ? // Nothing to insert: not even the ids gathered for it.

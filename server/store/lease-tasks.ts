@@ -102,8 +102,8 @@ export async function leaseTasks(
       WHERE t.id = ANY((SELECT array_agg(id) FROM taken)::bigint[]) AND t.state = 'queued'
       RETURNING t.id, t.job_id, t.name, t.major, t.minor, t.input, t.lease, t.failures, t.max_retries, t.trigger
     ), recorded AS (
-      INSERT INTO task_leases (expires_at, task_ids)
-      SELECT now() + ${leaseTtlMs}::int * interval '1 millisecond', array_agg(id) FROM leased HAVING count(*) > 0
+      INSERT INTO task_leases (expires_at, task_ids, runner_id)
+      SELECT now() + ${leaseTtlMs}::int * interval '1 millisecond', array_agg(id), ${runnerId}::uuid FROM leased HAVING count(*) > 0
     )
     -- The lease's commit does not wait for its WAL to reach the disk (set for
     -- this statement's transaction only): a lease lost in a crash leaves its

@@ -108,3 +108,24 @@ export async function nextLeaseExpiry(sql: Sql): Promise<Date | null> {
   const [row] = await sql<{ at: Date | null }[]>`SELECT min(expires_at) AS at FROM task_leases`;
   return row.at;
 }
+
+/** A task running under a lease held by one runner. */
+export interface HeldLease extends LeaseRef {
+  jobId: string;
+}
+
+/**
+ * The tasks running under a lease held by `runnerId`: found through the
+ * `task_leases` rows of its lease statements (indexed by runner), each checked
+ * against the task itself, whose runner and state are the truth.
+ */
+export async function leasesOf(sql: Sql, runnerId: string): Promise<HeldLease[]> {
+  const rows = await sql<{ id: string; lease: number; job_id: string }[]>`
+    SELECT t.id::text, t.lease, t.job_id::text
+    FROM tasks t
+    WHERE t.id = ANY((
+      SELECT coalesce(array_agg(DISTINCT x), '{}') FROM task_leases l, unnest(l.task_ids) AS x WHERE l.runner_id = ${runnerId}::uuid
+    )::bigint[])
+      AND t.state = 'running' AND t.runner_id = ${runnerId}::uuid`;
+  return rows.map((r) => ({ taskId: r.id, lease: r.lease, jobId: r.job_id }));
+}

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/runner_service.proto.
  */
 export const file_sluice_v1_runner_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zbHVpY2UvdjEvcnVubmVyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSIvCg5SZWdpc3RlcmVkVGFzaxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkitAEKC1dvcmtSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgdjbHVzdGVyGAIgASgJEigKBXRhc2tzGAMgAygLMhkuc2x1aWNlLnYxLlJlZ2lzdGVyZWRUYXNrEhMKC2NvbmN1cnJlbmN5GAQgASgNEhEKCWluX2ZsaWdodBgFIAEoDRIQCghwcmVmZXRjaBgGIAEoDRIMCgRuYW1lGAcgASgJEg8KB2NvbHVtbnMYCCABKAgidwoOU2Vzc2lvblJlcXVlc3QSJgoEd29yaxgBIAEoCzIWLnNsdWljZS52MS5Xb3JrUmVxdWVzdEgAEjIKB3Jlc3VsdHMYAiABKAsyHy5zbHVpY2UudjEuQ29tcGxldGVUYXNrc1JlcXVlc3RIAEIJCgdtZXNzYWdlIoMCCgxXb3JrUmVzcG9uc2USKQoHc3RhcnRlZBgBIAEoCzIWLnNsdWljZS52MS5Xb3JrU3RhcnRlZEgAEi8KCmFzc2lnbm1lbnQYAiABKAsyGS5zbHVpY2UudjEuVGFza0Fzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAyABKAsyGy5zbHVpY2UudjEuVGFza0NhbmNlbGxhdGlvbkgAEiMKBGlkbGUYBCABKAsyEy5zbHVpY2UudjEuV29ya0lkbGVIABI0CghyZWNvcmRlZBgFIAEoCzIgLnNsdWljZS52MS5Db21wbGV0ZVRhc2tzUmVzcG9uc2VIAEIHCgVldmVudCIjCgtXb3JrU3RhcnRlZBIUCgxsZWFzZV90dGxfbXMYASABKA0irAEKDlRhc2tBc3NpZ25tZW50EiQKBXRhc2tzGAEgAygLMhUuc2x1aWNlLnYxLkxlYXNlZFRhc2sSNAoQbGVhc2VfZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY2x1c3RlchgDIAEoCRItCgdjb2x1bW5zGAQgASgLMhwuc2x1aWNlLnYxLkxlYXNlZFRhc2tDb2x1bW5zIswCChFMZWFzZWRUYXNrQ29sdW1ucxILCgNpZHMYASADKAkSDwoHam9iX2lkcxgCIAMoCRIuCgtpZGVudGlmaWVycxgDIAMoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchIaChJpZGVudGlmaWVyX2luZGV4ZXMYBCADKA0SDgoGaW5wdXRzGAUgAygMEg4KBmxlYXNlcxgGIAMoDRIQCghmYWlsdXJlcxgHIAMoDRITCgttYXhfcmV0cmllcxgIIAMoDRI8Cgh0cmlnZ2VycxgJIAMoCzIqLnNsdWljZS52MS5MZWFzZWRUYXNrQ29sdW1ucy5UcmlnZ2Vyc0VudHJ5GkgKDVRyaWdnZXJzRW50cnkSCwoDa2V5GAEgASgNEiYKBXZhbHVlGAIgASgLMhcuc2x1aWNlLnYxLlN0b3JhZ2VFdmVudDoCOAEi7QEKCkxlYXNlZFRhc2sSCgoCaWQYASABKAkSDgoGam9iX2lkGAIgASgJEi0KCmlkZW50aWZpZXIYAyABKAsyGS5zbHVpY2UudjEuVGFza0lkZW50aWZpZXISDQoFaW5wdXQYBCABKAwSDQoFbGVhc2UYBSABKA0SEAoIZmFpbHVyZXMYByABKA0SEwoLbWF4X3JldHJpZXMYCCABKA0SKAoHdHJpZ2dlchgKIAEoCzIXLnNsdWljZS52MS5TdG9yYWdlRXZlbnRKBAgGEAdKBAgJEApSEGxlYXNlX2V4cGlyZXNfYXRSB2NsdXN0ZXIiRwoQVGFza0NhbmNlbGxhdGlvbhIjCgV0YXNrcxgBIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2USDgoGcmVhc29uGAIgASgJIgoKCFdvcmtJZGxlIisKCVRhc2tMZWFzZRIPCgd0YXNrX2lkGAEgASgJEg0KBWxlYXNlGAIgASgNIs0BCgpUYXNrUmVzdWx0EiIKBHRhc2sYASABKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEg4KBmpvYl9pZBgCIAEoCRIqCghjb21wdXRlZBgDIAEoCzIWLnNsdWljZS52MS5UYXNrU3VjY2Vzc0gAEigKBmZhaWxlZBgEIAEoCzIWLnNsdWljZS52MS5UYXNrRmFpbHVyZUgAEioKCHJlbGVhc2VkGAUgASgLMhYuc2x1aWNlLnYxLlRhc2tSZWxlYXNlSABCCQoHb3V0Y29tZSINCgtUYXNrUmVsZWFzZSI6CgtUYXNrU3VjY2VzcxIrCghzdWJ0YXNrcxgBIAMoCzIZLnNsdWljZS52MS5UYXNrU3VibWlzc2lvbiItCgtUYXNrRmFpbHVyZRIPCgdtZXNzYWdlGAEgASgJEg0KBXN0YWNrGAIgASgJIosBChRDb21wbGV0ZVRhc2tzUmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSJgoHcmVzdWx0cxgCIAMoCzIVLnNsdWljZS52MS5UYXNrUmVzdWx0EioKCGNvbXB1dGVkGAMgASgLMhguc2x1aWNlLnYxLkNvbXB1dGVkVGFza3MSDAoEbGFzdBgEIAEoCCJCCg1Db21wdXRlZFRhc2tzEhAKCHRhc2tfaWRzGAEgAygJEg4KBmxlYXNlcxgCIAMoDRIPCgdqb2JfaWRzGAMgAygJIj8KDVJlZnVzZWRSZXN1bHQSDwoHdGFza19pZBgBIAEoCRIMCgRjb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiaQoVQ29tcGxldGVUYXNrc1Jlc3BvbnNlEikKB3JlZnVzZWQYAiADKAsyGC5zbHVpY2UudjEuUmVmdXNlZFJlc3VsdBIVCg1jb21wdXRlZF9yZWFkGAMgASgISgQIARACUghvdXRjb21lcyJOChNFeHRlbmRMZWFzZXNSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCRIkCgZsZWFzZXMYAiADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlInAKFEV4dGVuZExlYXNlc1Jlc3BvbnNlEjQKEGxlYXNlX2V4cGlyZXNfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiIKBGxvc3QYAiADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlMrICCg1SdW5uZXJTZXJ2aWNlEjkKBFdvcmsSFi5zbHVpY2UudjEuV29ya1JlcXVlc3QaFy5zbHVpY2UudjEuV29ya1Jlc3BvbnNlMAESQQoHU2Vzc2lvbhIZLnNsdWljZS52MS5TZXNzaW9uUmVxdWVzdBoXLnNsdWljZS52MS5Xb3JrUmVzcG9uc2UoATABElIKDUNvbXBsZXRlVGFza3MSHy5zbHVpY2UudjEuQ29tcGxldGVUYXNrc1JlcXVlc3QaIC5zbHVpY2UudjEuQ29tcGxldGVUYXNrc1Jlc3BvbnNlEk8KDEV4dGVuZExlYXNlcxIeLnNsdWljZS52MS5FeHRlbmRMZWFzZXNSZXF1ZXN0Gh8uc2x1aWNlLnYxLkV4dGVuZExlYXNlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_sluice_v1_storage, file_sluice_v1_task]);
+  fileDesc("Ch5zbHVpY2UvdjEvcnVubmVyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSIvCg5SZWdpc3RlcmVkVGFzaxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkixwEKDFNlc3Npb25TdGFydBIRCglydW5uZXJfaWQYASABKAkSDwoHY2x1c3RlchgCIAEoCRIoCgV0YXNrcxgDIAMoCzIZLnNsdWljZS52MS5SZWdpc3RlcmVkVGFzaxITCgtjb25jdXJyZW5jeRgEIAEoDRIQCghwcmVmZXRjaBgFIAEoDRIMCgRuYW1lGAYgASgJEiIKBGhlbGQYByADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEhAKCGRyYWluaW5nGAggASgIIg4KDFNlc3Npb25EcmFpbiIMCgpTZXNzaW9uRW5kIu0BCg5TZXNzaW9uUmVxdWVzdBIoCgVzdGFydBgBIAEoCzIXLnNsdWljZS52MS5TZXNzaW9uU3RhcnRIABIpCgdyZXN1bHRzGAIgASgLMhYuc2x1aWNlLnYxLlRhc2tSZXN1bHRzSAASKwoGZXh0ZW5kGAMgASgLMhkuc2x1aWNlLnYxLkxlYXNlRXh0ZW5zaW9uSAASKAoFZHJhaW4YBCABKAsyFy5zbHVpY2UudjEuU2Vzc2lvbkRyYWluSAASJAoDZW5kGAUgASgLMhUuc2x1aWNlLnYxLlNlc3Npb25FbmRIAEIJCgdtZXNzYWdlIrICCg9TZXNzaW9uUmVzcG9uc2USLAoHc3RhcnRlZBgBIAEoCzIZLnNsdWljZS52MS5TZXNzaW9uU3RhcnRlZEgAEi8KCmFzc2lnbm1lbnQYAiABKAsyGS5zbHVpY2UudjEuVGFza0Fzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAyABKAsyGy5zbHVpY2UudjEuVGFza0NhbmNlbGxhdGlvbkgAEiMKBGlkbGUYBCABKAsyEy5zbHVpY2UudjEuV29ya0lkbGVIABIuCghyZWNvcmRlZBgFIAEoCzIaLnNsdWljZS52MS5SZXN1bHRzUmVjb3JkZWRIABItCghleHRlbmRlZBgGIAEoCzIZLnNsdWljZS52MS5MZWFzZXNFeHRlbmRlZEgAQgcKBWV2ZW50IiYKDlNlc3Npb25TdGFydGVkEhQKDGxlYXNlX3R0bF9tcxgBIAEoDSKNAwoOVGFza0Fzc2lnbm1lbnQSNAoQbGVhc2VfZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY2x1c3RlchgCIAEoCRILCgNpZHMYAyADKAkSDwoHam9iX2lkcxgEIAMoCRIuCgtpZGVudGlmaWVycxgFIAMoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchIaChJpZGVudGlmaWVyX2luZGV4ZXMYBiADKA0SDgoGaW5wdXRzGAcgAygMEg4KBmxlYXNlcxgIIAMoDRIQCghmYWlsdXJlcxgJIAMoDRITCgttYXhfcmV0cmllcxgKIAMoDRI5Cgh0cmlnZ2VycxgLIAMoCzInLnNsdWljZS52MS5UYXNrQXNzaWdubWVudC5UcmlnZ2Vyc0VudHJ5GkgKDVRyaWdnZXJzRW50cnkSCwoDa2V5GAEgASgNEiYKBXZhbHVlGAIgASgLMhcuc2x1aWNlLnYxLlN0b3JhZ2VFdmVudDoCOAEiRwoQVGFza0NhbmNlbGxhdGlvbhIjCgV0YXNrcxgBIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2USDgoGcmVhc29uGAIgASgJIgoKCFdvcmtJZGxlIisKCVRhc2tMZWFzZRIPCgd0YXNrX2lkGAEgASgJEg0KBWxlYXNlGAIgASgNIs0BCgpUYXNrUmVzdWx0EiIKBHRhc2sYASABKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEg4KBmpvYl9pZBgCIAEoCRIqCghjb21wdXRlZBgDIAEoCzIWLnNsdWljZS52MS5UYXNrU3VjY2Vzc0gAEigKBmZhaWxlZBgEIAEoCzIWLnNsdWljZS52MS5UYXNrRmFpbHVyZUgAEioKCHJlbGVhc2VkGAUgASgLMhYuc2x1aWNlLnYxLlRhc2tSZWxlYXNlSABCCQoHb3V0Y29tZSINCgtUYXNrUmVsZWFzZSI6CgtUYXNrU3VjY2VzcxIrCghzdWJ0YXNrcxgBIAMoCzIZLnNsdWljZS52MS5UYXNrU3VibWlzc2lvbiItCgtUYXNrRmFpbHVyZRIPCgdtZXNzYWdlGAEgASgJEg0KBXN0YWNrGAIgASgJImEKC1Rhc2tSZXN1bHRzEiYKB3Jlc3VsdHMYASADKAsyFS5zbHVpY2UudjEuVGFza1Jlc3VsdBIqCghjb21wdXRlZBgCIAEoCzIYLnNsdWljZS52MS5Db21wdXRlZFRhc2tzIkIKDUNvbXB1dGVkVGFza3MSEAoIdGFza19pZHMYASADKAkSDgoGbGVhc2VzGAIgAygNEg8KB2pvYl9pZHMYAyADKAkiPwoNUmVmdXNlZFJlc3VsdBIPCgd0YXNrX2lkGAEgASgJEgwKBGNvZGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSI8Cg9SZXN1bHRzUmVjb3JkZWQSKQoHcmVmdXNlZBgBIAMoCzIYLnNsdWljZS52MS5SZWZ1c2VkUmVzdWx0IjYKDkxlYXNlRXh0ZW5zaW9uEiQKBmxlYXNlcxgBIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2UiagoOTGVhc2VzRXh0ZW5kZWQSNAoQbGVhc2VfZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoEbG9zdBgCIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2UyVQoNUnVubmVyU2VydmljZRJECgdTZXNzaW9uEhkuc2x1aWNlLnYxLlNlc3Npb25SZXF1ZXN0Ghouc2x1aWNlLnYxLlNlc3Npb25SZXNwb25zZSgBMAFiBnByb3RvMw", [file_google_protobuf_timestamp, file_sluice_v1_storage, file_sluice_v1_task]);
 
 /**
  * A task identifier a runner can execute. A task with the same name and major
@@ -48,9 +48,11 @@ export const RegisteredTaskSchema: GenMessage<RegisteredTask> = /*@__PURE__*/
   messageDesc(file_sluice_v1_runner_service, 0);
 
 /**
- * @generated from message sluice.v1.WorkRequest
+ * The first message of a session.
+ *
+ * @generated from message sluice.v1.SessionStart
  */
-export type WorkRequest = Message<"sluice.v1.WorkRequest"> & {
+export type SessionStart = Message<"sluice.v1.SessionStart"> & {
   /**
    * An id the runner chose for itself (a UUID), kept across reconnects.
    *
@@ -59,7 +61,7 @@ export type WorkRequest = Message<"sluice.v1.WorkRequest"> & {
   runnerId: string;
 
   /**
-   * The cluster slug to take work from.
+   * The cluster slug to take work from ("default" when empty).
    *
    * @generated from field: string cluster = 2;
    */
@@ -80,42 +82,76 @@ export type WorkRequest = Message<"sluice.v1.WorkRequest"> & {
   concurrency: number;
 
   /**
-   * How many tasks leased earlier the runner is still executing (after a reconnect).
-   *
-   * @generated from field: uint32 in_flight = 5;
-   */
-  inFlight: number;
-
-  /**
    * How many tasks beyond its concurrency the server may lease ahead to the
    * runner, so that its slots never wait on a round trip (0 to 10000).
    *
-   * @generated from field: uint32 prefetch = 6;
+   * @generated from field: uint32 prefetch = 5;
    */
   prefetch: number;
 
   /**
    * A name to show for the runner (host name, process id).
    *
-   * @generated from field: string name = 7;
+   * @generated from field: string name = 6;
    */
   name: string;
 
   /**
-   * The runner reads assignments as columns (TaskAssignment.columns). Runners
-   * that leave it unset get TaskAssignment.tasks.
+   * The tasks leased to this runner in an earlier session that it still holds
+   * (running, or with a result not yet answered). The server counts those still
+   * leased to the runner against its capacity, and queues again at once every
+   * other task leased to it (sent as an earlier session broke, never received).
    *
-   * @generated from field: bool columns = 8;
+   * @generated from field: repeated sluice.v1.TaskLease held = 7;
    */
-  columns: boolean;
+  held: TaskLease[];
+
+  /**
+   * The runner is stopping and opens this session only to report what it
+   * holds: lease nothing to it (as after SessionDrain).
+   *
+   * @generated from field: bool draining = 8;
+   */
+  draining: boolean;
 };
 
 /**
- * Describes the message sluice.v1.WorkRequest.
- * Use `create(WorkRequestSchema)` to create a new message.
+ * Describes the message sluice.v1.SessionStart.
+ * Use `create(SessionStartSchema)` to create a new message.
  */
-export const WorkRequestSchema: GenMessage<WorkRequest> = /*@__PURE__*/
+export const SessionStartSchema: GenMessage<SessionStart> = /*@__PURE__*/
   messageDesc(file_sluice_v1_runner_service, 1);
+
+/**
+ * The runner is stopping: lease nothing more to it.
+ *
+ * @generated from message sluice.v1.SessionDrain
+ */
+export type SessionDrain = Message<"sluice.v1.SessionDrain"> & {
+};
+
+/**
+ * Describes the message sluice.v1.SessionDrain.
+ * Use `create(SessionDrainSchema)` to create a new message.
+ */
+export const SessionDrainSchema: GenMessage<SessionDrain> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_runner_service, 2);
+
+/**
+ * The runner has stopped and holds no task: every task still leased to it was
+ * sent as it stopped and never run.
+ *
+ * @generated from message sluice.v1.SessionEnd
+ */
+export type SessionEnd = Message<"sluice.v1.SessionEnd"> & {
+};
+
+/**
+ * Describes the message sluice.v1.SessionEnd.
+ * Use `create(SessionEndSchema)` to create a new message.
+ */
+export const SessionEndSchema: GenMessage<SessionEnd> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_runner_service, 3);
 
 /**
  * One message from the runner on a session.
@@ -128,21 +164,46 @@ export type SessionRequest = Message<"sluice.v1.SessionRequest"> & {
    */
   message: {
     /**
-     * The first message, and only the first: who the runner is and what it runs.
+     * The first message, and only the first.
      *
-     * @generated from field: sluice.v1.WorkRequest work = 1;
+     * @generated from field: sluice.v1.SessionStart start = 1;
      */
-    value: WorkRequest;
-    case: "work";
+    value: SessionStart;
+    case: "start";
   } | {
     /**
-     * Results, as for CompleteTasks (runner_id may be left empty: the session's
-     * is used; `last` is not allowed, the end of the session says it).
+     * Results of executed tasks; answered by SessionResponse.recorded.
      *
-     * @generated from field: sluice.v1.CompleteTasksRequest results = 2;
+     * @generated from field: sluice.v1.TaskResults results = 2;
      */
-    value: CompleteTasksRequest;
+    value: TaskResults;
     case: "results";
+  } | {
+    /**
+     * Leases to extend; answered by SessionResponse.extended.
+     *
+     * @generated from field: sluice.v1.LeaseExtension extend = 3;
+     */
+    value: LeaseExtension;
+    case: "extend";
+  } | {
+    /**
+     * The runner is stopping (not answered).
+     *
+     * @generated from field: sluice.v1.SessionDrain drain = 4;
+     */
+    value: SessionDrain;
+    case: "drain";
+  } | {
+    /**
+     * The runner has stopped: the server queues again what is still leased to
+     * it and ends the call. A session that ends without it (a connection lost)
+     * leaves the runner's leases as they are, for its next session.
+     *
+     * @generated from field: sluice.v1.SessionEnd end = 5;
+     */
+    value: SessionEnd;
+    case: "end";
   } | { case: undefined; value?: undefined };
 };
 
@@ -151,24 +212,24 @@ export type SessionRequest = Message<"sluice.v1.SessionRequest"> & {
  * Use `create(SessionRequestSchema)` to create a new message.
  */
 export const SessionRequestSchema: GenMessage<SessionRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 2);
+  messageDesc(file_sluice_v1_runner_service, 4);
 
 /**
- * One message of the work stream.
+ * One message from the server on a session.
  *
- * @generated from message sluice.v1.WorkResponse
+ * @generated from message sluice.v1.SessionResponse
  */
-export type WorkResponse = Message<"sluice.v1.WorkResponse"> & {
+export type SessionResponse = Message<"sluice.v1.SessionResponse"> & {
   /**
-   * @generated from oneof sluice.v1.WorkResponse.event
+   * @generated from oneof sluice.v1.SessionResponse.event
    */
   event: {
     /**
      * Sent once, first.
      *
-     * @generated from field: sluice.v1.WorkStarted started = 1;
+     * @generated from field: sluice.v1.SessionStarted started = 1;
      */
-    value: WorkStarted;
+    value: SessionStarted;
     case: "started";
   } | {
     /**
@@ -196,26 +257,34 @@ export type WorkResponse = Message<"sluice.v1.WorkResponse"> & {
     case: "idle";
   } | {
     /**
-     * Session only: the answer to the runner's oldest unanswered results message.
+     * The answer to the runner's oldest unanswered `results` or `extend` message.
      *
-     * @generated from field: sluice.v1.CompleteTasksResponse recorded = 5;
+     * @generated from field: sluice.v1.ResultsRecorded recorded = 5;
      */
-    value: CompleteTasksResponse;
+    value: ResultsRecorded;
     case: "recorded";
+  } | {
+    /**
+     * The answer to the runner's oldest unanswered `results` or `extend` message.
+     *
+     * @generated from field: sluice.v1.LeasesExtended extended = 6;
+     */
+    value: LeasesExtended;
+    case: "extended";
   } | { case: undefined; value?: undefined };
 };
 
 /**
- * Describes the message sluice.v1.WorkResponse.
- * Use `create(WorkResponseSchema)` to create a new message.
+ * Describes the message sluice.v1.SessionResponse.
+ * Use `create(SessionResponseSchema)` to create a new message.
  */
-export const WorkResponseSchema: GenMessage<WorkResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 3);
+export const SessionResponseSchema: GenMessage<SessionResponse> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_runner_service, 5);
 
 /**
- * @generated from message sluice.v1.WorkStarted
+ * @generated from message sluice.v1.SessionStarted
  */
-export type WorkStarted = Message<"sluice.v1.WorkStarted"> & {
+export type SessionStarted = Message<"sluice.v1.SessionStarted"> & {
   /**
    * How long a lease lasts unless extended, in milliseconds.
    *
@@ -225,45 +294,95 @@ export type WorkStarted = Message<"sluice.v1.WorkStarted"> & {
 };
 
 /**
- * Describes the message sluice.v1.WorkStarted.
- * Use `create(WorkStartedSchema)` to create a new message.
+ * Describes the message sluice.v1.SessionStarted.
+ * Use `create(SessionStartedSchema)` to create a new message.
  */
-export const WorkStartedSchema: GenMessage<WorkStarted> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 4);
+export const SessionStartedSchema: GenMessage<SessionStarted> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_runner_service, 6);
 
 /**
+ * Leased tasks, field by field: task i is element i of every list.
+ *
  * @generated from message sluice.v1.TaskAssignment
  */
 export type TaskAssignment = Message<"sluice.v1.TaskAssignment"> & {
   /**
-   * The leased tasks.
-   *
-   * @generated from field: repeated sluice.v1.LeasedTask tasks = 1;
-   */
-  tasks: LeasedTask[];
-
-  /**
    * When their leases end unless extended (all were leased together).
    *
-   * @generated from field: google.protobuf.Timestamp lease_expires_at = 2;
+   * @generated from field: google.protobuf.Timestamp lease_expires_at = 1;
    */
   leaseExpiresAt?: Timestamp | undefined;
 
   /**
-   * The cluster they run on: the work stream's.
+   * The cluster they run on: the session's.
    *
-   * @generated from field: string cluster = 3;
+   * @generated from field: string cluster = 2;
    */
   cluster: string;
 
   /**
-   * The same tasks as one list per field, for runners that asked for columns
-   * (WorkRequest.columns); `tasks` is then empty. Without a message per task
-   * there is much less to encode and decode.
+   * The tasks' ids.
    *
-   * @generated from field: sluice.v1.LeasedTaskColumns columns = 4;
+   * @generated from field: repeated string ids = 3;
    */
-  columns?: LeasedTaskColumns | undefined;
+  ids: string[];
+
+  /**
+   * Their jobs' ids.
+   *
+   * @generated from field: repeated string job_ids = 4;
+   */
+  jobIds: string[];
+
+  /**
+   * The distinct identifiers of these tasks.
+   *
+   * @generated from field: repeated sluice.v1.TaskIdentifier identifiers = 5;
+   */
+  identifiers: TaskIdentifier[];
+
+  /**
+   * Per task, the index of its identifier in `identifiers`.
+   *
+   * @generated from field: repeated uint32 identifier_indexes = 6;
+   */
+  identifierIndexes: number[];
+
+  /**
+   * Their serialized inputs.
+   *
+   * @generated from field: repeated bytes inputs = 7;
+   */
+  inputs: Uint8Array[];
+
+  /**
+   * Their lease numbers; results and extensions name them (a lease number
+   * fences out a runner whose lease expired).
+   *
+   * @generated from field: repeated uint32 leases = 8;
+   */
+  leases: number[];
+
+  /**
+   * How often each failed before.
+   *
+   * @generated from field: repeated uint32 failures = 9;
+   */
+  failures: number[];
+
+  /**
+   * How often each may be retried.
+   *
+   * @generated from field: repeated uint32 max_retries = 10;
+   */
+  maxRetries: number[];
+
+  /**
+   * The events of storage event tasks, by task index (only tasks that have one).
+   *
+   * @generated from field: map<uint32, sluice.v1.StorageEvent> triggers = 11;
+   */
+  triggers: { [key: number]: StorageEvent };
 };
 
 /**
@@ -271,154 +390,6 @@ export type TaskAssignment = Message<"sluice.v1.TaskAssignment"> & {
  * Use `create(TaskAssignmentSchema)` to create a new message.
  */
 export const TaskAssignmentSchema: GenMessage<TaskAssignment> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 5);
-
-/**
- * Leased tasks field by field: task i is element i of every list.
- *
- * @generated from message sluice.v1.LeasedTaskColumns
- */
-export type LeasedTaskColumns = Message<"sluice.v1.LeasedTaskColumns"> & {
-  /**
-   * The tasks' ids.
-   *
-   * @generated from field: repeated string ids = 1;
-   */
-  ids: string[];
-
-  /**
-   * Their jobs' ids.
-   *
-   * @generated from field: repeated string job_ids = 2;
-   */
-  jobIds: string[];
-
-  /**
-   * The distinct identifiers of these tasks.
-   *
-   * @generated from field: repeated sluice.v1.TaskIdentifier identifiers = 3;
-   */
-  identifiers: TaskIdentifier[];
-
-  /**
-   * Per task, the index of its identifier in `identifiers`.
-   *
-   * @generated from field: repeated uint32 identifier_indexes = 4;
-   */
-  identifierIndexes: number[];
-
-  /**
-   * Their serialized inputs.
-   *
-   * @generated from field: repeated bytes inputs = 5;
-   */
-  inputs: Uint8Array[];
-
-  /**
-   * Their lease numbers.
-   *
-   * @generated from field: repeated uint32 leases = 6;
-   */
-  leases: number[];
-
-  /**
-   * How often each failed before.
-   *
-   * @generated from field: repeated uint32 failures = 7;
-   */
-  failures: number[];
-
-  /**
-   * How often each may be retried.
-   *
-   * @generated from field: repeated uint32 max_retries = 8;
-   */
-  maxRetries: number[];
-
-  /**
-   * The events of storage event tasks, by task index (only tasks that have one).
-   *
-   * @generated from field: map<uint32, sluice.v1.StorageEvent> triggers = 9;
-   */
-  triggers: { [key: number]: StorageEvent };
-};
-
-/**
- * Describes the message sluice.v1.LeasedTaskColumns.
- * Use `create(LeasedTaskColumnsSchema)` to create a new message.
- */
-export const LeasedTaskColumnsSchema: GenMessage<LeasedTaskColumns> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 6);
-
-/**
- * A task leased to a runner.
- *
- * @generated from message sluice.v1.LeasedTask
- */
-export type LeasedTask = Message<"sluice.v1.LeasedTask"> & {
-  /**
-   * The task's id.
-   *
-   * @generated from field: string id = 1;
-   */
-  id: string;
-
-  /**
-   * Its job's id.
-   *
-   * @generated from field: string job_id = 2;
-   */
-  jobId: string;
-
-  /**
-   * Which task to run.
-   *
-   * @generated from field: sluice.v1.TaskIdentifier identifier = 3;
-   */
-  identifier?: TaskIdentifier | undefined;
-
-  /**
-   * Its serialized input.
-   *
-   * @generated from field: bytes input = 4;
-   */
-  input: Uint8Array;
-
-  /**
-   * The lease number; results and extensions must name it (it fences out
-   * runners whose lease expired).
-   *
-   * @generated from field: uint32 lease = 5;
-   */
-  lease: number;
-
-  /**
-   * How often the task failed before.
-   *
-   * @generated from field: uint32 failures = 7;
-   */
-  failures: number;
-
-  /**
-   * How often it may be retried.
-   *
-   * @generated from field: uint32 max_retries = 8;
-   */
-  maxRetries: number;
-
-  /**
-   * For a storage event task: the event it handles.
-   *
-   * @generated from field: sluice.v1.StorageEvent trigger = 10;
-   */
-  trigger?: StorageEvent | undefined;
-};
-
-/**
- * Describes the message sluice.v1.LeasedTask.
- * Use `create(LeasedTaskSchema)` to create a new message.
- */
-export const LeasedTaskSchema: GenMessage<LeasedTask> = /*@__PURE__*/
   messageDesc(file_sluice_v1_runner_service, 7);
 
 /**
@@ -474,7 +445,7 @@ export type TaskLease = Message<"sluice.v1.TaskLease"> & {
   taskId: string;
 
   /**
-   * The lease number from LeasedTask.
+   * The lease number from the assignment.
    *
    * @generated from field: uint32 lease = 2;
    */
@@ -606,49 +577,33 @@ export const TaskFailureSchema: GenMessage<TaskFailure> = /*@__PURE__*/
   messageDesc(file_sluice_v1_runner_service, 14);
 
 /**
- * @generated from message sluice.v1.CompleteTasksRequest
+ * Results of tasks the runner holds, at most 5000 per message (`results` and
+ * `computed` together).
+ *
+ * @generated from message sluice.v1.TaskResults
  */
-export type CompleteTasksRequest = Message<"sluice.v1.CompleteTasksRequest"> & {
+export type TaskResults = Message<"sluice.v1.TaskResults"> & {
   /**
-   * The runner reporting (frees its capacity on the work stream).
+   * Results, each with its outcome.
    *
-   * @generated from field: string runner_id = 1;
-   */
-  runnerId: string;
-
-  /**
-   * The results, at most 5000 together with `computed`.
-   *
-   * @generated from field: repeated sluice.v1.TaskResult results = 2;
+   * @generated from field: repeated sluice.v1.TaskResult results = 1;
    */
   results: TaskResult[];
 
   /**
    * Tasks that succeeded without submitting subtasks, as columns: the same as a
    * TaskResult with an empty TaskSuccess each, without a message per task.
-   * Servers that do not set CompleteTasksResponse.computed_read ignore it.
    *
-   * @generated from field: sluice.v1.ComputedTasks computed = 3;
+   * @generated from field: sluice.v1.ComputedTasks computed = 2;
    */
   computed?: ComputedTasks | undefined;
-
-  /**
-   * The runner has stopped: its work stream is closed, and after these results
-   * it holds no task. The server queues again at once every task it leased to
-   * the runner that the runner never reported (sent on the stream as it
-   * closed, so never received), instead of leaving them until their leases
-   * run out.
-   *
-   * @generated from field: bool last = 4;
-   */
-  last: boolean;
 };
 
 /**
- * Describes the message sluice.v1.CompleteTasksRequest.
- * Use `create(CompleteTasksRequestSchema)` to create a new message.
+ * Describes the message sluice.v1.TaskResults.
+ * Use `create(TaskResultsSchema)` to create a new message.
  */
-export const CompleteTasksRequestSchema: GenMessage<CompleteTasksRequest> = /*@__PURE__*/
+export const TaskResultsSchema: GenMessage<TaskResults> = /*@__PURE__*/
   messageDesc(file_sluice_v1_runner_service, 15);
 
 /**
@@ -722,63 +677,48 @@ export const RefusedResultSchema: GenMessage<RefusedResult> = /*@__PURE__*/
   messageDesc(file_sluice_v1_runner_service, 17);
 
 /**
- * @generated from message sluice.v1.CompleteTasksResponse
+ * @generated from message sluice.v1.ResultsRecorded
  */
-export type CompleteTasksResponse = Message<"sluice.v1.CompleteTasksResponse"> & {
+export type ResultsRecorded = Message<"sluice.v1.ResultsRecorded"> & {
   /**
    * The results that were not recorded, in request order (`results` first,
-   * then `computed`).
+   * then `computed`). Every result not listed here was recorded.
    *
-   * @generated from field: repeated sluice.v1.RefusedResult refused = 2;
+   * @generated from field: repeated sluice.v1.RefusedResult refused = 1;
    */
   refused: RefusedResult[];
-
-  /**
-   * The server read CompleteTasksRequest.computed. Older servers leave it false
-   * and record none of those: send them again as `results`.
-   *
-   * @generated from field: bool computed_read = 3;
-   */
-  computedRead: boolean;
 };
 
 /**
- * Describes the message sluice.v1.CompleteTasksResponse.
- * Use `create(CompleteTasksResponseSchema)` to create a new message.
+ * Describes the message sluice.v1.ResultsRecorded.
+ * Use `create(ResultsRecordedSchema)` to create a new message.
  */
-export const CompleteTasksResponseSchema: GenMessage<CompleteTasksResponse> = /*@__PURE__*/
+export const ResultsRecordedSchema: GenMessage<ResultsRecorded> = /*@__PURE__*/
   messageDesc(file_sluice_v1_runner_service, 18);
 
 /**
- * @generated from message sluice.v1.ExtendLeasesRequest
+ * @generated from message sluice.v1.LeaseExtension
  */
-export type ExtendLeasesRequest = Message<"sluice.v1.ExtendLeasesRequest"> & {
+export type LeaseExtension = Message<"sluice.v1.LeaseExtension"> & {
   /**
-   * The runner asking.
+   * The leases to extend, at most 5000.
    *
-   * @generated from field: string runner_id = 1;
-   */
-  runnerId: string;
-
-  /**
-   * The leases to extend.
-   *
-   * @generated from field: repeated sluice.v1.TaskLease leases = 2;
+   * @generated from field: repeated sluice.v1.TaskLease leases = 1;
    */
   leases: TaskLease[];
 };
 
 /**
- * Describes the message sluice.v1.ExtendLeasesRequest.
- * Use `create(ExtendLeasesRequestSchema)` to create a new message.
+ * Describes the message sluice.v1.LeaseExtension.
+ * Use `create(LeaseExtensionSchema)` to create a new message.
  */
-export const ExtendLeasesRequestSchema: GenMessage<ExtendLeasesRequest> = /*@__PURE__*/
+export const LeaseExtensionSchema: GenMessage<LeaseExtension> = /*@__PURE__*/
   messageDesc(file_sluice_v1_runner_service, 19);
 
 /**
- * @generated from message sluice.v1.ExtendLeasesResponse
+ * @generated from message sluice.v1.LeasesExtended
  */
-export type ExtendLeasesResponse = Message<"sluice.v1.ExtendLeasesResponse"> & {
+export type LeasesExtended = Message<"sluice.v1.LeasesExtended"> & {
   /**
    * The new end of the extended leases.
    *
@@ -787,7 +727,7 @@ export type ExtendLeasesResponse = Message<"sluice.v1.ExtendLeasesResponse"> & {
   leaseExpiresAt?: Timestamp | undefined;
 
   /**
-   * Leases that could not be extended: the task was cancelled or handed to
+   * Leases that could not be extended: the task was cancelled, or handed to
    * another runner. The runner should stop executing them.
    *
    * @generated from field: repeated sluice.v1.TaskLease lost = 2;
@@ -796,68 +736,35 @@ export type ExtendLeasesResponse = Message<"sluice.v1.ExtendLeasesResponse"> & {
 };
 
 /**
- * Describes the message sluice.v1.ExtendLeasesResponse.
- * Use `create(ExtendLeasesResponseSchema)` to create a new message.
+ * Describes the message sluice.v1.LeasesExtended.
+ * Use `create(LeasesExtendedSchema)` to create a new message.
  */
-export const ExtendLeasesResponseSchema: GenMessage<ExtendLeasesResponse> = /*@__PURE__*/
+export const LeasesExtendedSchema: GenMessage<LeasesExtended> = /*@__PURE__*/
   messageDesc(file_sluice_v1_runner_service, 20);
 
 /**
- * The service task runners talk to. A runner opens Session (or Work) and
- * receives the tasks leased to it; it reports results on the session (or with
- * CompleteTasks) and keeps its leases alive with ExtendLeases.
+ * The service task runners talk to: one bidirectional stream per runner.
+ * docs/runner-protocol.md describes it for authors of runners in other languages.
  *
  * @generated from service sluice.v1.RunnerService
  */
 export const RunnerService: GenService<{
   /**
-   * Attaches a runner to a cluster. The server pushes leased tasks down the stream,
-   * never more than the runner's free capacity, and tells it about cancelled tasks.
-   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
-   *
-   * @generated from rpc sluice.v1.RunnerService.Work
-   */
-  work: {
-    methodKind: "server_streaming";
-    input: typeof WorkRequestSchema;
-    output: typeof WorkResponseSchema;
-  },
-  /**
-   * Work and CompleteTasks on one stream (HTTP/2): the runner's first message is
-   * its WorkRequest, every later one a CompleteTasksRequest, answered in the
-   * order sent by WorkResponse.recorded. Results then cost a message on an open
-   * stream instead of a call each. A server without it answers Unimplemented:
-   * use Work and CompleteTasks. (Its answers are Work's, so the type is shared.)
-   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
-   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * A runner's session. The runner's first message is `start` (who it is, what
+   * it runs, what it still holds from an earlier session); then the server
+   * pushes leased tasks down the stream, never more than the runner's free
+   * capacity, and tells it about cancelled tasks. The runner reports results and
+   * extends its leases on the same stream; the server answers each `results`
+   * and `extend` message, in the order they were sent. A runner that stops
+   * sends `drain`, reports what it holds, then ends its side of the stream; the
+   * server queues again every task still leased to it and ends the call.
    *
    * @generated from rpc sluice.v1.RunnerService.Session
    */
   session: {
     methodKind: "bidi_streaming";
     input: typeof SessionRequestSchema;
-    output: typeof WorkResponseSchema;
-  },
-  /**
-   * Reports the results of executed tasks, many per call. Each result is accepted
-   * or refused on its own; see CompleteTasksResponse.
-   *
-   * @generated from rpc sluice.v1.RunnerService.CompleteTasks
-   */
-  completeTasks: {
-    methodKind: "unary";
-    input: typeof CompleteTasksRequestSchema;
-    output: typeof CompleteTasksResponseSchema;
-  },
-  /**
-   * Extends the leases of tasks the runner is still executing.
-   *
-   * @generated from rpc sluice.v1.RunnerService.ExtendLeases
-   */
-  extendLeases: {
-    methodKind: "unary";
-    input: typeof ExtendLeasesRequestSchema;
-    output: typeof ExtendLeasesResponseSchema;
+    output: typeof SessionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sluice_v1_runner_service, 0);
