@@ -1,5 +1,6 @@
 import { describe, expect, inject, it } from "vitest";
-import { type ScenarioReport, type SuiteOptions, backendTerminations, interruptedSubmits, runnerKills, secondServerKilled, serverRestarts } from "./scenarios.js";
+import { SUBMITS_HAVE_KEYS } from "./submitter.js";
+import { type ScenarioReport, problems, type SuiteOptions, backendTerminations, interruptedSubmits, runnerKills, secondServerKilled, serverRestarts } from "./scenarios.js";
 
 const seed = Number(process.env.FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
@@ -14,22 +15,10 @@ function options(): SuiteOptions {
   };
 }
 
-/** What holds after every fault scenario. */
-function expectNothingLost(r: ScenarioReport) {
-  const why = r.diagnostics.length > 0 ? `; output of the processes:\n${r.diagnostics.join("\n---\n")}` : "";
-  expect(r.crashes, `server or runner exits the scenario did not cause${why}`).toEqual([]);
-  expect(r.faults.filter((f) => f.movedMs === null || f.recoveredMs === null), `faults the queue did not come through within the bound${why}`).toEqual([]);
-  expect(
-    {
-      lost: r.lost,
-      neverExecuted: r.neverExecuted,
-      completedUnexecuted: r.completedUnexecuted,
-      miscounted: r.miscounted,
-      failed: r.failed,
-      acknowledgedMissing: r.acknowledgedMissing,
-    },
-    why,
-  ).toEqual({ lost: 0, neverExecuted: 0, completedUnexecuted: 0, miscounted: 0, failed: 0, acknowledgedMissing: 0 });
+/** What holds after every fault scenario (see `problems`). */
+function expectNothingLost(r: ScenarioReport, strictSubmits: boolean) {
+  const why = r.diagnostics.length > 0 ? `output of the processes:\n${r.diagnostics.join("\n---\n")}` : undefined;
+  expect(problems(r, strictSubmits), why).toEqual([]);
   expect(r.completed).toBe(r.submitted);
 }
 
@@ -37,29 +26,27 @@ function expectNothingLost(r: ScenarioReport) {
 // and as long again for the drain to stall); this only stops a hung one.
 describe(`faults, short form (seed ${seed})`, { timeout: 240_000 }, () => {
   it("runners SIGKILLed at random during a drain", async () => {
-    const r = await runnerKills(options(), { jobs: 3_000, taskMs: 10, runners: 3, concurrency: 4, faults: 3 });
-    expectNothingLost(r);
-    expect(r.writtenUnacknowledged).toBe(0);
+    const r = await runnerKills(options(), { jobs: 3_000, taskMs: 10, runners: 2, concurrency: 4, faults: 3 });
+    expectNothingLost(r, true);
   });
 
   it("a server SIGKILLed and restarted under a drain", async () => {
-    const r = await serverRestarts(options(), { jobs: 5_000, taskMs: 1, runners: 2, concurrency: 16, faults: 5, restartDelayMs: 500 });
-    expectNothingLost(r);
+    const r = await serverRestarts(options(), { jobs: 5_000, taskMs: 1, runners: 2, concurrency: 16, faults: 5, restartDelayMs: 300 });
+    expectNothingLost(r, true);
   });
 
   it("a second server SIGKILLed while the first keeps working", async () => {
-    const r = await secondServerKilled(options(), { jobs: 3_000, taskMs: 10, runners: 4, concurrency: 4, faults: 1 });
-    expectNothingLost(r);
+    const r = await secondServerKilled(options(), { jobs: 3_000, taskMs: 10, runners: 2, concurrency: 8, faults: 1 });
+    expectNothingLost(r, true);
   });
 
   it("database backends terminated during a drain and submits", async () => {
-    const r = await backendTerminations(options(), { jobs: 3_000, taskMs: 5, runners: 2, concurrency: 8, faults: 3, terminationsPerFault: 3, submits: 2_000, ratePerSecond: 500 });
-    expectNothingLost(r);
+    const r = await backendTerminations(options(), { jobs: 3_000, taskMs: 5, runners: 2, concurrency: 8, faults: 3, terminationsPerFault: 3, ratePerSecond: 300 });
+    expectNothingLost(r, SUBMITS_HAVE_KEYS);
   });
 
   it("submits interrupted by a server SIGKILL and retried", async () => {
     const r = await interruptedSubmits(options(), { submits: 2_000, ratePerSecond: 200, runners: 2, concurrency: 8, taskMs: 2, faults: 2, restartDelayMs: 300 });
-    expectNothingLost(r);
-    console.log(`written but never acknowledged: ${r.writtenUnacknowledged} jobs`);
+    expectNothingLost(r, SUBMITS_HAVE_KEYS);
   });
 });

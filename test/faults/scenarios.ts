@@ -316,7 +316,15 @@ export interface SubmitSizes {
  * its sessions with runners too (or end so that runners reconnect), and the
  * queue must move again.
  */
-export function backendTerminations(options: SuiteOptions, sizes: DrainSizes & SubmitSizes & { terminationsPerFault: number }): Promise<ScenarioReport> {
+export function backendTerminations(
+  options: SuiteOptions,
+  sizes: DrainSizes & {
+    /** Jobs a second submitted from the first fault to the last. */
+    ratePerSecond: number;
+    /** Terminations of every backend, 200 ms apart, in one fault. */
+    terminationsPerFault: number;
+  },
+): Promise<ScenarioReport> {
   return scenario("backends terminated", options, async (run) => {
     const { fleet } = run;
     const server = await fleet.addServer();
@@ -324,7 +332,8 @@ export function backendTerminations(options: SuiteOptions, sizes: DrainSizes & S
     run.startClock();
     await fleet.addRunners(server, sizes.runners, sizes.concurrency);
     const submitter = run.submitter(server, "live", sizes.taskMs);
-    const submitting = submitter.run(sizes.submits, sizes.ratePerSecond);
+    // Submits keep coming until the last fault.
+    const submitting = submitter.run(Number.POSITIVE_INFINITY, sizes.ratePerSecond);
     for (let i = 0; i < sizes.faults && run.healthy; i++) {
       await run.awaitTarget(run.target(i, sizes.faults, sizes.jobs));
       // While a submit is on its way, if one comes within a second.
@@ -343,6 +352,7 @@ export function backendTerminations(options: SuiteOptions, sizes: DrainSizes & S
       const movedMs = await fleet.everyRunnerMoved(at, fleet.runners, run.freshWork(sizes.concurrency), boundMs);
       run.record({ what: `terminated ${n} backends in ${sizes.terminationsPerFault} rounds, ${inFlight} submits in flight`, downMs, movedMs, boundMs });
     }
+    submitter.end();
     await submitting;
   });
 }
@@ -386,4 +396,29 @@ export function interruptedSubmits(options: SuiteOptions, sizes: InterruptedSubm
     }
     await submitting;
   });
+}
+
+/**
+ * What went wrong in a scenario, one line each; empty when nothing was lost,
+ * no completion was counted twice, nothing acknowledged is missing and the
+ * queue moved again within the bound after every fault. With `strictSubmits`
+ * (no fault can hit a submit, or submits carry idempotency keys), nothing may
+ * be written that was not acknowledged either.
+ */
+export function problems(r: ScenarioReport, strictSubmits: boolean): string[] {
+  const out: string[] = [];
+  for (const c of r.crashes) out.push(`a process exited by itself: ${c.split("\n").slice(0, 1).join("")}\n${c.slice(-1_500)}`);
+  for (const f of r.faults) {
+    if (f.movedMs === null) out.push(`the queue did not move within ${f.boundMs} ms after: ${f.what}`);
+    if (f.recoveredMs === null) out.push(`the tasks the dead process held were not computed within ${f.boundMs} ms after: ${f.what}`);
+  }
+  if (!r.drained) out.push(`the drain stalled: nothing was computed for ${r.leaseTtlMs} ms plus slack`);
+  if (r.lost > 0) out.push(`${r.lost} of ${r.submitted} acknowledged tasks were not computed`);
+  if (r.neverExecuted > 0) out.push(`${r.neverExecuted} acknowledged tasks are computed but have no execution record`);
+  if (r.completedUnexecuted > 0) out.push(`${r.completedUnexecuted} tasks were completed under a lease no execution names`);
+  if (r.miscounted > 0) out.push(`${r.miscounted} jobs count their open tasks wrong (a completion counted twice or not at all)`);
+  if (r.failed > 0) out.push(`${r.failed} tasks failed`);
+  if (r.acknowledgedMissing > 0) out.push(`${r.acknowledgedMissing} acknowledged jobs are not in the database`);
+  if (strictSubmits && r.writtenUnacknowledged > 0) out.push(`${r.writtenUnacknowledged} jobs were written that no acknowledgement names`);
+  return out;
 }

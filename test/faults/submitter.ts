@@ -1,5 +1,12 @@
+import { SubmitJobRequestSchema } from "../../gen/sluice/v1/job_service_pb.js";
 import { Client } from "../../runner/client.js";
 import { FaultTask } from "./fault-task.js";
+
+/**
+ * Whether submits carry idempotency keys: then a submit sent again after its
+ * answer was lost must not write a second job.
+ */
+export const SUBMITS_HAVE_KEYS = SubmitJobRequestSchema.fields.some((f) => f.name === "idempotency_key");
 
 /**
  * Submits one-task FaultTask jobs through the SDK, as a program would, and
@@ -15,6 +22,9 @@ export class Submitter {
   /** Submits on their way now. */
   inFlight = 0;
   private readonly client: Client;
+  /** No new submits (those on their way are still sent until acknowledged). */
+  private ending = false;
+  /** Nothing is sent any more. */
   private stopped = false;
 
   constructor(
@@ -26,14 +36,15 @@ export class Submitter {
   }
 
   /**
-   * Submits `count` jobs, `ratePerSecond` of them a second (Infinity: all at
-   * once, the SDK batching them), each retried until acknowledged or `stop`.
+   * Submits `count` jobs (Infinity: until `end`), `ratePerSecond` of them a
+   * second (Infinity: all at once, the SDK batching them), each retried until
+   * acknowledged or `stop`.
    */
   async run(count: number, ratePerSecond = Number.POSITIVE_INFINITY): Promise<void> {
     const jobs = this.client.jobs();
     const started = performance.now();
     const submitted: Promise<void>[] = [];
-    for (let i = 0; i < count && !this.stopped; i++) {
+    for (let i = 0; i < count && !this.ending && !this.stopped; i++) {
       const due = started + (i * 1000) / ratePerSecond;
       const wait = due - performance.now();
       if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
@@ -56,6 +67,11 @@ export class Submitter {
       }
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
+  }
+
+  /** Starts no more submits; `run` resolves once those started are acknowledged. */
+  end(): void {
+    this.ending = true;
   }
 
   /** Gives up on submits not yet acknowledged and closes the connection. */
