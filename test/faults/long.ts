@@ -12,6 +12,7 @@
  */
 import { cpus, loadavg } from "node:os";
 import { parseArgs } from "node:util";
+import postgres from "postgres";
 import {
   type ScenarioReport,
   type SuiteOptions,
@@ -100,13 +101,23 @@ const options: SuiteOptions = {
 const started = new Date();
 console.log(`fault suite, long form: seed ${seed}, lease TTL ${options.leaseTtlMs} ms, ${cpus().length} cores, load ${loadavg()[0].toFixed(1)}, ${started.toISOString()}`);
 
+// Ctrl-C: the children get the signal too; the databases are dropped here.
+process.once("SIGINT", () => {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  sql<{ datname: string }[]>`SELECT datname FROM pg_database WHERE starts_with(datname, ${options.dbPrefix})`
+    .then((dbs) => Promise.all(dbs.map((d) => sql.unsafe(`DROP DATABASE IF EXISTS "${d.datname}" WITH (FORCE)`))))
+    .finally(() => process.exit(130));
+});
+
 const rows: string[][] = [];
 const found: string[] = [];
+const outputs: string[] = [];
 for (const name of only) {
   const { run, strictSubmits } = scenarios[name];
   const r = await run(options);
   const wrong = problems(r, strictSubmits);
   for (const p of wrong) found.push(`${name}: ${p}`);
+  if (r.diagnostics.length > 0) outputs.push(`${name}, the end of each server's and runner's output:\n${r.diagnostics.join("\n---\n")}`);
   rows.push(row(name, r, wrong.length === 0));
 }
 
@@ -161,6 +172,6 @@ console.log(`\n| ${header.join(" | ")} |\n|${header.map(() => "---").join("|")}|
 for (const r of rows) console.log(`| ${r.join(" | ")} |`);
 console.log(`\nseed ${seed}, lease TTL ${options.leaseTtlMs} ms, ${Math.round((Date.now() - started.getTime()) / 1000)} s in all`);
 if (found.length > 0) {
-  console.log(`\n${found.join("\n")}`);
+  console.log(`\n${outputs.join("\n\n")}\n\n${found.join("\n")}`);
   process.exitCode = 1;
 }

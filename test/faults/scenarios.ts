@@ -126,9 +126,22 @@ class Run {
     return this.fleet.waitForComputed(target, this.options.leaseTtlMs + this.options.slackMs);
   }
 
-  /** False once the queue did not come through a fault: more faults would show nothing new. */
+  /** False once a process died by itself or the queue did not come through a fault: more faults would show nothing new. */
   get healthy(): boolean {
-    return this.faults.every((f) => f.movedMs !== null);
+    return this.faults.every((f) => f.movedMs !== null) && this.fleet.crashes().length === 0;
+  }
+
+  /**
+   * Waits for a submitter's submits to be acknowledged, for `moreMs` plus the
+   * lease time plus slack at most (a server that died by itself never
+   * answers); what is still unanswered then is given up.
+   */
+  async settle(submitter: Submitter, submitting: Promise<void>, moreMs = 0): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, moreMs + this.options.leaseTtlMs + this.options.slackMs)));
+    await Promise.race([submitting, limit]);
+    clearTimeout(timer);
+    submitter.stop();
   }
 
   record(fault: FaultRecord): void {
@@ -353,7 +366,7 @@ export function backendTerminations(
       run.record({ what: `terminated ${n} backends in ${sizes.terminationsPerFault} rounds, ${inFlight} submits in flight`, downMs, movedMs, boundMs });
     }
     submitter.end();
-    await submitting;
+    await run.settle(submitter, submitting);
   });
 }
 
@@ -394,7 +407,8 @@ export function interruptedSubmits(options: SuiteOptions, sizes: InterruptedSubm
       const movedMs = await fleet.movedAfter(at, computed, run.heldCapacity(sizes.concurrency) + 10, boundMs);
       run.record({ what: `SIGKILL server with ${inFlight} submits in flight, restart`, downMs, movedMs, boundMs });
     }
-    await submitting;
+    // The rest is submitted at the same rate; what failed is sent again until acknowledged.
+    await run.settle(submitter, submitting, ((sizes.submits - submitter.acked.size) * 1000) / sizes.ratePerSecond);
   });
 }
 
