@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
@@ -63,6 +64,12 @@ export interface SubmitOptions {
    * `cancel()` before then means it never runs. A time in the past queues it at once.
    */
   startAt?: Date;
+  /**
+   * Makes the submit idempotent: another submit with this key creates nothing
+   * and returns this job (default: a new UUID per submit, which the SDK sends
+   * again, with the same key, when an answer is lost).
+   */
+  idempotencyKey?: string;
 }
 
 /** An object write scheduled with `scheduleObjectWrite`. */
@@ -176,6 +183,16 @@ function codeFromName(name: string): Code {
 }
 
 /**
+ * Batch errors after which the SDK sends a batch again (with the same
+ * idempotency keys): the answer was lost or the server could not reach its
+ * database. Tried this often at most, waiting longer each time.
+ */
+const RESEND_CODES = new Set([Code.Unavailable, Code.Canceled, Code.Aborted, Code.Unknown, Code.DeadlineExceeded]);
+const RESEND_ATTEMPTS = 6;
+const RESEND_FIRST_DELAY_MS = 100;
+const RESEND_MAX_DELAY_MS = 3_000;
+
+/**
  * How long the submit stream stays open after its last answer when submits
  * come steadily (the batch before the last was sent at most this long before
  * it): a program submitting tens of jobs a second keeps one stream instead of
@@ -198,7 +215,8 @@ const STREAM_LINGER_MS = 100;
  * steadily).
  */
 class SubmitBatcher {
-  private pending: { req: SubmitInit; bytes: number; resolve: (job: JobMessage) => void; reject: (e: unknown) => void }[] = [];
+  private pending: { req: SubmitInit; bytes: number; attempts: number; resolve: (job: JobMessage) => void; reject: (e: unknown) => void }[] = [];
+  private retryDelay = RESEND_FIRST_DELAY_MS;
   private sending = false;
   private channel: SubmitChannel | null = null;
   /** When the last batch was sent (performance.now()), and whether it came soon after the one before. */
@@ -210,7 +228,7 @@ class SubmitBatcher {
 
   submit(req: SubmitInit, bytes: number): Promise<JobMessage> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ req, bytes, resolve, reject });
+      this.pending.push({ req, bytes, attempts: 0, resolve, reject });
       if (!this.sending) {
         this.sending = true;
         if (this.linger) {
@@ -253,8 +271,17 @@ class SubmitBatcher {
             else if (r?.case === "refused") b.reject(new ConnectError(r.value.message, codeFromName(r.value.code)));
             else b.reject(new ConnectError(`the server sent no result for job ${i} of the batch`, Code.Internal));
           });
+          this.retryDelay = RESEND_FIRST_DELAY_MS;
         } catch (e) {
-          for (const b of batch) b.reject(e);
+          // The answer was lost (or the server could not write): every submit
+          // carries its key, so sending them again creates nothing twice.
+          const again = RESEND_CODES.has(ConnectError.from(e).code) ? batch.filter((b) => ++b.attempts < RESEND_ATTEMPTS) : [];
+          for (const b of batch) if (!again.includes(b)) b.reject(e);
+          if (again.length > 0) {
+            this.pending.unshift(...again);
+            await new Promise((resolve) => setTimeout(resolve, this.retryDelay));
+            this.retryDelay = Math.min(this.retryDelay * 2, RESEND_MAX_DELAY_MS);
+          }
         }
       }
     } finally {
@@ -300,6 +327,7 @@ export class JobClient {
         cluster: options.cluster ?? "default",
         tasks: [root],
         startAt: options.startAt ? timestampFromDate(options.startAt) : undefined,
+        idempotencyKey: options.idempotencyKey ?? randomUUID(),
       },
       root.input.length,
     );

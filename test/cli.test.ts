@@ -96,5 +96,6 @@ describe("sluice server with an embedded PostgreSQL, the CLI and the tour", () =
     ]);
     again.process.kill("SIGINT");
     expect(await again.exited).toBe(0);
-  });
+    // A dozen processes, each starting TypeScript: a loaded machine takes its time.
+  }, 180_000);
 });

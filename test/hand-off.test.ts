@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { JobState } from "../gen/sluice/v1/job_pb.js";
 import { Dispatcher } from "../server/dispatch/dispatcher.js";
 import type { RunnerStream } from "../server/dispatch/runner-stream.js";
-import { submitJobs } from "../server/store/submit-job.js";
+import { type SubmittedJob, submitJobs } from "../server/store/submit-job.js";
 import type { TaskRow } from "../server/task-plan.js";
 import { eventually, useSandbox } from "./support/harness.js";
 import { openSession } from "./support/session.js";
@@ -118,7 +118,7 @@ describe("a job submitted while a runner waits for work", () => {
     const handOffs = dispatcher.reserveHandOffs([row]);
     expect(row.leaseTo).toBe(stream.runnerId);
     dispatcher.detach(stream);
-    const [job] = await submitJobs(sql, [{ name: "orphan", clusterId, plan: { rows: [row], depFrom: [], depTo: [] } }], 30_000);
+    const [job] = (await submitJobs(sql, [{ name: "orphan", clusterId, plan: { rows: [row], depFrom: [], depTo: [] } }], 30_000)) as SubmittedJob[];
     dispatcher.handOver(handOffs, new Map([[row, { id: job.handed!, jobId: job.id }]]));
 
     const task = await eventually(async () => {

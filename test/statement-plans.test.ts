@@ -30,9 +30,11 @@ describe("statements on a large queue", () => {
     await store?.close();
   });
 
+  /** The runner the tasks are leased to. */
+  const runner = randomUUID();
+
   /** Leases `REPORTED` tasks, in batches of 500 as a work stream does. */
   async function leaseSome() {
-    const runner = randomUUID();
     const noop = [{ name: "Noop", major: 1, minor: 0 }];
     const leased: { id: string; lease: number; job_id: string }[] = [];
     let after = "0";
@@ -71,7 +73,7 @@ describe("statements on a large queue", () => {
   it(`record ${REPORTED} results by looking up those tasks, not by reading all ${TASKS}`, async () => {
     const leased = await leaseSome();
     const recorded = await counting((tx) =>
-      recordResults(tx, leased.map((t) => ({ taskId: t.id, lease: t.lease, jobId: t.job_id }))),
+      recordResults(tx, runner, leased.map((t) => ({ taskId: t.id, lease: t.lease, jobId: t.job_id }))),
     );
     expect(recorded.result.refused).toEqual([]);
     expect(await taskStates()).toEqual({ computed: REPORTED, queued: TASKS - REPORTED });
@@ -83,7 +85,7 @@ describe("statements on a large queue", () => {
 
   it(`extend ${REPORTED} leases, and expire them, by looking up those tasks`, async () => {
     const leased = await leaseSome();
-    const extended = await counting((tx) => extendLeases(tx, leased.map((t) => ({ taskId: t.id, lease: t.lease })), 60_000));
+    const extended = await counting((tx) => extendLeases(tx, runner, leased.map((t) => ({ taskId: t.id, lease: t.lease })), 60_000));
     expect(extended.result.lost).toEqual([]);
     expect(extended.tuplesRead).toBeGreaterThanOrEqual(REPORTED);
     expect(extended.tuplesRead).toBeLessThanOrEqual(3 * REPORTED);

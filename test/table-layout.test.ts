@@ -3,7 +3,7 @@ import type { Sql } from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { recordResults } from "../server/store/complete-tasks.js";
 import { leaseTasks } from "../server/store/lease-tasks.js";
-import { submitJobs } from "../server/store/submit-job.js";
+import { type SubmittedJob, submitJobs } from "../server/store/submit-job.js";
 import { noopRows, storeDatabase } from "./support/harness.js";
 
 /**
@@ -33,7 +33,7 @@ describe("the pages of the tasks table", () => {
   async function queue(n: number): Promise<{ first: bigint; last: bigint }> {
     const input = new TextEncoder().encode(JSON.stringify({ t: 1_764_590_000_000.123 }));
     const rows = noopRows(n, input);
-    const [job] = await submitJobs(sql, [{ name: "layout", clusterId: 1, plan: { rows, depFrom: [], depTo: [] } }], 30_000);
+    const [job] = (await submitJobs(sql, [{ name: "layout", clusterId: 1, plan: { rows, depFrom: [], depTo: [] } }], 30_000)) as SubmittedJob[];
     const [r] = await sql<{ first: string; last: string }[]>`SELECT min(id) AS first, max(id) AS last FROM tasks WHERE job_id = ${job.id}`;
     return { first: BigInt(r.first), last: BigInt(r.last) };
   }
@@ -47,7 +47,7 @@ describe("the pages of the tasks table", () => {
       if (batch.ids.length === 0) return done;
       const results = batch.ids.map((id, i) => ({ taskId: id, lease: batch.leases[i], jobId: batch.jobIds[i] }));
       await settled();
-      expect((await recordResults(sql, results)).refused).toEqual([]);
+      expect((await recordResults(sql, runner, results)).refused).toEqual([]);
       await settled();
       done += results.length;
     }

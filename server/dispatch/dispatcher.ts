@@ -80,7 +80,7 @@ export class Dispatcher {
       else released.push({ taskId: t.taskId, lease: t.lease, jobId: t.jobId, released: true });
     }
     if (released.length > 0) {
-      const recorded = await recordResults(this.sql, released);
+      const recorded = await recordResults(this.sql, runnerId, released);
       this.workReady(recorded.readyClusters);
     }
     return kept;
@@ -147,7 +147,6 @@ export class Dispatcher {
    * departing runner's unreported tasks do.
    */
   handOver(handOffs: readonly HandOff[], placed: ReadonlyMap<TaskRow, PlacedTask>): void {
-    const orphans: TaskResultIn[] = [];
     for (const { stream, rows } of handOffs) {
       const tasks = handedTasks(rows, placed);
       let sent = false;
@@ -157,9 +156,8 @@ export class Dispatcher {
         // The submit committed and is answered as such whatever happens here.
         this.onError(e);
       }
-      if (!sent) tasks.ids.forEach((taskId, i) => orphans.push({ taskId, lease: 1, jobId: tasks.jobIds[i], released: true }));
+      if (!sent) void this.release(stream.runnerId, tasks.ids.map((taskId, i) => ({ taskId, lease: 1, jobId: tasks.jobIds[i], released: true })));
     }
-    if (orphans.length > 0) void this.release(orphans);
   }
 
   /** The insert of reserved hand-offs failed: frees their slots. */
@@ -170,9 +168,9 @@ export class Dispatcher {
     }
   }
 
-  private async release(tasks: TaskResultIn[]): Promise<void> {
+  private async release(runnerId: string, tasks: TaskResultIn[]): Promise<void> {
     try {
-      const recorded = await recordResults(this.sql, tasks);
+      const recorded = await recordResults(this.sql, runnerId, tasks);
       this.workReady(recorded.readyClusters);
     } catch (e) {
       // Lease expiry queues them again.

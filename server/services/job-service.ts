@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import type { Job } from "../../gen/sluice/v1/job_pb.js";
 import {
   JobService,
   type SubmitJobRequest,
@@ -10,11 +11,11 @@ import {
   SubmitJobsResponseSchema,
 } from "../../gen/sluice/v1/job_service_pb.js";
 import { cancelJob } from "../store/cancel-job.js";
-import { getJob, getJobTasks, listJobs, type JobStateName } from "../store/read-jobs.js";
+import { getJob, getJobTasks, jobsByIdempotencyKey, listJobs, type JobStateName } from "../store/read-jobs.js";
 import { retryJob } from "../store/retry-job.js";
 import { scheduleJob } from "../store/schedules.js";
 import { readyClusters } from "../store/insert-tasks.js";
-import { type NewJob, type SubmittedJob, submitJobs } from "../store/submit-job.js";
+import { KEY_USED, type NewJob, submitJobs } from "../store/submit-job.js";
 import { type TaskRow, addSubmissions, emptyPlan } from "../task-plan.js";
 import type { PlacedTask } from "../dispatch/dispatcher.js";
 import { EventQueue } from "../dispatch/event-queue.js";
@@ -66,6 +67,18 @@ function clusterSlugsOfJobs(reqs: readonly SubmitJobRequest[]): string[] {
 interface PlannedJob extends NewJob {
   cluster: string;
   startAt: Date | null;
+  idempotencyKey: string | null;
+}
+
+const MAX_KEY_LENGTH = 200;
+
+/** An idempotency key as submitted: empty for none. */
+function checkKey(key: string): string | null {
+  if (key === "") return null;
+  if (key.length > MAX_KEY_LENGTH || key.includes("\0")) {
+    throw invalid(`idempotency_key must be 1 to ${MAX_KEY_LENGTH} characters without NUL, such as a UUID; got ${key.length} characters`);
+  }
+  return key;
 }
 
 export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDeps): ServiceImpl<typeof JobService> {
@@ -107,28 +120,55 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
       clusterId,
       plan,
       startAt: startAt && startAt.getTime() > Date.now() ? startAt : null,
+      idempotencyKey: checkKey(req.idempotencyKey),
     };
   }
 
+  /** The jobs earlier submits with these keys created (a key whose job is gone is absent). */
+  async function jobsOfKeys(keys: readonly string[]) {
+    const rows = await jobsByIdempotencyKey(sql, keys);
+    const out = new Map<string, Job>();
+    for (const [key, row] of rows) out.set(key, jobToProto(row, row, await clusters.slug(row.cluster_id)));
+    return out;
+  }
+
   /** Keeps a job with a start time in the future scheduled until then. */
-  async function schedule(job: PlannedJob) {
-    const row = await scheduleJob(sql, job.name, job.clusterId, job.plan, job.startAt!);
-    return jobToProto(row, NO_TASKS, job.cluster);
+  async function schedule(job: PlannedJob): Promise<Job> {
+    for (;;) {
+      const row = await scheduleJob(sql, job.name, job.clusterId, job.plan, job.startAt!, job.idempotencyKey);
+      if (row !== KEY_USED) return jobToProto(row, NO_TASKS, job.cluster);
+      // Its key was used: the job of that submit is the answer (unless it
+      // was deleted since, or its insert rolled back: then this one goes in).
+      const existing = (await jobsOfKeys([job.idempotencyKey!])).get(job.idempotencyKey!);
+      if (existing) return existing;
+    }
   }
 
   /**
    * Inserts jobs to run now, in one statement; hands ready tasks straight to
    * runners of this server that wait for work, and wakes the runners of the
-   * clusters whose tasks were queued.
+   * clusters whose tasks were queued. A job whose idempotency key was used
+   * already is answered with the job that key created, and not inserted.
    */
-  async function submitPlanned(jobs: readonly PlannedJob[]) {
+  async function submitPlanned(jobs: readonly PlannedJob[]): Promise<Job[]> {
+    // Positions of the plans' rows, which the insert renumbers in place.
+    const ords = jobs.map((j) => j.plan.rows.map((r) => r.ord));
     const handOffs = dispatcher.reserveHandOffs(jobs.length === 1 ? jobs[0].plan.rows : jobs.flatMap((j) => j.plan.rows));
-    let rows: SubmittedJob[];
+    let rows: Awaited<ReturnType<typeof submitJobs>>;
     try {
       rows = await submitJobs(sql, jobs, leaseTtlMs);
     } catch (e) {
       dispatcher.cancelHandOffs(handOffs);
       throw e;
+    }
+    if (rows === KEY_USED) {
+      dispatcher.cancelHandOffs(handOffs);
+      jobs.forEach((j, i) => j.plan.rows.forEach((r, k) => (r.ord = ords[i][k])));
+      const existing = await jobsOfKeys(jobs.flatMap((j) => (j.idempotencyKey ? [j.idempotencyKey] : [])));
+      const rest = jobs.filter((j) => !j.idempotencyKey || !existing.has(j.idempotencyKey));
+      const created = rest.length > 0 ? await submitPlanned(rest) : [];
+      let k = 0;
+      return jobs.map((j) => (j.idempotencyKey && existing.has(j.idempotencyKey) ? existing.get(j.idempotencyKey)! : created[k++]));
     }
     const handedPerJob = rows.map(() => 0);
     if (handOffs.length > 0) {
@@ -177,10 +217,25 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
         });
       }
     }
-    if (now.length > 0) {
-      const created = await submitPlanned(now.map((n) => n.job));
-      now.forEach((n, i) => (results[n.index] = create(SubmitJobResultSchema, { result: { case: "job", value: created[i] } })));
+    // A key named twice in one batch: the later submits get the first's job.
+    const firstWithKey = new Map<string, number>();
+    const repeats: { index: number; first: number }[] = [];
+    const unique = now.filter((n) => {
+      const key = n.job.idempotencyKey;
+      if (key === null) return true;
+      const first = firstWithKey.get(key);
+      if (first === undefined) {
+        firstWithKey.set(key, n.index);
+        return true;
+      }
+      repeats.push({ index: n.index, first });
+      return false;
+    });
+    if (unique.length > 0) {
+      const created = await submitPlanned(unique.map((n) => n.job));
+      unique.forEach((n, i) => (results[n.index] = create(SubmitJobResultSchema, { result: { case: "job", value: created[i] } })));
     }
+    for (const r of repeats) results[r.index] = results[r.first];
     return results;
   }
 

@@ -135,7 +135,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
     stream.resultsArrived(arrived);
     let recorded: RecordedResults;
     try {
-      recorded = valid.length > 0 ? await recordResults(sql, valid) : NOTHING_RECORDED;
+      recorded = valid.length > 0 ? await recordResults(sql, stream.runnerId, valid) : NOTHING_RECORDED;
       for (const job of recorded.failedJobs) dispatcher.cancelJob(job, `job ${job} failed`);
       // Wake this server's streams for the work these results made ready
       // (before the runner's stream may say it is idle): the NOTIFY reaches
@@ -162,7 +162,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
     return answer;
   }
 
-  async function extend(req: LeaseExtension): Promise<LeasesExtended> {
+  async function extend(stream: RunnerStream, req: LeaseExtension): Promise<LeasesExtended> {
     if (req.leases.length > MAX_LEASES_PER_EXTENSION) {
       throw invalid(`${req.leases.length} leases in one extension; send at most ${MAX_LEASES_PER_EXTENSION}`);
     }
@@ -170,7 +170,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
     if (leases.length === 0) {
       return create(LeasesExtendedSchema, { leaseExpiresAt: timestampFromDate(new Date(Date.now() + leaseTtlMs)) });
     }
-    const { expiresAt, lost } = await extendLeases(sql, leases, leaseTtlMs);
+    const { expiresAt, lost } = await extendLeases(sql, stream.runnerId, leases, leaseTtlMs);
     return create(LeasesExtendedSchema, {
       leaseExpiresAt: timestampFromDate(expiresAt),
       lost: lost.map((l) => create(TaskLeaseSchema, { taskId: l.taskId, lease: l.lease })),
@@ -191,7 +191,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       const m = next.value.message;
       let answer: SessionResponse["event"];
       if (m.case === "results") answer = { case: "recorded", value: await record(stream, m.value) };
-      else if (m.case === "extend") answer = { case: "extended", value: await extend(m.value) };
+      else if (m.case === "extend") answer = { case: "extended", value: await extend(stream, m.value) };
       else if (m.case === "drain") {
         stream.drain();
         continue;

@@ -48,20 +48,21 @@ export interface RecordedResults {
  * server's connections plan for indexes only, but the transaction needs the
  * locked set anyway.)
  */
-function lockRunning(sql: Sql | TransactionSql, results: readonly TaskResultIn[]) {
+function lockRunning(sql: Sql | TransactionSql, runnerId: string, results: readonly TaskResultIn[]) {
   return sql`
     SELECT coalesce(array_agg(r.id), '{}') AS ids
     FROM ${reportedRows(sql, results, "c")}
     CROSS JOIN LATERAL (
       SELECT t.id FROM tasks t
-      WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running'
+      WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running' AND t.runner_id = ${runnerId}::uuid
       OFFSET 0
       FOR NO KEY UPDATE
     ) r`;
 }
 
 /**
- * Records a batch of task results in one transaction:
+ * Records a batch of task results of one runner in one transaction. A result
+ * counts only from the runner that holds the task under the lease it names.
  *
  * 1. lock the jobs involved, in id order (every writer that touches a job's
  *    tasks locks the job first, so completions, cancellations and retries of a
@@ -76,11 +77,11 @@ function lockRunning(sql: Sql | TransactionSql, results: readonly TaskResultIn[]
  *    cancel the rest of the jobs that failed;
  * 6. NOTIFY once per cluster that got ready work and once per failed job.
  */
-export async function recordResults(sql: Sql, results: readonly TaskResultIn[]): Promise<RecordedResults> {
+export async function recordResults(sql: Sql, runnerId: string, results: readonly TaskResultIn[]): Promise<RecordedResults> {
   if (results.every((r) => r.failure === undefined && !r.released && (r.subtasks?.rows.length ?? 0) === 0)) {
-    return retryOnDeadlock(() => recordSuccesses(sql, results));
+    return retryOnDeadlock(() => recordSuccesses(sql, runnerId, results));
   }
-  return retryOnDeadlock(() => sql.begin((tx) => recordInTransaction(tx, results)));
+  return retryOnDeadlock(() => sql.begin((tx) => recordInTransaction(tx, runnerId, results)));
 }
 
 /**
@@ -93,7 +94,7 @@ export async function recordResults(sql: Sql, results: readonly TaskResultIn[]):
  * dependencies of their dependents and queue those left with none, update each
  * job once, and wake the clusters of tasks that became ready.
  */
-async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Promise<RecordedResults> {
+async function recordSuccesses(sql: Sql, runnerId: string, results: readonly TaskResultIn[]): Promise<RecordedResults> {
   const jobIds = [...new Set(results.map((r) => r.jobId))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
   const [row] = await sql<{ done: string[] | null; ready: number[] | null }[]>`
     WITH locked AS MATERIALIZED (
@@ -102,7 +103,7 @@ async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Prom
       UPDATE tasks t
       SET state = 'computed', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
       FROM ${reportedRows(sql, results, "c")}
-      WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running'
+      WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running' AND t.runner_id = ${runnerId}::uuid
         AND (SELECT count(*) FROM locked) >= 0
       RETURNING t.id, t.job_id, t.has_dependents
     ), woken AS (
@@ -136,7 +137,7 @@ async function recordSuccesses(sql: Sql, results: readonly TaskResultIn[]): Prom
   let refused: Refusal[] = [];
   if (row.done !== null) {
     const accepted = new Set(row.done);
-    refused = await explainRefusals(sql, results.filter((r) => !accepted.has(r.taskId)));
+    refused = await explainRefusals(sql, runnerId, results.filter((r) => !accepted.has(r.taskId)));
   }
   return {
     refused,
@@ -160,7 +161,7 @@ interface FailedRow {
   deps_left: number;
 }
 
-async function recordInTransaction(tx: TransactionSql, results: readonly TaskResultIn[]): Promise<RecordedResults> {
+async function recordInTransaction(tx: TransactionSql, runnerId: string, results: readonly TaskResultIn[]): Promise<RecordedResults> {
   const jobIds = [...new Set(results.map((r) => r.jobId))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
   await tx`SELECT id FROM jobs WHERE id = ANY(${arrayLiteral(jobIds)}::bigint[]) ORDER BY id FOR NO KEY UPDATE`;
 
@@ -169,7 +170,7 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
   const released = results.filter((r) => r.released);
 
   // The reported tasks still running under their lease, locked (one statement).
-  const [{ ids }] = await tx<{ ids: string[] }[]>`${lockRunning(tx, results)}`;
+  const [{ ids }] = await tx<{ ids: string[] }[]>`${lockRunning(tx, runnerId, results)}`;
   const running = new Set(ids);
   const ofRunning = (rs: readonly TaskResultIn[]) => rs.filter((r) => running.has(r.taskId)).map((r) => r.taskId);
   const doneIds = ofRunning(succeeded);
@@ -298,7 +299,7 @@ async function recordInTransaction(tx: TransactionSql, results: readonly TaskRes
 
   const acceptedIds = new Set([...parentCluster.keys(), ...failed.map((f) => f.id), ...requeued.map((r) => r.id)]);
   return {
-    refused: await explainRefusals(tx, results.filter((r) => !acceptedIds.has(r.taskId))),
+    refused: await explainRefusals(tx, runnerId, results.filter((r) => !acceptedIds.has(r.taskId))),
     failedJobs: [...failedJobs],
     readyClusters: [...readyClusters].map(Number),
   };
@@ -309,14 +310,15 @@ interface RefusalRow {
   job_id: string;
   state: string;
   lease: number;
+  runner_id: string | null;
   job_state: string;
 }
 
 /** Says, for each refused result, why, in words that tell the runner what happened. */
-async function explainRefusals(tx: Sql | TransactionSql, refused: readonly TaskResultIn[]): Promise<Refusal[]> {
+async function explainRefusals(tx: Sql | TransactionSql, runnerId: string, refused: readonly TaskResultIn[]): Promise<Refusal[]> {
   if (refused.length === 0) return [];
   const rows = await tx<RefusalRow[]>`
-    SELECT t.id, t.job_id, t.state, t.lease, j.state AS job_state
+    SELECT t.id, t.job_id, t.state, t.lease, t.runner_id::text, j.state AS job_state
     FROM tasks t JOIN jobs j ON j.id = t.job_id
     WHERE t.id = ANY(${arrayLiteral(refused.map((r) => r.taskId))}::bigint[])`;
   const byId = new Map(rows.map((r) => [r.id, r]));
@@ -336,6 +338,9 @@ async function explainRefusals(tx: Sql | TransactionSql, refused: readonly TaskR
         Code.FailedPrecondition,
         `task ${r.taskId} was not recorded: lease ${r.lease} expired and the task was leased again (lease ${row.lease}); another runner owns it now`,
       );
+    }
+    if (row.state === "running" && row.runner_id !== runnerId) {
+      return refuse(Code.PermissionDenied, `task ${r.taskId} was not recorded: it is leased to another runner, not to runner ${runnerId}`);
     }
     return refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: it is ${row.state}, not running`);
   });

@@ -8,13 +8,14 @@ export interface LeaseRef {
 }
 
 /**
- * Extends the leases a runner still holds. Rows locked by a concurrent
+ * Extends the leases a runner still holds (only its own). Rows locked by a concurrent
  * completion or cancellation are skipped rather than waited on; a lease is
  * reported lost only if, in this statement's snapshot, the task is no longer
  * running under that lease number.
  */
 export async function extendLeases(
   sql: Sql,
+  runnerId: string,
   leases: readonly LeaseRef[],
   leaseTtlMs: number,
 ): Promise<{ expiresAt: Date; lost: LeaseRef[] }> {
@@ -29,7 +30,7 @@ export async function extendLeases(
       WHERE t.id = ANY((
         SELECT array_agg(r.id) FROM wanted w CROSS JOIN LATERAL (
           SELECT t2.id FROM tasks t2
-          WHERE t2.id = w.id AND t2.lease = w.lease AND t2.state = 'running'
+          WHERE t2.id = w.id AND t2.lease = w.lease AND t2.state = 'running' AND t2.runner_id = ${runnerId}::uuid
           OFFSET 0
           FOR NO KEY UPDATE SKIP LOCKED
         ) r
@@ -37,7 +38,8 @@ export async function extendLeases(
       RETURNING t.id
     )
     SELECT w.id::text, w.lease,
-           (w.id IN (SELECT id FROM extended)) OR coalesce(t.state = 'running' AND t.lease = w.lease, false) AS extended,
+           (w.id IN (SELECT id FROM extended))
+             OR coalesce(t.state = 'running' AND t.lease = w.lease AND t.runner_id = ${runnerId}::uuid, false) AS extended,
            now() + ${leaseTtlMs}::int * interval '1 millisecond' AS expires_at
     FROM wanted w LEFT JOIN tasks t ON t.id = w.id`;
   return {

@@ -81,6 +81,15 @@ export async function getJob(sql: Sql, id: string): Promise<JobWithCounts | null
   return row ?? null;
 }
 
+/** The jobs created by submits with these idempotency keys, with their task counts, by key. */
+export async function jobsByIdempotencyKey(sql: Sql, keys: readonly string[]): Promise<Map<string, JobWithCounts>> {
+  const rows = await sql<(JobWithCounts & { idempotency_key: string })[]>`
+    SELECT ${sql.unsafe(JOB_WITH_COUNTS)}, j.idempotency_key
+    FROM jobs j, LATERAL (SELECT ${sql.unsafe(COUNTS)} FROM tasks t WHERE t.job_id = j.id) c
+    WHERE j.idempotency_key = ANY(${keys}::text[])`;
+  return new Map(rows.map((r) => [r.idempotency_key, r]));
+}
+
 export async function getJobTasks(sql: Sql, jobId: string): Promise<TaskRowOut[]> {
   return sql<TaskRowOut[]>`
     SELECT t.id, t.job_id, t.parent_id, t.cluster_id, t.name, t.major, t.minor, t.display, t.state, t.input,

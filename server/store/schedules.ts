@@ -1,3 +1,4 @@
+import { KEY_USED, isKeyUsed } from "./submit-job.js";
 import type { Sql } from "postgres";
 import { type TaskPlan, appendPlan, emptyPlan } from "../task-plan.js";
 import { retryOnDeadlock } from "./deadlock.js";
@@ -34,11 +35,18 @@ function planFromJson(stored: StoredPlan, jobId: string): TaskPlan {
  * Stores a job that starts at `startAt`: the job row (state scheduled) and its
  * validated task plan, in one statement. Its tasks are created when it is due.
  */
-export async function scheduleJob(sql: Sql, name: string, clusterId: number, plan: TaskPlan, startAt: Date): Promise<JobRow> {
-  const [job] = await sql<JobRow[]>`
+export async function scheduleJob(
+  sql: Sql,
+  name: string,
+  clusterId: number,
+  plan: TaskPlan,
+  startAt: Date,
+  idempotencyKey: string | null,
+): Promise<JobRow | typeof KEY_USED> {
+  const inserted = sql<JobRow[]>`
     WITH job AS (
-      INSERT INTO jobs (name, cluster_id, open_tasks, state, start_at)
-      VALUES (${name}, ${clusterId}, ${plan.rows.length}, 'scheduled', ${startAt})
+      INSERT INTO jobs (name, cluster_id, open_tasks, state, start_at, idempotency_key)
+      VALUES (${name}, ${clusterId}, ${plan.rows.length}, 'scheduled', ${startAt}, ${idempotencyKey})
       RETURNING id, name, cluster_id, state, created_at, started_at, finished_at, start_at, recurrent_task_id, tick_at
     ), stored AS (
       INSERT INTO scheduled_jobs (job_id, start_at, plan)
@@ -48,7 +56,13 @@ export async function scheduleJob(sql: Sql, name: string, clusterId: number, pla
     SELECT job.*, (SELECT count(*) FROM stored) AS stored,
            pg_notify(${SCHEDULE_CHANNEL}, ${String(startAt.getTime())}) AS notified
     FROM job`;
-  return job;
+  try {
+    const [job] = await inserted;
+    return job;
+  } catch (e) {
+    if (isKeyUsed(e)) return KEY_USED;
+    throw e;
+  }
 }
 
 /**

@@ -8,6 +8,17 @@ export interface NewJob {
   name: string;
   clusterId: number;
   plan: TaskPlan;
+  /** Absent or null when the submit carries none. */
+  idempotencyKey?: string | null;
+}
+
+/** A submit named an idempotency key that a job already has: nothing was written. */
+export const KEY_USED = "key-used";
+
+/** Whether an error is the unique index of idempotency keys refusing a key already used. */
+export function isKeyUsed(e: unknown): boolean {
+  const err = e as { code?: string; constraint_name?: string } | null;
+  return err?.code === "23505" && err.constraint_name === "jobs_by_idempotency_key";
 }
 
 /** A job as inserted, with the ids of its tasks handed to runners. */
@@ -27,7 +38,7 @@ export interface SubmittedJob extends JobRow {
  * that got ready work (`readyClusters`) once it returns, committed
  * (`Dispatcher.handOver`, `Dispatcher.workReady`).
  */
-export async function submitJobs(sql: Sql, jobs: readonly NewJob[], leaseTtlMs: number): Promise<SubmittedJob[]> {
+export async function submitJobs(sql: Sql, jobs: readonly NewJob[], leaseTtlMs: number): Promise<SubmittedJob[] | typeof KEY_USED> {
   // One plan for all: the jobs' rows are renumbered in place (they are not
   // used for anything else afterwards).
   const plan: TaskPlan = jobs.length === 1 ? jobs[0].plan : { rows: [], depFrom: [], depTo: [] };
@@ -45,16 +56,20 @@ export async function submitJobs(sql: Sql, jobs: readonly NewJob[], leaseTtlMs: 
     for (const f of job.plan.depFrom) plan.depFrom.push(f + offset);
     for (const t of job.plan.depTo) plan.depTo.push(t + offset);
   });
-  const input = JSON.stringify(jobs.map((j, i) => ({ ord: i + 1, name: j.name, cluster_id: j.clusterId, open_tasks: j.plan.rows.length })));
-  return sql<SubmittedJob[]>`
+  const input = JSON.stringify(
+    jobs.map((j, i) => ({ ord: i + 1, name: j.name, cluster_id: j.clusterId, open_tasks: j.plan.rows.length, idempotency_key: j.idempotencyKey })),
+  );
+  const inserted = sql<SubmittedJob[]>`
     WITH new_jobs AS MATERIALIZED (
       -- Ids in the given order, drawn first so that tasks can name their job.
       SELECT j.*, nextval(pg_get_serial_sequence('jobs', 'id')) AS id
-      FROM json_to_recordset(${input}::text::json) AS j(ord int, name text, cluster_id int, open_tasks int)
+      FROM json_to_recordset(${input}::text::json) AS j(ord int, name text, cluster_id int, open_tasks int, idempotency_key text)
     ), job AS (
-      INSERT INTO jobs (id, name, cluster_id, open_tasks)
+      -- A key used already fails the statement (the unique index): rare, and
+      -- it keeps the common case free of any lookup.
+      INSERT INTO jobs (id, name, cluster_id, open_tasks, idempotency_key)
       OVERRIDING SYSTEM VALUE
-      SELECT id, name, cluster_id, open_tasks FROM new_jobs
+      SELECT id, name, cluster_id, open_tasks, idempotency_key FROM new_jobs
       RETURNING id, name, cluster_id, state, created_at, started_at, finished_at, start_at, recurrent_task_id, tick_at
     ), ${taskInsertCtes(sql, plan, sql`(SELECT array_agg(id ORDER BY ord) FROM new_jobs)[r.job_ord]`, leaseTtlMs)}
     SELECT job.*, h.ids AS handed
@@ -63,4 +78,10 @@ export async function submitJobs(sql: Sql, jobs: readonly NewJob[], leaseTtlMs: 
       SELECT job_ord, string_agg(id::text, ',' ORDER BY ord) AS ids FROM rows WHERE lease_to IS NOT NULL GROUP BY job_ord
     ) h ON h.job_ord = n.ord
     ORDER BY job.id`;
+  try {
+    return await inserted;
+  } catch (e) {
+    if (isKeyUsed(e)) return KEY_USED;
+    throw e;
+  }
 }
