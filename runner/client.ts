@@ -6,10 +6,25 @@ import { JobService } from "../gen/sluice/v1/job_service_pb.js";
 import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
 import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
 import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
+import { TokenService } from "../gen/sluice/v1/token_service_pb.js";
+import { TokenClient } from "./tokens.js";
 import { ClusterClient } from "./clusters.js";
 import { JobClient } from "./jobs.js";
 import { RecurrentTaskClient } from "./recurrent.js";
 import { retryReads } from "./retry.js";
+import type { Interceptor } from "@connectrpc/connect";
+
+/** Sends the token with every call, when there is one. */
+function bearer(token: string | undefined): Interceptor[] {
+  if (!token) return [];
+  const value = `Bearer ${token.trim()}`;
+  return [
+    (next) => (req) => {
+      req.header.set("authorization", value);
+      return next(req);
+    },
+  ];
+}
 import { type RunnerOptions, TaskRunner } from "./task-runner.js";
 
 /** The server a client talks to when neither `url` nor `SLUICE_URL` names one. */
@@ -24,6 +39,11 @@ export interface ClientOptions {
    * the bytes it saves take to send.
    */
   compression?: boolean;
+  /**
+   * The bearer token to present (a server that listens beyond loopback needs
+   * one); `SLUICE_TOKEN` when omitted.
+   */
+  token?: string;
 }
 
 /**
@@ -70,7 +90,7 @@ export class Client {
       // compresses every message over 1 KiB, such as each batch of leased tasks.
       acceptCompression: options.compression ? [compressionGzip] : [],
       sendCompression: options.compression ? compressionGzip : undefined,
-      interceptors: [retryReads],
+      interceptors: [retryReads, ...bearer(options.token ?? process.env.SLUICE_TOKEN)],
     });
   }
 
@@ -87,6 +107,11 @@ export class Client {
   /** Cron tasks (and, soon, storage event tasks) that submit jobs by themselves. */
   recurrentTasks(): RecurrentTaskClient {
     return new RecurrentTaskClient(createClient(RecurrentTaskService, this.transport), createClient(StorageService, this.transport));
+  }
+
+  /** Creates, lists and revokes bearer tokens (needs an admin token). */
+  tokens(): TokenClient {
+    return new TokenClient(createClient(TokenService, this.transport));
   }
 
   /** A task runner that executes the given tasks for a cluster ("default" when empty). */

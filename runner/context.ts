@@ -2,46 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { type TaskSubmission, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
 import { type CacheBackend, JobCache } from "./cache/cache.js";
 import { triggerOf } from "./storage.js";
-import { type Task, identifierOf, serializeInput } from "./task.js";
-
-/** Options for a subtask. */
-export interface SubtaskOptions {
-  /** Subtasks, submitted earlier by the same task, that must be computed first. */
-  dependsOn?: readonly SubtaskHandle[];
-  /** How often the subtask is retried after it throws before the job fails. */
-  maxRetries?: number;
-  /** Run it on another cluster (the parent's by default). */
-  cluster?: string;
-  /** A name to show for the subtask instead of its identifier. */
-  display?: string;
-}
-
-/** A subtask submitted from `execute`, to name in another subtask's `dependsOn`. */
-export interface SubtaskHandle {
-  readonly index: number;
-  readonly owner: object;
-}
-
-/** What a task sees of its execution. */
-export interface ExecutionContext {
-  /** The job the task belongs to. */
-  readonly jobId: string;
-  /** The task's id. */
-  readonly taskId: string;
-  /** Which lease (attempt) this is, from 1. */
-  readonly attempt: number;
-  /** Aborted when the task's job is cancelled or fails, or its lease is lost. */
-  readonly signal: AbortSignal;
-  /** The job's cache: bytes by key, shared by the job's tasks (on the runner's cache backend). */
-  readonly jobCache: JobCache;
-  /**
-   * Submits a subtask. Subtasks are created only if this task completes
-   * successfully, atomically with its completion.
-   */
-  submitSubtask(task: Task<any>, options?: SubtaskOptions): SubtaskHandle;
-  /** Submits several subtasks with the same options. */
-  submitSubtasks(tasks: readonly Task<any>[], options?: SubtaskOptions): SubtaskHandle[];
-}
+import { type ExecutionContext, type SubtaskHandle, type SubtaskOptions, type Task, identifierOf, serializeInput } from "./task.js";
 
 /** Where a context gets its abort signal, made only if the task asks for it. */
 export interface SignalSource {

@@ -1,8 +1,16 @@
 export { Client, type ClientOptions, DEFAULT_URL } from "./client.js";
-export { Task, type TaskClass, type TaskIdentifier, MAX_TASK_INPUT_BYTES } from "./task.js";
-export type { ExecutionContext, SubtaskHandle, SubtaskOptions } from "./context.js";
+export {
+  Task,
+  type ExecutionContext,
+  type SubtaskHandle,
+  type SubtaskOptions,
+  type TaskClass,
+  type TaskIdentifier,
+  MAX_TASK_INPUT_BYTES,
+} from "./task.js";
 export { JobClient, type Job, type JobDetails, type JobFilter, type JobStateName, type ObjectWrite, type SubmitOptions, type TaskInfo, type TaskStateName } from "./jobs.js";
 export { ClusterClient, type Cluster } from "./clusters.js";
+export { TokenClient, type TokenInfo, type TokenScopeName } from "./tokens.js";
 export {
   RecurrentTaskClient,
   type CronTaskOptions,

@@ -2,16 +2,17 @@ import { randomUUID } from "node:crypto";
 import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
-import { type Job as JobMessage, JobState } from "../gen/sluice/v1/job_pb.js";
+import type { Job as JobMessage } from "../gen/sluice/v1/job_pb.js";
 import { JobService, type SubmitJobRequestSchema, type SubmitJobsResponse } from "../gen/sluice/v1/job_service_pb.js";
-import { type Task as TaskMessage, TaskState, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
+import { type Task as TaskMessage, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
 import { WriteObject } from "./builtins.js";
 import { type StorageLocation, triggerOf } from "./storage.js";
 import { SubmitChannel } from "./submit-stream.js";
 import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
+import { type JobStateName, type TaskStateName, jobStateFromProto, jobStateToProto, taskStateFromProto } from "./wire/states.js";
 
-export type JobStateName = "scheduled" | "queued" | "started" | "completed" | "failed" | "cancelled";
-export type TaskStateName = "queued" | "running" | "computed" | "failed" | "cancelled";
+export type { JobStateName, TaskStateName };
+
 
 export interface Job {
   id: string;
@@ -99,22 +100,6 @@ export interface JobFilter {
   limit?: number;
 }
 
-const jobStates: Record<JobStateName, JobState> = {
-  scheduled: JobState.SCHEDULED,
-  queued: JobState.QUEUED,
-  started: JobState.STARTED,
-  completed: JobState.COMPLETED,
-  failed: JobState.FAILED,
-  cancelled: JobState.CANCELLED,
-};
-const jobStateNames = new Map(Object.entries(jobStates).map(([k, v]) => [v, k as JobStateName]));
-const taskStateNames = new Map<TaskState, TaskStateName>([
-  [TaskState.QUEUED, "queued"],
-  [TaskState.RUNNING, "running"],
-  [TaskState.COMPUTED, "computed"],
-  [TaskState.FAILED, "failed"],
-  [TaskState.CANCELLED, "cancelled"],
-]);
 
 const date = (t: Timestamp | undefined) => (t ? timestampDate(t) : undefined);
 const decoder = new TextDecoder();
@@ -125,7 +110,7 @@ export function jobFromMessage(m: JobMessage): Job {
     id: m.id,
     name: m.name,
     cluster: m.cluster,
-    state: jobStateNames.get(m.state) ?? "queued",
+    state: jobStateFromProto.get(m.state) ?? "queued",
     createdAt: date(m.createdAt)!,
     startedAt: date(m.startedAt),
     finishedAt: date(m.finishedAt),
@@ -155,7 +140,7 @@ function taskFromMessage(m: TaskMessage): TaskInfo {
     parentId: m.parentId || undefined,
     identifier: { name: m.identifier?.name ?? "", version: m.identifier?.version ?? "" },
     display: m.display || undefined,
-    state: taskStateNames.get(m.state) ?? "queued",
+    state: taskStateFromProto.get(m.state) ?? "queued",
     input,
     dependsOn: m.dependsOn,
     maxRetries: m.maxRetries,
@@ -365,7 +350,7 @@ export class JobClient {
     let pageToken = "";
     do {
       const res = await this.api.listJobs({
-        states: (filter.states ?? []).map((s) => jobStates[s]),
+        states: (filter.states ?? []).map((s) => jobStateToProto[s]),
         cluster: filter.cluster ?? "",
         name: filter.name ?? "",
         createdAfter: filter.createdAfter ? timestampFromDate(filter.createdAfter) : undefined,

@@ -2,7 +2,8 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { Client as ConnectClient } from "@connectrpc/connect";
 import { type RecurrentTask as RecurrentTaskMessage, RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
 import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
-import { StorageEventTask, StorageLocation, type StorageTypeName, storageTypes } from "./storage.js";
+import { StorageEventTask, StorageLocation } from "./storage.js";
+import { type StorageTypeName, storageTypeToProto } from "./wire/storage-event.js";
 import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
 
 export interface CronTrigger {
@@ -125,7 +126,7 @@ export class RecurrentTaskClient {
   async registerStorageLocation(spec: StorageLocationSpec): Promise<StorageLocation> {
     const interval = spec.reconcileIntervalSeconds;
     const res = await this.storage.registerStorageLocation({
-      type: storageTypes[spec.type],
+      type: storageTypeToProto[spec.type],
       location: spec.location,
       endpoint: spec.endpoint ?? "",
       region: spec.region ?? "",

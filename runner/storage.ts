@@ -2,26 +2,13 @@ import { readFile } from "node:fs/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { Storage } from "@google-cloud/storage";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { type MessageInitShape, create } from "@bufbuild/protobuf";
-import {
-  type StorageEvent,
-  StorageEventSchema,
-  StorageEventType,
-  type StorageLocation as LocationMessage,
-  StorageLocationSchema,
-  StorageType,
-} from "../gen/sluice/v1/storage_pb.js";
-import { keyPath, writeFolderObject } from "./builtins.js";
+import { create } from "@bufbuild/protobuf";
+import { type StorageEvent, type StorageLocation as LocationMessage, StorageLocationSchema } from "../gen/sluice/v1/storage_pb.js";
+import { keyPath, writeFolderObject } from "./folder-objects.js";
 import { Task } from "./task.js";
+import { type LocationRef, type StorageTypeName, storageTypeFromProto, storageTypeToProto, triggerFromProto, triggerToProto } from "./wire/storage-event.js";
 
-export type StorageTypeName = "gcs" | "s3" | "fs";
-
-const typeNames = new Map<StorageType, StorageTypeName>([
-  [StorageType.GCS, "gcs"],
-  [StorageType.S3, "s3"],
-  [StorageType.FS, "fs"],
-]);
-export const storageTypes: Record<StorageTypeName, StorageType> = { gcs: StorageType.GCS, s3: StorageType.S3, fs: StorageType.FS };
+export type { StorageTypeName };
 
 /**
  * A registered bucket or folder. `read(key)` fetches an object through
@@ -47,7 +34,7 @@ export class StorageLocation {
 
   constructor(m: LocationMessage) {
     this.id = m.id;
-    this.type = typeNames.get(m.type) ?? "fs";
+    this.type = storageTypeFromProto.get(m.type) ?? "fs";
     this.location = m.location;
     this.endpoint = m.endpoint;
     this.region = m.region;
@@ -59,9 +46,9 @@ export class StorageLocation {
   }
 
   /** A location from what a task's input keeps of it. */
-  static fromRef(ref: { id: string; type: StorageTypeName; location: string; endpoint: string; region: string }): StorageLocation {
+  static fromRef(ref: LocationRef): StorageLocation {
     return new StorageLocation(
-      create(StorageLocationSchema, { id: ref.id, type: storageTypes[ref.type], location: ref.location, endpoint: ref.endpoint, region: ref.region }),
+      create(StorageLocationSchema, { id: ref.id, type: storageTypeToProto[ref.type], location: ref.location, endpoint: ref.endpoint, region: ref.region }),
     );
   }
 
@@ -111,8 +98,8 @@ export class StorageLocation {
     await (await this.gcsFile(key)).save(Buffer.from(data), { resumable: false });
   }
 
-  /** What a WriteObject task keeps of this location. */
-  toRef() {
+  /** What a WriteObject task or a trigger keeps of this location. */
+  toRef(): LocationRef {
     return { id: this.id, type: this.type, location: this.location, endpoint: this.endpoint, region: this.region };
   }
 
@@ -138,13 +125,9 @@ export interface StorageTrigger {
 }
 
 export function triggerFromMessage(e: StorageEvent): StorageTrigger {
-  return {
-    type: e.type === StorageEventType.MODIFIED ? "MODIFIED" : "CREATED",
-    location: e.key,
-    key: e.key,
-    version: e.version,
-    storage: new StorageLocation(e.location!),
-  };
+  const t = triggerFromProto(e);
+  if (!t) throw new Error(`the storage event for ${JSON.stringify(e.key)} names no storage location of a type this SDK knows: upgrade the SDK`);
+  return { type: t.type === "modified" ? "MODIFIED" : "CREATED", location: t.key, key: t.key, version: t.version, storage: StorageLocation.fromRef(t.location) };
 }
 
 /**
@@ -166,7 +149,7 @@ export abstract class StorageEventTask<Input extends object = Record<string, unk
 }
 
 /** The trigger of a task to submit, as the API wants it; throws for an untriggered storage event task. */
-export function triggerOf(task: Task<any>): MessageInitShape<typeof StorageEventSchema> | undefined {
+export function triggerOf(task: Task<any>): StorageEvent | undefined {
   if (!(task instanceof StorageEventTask)) return undefined;
   const t = task.trigger;
   if (!t) {
@@ -174,16 +157,5 @@ export function triggerOf(task: Task<any>): MessageInitShape<typeof StorageEvent
       `${task.constructor.name} is a StorageEventTask and cannot be submitted without being triggered: use task.once(location, key)`,
     );
   }
-  return {
-    type: t.type === "MODIFIED" ? StorageEventType.MODIFIED : StorageEventType.CREATED,
-    key: t.key,
-    version: t.version,
-    location: {
-      id: t.storage.id,
-      type: storageTypes[t.storage.type],
-      location: t.storage.location,
-      endpoint: t.storage.endpoint,
-      region: t.storage.region,
-    },
-  };
+  return triggerToProto({ type: t.type === "MODIFIED" ? "modified" : "created", key: t.key, version: t.version, location: t.storage.toRef() });
 }

@@ -1,4 +1,4 @@
-import type { ExecutionContext } from "./context.js";
+import type { JobCache } from "./cache/cache.js";
 
 /** Names a kind of task: its name and its version, "vMAJOR.MINOR". */
 export interface TaskIdentifier {
@@ -37,6 +37,45 @@ export abstract class Task<Input extends object = Record<string, unknown>> {
 
   /** Runs the task. Throwing fails this attempt; the task is retried up to its maxRetries. */
   abstract execute(context: ExecutionContext): void | Promise<void>;
+}
+
+/** Options for a subtask. */
+export interface SubtaskOptions {
+  /** Subtasks, submitted earlier by the same task, that must be computed first. */
+  dependsOn?: readonly SubtaskHandle[];
+  /** How often the subtask is retried after it throws before the job fails. */
+  maxRetries?: number;
+  /** Run it on another cluster (the parent's by default). */
+  cluster?: string;
+  /** A name to show for the subtask instead of its identifier. */
+  display?: string;
+}
+
+/** A subtask submitted from `execute`, to name in another subtask's `dependsOn`. */
+export interface SubtaskHandle {
+  readonly index: number;
+  readonly owner: object;
+}
+
+/** What a task sees of its execution. */
+export interface ExecutionContext {
+  /** The job the task belongs to. */
+  readonly jobId: string;
+  /** The task's id. */
+  readonly taskId: string;
+  /** Which lease (attempt) this is, from 1. */
+  readonly attempt: number;
+  /** Aborted when the task's job is cancelled or fails, or its lease is lost. */
+  readonly signal: AbortSignal;
+  /** The job's cache: bytes by key, shared by the job's tasks (on the runner's cache backend). */
+  readonly jobCache: JobCache;
+  /**
+   * Submits a subtask. Subtasks are created only if this task completes
+   * successfully, atomically with its completion.
+   */
+  submitSubtask(task: Task<any>, options?: SubtaskOptions): SubtaskHandle;
+  /** Submits several subtasks with the same options. */
+  submitSubtasks(tasks: readonly Task<any>[], options?: SubtaskOptions): SubtaskHandle[];
 }
 
 /** A class extending Task, as registered with a runner. */

@@ -12,7 +12,13 @@ import { JobService } from "../gen/sluice/v1/job_service_pb.js";
 import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
 import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
 import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
-import { type ServerConfig, ServerDefaults } from "./config.js";
+import { writeFile } from "node:fs/promises";
+import { TokenService } from "../gen/sluice/v1/token_service_pb.js";
+import { Authenticator } from "./auth/authenticator.js";
+import { type ServerConfig, ServerDefaults, isLoopback } from "./config.js";
+import { authInterceptor } from "./interceptors/auth.js";
+import { issueToken, tokenService } from "./services/token-service.js";
+import { anyAdminToken } from "./store/tokens.js";
 import { type EmbeddedDatabase, startEmbeddedDatabase } from "./database/embedded.js";
 import { migrate } from "./database/migrate.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
@@ -23,11 +29,11 @@ import { JobRetention } from "./maintenance/job-retention.js";
 import { Scheduler } from "./maintenance/scheduler.js";
 import { clusterService } from "./services/cluster-service.js";
 import { type StorageDeps, storageService } from "./services/storage-service.js";
-import { pushHandler } from "./storage/push.js";
-import { ServerWatchers } from "./storage/watchers.js";
-import { Reconciler } from "./storage/reconciler.js";
-import { SqsPollers } from "./storage/sqs.js";
-import { LOCATIONS_CHANNEL } from "./storage/locations.js";
+import { pushHandler } from "./sources/push.js";
+import { ServerWatchers } from "./sources/watchers.js";
+import { Reconciler } from "./sources/reconciler.js";
+import { SqsPollers } from "./sources/sqs.js";
+import { LOCATIONS_CHANNEL } from "./store/channels.js";
 import { HealthState } from "./services/health-service.js";
 import { jobService } from "./services/job-service.js";
 import { Reflection } from "./services/reflection-service.js";
@@ -41,6 +47,11 @@ export interface SluiceServer {
   port: number;
   /** The database pool (tests read state through it). */
   sql: Sql;
+  /**
+   * Runs a pass of the scheduler now and resolves once it has finished: a test
+   * that moves the server's clock waits on it to know the new time was handled.
+   */
+  schedulerPass(): Promise<void>;
   /** Stops taking work, lets in-flight requests finish, closes the database. */
   stop(): Promise<void>;
 }
@@ -82,6 +93,7 @@ export const SESSION_SETTINGS = {
  */
 export async function buildServer(overrides: Partial<ServerConfig> = {}, logger: ServerLogger = quietLogger): Promise<SluiceServer> {
   const config: ServerConfig = { ...ServerDefaults, ...overrides };
+  const authOn = config.auth === "required" || (config.auth === "auto" && !isLoopback(config.host));
   let embedded: EmbeddedDatabase | undefined;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
@@ -114,7 +126,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   await dispatcher.start();
   const leaseExpiry = new LeaseExpiry(sql, config.leaseExpiry, onError);
   leaseExpiry.start();
-  const scheduler = new Scheduler(sql, config.scheduler, onError);
+  const scheduler = new Scheduler(sql, config.scheduler, onError, config.clock);
   await scheduler.start();
   const retention = new JobRetention(sql, config.jobRetention, onError);
   retention.start();
@@ -137,6 +149,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     clusters,
     dispatcher,
     leaseTtlMs: config.leaseTtlMs,
+    clock: config.clock,
     storage: {
       ...storageClients,
       onChange: async () => {
@@ -145,7 +158,23 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
       },
     },
   };
-  const apiServices: DescService[] = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService];
+  let authenticator: Authenticator | undefined;
+  if (authOn) {
+    authenticator = new Authenticator(sql, config.adminToken);
+    await authenticator.start();
+    if (config.adminToken === "" && !(await anyAdminToken(sql))) {
+      const { secret } = await issueToken(sql, { name: "bootstrap admin", scopes: ["admin"], clusters: [], expiresAt: null });
+      logger.info(`created an admin token, shown this once (create others with: sluice tokens create): ${secret}`);
+      if (embedded) {
+        const file = join(resolve(config.dataDir), "admin-token");
+        await writeFile(file, `${secret}\n`, { mode: 0o600 });
+        logger.info(`the admin token is also in ${file}`);
+      }
+    }
+  } else if (!isLoopback(config.host)) {
+    logger.info(`WARNING: authentication is off while listening on ${config.host}: anyone who reaches the port may do anything`);
+  }
+  const apiServices: DescService[] = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService, TokenService];
   const health = new HealthState(apiServices.map((s) => s.typeName));
   const reflection = new Reflection([...apiServices, Health, ReflectionV1, ReflectionV1alpha]);
   const routes = (router: ConnectRouter) => {
@@ -154,6 +183,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     router.service(RecurrentTaskService, recurrentTaskService(deps));
     router.service(StorageService, storageService(deps));
     router.service(RunnerService, runnerService(deps));
+    router.service(TokenService, tokenService(deps));
     router.service(Health, health.service());
     router.service(ReflectionV1, reflection.v1());
     router.service(ReflectionV1alpha, reflection.v1alpha());
@@ -161,7 +191,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   const api = connectNodeAdapter({
     routes,
     readMaxBytes: READ_MAX_BYTES,
-    interceptors: [errorsInterceptor(logger)],
+    interceptors: [errorsInterceptor(logger), ...(authenticator ? [authInterceptor(authenticator, config.openReflection)] : [])],
   });
   const push = pushHandler(sql, onError);
   const handler: typeof api = (req, res) => (req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : api(req, res));
@@ -178,6 +208,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     url,
     port: listener.port,
     sql,
+    schedulerPass: () => scheduler.passNow(),
     stop: () =>
       (stopping ??= (async () => {
         health.shutDown();
@@ -185,6 +216,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
         await scheduler.stop();
         retention.stop();
         await locations.unlisten().catch(() => {});
+        await authenticator?.stop();
         await watchers.stop();
         await pollers.stop();
         reconciler.stop();

@@ -1,5 +1,6 @@
 import { LeaseExpiryDefaults, type LeaseExpiryConfig } from "./maintenance/lease-expiry.js";
 import { JobRetentionDefaults, type JobRetentionConfig } from "./maintenance/job-retention.js";
+import { type Clock, systemClock } from "./maintenance/clock.js";
 import { type SchedulerConfig, SchedulerDefaults } from "./maintenance/scheduler.js";
 
 export interface ServerConfig {
@@ -21,6 +22,18 @@ export interface ServerConfig {
   jobRetention: JobRetentionConfig;
   /** The GCS JSON API endpoint (a local emulator); Google's when unset. */
   gcsApiEndpoint?: string;
+  /**
+   * Bearer tokens: "auto" needs them once the server listens beyond loopback,
+   * "required" always, "off" never (beyond loopback only when asked for by name:
+   * `--insecure-no-auth`).
+   */
+  auth: "auto" | "required" | "off";
+  /** A static admin token (SLUICE_ADMIN_TOKEN); when empty, one is created on first start if none exists. */
+  adminToken: string;
+  /** Whether gRPC reflection answers without a token. */
+  openReflection: boolean;
+  /** The scheduler's clock, for cron ticks and scheduled starts; tests pass one they move. */
+  clock: Clock;
 }
 
 export const ServerDefaults: ServerConfig = {
@@ -32,11 +45,16 @@ export const ServerDefaults: ServerConfig = {
   leaseExpiry: LeaseExpiryDefaults,
   scheduler: SchedulerDefaults,
   jobRetention: JobRetentionDefaults,
+  auth: "auto",
+  adminToken: "",
+  openReflection: true,
+  clock: systemClock,
 };
 
 /**
  * Settings from the environment: SLUICE_HOST, SLUICE_PORT, DATABASE_URL, SLUICE_DATA_DIR,
- * SLUICE_LEASE_TTL_MS, SLUICE_DB_POOL_SIZE, SLUICE_JOB_RETENTION_HOURS, SLUICE_GCS_ENDPOINT.
+ * SLUICE_LEASE_TTL_MS, SLUICE_DB_POOL_SIZE, SLUICE_JOB_RETENTION_HOURS, SLUICE_GCS_ENDPOINT, SLUICE_AUTH,
+ * SLUICE_INSECURE_NO_AUTH, SLUICE_ADMIN_TOKEN, SLUICE_REFLECTION ("token" to require one for reflection).
  */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const int = (name: string, fallback: number) => {
@@ -56,5 +74,19 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     poolSize: int("SLUICE_DB_POOL_SIZE", ServerDefaults.poolSize),
     gcsApiEndpoint: env.SLUICE_GCS_ENDPOINT || undefined,
     jobRetention: { ...JobRetentionDefaults, retentionMs: int("SLUICE_JOB_RETENTION_HOURS", 0) * 3_600_000 },
+    auth: env.SLUICE_INSECURE_NO_AUTH === "true" ? "off" : authMode(env.SLUICE_AUTH),
+    adminToken: env.SLUICE_ADMIN_TOKEN ?? "",
+    openReflection: env.SLUICE_REFLECTION !== "token",
   };
+}
+
+function authMode(raw: string | undefined): ServerConfig["auth"] {
+  if (raw === undefined || raw === "") return ServerDefaults.auth;
+  if (raw === "auto" || raw === "required") return raw;
+  throw new Error(`SLUICE_AUTH must be auto or required (SLUICE_INSECURE_NO_AUTH=true turns tokens off), got "${raw}"`);
+}
+
+/** Whether a listening address reaches only this machine. */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

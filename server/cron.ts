@@ -1,5 +1,4 @@
 import { Cron } from "croner";
-import { invalid } from "./validation.js";
 
 /** A parsed cron trigger: an expression read in a time zone. */
 export interface CronSchedule {
@@ -8,44 +7,58 @@ export interface CronSchedule {
   cron: Cron;
 }
 
-/**
- * Parses a cron expression (five fields, or six with seconds first) in an IANA
- * time zone (UTC when empty) with croner. Throws InvalidArgument naming `where`
- * and the bad field.
- */
+/** Why a cron trigger cannot be stored: the field at fault and what to do instead. */
+export class CronError extends Error {
+  constructor(
+    readonly field: "expression" | "time_zone",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 const parsed = new Map<string, CronSchedule>();
 
-/** parseCron for stored triggers (already checked), cached: a tick of 1,000 triggers parses none again. */
+/** A stored trigger (checked when it was created), cached: a tick of 1,000 triggers parses none again. */
 export function cachedCron(expression: string, timeZone: string): CronSchedule {
   const key = `${timeZone}\0${expression}`;
   let schedule = parsed.get(key);
   if (!schedule) {
-    schedule = parseCron(expression, timeZone, "trigger");
+    schedule = compile(expression, timeZone);
     if (parsed.size > 10_000) parsed.clear();
     parsed.set(key, schedule);
   }
   return schedule;
 }
 
-export function parseCron(expression: string, timeZone: string, where: string): CronSchedule {
+/**
+ * Parses a cron expression (five fields, or six with seconds first) in an IANA
+ * time zone (UTC when empty) with croner, and checks that it fires after `now`.
+ * Throws a CronError naming the bad field.
+ */
+export function parseCron(expression: string, timeZone: string, now: Date): CronSchedule {
+  const schedule = compile(expression, timeZone);
+  if (schedule.cron.nextRun(now) === null) throw new CronError("expression", `${JSON.stringify(expression)} never fires again`);
+  return schedule;
+}
+
+function compile(expression: string, timeZone: string): CronSchedule {
   const tz = timeZone === "" ? "UTC" : timeZone;
   try {
     new Intl.DateTimeFormat("en-US", { timeZone: tz });
   } catch {
-    throw invalid(`${where}.time_zone: ${JSON.stringify(timeZone)} is not an IANA time zone; use e.g. "Europe/Berlin" or "UTC"`);
+    throw new CronError("time_zone", `${JSON.stringify(timeZone)} is not an IANA time zone; use e.g. "Europe/Berlin" or "UTC"`);
   }
   let cron: Cron;
   try {
     cron = new Cron(expression, { timezone: tz, mode: "5-or-6-parts", paused: true });
   } catch (e) {
     const reason = (e as Error).message.replace(/^Cron(Pattern|Options)?: /, "");
-    throw invalid(
-      `${where}.expression: ${JSON.stringify(expression)} is not a valid cron expression (${reason}); ` +
+    throw new CronError(
+      "expression",
+      `${JSON.stringify(expression)} is not a valid cron expression (${reason}); ` +
         `use five fields "minute hour day month weekday", or six with seconds first, e.g. "*/10 * * * * *"`,
     );
-  }
-  if (cron.nextRun(new Date()) === null) {
-    throw invalid(`${where}.expression: ${JSON.stringify(expression)} never fires again`);
   }
   return { expression, timeZone: tz, cron };
 }

@@ -1,5 +1,6 @@
 import type { TaskSubmission } from "../gen/sluice/v1/task_pb.js";
-import { type TriggerJson, triggerFromProto } from "./storage/trigger.js";
+import type { TriggerJson } from "../runner/wire/storage-event.js";
+import { checkTrigger } from "./sources/trigger.js";
 import {
   MAX_RETRIES_LIMIT,
   MAX_TASK_INPUT_BYTES,
@@ -128,7 +129,7 @@ export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmiss
       maxRetries: s.maxRetries,
       depsLeft: own.length,
       hasDependents: hasDependents?.[i] ?? false,
-      trigger: s.trigger ? triggerFromProto(s.trigger, at(i)) : null,
+      trigger: s.trigger ? checkTrigger(s.trigger, at(i)) : null,
     });
     for (const d of own) {
       plan.depFrom.push(base + d + 1);

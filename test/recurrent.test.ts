@@ -5,10 +5,9 @@ import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, describe, expect, it } from "vitest";
 import { Client, type ExecutionContext, type Job, Task } from "../runner/index.js";
-import { buildServer } from "../server/build-server.js";
+import { type SluiceServer, buildServer } from "../server/build-server.js";
 import { createDatabase, eventually, jobInState, quiet, sluice, useSandbox } from "./support/harness.js";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { ManualClock } from "./support/manual-clock.js";
 
 /** Ticks seen by the Tick task, by the job it ran in. */
 const ticks: { jobId: string; label: string }[] = [];
@@ -29,21 +28,36 @@ async function jobsOf(client: Client, recurrentTaskId: string): Promise<Job[]> {
 /** The tick times of jobs, in seconds. */
 const seconds = (jobs: Job[]) => jobs.map((j) => j.tickAt!.getTime() / 1000);
 
+/**
+ * Moves the servers' clock by `ms` and waits until each server's scheduler has
+ * handled the new time: what it submits is then in the database, and what it
+ * did not submit never will be for that time.
+ */
+async function advance(clock: ManualClock, ms: number, ...servers: SluiceServer[]): Promise<void> {
+  clock.advance(ms);
+  for (const server of servers) await server.schedulerPass();
+}
+
 describe("cron tasks", () => {
-  const box = useSandbox();
+  const clock = new ManualClock();
+  const box = useSandbox({ clock });
 
   it("submit one job per tick, named after the task and the tick, which runners run", async () => {
     ticks.length = 0;
     const cron = await box.client.recurrentTasks().createRecurringCronTask("every-second", "default", new Tick({ label: "a" }), "* * * * * *");
     expect(cron).toMatchObject({ name: "every-second", cluster: "default", identifier: { name: "Tick", version: "v1.0" }, input: { label: "a" }, paused: false });
     expect(cron.cronTriggers[0]).toMatchObject({ expression: "* * * * * *", timeZone: "UTC" });
-    expect(cron.cronTriggers[0].nextTickAt!.getTime()).toBeGreaterThan(cron.createdAt.getTime() - 1000);
+    // The next whole second of the server's clock.
+    const next = cron.cronTriggers[0].nextTickAt!.getTime();
+    expect(next).toBeGreaterThan(clock.now());
+    expect(next).toBeLessThanOrEqual(clock.now() + 1000);
 
     const runner = box.client.runner("default", { tasks: [Tick], logger: quiet });
     const running = runner.runForever();
+    for (let i = 0; i < 3; i++) await advance(clock, 1000, box.server);
     const jobs = await eventually(async () => {
       const js = await jobsOf(box.client, cron.id);
-      return js.filter((j) => j.state === "completed").length >= 3 ? js : undefined;
+      return js.length === 3 && js.every((j) => j.state === "completed") ? js : undefined;
     });
     await box.client.recurrentTasks().delete(cron.id);
     await runner.stop();
@@ -60,21 +74,21 @@ describe("cron tasks", () => {
   it("skip ticks while paused and go on after resume", async () => {
     const recurrent = box.client.recurrentTasks();
     const cron = await recurrent.createRecurringCronTask("pausable", "default", new Tick({ label: "p" }), "* * * * * *");
-    await eventually(async () => (await jobsOf(box.client, cron.id)).length >= 1);
+    await advance(clock, 1000, box.server);
+    const before = (await jobsOf(box.client, cron.id)).length;
+    expect(before).toBe(1);
     const paused = await recurrent.pause("pausable");
     expect(paused.paused).toBe(true);
     expect(paused.cronTriggers[0].nextTickAt).toBeUndefined();
-    const before = (await jobsOf(box.client, cron.id)).length;
-    const pausedAt = Date.now();
-    await sleep(2_200);
+    const pausedAt = clock.now();
+    await advance(clock, 2_200, box.server);
     expect((await jobsOf(box.client, cron.id)).length).toBe(before);
 
     const resumed = await recurrent.resume(cron);
     expect(resumed.paused).toBe(false);
-    const after = await eventually(async () => {
-      const js = await jobsOf(box.client, cron.id);
-      return js.length > before ? js : undefined;
-    });
+    await advance(clock, 1000, box.server);
+    const after = await jobsOf(box.client, cron.id);
+    expect(after).toHaveLength(before + 1);
     // No catch-up for ticks skipped while paused: the next job is for a tick after resuming.
     expect(after[before].tickAt!.getTime()).toBeGreaterThan(pausedAt + 2_000);
     await recurrent.delete(cron);
@@ -84,19 +98,19 @@ describe("cron tasks", () => {
     ticks.length = 0;
     const recurrent = box.client.recurrentTasks();
     const cron = await recurrent.createRecurringCronTask("to-delete", "default", new Tick({ label: "d" }), "* * * * * *");
-    const queued = await eventually(async () => {
-      const js = await jobsOf(box.client, cron.id);
-      return js.length >= 2 ? js : undefined;
-    });
+    await advance(clock, 1000, box.server);
+    await advance(clock, 1000, box.server);
+    const queued = await jobsOf(box.client, cron.id);
+    expect(queued).toHaveLength(2);
     await recurrent.delete("to-delete");
     await expect(recurrent.get(cron.id)).rejects.toThrow(/does not exist/);
     const left = await box.client.jobs().list({ name: "to-delete", limit: 1000 });
-    expect(left.length).toBeGreaterThanOrEqual(queued.length);
+    expect(left.length).toBe(queued.length);
     expect(left.every((j) => j.state === "queued")).toBe(true);
     // The link to the deleted task is gone; the tick stays.
     expect(left.every((j) => j.recurrentTaskId === undefined && j.tickAt !== undefined)).toBe(true);
 
-    await sleep(1_500);
+    await advance(clock, 1_500, box.server);
     expect((await box.client.jobs().list({ name: "to-delete", limit: 1000 })).length).toBe(left.length);
     await box.client.runner("default", { tasks: [Tick], logger: quiet }).runAll();
     const done = await box.client.jobs().list({ name: "to-delete", limit: 1000 });
@@ -163,15 +177,16 @@ describe("cron tasks with several servers", () => {
   it("submit exactly one job per tick with two servers, and catch up only the latest missed tick after all were down", async () => {
     const db = await createDatabase();
     drop = db.drop;
-    const start = () => buildServer({ host: "127.0.0.1", port: 0, databaseUrl: db.url });
+    const clock = new ManualClock();
+    const start = () => buildServer({ host: "127.0.0.1", port: 0, databaseUrl: db.url, clock });
     const [a, b] = [await start(), await start()];
     const client = new Client({ url: a.url });
     const cron = await client.recurrentTasks().createRecurringCronTask("shared", "default", new Tick({ label: "s" }), "* * * * * *");
-    const withBoth = await eventually(async () => {
-      const js = await jobsOf(client, cron.id);
-      return js.length >= 4 ? js : undefined;
-    });
+    // Both servers look at every tick; the second to look finds it handled.
+    for (let i = 0; i < 4; i++) await advance(clock, 1000, a, b);
+    const withBoth = await jobsOf(client, cron.id);
     const s = seconds(withBoth);
+    expect(s).toHaveLength(4);
     expect(new Set(s).size).toBe(s.length);
     expect(s.slice(1).map((t, i) => t - s[i])).toEqual(s.slice(1).map(() => 1));
 
@@ -187,14 +202,14 @@ describe("cron tasks with several servers", () => {
         await sql.end();
       }
     })();
-    await sleep(3_500);
+    clock.advance(3_500);
     const c = await start();
     const client2 = new Client({ url: c.url });
-    const after = await eventually(async () => {
-      const js = await jobsOf(client2, cron.id);
-      return js.filter((j) => j.tickAt!.getTime() > last.getTime()).length >= 2 ? js : undefined;
-    });
+    await c.schedulerPass();
+    await advance(clock, 1000, c);
+    const after = await jobsOf(client2, cron.id);
     const resumed = seconds(after.filter((j) => j.tickAt!.getTime() > last.getTime()));
+    expect(resumed).toHaveLength(2);
     // The first job after the restart is for the latest tick missed while down,
     // not one per missed tick: a gap of at least three seconds, then one a second.
     expect(resumed[0] - last.getTime() / 1000).toBeGreaterThanOrEqual(3);
@@ -205,14 +220,15 @@ describe("cron tasks with several servers", () => {
 });
 
 describe("one-off scheduled jobs", () => {
-  const box = useSandbox();
+  const clock = new ManualClock();
+  const box = useSandbox({ clock });
   let folder: string;
   afterAll(async () => folder && rm(folder, { recursive: true, force: true }));
 
   it("stay scheduled until their time, then run; a cancelled one never runs", async () => {
     ticks.length = 0;
     const jobs = box.client.jobs();
-    const startAt = new Date(Date.now() + 2_000);
+    const startAt = new Date(clock.now() + 60_000);
     const kept = await jobs.submit("later", new Tick({ label: "kept" }), { startAt });
     const dropped = await jobs.submit("later, cancelled", new Tick({ label: "dropped" }), { startAt });
     expect(kept).toMatchObject({ state: "scheduled", startAt });
@@ -223,27 +239,28 @@ describe("one-off scheduled jobs", () => {
 
     const runner = box.client.runner("default", { tasks: [Tick], logger: quiet });
     const running = runner.runForever();
+    // A moment before its time it is still scheduled, without tasks.
+    await advance(clock, 59_999, box.server);
+    expect(await jobs.get(kept.id)).toMatchObject({ state: "scheduled", tasks: [] });
+    await advance(clock, 1, box.server);
     const done = await jobInState(box.client, kept.id, ["completed"]);
-    await sleep(300);
     await runner.stop();
     await running;
 
-    const task = (await jobs.get(kept.id)).tasks[0];
-    expect(task.startedAt!.getTime()).toBeGreaterThanOrEqual(startAt.getTime());
     expect(done.startAt).toEqual(startAt);
     expect(ticks.map((t) => t.label)).toEqual(["kept"]);
-    expect((await jobs.get(dropped.id)).state).toBe("cancelled");
+    expect(await jobs.get(dropped.id)).toMatchObject({ state: "cancelled", tasks: [] });
   });
 
   it("a job scheduled in the past is queued at once", async () => {
-    const job = await box.client.jobs().submit("past", new Tick({ label: "past" }), { startAt: new Date(Date.now() - 60_000) });
+    const job = await box.client.jobs().submit("past", new Tick({ label: "past" }), { startAt: new Date(clock.now() - 60_000) });
     expect(job.state).toBe("queued");
   });
 
   it("write an object to a folder at their time, through the built-in task; a cancelled write never happens", async () => {
     folder = await mkdtemp(join(tmpdir(), "sluice-writes-"));
     const jobs = box.client.jobs();
-    const at = new Date(Date.now() + 1_500);
+    const at = new Date(clock.now() + 60_000);
     const write = await jobs.scheduleObjectWrite({ location: folder, key: "reports/today.txt", content: "hello at a set time", at });
     const cancelled = await jobs.scheduleObjectWrite({ location: `file://${folder}`, key: "never.txt", content: "no", at });
     await jobs.cancel(cancelled.id);
@@ -251,7 +268,10 @@ describe("one-off scheduled jobs", () => {
 
     const runner = box.client.runner("default", { tasks: [Tick], logger: quiet });
     const running = runner.runForever();
+    await advance(clock, 59_999, box.server);
+    expect((await jobs.get(write.id)).state).toBe("scheduled");
     expect(existsSync(join(folder, "reports", "today.txt"))).toBe(false);
+    await advance(clock, 1, box.server);
     await jobInState(box.client, write.id, ["completed"]);
     await runner.stop();
     await running;

@@ -9,7 +9,7 @@ import { type FauxqsServer, interceptLocalhostDns, startFauxqs } from "fauxqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, type ExecutionContext, type Job, StorageEventTask, type StorageLocation, TaskRunner } from "../runner/index.js";
 import { type SluiceServer, buildServer } from "../server/build-server.js";
-import { compileGlob } from "../server/storage/glob.js";
+import { compileGlob } from "../server/sources/glob.js";
 import { type GcsTestServer, startGcsServer } from "./support/gcs-server.js";
 import { ROOT, createDatabase, eventually, quiet, sluice, spawnNode } from "./support/harness.js";
 

@@ -12,11 +12,13 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
 import { Task, type TaskClass } from "../task.js";
+import type { TokenScopeName } from "../tokens.js";
 
 const program = new Command("sluice")
   .description("Sluice: a workflow orchestrator for data in object storage")
   .showHelpAfterError()
   .addOption(new Option("--url <url>", "the server's URL").env("SLUICE_URL").default("http://127.0.0.1:8080"))
+  .addOption(new Option("--auth-token <token>", "the bearer token to present to the server").env("SLUICE_TOKEN"))
   .option("--json", "print results as JSON");
 
 const int = (name: string) => (raw: string) => {
@@ -27,7 +29,7 @@ const int = (name: string) => (raw: string) => {
 
 let shared: Client | undefined;
 function client(): Client {
-  shared ??= new Client({ url: program.opts().url });
+  shared ??= new Client({ url: program.opts().url, token: program.opts().authToken });
   return shared;
 }
 
@@ -43,12 +45,19 @@ program
   .option("--host <host>", "interface to listen on (SLUICE_HOST, default 127.0.0.1)")
   .option("--port <port>", "port to listen on (SLUICE_PORT, default 8080)", int("--port"))
   .option("--data-dir <dir>", "where the embedded PostgreSQL keeps its data (SLUICE_DATA_DIR, default .sluice)")
-  .action(async (opts: { host?: string; port?: number; dataDir?: string }) => {
+  .option("--auth <mode>", "bearer tokens: auto (needed beyond loopback) or required (SLUICE_AUTH, default auto)")
+  .option("--insecure-no-auth", "listen beyond loopback without authentication: anyone who reaches the port may do anything")
+  .action(async (opts: { host?: string; port?: number; dataDir?: string; auth?: string; insecureNoAuth?: boolean }) => {
     const { runServer } = await import("../../server/main.js");
+    if (opts.auth !== undefined && !["auto", "required"].includes(opts.auth)) {
+      throw new InvalidArgumentError(`--auth must be auto or required (--insecure-no-auth turns tokens off), got "${opts.auth}"`);
+    }
     await runServer({
       ...(opts.host !== undefined && { host: opts.host }),
       ...(opts.port !== undefined && { port: opts.port }),
       ...(opts.dataDir !== undefined && { dataDir: opts.dataDir }),
+      ...(opts.auth !== undefined && { auth: opts.auth as "auto" | "required" }),
+      ...(opts.insecureNoAuth && { auth: "off" as const }),
     });
   });
 
@@ -337,8 +346,8 @@ program
   .option("--state-dir <dir>", "where to keep the snapshot that catches up after a restart", ".sluice-watch")
   .option("--server <url>", "the server's URL (same as --url)")
   .action(async (folder: string, opts: { location: string; token: string; stateDir: string; server?: string }) => {
-    const { FolderWatcher } = await import("../../server/storage/folder-watcher.js");
-    if (opts.server) shared = new Client({ url: opts.server });
+    const { FolderWatcher } = await import("../../server/sources/folder-watcher.js");
+    if (opts.server) shared = new Client({ url: opts.server, token: program.opts().authToken });
     const c = client();
     const api = createClient(StorageService, c.transport);
     const watcher = new FolderWatcher(
@@ -388,6 +397,48 @@ clusters
   .action(async (slug: string) => {
     await client().clusters().delete(slug);
     print({ deleted: slug }, () => `deleted cluster ${slug}`);
+  });
+
+const tokens = program.command("tokens").description("create, list and revoke bearer tokens (needs an admin token)");
+
+const collect = (value: string, previous: string[] = []) => [...previous, ...value.split(",").map((v) => v.trim()).filter(Boolean)];
+
+tokens
+  .command("create")
+  .description("create a token; its secret is printed once")
+  .argument("<name>", "a name to recognise it by")
+  .requiredOption("--scope <scope>", "read, submit, runner or admin (repeatable, or comma-separated)", collect)
+  .option("--cluster <slug>", "for runner tokens: a cluster it may take work from (repeatable; default all)", collect)
+  .option("--expires-in <hours>", "hours until it stops working (default never)", int("--expires-in"))
+  .action(async (name: string, opts: { scope: string[]; cluster?: string[]; expiresIn?: number }) => {
+    for (const s of opts.scope) if (!["read", "submit", "runner", "admin"].includes(s)) throw new InvalidArgumentError(`--scope ${s}: use read, submit, runner or admin`);
+    const expiresAt = opts.expiresIn ? new Date(Date.now() + opts.expiresIn * 3_600_000) : undefined;
+    const token = await client().tokens().create(name, opts.scope as TokenScopeName[], { clusters: opts.cluster, expiresAt });
+    print(token, () => `created token ${token.id} (${token.scopes.join(", ")}); its secret, shown this once:\n${token.secret}`);
+  });
+
+tokens
+  .command("list")
+  .description("list tokens (never their secrets)")
+  .action(async () => {
+    const list = await client().tokens().list();
+    print(list, () =>
+      list
+        .map((t) => {
+          const state = t.revokedAt ? "revoked" : t.expiresAt && t.expiresAt.getTime() <= Date.now() ? "expired" : "active";
+          return `${t.id.padStart(6)}  ${state.padEnd(8)}  ${t.scopes.join(",").padEnd(22)}  ${(t.clusters.join(",") || "-").padEnd(16)}  ${time(t.expiresAt)}  ${t.name}`;
+        })
+        .join("\n"),
+    );
+  });
+
+tokens
+  .command("revoke")
+  .description("revoke a token: calls with it fail, and its streams end, within seconds")
+  .argument("<id>", "the token's id")
+  .action(async (id: string) => {
+    const token = await client().tokens().revoke(id);
+    print(token, () => `revoked token ${token.id}`);
   });
 
 try {

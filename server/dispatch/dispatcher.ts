@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Sql } from "postgres";
 import { type TaskResultIn, recordResults } from "../store/complete-tasks.js";
-import { CANCEL_CHANNEL, TASKS_CHANNEL } from "../store/insert-tasks.js";
+import { CANCEL_CHANNEL, TASKS_CHANNEL } from "../store/channels.js";
 import { type Capability, type LeasedTasks, emptyLeasedTasks } from "../store/lease-tasks.js";
 import { type LeaseRef, leasesOf } from "../store/leases.js";
 import type { TaskRow } from "../task-plan.js";

@@ -4,7 +4,7 @@ import type { Sql } from "postgres";
 import { type SessionResponse, SessionResponseSchema, type TaskLease, TaskLeaseSchema } from "../../gen/sluice/v1/runner_service_pb.js";
 import type { StorageEvent } from "../../gen/sluice/v1/storage_pb.js";
 import { type TaskIdentifier, TaskIdentifierSchema } from "../../gen/sluice/v1/task_pb.js";
-import { triggerToProto } from "../storage/trigger.js";
+import { triggerToProto } from "../../runner/wire/storage-event.js";
 import { formatVersion } from "../validation.js";
 import { type Capability, type LeasedTasks, leaseTasks } from "../store/lease-tasks.js";
 import { EventQueue } from "./event-queue.js";

@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import { deleteExpiredJobs } from "../store/job-retention.js";
 import { SleepLoop } from "./sleep-loop.js";
 
 export interface JobRetentionConfig {
@@ -47,30 +48,12 @@ export class JobRetention {
 
   /** Deletes what has expired now; returns how many jobs. */
   async prune(): Promise<number> {
+    const { retentionMs, batchSize } = this.config;
     let total = 0;
     for (;;) {
-      // The jobs, their tasks and the dependency edges between those tasks
-      // (no foreign keys: migrations 0007 and 0009), in one statement.
-      const [{ deleted }] = await this.sql<{ deleted: number }[]>`
-        WITH expired AS MATERIALIZED (
-          SELECT id FROM jobs
-          WHERE finished_at < now() - ${this.config.retentionMs}::bigint * interval '1 millisecond'
-            AND state IN ('completed', 'failed', 'cancelled')
-          ORDER BY finished_at
-          LIMIT ${this.config.batchSize}
-          FOR UPDATE SKIP LOCKED
-        ), edges AS (
-          DELETE FROM task_dependencies d USING tasks t, expired e
-          WHERE t.job_id = e.id AND d.task_id = t.id
-          RETURNING 1
-        ), tasks_gone AS (
-          DELETE FROM tasks t USING expired e WHERE t.job_id = e.id RETURNING 1
-        ), gone AS (
-          DELETE FROM jobs WHERE id IN (SELECT id FROM expired) RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT count(*) FROM edges) AS edges, (SELECT count(*) FROM tasks_gone) AS tasks`;
+      const deleted = await deleteExpiredJobs(this.sql, retentionMs, batchSize);
       total += deleted;
-      if (deleted < this.config.batchSize) return total;
+      if (deleted < batchSize) return total;
     }
   }
 }

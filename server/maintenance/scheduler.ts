@@ -1,6 +1,8 @@
 import type { Sql } from "postgres";
 import { fireDueTriggers, nextCronTick } from "../store/recurrent-tasks.js";
-import { SCHEDULE_CHANNEL, nextScheduledStart, startDueJobs } from "../store/schedules.js";
+import { SCHEDULE_CHANNEL } from "../store/channels.js";
+import { nextScheduledStart, startDueJobs } from "../store/schedules.js";
+import { type Clock, systemClock } from "./clock.js";
 import { SleepLoop } from "./sleep-loop.js";
 
 export interface SchedulerConfig {
@@ -21,7 +23,9 @@ export const SchedulerDefaults: SchedulerConfig = {
  * is woken early by a NOTIFY when something is scheduled sooner, so it costs
  * nothing between due times, however many schedules are stored. Every server
  * runs one; SKIP LOCKED lets them share the work, and a unique index on
- * (recurrent task, tick) keeps it to one job per tick.
+ * (recurrent task, tick) keeps it to one job per tick. Due times are compared
+ * with the clock it is given, passed to every statement as a parameter (never
+ * PostgreSQL's now()), so that a test can move time.
  */
 export class Scheduler {
   private readonly loop: SleepLoop;
@@ -31,14 +35,15 @@ export class Scheduler {
     private readonly sql: Sql,
     private readonly config: SchedulerConfig,
     onError: (error: unknown) => void,
+    private readonly clock: Clock = systemClock,
   ) {
-    this.loop = new SleepLoop(() => this.pass(), onError, 1_000);
+    this.loop = new SleepLoop(() => this.pass(), onError, 1_000, clock);
   }
 
   async start(): Promise<void> {
     const { unlisten } = await this.sql.listen(
       SCHEDULE_CHANNEL,
-      (payload) => this.loop.wake(Number(payload) - Date.now()),
+      (payload) => this.loop.wake(Number(payload) - this.clock.now()),
       () => this.loop.wake(0),
     );
     this.unlisten = unlisten;
@@ -50,15 +55,20 @@ export class Scheduler {
     await this.unlisten?.().catch(() => {});
   }
 
+  /** Runs a pass now and resolves when it has finished (see SleepLoop.passNow). */
+  passNow(): Promise<void> {
+    return this.loop.passNow();
+  }
+
   /** Starts what is due; sleeps until the next due time (at most maxIntervalMs). */
   private async pass(): Promise<number> {
-    const now = new Date();
+    const now = new Date(this.clock.now());
     const { batchSize, maxIntervalMs } = this.config;
     while ((await startDueJobs(this.sql, now, batchSize)) === batchSize && !this.loop.isStopped);
     while ((await fireDueTriggers(this.sql, now, batchSize)) === batchSize && !this.loop.isStopped);
-    let next = Date.now() + maxIntervalMs;
+    let next = now.getTime() + maxIntervalMs;
     const [job, tick] = await Promise.all([nextScheduledStart(this.sql), nextCronTick(this.sql)]);
     for (const at of [job, tick]) if (at) next = Math.min(next, at.getTime());
-    return Math.max(1, next - Date.now());
+    return Math.max(1, next - this.clock.now());
   }
 }

@@ -1,3 +1,5 @@
+import { type Clock, systemClock } from "./clock.js";
+
 /**
  * Runs a pass, then sleeps for as long as the pass says, then runs it again;
  * `wake(ms)` brings the next pass forward (never back). Passes never overlap:
@@ -6,12 +8,14 @@
  * duties (lease expiry, schedules, listings, job retention) are such loops.
  */
 export class SleepLoop {
-  private timer: NodeJS.Timeout | null = null;
+  private cancelTimer: (() => void) | null = null;
   private wakeAt = Infinity;
   private running = false;
   /** The earliest wake-up asked for during the running pass. */
   private pendingAt = Infinity;
   private stopped = true;
+  /** Callers of passNow waiting for the next pass to start and finish. */
+  private waiting: { resolve: () => void; reject: (e: unknown) => void }[] = [];
 
   constructor(
     /** Does the work; returns how long to sleep before the next pass, in ms. */
@@ -19,6 +23,7 @@ export class SleepLoop {
     private readonly onError: (error: unknown) => void,
     /** The sleep after a pass that threw. */
     private readonly errorDelayMs = 5_000,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   start(): void {
@@ -28,9 +33,10 @@ export class SleepLoop {
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.cancelTimer?.();
+    this.cancelTimer = null;
     this.wakeAt = Infinity;
+    for (const w of this.waiting.splice(0)) w.reject(new Error("the loop was stopped"));
   }
 
   get isStopped(): boolean {
@@ -40,32 +46,47 @@ export class SleepLoop {
   /** Makes sure a pass starts no later than `ms` from now. */
   wake(ms: number): void {
     if (this.stopped) return;
-    const at = Date.now() + Math.max(0, ms);
+    const at = this.clock.now() + Math.max(0, ms);
     if (this.running) {
       this.pendingAt = Math.min(this.pendingAt, at);
       return;
     }
     if (at >= this.wakeAt) return;
-    if (this.timer) clearTimeout(this.timer);
+    this.cancelTimer?.();
     this.wakeAt = at;
-    this.timer = setTimeout(() => void this.run(), at - Date.now());
-    this.timer.unref();
+    this.cancelTimer = this.clock.at(at, () => void this.run());
+  }
+
+  /**
+   * Starts a pass now (after the running one, if any) and resolves when it has
+   * finished; rejects with what it threw. Tests that move the clock wait on it
+   * to know the time they moved to has been handled.
+   */
+  passNow(): Promise<void> {
+    if (this.stopped) return Promise.reject(new Error("the loop is stopped"));
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.wake(0);
+    });
   }
 
   private async run(): Promise<void> {
-    this.timer = null;
+    this.cancelTimer = null;
     this.wakeAt = Infinity;
     if (this.stopped) return;
     this.running = true;
     this.pendingAt = Infinity;
+    const waiting = this.waiting.splice(0);
     let sleep: number;
     try {
       sleep = await this.pass();
+      for (const w of waiting) w.resolve();
     } catch (e) {
       this.onError(e);
+      for (const w of waiting) w.reject(e);
       sleep = this.errorDelayMs;
     }
     this.running = false;
-    this.wake(Math.min(sleep, this.pendingAt - Date.now()));
+    this.wake(Math.min(sleep, this.pendingAt - this.clock.now()));
   }
 }

@@ -1,31 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { type Job, JobSchema, JobState } from "../../gen/sluice/v1/job_pb.js";
-import { type Task, TaskSchema, TaskState } from "../../gen/sluice/v1/task_pb.js";
-import type { JobRow, JobStateName, TaskCountsRow, TaskRowOut, TaskStateName } from "../store/read-jobs.js";
-import { triggerToProto } from "../storage/trigger.js";
+import { type Job, JobSchema } from "../../gen/sluice/v1/job_pb.js";
+import { type Task, TaskSchema } from "../../gen/sluice/v1/task_pb.js";
+import { jobStateToProto, taskStateToProto } from "../../runner/wire/states.js";
+import type { JobRow, TaskCountsRow, TaskRowOut } from "../store/read-jobs.js";
+import { triggerToProto } from "../../runner/wire/storage-event.js";
 import { formatVersion } from "../validation.js";
-
-export const jobStateToProto: Record<JobStateName, JobState> = {
-  scheduled: JobState.SCHEDULED,
-  queued: JobState.QUEUED,
-  started: JobState.STARTED,
-  completed: JobState.COMPLETED,
-  failed: JobState.FAILED,
-  cancelled: JobState.CANCELLED,
-};
-
-export const jobStateFromProto = new Map<JobState, JobStateName>(
-  Object.entries(jobStateToProto).map(([name, value]) => [value, name as JobStateName]),
-);
-
-const taskStateToProto: Record<TaskStateName, TaskState> = {
-  queued: TaskState.QUEUED,
-  running: TaskState.RUNNING,
-  computed: TaskState.COMPUTED,
-  failed: TaskState.FAILED,
-  cancelled: TaskState.CANCELLED,
-};
 
 const ts = (d: Date | null) => (d ? timestampFromDate(d) : undefined);
 

@@ -1,6 +1,7 @@
 import type { ConnectError } from "@connectrpc/connect";
 import type { Sql } from "postgres";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
+import type { Clock } from "../maintenance/clock.js";
 import type { ClusterDirectory } from "../store/clusters.js";
 import { notFound } from "../validation.js";
 
@@ -10,6 +11,8 @@ export interface ServiceDeps {
   clusters: ClusterDirectory;
   dispatcher: Dispatcher;
   leaseTtlMs: number;
+  /** The scheduler's clock: cron ticks are computed from it. */
+  clock: Clock;
 }
 
 /** Resolves cluster slugs to ids, failing with NotFound for the first unknown one. */

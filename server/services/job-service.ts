@@ -20,7 +20,8 @@ import { type TaskRow, addSubmissions, emptyPlan } from "../task-plan.js";
 import type { PlacedTask } from "../dispatch/dispatcher.js";
 import { EventQueue } from "../dispatch/event-queue.js";
 import { checkName, codeName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
-import { jobStateFromProto, jobToProto, taskToProto } from "./convert.js";
+import { jobStateFromProto } from "../../runner/wire/states.js";
+import { jobToProto, taskToProto } from "./convert.js";
 import { type ServiceDeps, missingCluster, requireClusters } from "./deps.js";
 
 const DEFAULT_PAGE_SIZE = 100;

@@ -2,10 +2,10 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { type RecurrentTask, RecurrentTaskSchema, RecurrentTaskService } from "../../gen/sluice/v1/recurrent_task_service_pb.js";
-import { parseCron } from "../cron.js";
+import { type CronSchedule, CronError, parseCron } from "../cron.js";
 import type { TaskSubmission } from "../../gen/sluice/v1/task_pb.js";
-import { getLocations } from "../storage/locations.js";
-import { compileGlob } from "../storage/glob.js";
+import { getLocations } from "../store/storage-locations.js";
+import { compileGlob } from "../sources/glob.js";
 import {
   type NewRecurrentTaskBase,
   type RecurrentTaskRow,
@@ -47,7 +47,17 @@ async function toProto(row: RecurrentTaskRow, clusters: ClusterDirectory): Promi
   });
 }
 
-export function recurrentTaskService({ sql, clusters }: ServiceDeps): ServiceImpl<typeof RecurrentTaskService> {
+/** A cron trigger of a request, parsed; InvalidArgument naming the field when it cannot be. */
+function cronOf(expression: string, timeZone: string, where: string, now: Date): CronSchedule {
+  try {
+    return parseCron(expression, timeZone, now);
+  } catch (e) {
+    if (e instanceof CronError) throw invalid(`${where}.${e.field}: ${e.message}`);
+    throw e;
+  }
+}
+
+export function recurrentTaskService({ sql, clusters, clock }: ServiceDeps): ServiceImpl<typeof RecurrentTaskService> {
   async function find(idOrName: string): Promise<RecurrentTaskRow> {
     if (idOrName === "") throw invalid("id_or_name is empty: name a recurrent task by its id or its name");
     const row = await getRecurrentTask(sql, idOrName);
@@ -107,8 +117,9 @@ export function recurrentTaskService({ sql, clusters }: ServiceDeps): ServiceImp
       const base = await prototype(req.name, req.cluster, req.task);
       if (req.cronTriggers.length === 0) throw invalid("cron_triggers is empty: give at least one cron expression");
       if (req.cronTriggers.length > MAX_TRIGGERS) throw invalid(`cron_triggers has ${req.cronTriggers.length} entries; the limit is ${MAX_TRIGGERS}`);
-      const crons = req.cronTriggers.map((t, i) => parseCron(t.expression, t.timeZone, `cron_triggers[${i}]`));
-      const created = await createCronTask(sql, { ...base, crons }, new Date());
+      const now = new Date(clock.now());
+      const crons = req.cronTriggers.map((t, i) => cronOf(t.expression, t.timeZone, `cron_triggers[${i}]`, now));
+      const created = await createCronTask(sql, { ...base, crons }, now);
       if (created === null) throw taken(req.name);
       return { recurrentTask: await toProto((await getRecurrentTask(sql, created))!, clusters) };
     },
@@ -126,13 +137,13 @@ export function recurrentTaskService({ sql, clusters }: ServiceDeps): ServiceImp
 
     async pauseRecurrentTask(req) {
       const row = await find(req.idOrName);
-      await setPaused(sql, row.id, true, new Date());
+      await setPaused(sql, row.id, true, new Date(clock.now()));
       return { recurrentTask: await toProto((await getRecurrentTask(sql, row.id))!, clusters) };
     },
 
     async resumeRecurrentTask(req) {
       const row = await find(req.idOrName);
-      await setPaused(sql, row.id, false, new Date());
+      await setPaused(sql, row.id, false, new Date(clock.now()));
       return { recurrentTask: await toProto((await getRecurrentTask(sql, row.id))!, clusters) };
     },
 

@@ -20,13 +20,14 @@ import {
   type TaskResults,
 } from "../../gen/sluice/v1/runner_service_pb.js";
 import type { RunnerStream } from "../dispatch/runner-stream.js";
-import { type RecordedResults, type TaskResultIn, recordResults } from "../store/complete-tasks.js";
+import { type RecordedResults, type Refusal, type TaskResultIn, recordResults } from "../store/complete-tasks.js";
 import type { Capability } from "../store/lease-tasks.js";
 import { extendLeases } from "../store/leases.js";
 import { type TaskPlan, addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
 import type { TaskSubmission } from "../../gen/sluice/v1/task_pb.js";
 import { ID_PATTERN, codeName, invalid, parseId, parseIdentifier } from "../validation.js";
 import { toConnectError } from "../interceptors/errors.js";
+import { type Principal, principalKey } from "../auth/authenticator.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -43,12 +44,20 @@ function checkRunnerId(runnerId: string): string {
 
 const NOTHING_RECORDED: RecordedResults = { refused: [], failedJobs: [], readyClusters: [] };
 
+/** The code a runner is told for each kind of refused result. */
+const REFUSAL_CODES: Record<Refusal["kind"], Code> = {
+  missing: Code.NotFound,
+  "wrong-job": Code.InvalidArgument,
+  "not-holder": Code.PermissionDenied,
+  "not-recorded": Code.FailedPrecondition,
+};
+
 export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDeps): ServiceImpl<typeof RunnerService> {
   /**
    * Checks a runner's first message, reconciles what it holds with what the
    * database says is leased to it, and attaches its stream to the dispatcher.
    */
-  async function attach(start: SessionStart): Promise<RunnerStream> {
+  async function attach(start: SessionStart, principal: Principal | null): Promise<RunnerStream> {
     const runnerId = checkRunnerId(start.runnerId);
     if (start.tasks.length === 0) throw invalid("tasks is empty: a runner must register at least one task it can execute");
     const capabilities: Capability[] = start.tasks.map((t, i) => parseIdentifier(t.name, t.version, `tasks[${i}]`));
@@ -59,6 +68,9 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
     if (start.held.length > MAX_HELD) throw invalid(`held names ${start.held.length} tasks; a runner holds at most ${MAX_HELD}`);
     const held = start.held.map((h, i) => ({ taskId: parseId(h.taskId, `held[${i}].task_id`), lease: h.lease }));
     const slug = start.cluster === "" ? "default" : start.cluster;
+    if (principal && principal.clusters.length > 0 && !principal.clusters.includes(slug)) {
+      throw new ConnectError(`this runner token may take work from ${principal.clusters.join(", ")}, not from cluster "${slug}"`, Code.PermissionDenied);
+    }
     const clusterId = (await requireClusters(clusters, [slug])).get(slug)!;
     return dispatcher.attach({
       runnerId,
@@ -154,7 +166,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       if (reason !== undefined) {
         answer.refused.push(create(RefusedResultSchema, { taskId, code: codeName(Code.InvalidArgument), message: reason }));
       } else if (o !== undefined) {
-        answer.refused.push(create(RefusedResultSchema, { taskId, code: codeName(o.code), message: o.message }));
+        answer.refused.push(create(RefusedResultSchema, { taskId, code: codeName(REFUSAL_CODES[o.kind]), message: o.message }));
       }
     };
     for (const r of req.results) refuse(r.task!.taskId);
@@ -213,7 +225,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       if (first.done || first.value.message.case !== "start") {
         throw invalid("the first message of a session must be start: who the runner is and what it runs");
       }
-      const stream = await attach(first.value.message.value);
+      const stream = await attach(first.value.message.value, ctx.values.get(principalKey));
       let failure: unknown;
       const reading = readMessages(stream, incoming).then(
         () => stream.close(),

@@ -3,18 +3,10 @@ import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { type StorageLocation, StorageLocationSchema, StorageType } from "../../gen/sluice/v1/storage_pb.js";
 import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
-import { recordObjectEvents } from "../storage/events.js";
-import {
-  type LocationRow,
-  type StorageClients,
-  checkLocation,
-  checkReachable,
-  deleteLocation,
-  getLocation,
-  insertLocation,
-  listLocations,
-} from "../storage/locations.js";
-import { storageTypeFromProto, storageTypeToProto } from "../storage/trigger.js";
+import { recordObjectEvents } from "../sources/events.js";
+import { type StorageClients, checkLocation, checkReachable } from "../sources/locations.js";
+import { type LocationRow, deleteLocation, getLocation, insertLocation, listLocations } from "../store/storage-locations.js";
+import { storageTypeFromProto, storageTypeToProto } from "../../runner/wire/storage-event.js";
 import { failedPrecondition, invalid, notFound, parseId } from "../validation.js";
 import type { ServiceDeps } from "./deps.js";
 
@@ -89,8 +81,8 @@ export function storageService({ sql, storage }: StorageDeps): ServiceImpl<typeo
     async deleteStorageLocation(req) {
       const id = parseId(req.id, "id");
       const outcome = await deleteLocation(sql, id);
-      if (outcome === "missing") throw notFound(`storage location ${id} does not exist`);
-      if (outcome === "in-use") throw failedPrecondition(`storage location ${id} is used by a storage event task; delete that task first`);
+      if (outcome.kind === "missing") throw notFound(`storage location ${id} does not exist`);
+      if (outcome.kind === "in-use") throw failedPrecondition(`storage location ${id} is used by a storage event task; delete that task first`);
       await storage.onChange();
       return {};
     },

@@ -1,6 +1,6 @@
 import type { Sql, TransactionSql } from "postgres";
 import { retryOnDeadlock } from "./deadlock.js";
-import { CANCEL_CHANNEL } from "./insert-tasks.js";
+import { CANCEL_CHANNEL } from "./channels.js";
 import type { JobStateName } from "./read-jobs.js";
 
 export type CancelOutcome = { kind: "cancelled" } | { kind: "missing" } | { kind: "finished"; state: JobStateName };

@@ -1,10 +1,11 @@
-import { Code } from "@connectrpc/connect";
 import type { Sql, TransactionSql } from "postgres";
 import { type TaskPlan, appendPlan, emptyPlan } from "../task-plan.js";
 import { retryOnDeadlock } from "./deadlock.js";
-import { arrayLiteral, reportedRows } from "./reported-rows.js";
+import { reportedRows } from "./reported-rows.js";
+import { arrayLiteral } from "./sql-literals.js";
 import { cancelTasksOf } from "./cancel-job.js";
-import { CANCEL_CHANNEL, TASKS_CHANNEL, queueReady, taskInsertCtes } from "./insert-tasks.js";
+import { CANCEL_CHANNEL, TASKS_CHANNEL } from "./channels.js";
+import { queueReady, taskInsertCtes } from "./insert-tasks.js";
 
 /** A runner's report on one task it held. */
 export interface TaskResultIn {
@@ -19,10 +20,15 @@ export interface TaskResultIn {
   released?: boolean;
 }
 
-/** Why a result was not recorded. */
+/**
+ * Why a result was not recorded: the task does not exist ("missing"), belongs
+ * to another job ("wrong-job"), is leased to another runner ("not-holder"), or
+ * is no longer this lease's to report ("not-recorded": its job ended, the
+ * lease was lost, or it is not running).
+ */
 export interface Refusal {
   taskId: string;
-  code: Code;
+  kind: "missing" | "wrong-job" | "not-holder" | "not-recorded";
   message: string;
 }
 
@@ -324,24 +330,24 @@ async function explainRefusals(tx: Sql | TransactionSql, runnerId: string, refus
   const byId = new Map(rows.map((r) => [r.id, r]));
   return refused.map((r): Refusal => {
     const row = byId.get(r.taskId);
-    const refuse = (code: Code, message: string) => ({ taskId: r.taskId, code, message });
-    if (!row) return refuse(Code.NotFound, `task ${r.taskId} does not exist`);
-    if (row.job_id !== r.jobId) return refuse(Code.InvalidArgument, `task ${r.taskId} belongs to job ${row.job_id}, not job ${r.jobId}`);
+    const refuse = (kind: Refusal["kind"], message: string) => ({ taskId: r.taskId, kind, message });
+    if (!row) return refuse("missing", `task ${r.taskId} does not exist`);
+    if (row.job_id !== r.jobId) return refuse("wrong-job", `task ${r.taskId} belongs to job ${row.job_id}, not job ${r.jobId}`);
     if (row.job_state === "cancelled") {
-      return refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: its job ${row.job_id} was cancelled`);
+      return refuse("not-recorded", `task ${r.taskId} was not recorded: its job ${row.job_id} was cancelled`);
     }
     if (row.job_state === "failed") {
-      return refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: its job ${row.job_id} failed and its other tasks were cancelled`);
+      return refuse("not-recorded", `task ${r.taskId} was not recorded: its job ${row.job_id} failed and its other tasks were cancelled`);
     }
     if (row.lease !== r.lease) {
       return refuse(
-        Code.FailedPrecondition,
+        "not-recorded",
         `task ${r.taskId} was not recorded: lease ${r.lease} expired and the task was leased again (lease ${row.lease}); another runner owns it now`,
       );
     }
     if (row.state === "running" && row.runner_id !== runnerId) {
-      return refuse(Code.PermissionDenied, `task ${r.taskId} was not recorded: it is leased to another runner, not to runner ${runnerId}`);
+      return refuse("not-holder", `task ${r.taskId} was not recorded: it is leased to another runner, not to runner ${runnerId}`);
     }
-    return refuse(Code.FailedPrecondition, `task ${r.taskId} was not recorded: it is ${row.state}, not running`);
+    return refuse("not-recorded", `task ${r.taskId} was not recorded: it is ${row.state}, not running`);
   });
 }

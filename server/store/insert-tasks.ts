@@ -1,11 +1,6 @@
 import type { PendingQuery, Row, Sql, TransactionSql } from "postgres";
 import type { TaskPlan, TaskRow } from "../task-plan.js";
-import { arrayLiteral, quotedArrayLiteral } from "./reported-rows.js";
-
-/** The channel a server listens on for ready work; the payload is a cluster id. */
-export const TASKS_CHANNEL = "sluice_tasks";
-/** The channel for cancelled jobs; the payload is a job id. */
-export const CANCEL_CHANNEL = "sluice_cancel";
+import { arrayLiteral, quotedArrayLiteral } from "./sql-literals.js";
 
 /**
  * CTEs (`rows`, `clusters_named`, `inserted`, `ready`, `handed`, `deps`) that insert the planned

@@ -1,5 +1,5 @@
 import type { Sql } from "postgres";
-import type { TriggerJson } from "../storage/trigger.js";
+import type { TriggerJson } from "../../runner/wire/storage-event.js";
 
 /** A task identifier a runner can execute: same name and major, minor up to `minor`. */
 export interface Capability {

@@ -1,5 +1,6 @@
 import type { Sql } from "postgres";
-import { TASKS_CHANNEL, queueReady } from "./insert-tasks.js";
+import { TASKS_CHANNEL } from "./channels.js";
+import { queueReady } from "./insert-tasks.js";
 import { reportedRows } from "./reported-rows.js";
 
 export interface LeaseRef {

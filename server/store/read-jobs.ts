@@ -1,8 +1,8 @@
 import type { Sql } from "postgres";
-import type { TriggerJson } from "../storage/trigger.js";
+import type { JobStateName, TaskStateName } from "../../runner/wire/states.js";
+import type { TriggerJson } from "../../runner/wire/storage-event.js";
 
-export type JobStateName = "scheduled" | "queued" | "started" | "completed" | "failed" | "cancelled";
-export type TaskStateName = "queued" | "running" | "computed" | "failed" | "cancelled";
+export type { JobStateName, TaskStateName };
 
 export interface JobRow {
   id: string;

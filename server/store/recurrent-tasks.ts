@@ -1,7 +1,7 @@
 import type { Sql } from "postgres";
 import { type CronSchedule, cachedCron, latestTick, nextTick } from "../cron.js";
-import { TASKS_CHANNEL, queueReady } from "./insert-tasks.js";
-import { SCHEDULE_CHANNEL } from "./schedules.js";
+import { SCHEDULE_CHANNEL, TASKS_CHANNEL } from "./channels.js";
+import { queueReady } from "./insert-tasks.js";
 
 export interface RecurrentTaskRow {
   id: string;

@@ -1,6 +1,7 @@
 import type { Sql } from "postgres";
 import { retryOnDeadlock } from "./deadlock.js";
-import { TASKS_CHANNEL, queueReady } from "./insert-tasks.js";
+import { TASKS_CHANNEL } from "./channels.js";
+import { queueReady } from "./insert-tasks.js";
 import type { JobStateName } from "./read-jobs.js";
 
 export type RetryOutcome =

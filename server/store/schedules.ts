@@ -2,11 +2,9 @@ import { KEY_USED, isKeyUsed } from "./submit-job.js";
 import type { Sql } from "postgres";
 import { type TaskPlan, appendPlan, emptyPlan } from "../task-plan.js";
 import { retryOnDeadlock } from "./deadlock.js";
-import { TASKS_CHANNEL, taskInsertCtes } from "./insert-tasks.js";
+import { SCHEDULE_CHANNEL, TASKS_CHANNEL } from "./channels.js";
+import { taskInsertCtes } from "./insert-tasks.js";
 import type { JobRow } from "./read-jobs.js";
-
-/** The channel that tells servers a schedule changed; the payload is the due time in epoch milliseconds. */
-export const SCHEDULE_CHANNEL = "sluice_schedule";
 
 interface StoredPlan {
   rows: (Omit<TaskPlan["rows"][number], "input"> & { input: string })[];

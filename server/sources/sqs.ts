@@ -1,7 +1,7 @@
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { Sql } from "postgres";
 import { recordObjectEvents } from "./events.js";
-import { type LocationRow, listLocations } from "./locations.js";
+import { type LocationRow, listLocations } from "../store/storage-locations.js";
 import { s3Changes, unwrapSns } from "./push.js";
 
 /**

@@ -1,7 +1,10 @@
 import type { Sql } from "postgres";
-import { TASKS_CHANNEL, queueReady } from "../store/insert-tasks.js";
+import { TASKS_CHANNEL } from "../store/channels.js";
+import { queueReady } from "../store/insert-tasks.js";
 import { compileGlob } from "./glob.js";
-import { type LocationRow, refOf } from "./locations.js";
+import type { LocationRow } from "../store/storage-locations.js";
+import { activeTriggers } from "../store/storage-triggers.js";
+import { refOf } from "./locations.js";
 
 /** An object created or modified, as a source saw it. */
 export interface ObjectChangeIn {
@@ -12,12 +15,6 @@ export interface ObjectChangeIn {
   modifiedAt?: Date;
   /** Set when the source knows it is a change to an existing object. */
   modified?: boolean;
-}
-
-interface TriggerRow {
-  id: string;
-  glob: string;
-  created_at: Date;
 }
 
 const globs = new Map<string, (key: string) => boolean>();
@@ -43,9 +40,7 @@ function matcher(glob: string): (key: string) => boolean {
  */
 export async function recordObjectEvents(sql: Sql, location: LocationRow, changes: readonly ObjectChangeIn[]): Promise<number> {
   if (changes.length === 0) return 0;
-  const triggers = await sql<TriggerRow[]>`
-    SELECT t.id, t.glob, t.created_at FROM storage_triggers t JOIN recurrent_tasks r ON r.id = t.recurrent_task_id
-    WHERE t.location_id = ${location.id} AND NOT r.paused`;
+  const triggers = await activeTriggers(sql, location.id);
   const rows: { trigger_id: string; key: string; version: string; modified: boolean }[] = [];
   const seen = new Set<string>();
   for (const t of triggers) {

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Sql } from "postgres";
 import { type ObjectChangeIn, recordObjectEvents } from "./events.js";
-import { type LocationRow, getLocation } from "./locations.js";
+import { type LocationRow, getLocation } from "../store/storage-locations.js";
 
 type Request = IncomingMessage | Http2ServerRequest;
 type Response = ServerResponse | Http2ServerResponse;

@@ -1,40 +1,13 @@
-import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { isAbsolute } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Sql } from "postgres";
+import type { LocationRef, StorageTypeName } from "../../runner/wire/storage-event.js";
+import type { LocationRow } from "../store/storage-locations.js";
 import { invalid } from "../validation.js";
 
-/** NOTIFY channel: storage locations were registered or deleted. */
-export const LOCATIONS_CHANNEL = "sluice_locations";
-
-export type StorageTypeName = "gcs" | "s3" | "fs";
-
-export interface LocationRow {
-  id: string;
-  type: StorageTypeName;
-  location: string;
-  endpoint: string;
-  region: string;
-  sqs_queue_url: string;
-  push_token: string;
-  external_watcher: boolean;
-  reconcile_interval_s: number;
-  reconciled_until: Date;
-  created_at: Date;
-}
-
-/** What a task's trigger keeps of its location, so the runner can build a client. */
-export interface LocationRef {
-  id: string;
-  type: StorageTypeName;
-  location: string;
-  endpoint: string;
-  region: string;
-}
-
+/** What a task's trigger keeps of its location. */
 export const refOf = (l: LocationRow): LocationRef => ({ id: l.id, type: l.type, location: l.location, endpoint: l.endpoint, region: l.region });
 
 export interface StorageClients {
@@ -132,52 +105,4 @@ export async function checkReachable(l: Pick<LocationRow, "type" | "location" | 
     if (err.code === 403 || err.code === 401) throw unreachable(`access to GCS bucket ${l.location} was denied: check the server's Google credentials`);
     throw unreachable(`the server cannot reach GCS bucket ${l.location}: ${err.message}`);
   }
-}
-
-export interface NewLocation {
-  type: StorageTypeName;
-  location: string;
-  endpoint: string;
-  region: string;
-  sqsQueueUrl: string;
-  externalWatcher: boolean;
-  reconcileIntervalS: number;
-}
-
-/** Stores a location; null when the same one is registered already. */
-export async function insertLocation(sql: Sql, l: NewLocation): Promise<LocationRow | null> {
-  const [row] = await sql<LocationRow[]>`
-    INSERT INTO storage_locations (type, location, endpoint, region, sqs_queue_url, push_token, external_watcher, reconcile_interval_s, next_reconcile_at)
-    VALUES (${l.type}, ${l.location}, ${l.endpoint}, ${l.region}, ${l.sqsQueueUrl}, ${randomBytes(24).toString("base64url")},
-            ${l.externalWatcher}, ${l.reconcileIntervalS},
-            CASE WHEN ${l.reconcileIntervalS}::int > 0 THEN now() + ${l.reconcileIntervalS}::int * interval '1 second' END)
-    ON CONFLICT (type, location, endpoint) DO NOTHING
-    RETURNING *`;
-  return row ?? null;
-}
-
-export async function listLocations(sql: Sql): Promise<LocationRow[]> {
-  return sql<LocationRow[]>`SELECT * FROM storage_locations ORDER BY id`;
-}
-
-export async function getLocation(sql: Sql, id: string): Promise<LocationRow | null> {
-  const [row] = await sql<LocationRow[]>`SELECT * FROM storage_locations WHERE id = ${id}`;
-  return row ?? null;
-}
-
-export async function getLocations(sql: Sql, ids: readonly string[]): Promise<Map<string, LocationRow>> {
-  const rows = await sql<LocationRow[]>`SELECT * FROM storage_locations WHERE id = ANY(${ids}::bigint[])`;
-  return new Map(rows.map((r) => [r.id, r]));
-}
-
-/** Deletes a location; "in-use" while a storage event task triggers on it. */
-export async function deleteLocation(sql: Sql, id: string): Promise<"deleted" | "missing" | "in-use"> {
-  return sql.begin(async (tx) => {
-    const [row] = await tx`SELECT id FROM storage_locations WHERE id = ${id} FOR UPDATE`;
-    if (!row) return "missing";
-    const [used] = await tx`SELECT 1 FROM storage_triggers WHERE location_id = ${id} LIMIT 1`;
-    if (used) return "in-use";
-    await tx`DELETE FROM storage_locations WHERE id = ${id}`;
-    return "deleted";
-  });
 }

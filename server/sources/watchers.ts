@@ -2,7 +2,7 @@ import { join } from "node:path";
 import type { Sql } from "postgres";
 import { recordObjectEvents } from "./events.js";
 import { FolderWatcher } from "./folder-watcher.js";
-import { type LocationRow, listLocations } from "./locations.js";
+import { type LocationRow, listLocations } from "../store/storage-locations.js";
 
 /**
  * The server's watchers of the folders registered as FS locations it can see

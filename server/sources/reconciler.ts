@@ -3,7 +3,8 @@ import { join, relative, sep } from "node:path";
 import type { Sql } from "postgres";
 import { type ObjectChangeIn, recordObjectEvents } from "./events.js";
 import { SleepLoop } from "../maintenance/sleep-loop.js";
-import { type LocationRow, type StorageClients, gcsBucket, s3Client } from "./locations.js";
+import { type LocationRow, claimDueListing, markListed, nextListingDue } from "../store/storage-locations.js";
+import { type StorageClients, gcsBucket, s3Client } from "./locations.js";
 
 /** Objects modified this long before the last listing are looked at again (clock skew, slow writes). */
 const OVERLAP_MS = 60_000;
@@ -84,29 +85,14 @@ export class Reconciler {
   private async pass(): Promise<number> {
     for (;;) {
       if (this.loop.isStopped) return MAX_SLEEP_MS;
-      const location = await this.claim();
+      const location = await claimDueListing(this.sql);
       if (!location) break;
       const startedAt = new Date();
       const changes = await listChanged(location, new Date(location.reconciled_until.getTime() - OVERLAP_MS), this.clients);
       for (let i = 0; i < changes.length; i += 5_000) await recordObjectEvents(this.sql, location, changes.slice(i, i + 5_000));
-      await this.sql`UPDATE storage_locations SET reconciled_until = ${startedAt} WHERE id = ${location.id}`;
+      await markListed(this.sql, location.id, startedAt);
     }
-    const [next] = await this.sql<{ at: Date | null }[]>`
-      SELECT min(next_reconcile_at) AS at FROM storage_locations WHERE reconcile_interval_s > 0`;
-    return next.at ? Math.min(MAX_SLEEP_MS, Math.max(0, next.at.getTime() - Date.now() + 5)) : MAX_SLEEP_MS;
-  }
-
-  /** Takes the location whose listing is due, pushing its next listing one interval ahead. */
-  private async claim(): Promise<LocationRow | null> {
-    const [row] = await this.sql<LocationRow[]>`
-      UPDATE storage_locations l SET next_reconcile_at = now() + l.reconcile_interval_s * interval '1 second'
-      WHERE l.id = (
-        SELECT id FROM storage_locations
-        WHERE reconcile_interval_s > 0 AND next_reconcile_at <= now()
-        ORDER BY next_reconcile_at LIMIT 1
-        FOR UPDATE SKIP LOCKED
-      )
-      RETURNING l.*`;
-    return row ?? null;
+    const next = await nextListingDue(this.sql);
+    return next ? Math.min(MAX_SLEEP_MS, Math.max(0, next.getTime() - Date.now() + 5)) : MAX_SLEEP_MS;
   }
 }

@@ -1,0 +1,37 @@
+/** Objects of a folder location: keys resolved safely under the folder, and whole-file writes. */
+import { randomBytes } from "node:crypto";
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { dirname, isAbsolute, join, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** Resolves `key` under `root`, refusing keys that are absolute, empty or climb out with "..". */
+export function keyPath(root: string, key: string): string {
+  const segments = key.split("/");
+  if (key === "" || isAbsolute(key) || segments.some((s) => s === "" || s === "." || s === "..")) {
+    throw new TypeError(`key ${JSON.stringify(key)} is invalid: use a relative path such as "reports/today.txt", without empty, "." or ".." segments`);
+  }
+  const path = resolve(root, ...segments);
+  if (!path.startsWith(resolve(root) + sep)) throw new TypeError(`key ${JSON.stringify(key)} leads out of ${root}`);
+  return path;
+}
+
+/** A folder location: an absolute path or a file:// URL. */
+export function folderOf(location: string): string {
+  const folder = location.startsWith("file://") ? fileURLToPath(location) : location;
+  if (!isAbsolute(folder)) throw new TypeError(`location ${JSON.stringify(location)} must be an absolute folder path or a file:// URL`);
+  return folder;
+}
+
+/** Writes `data` to `key` under `folder`, through a temporary file renamed into place. */
+export async function writeFolderObject(folder: string, key: string, data: Uint8Array): Promise<void> {
+  const path = keyPath(folder, key);
+  await mkdir(dirname(path), { recursive: true });
+  const temporary = join(dirname(path), `.${randomBytes(6).toString("hex")}.sluice-tmp`);
+  try {
+    await writeFile(temporary, data);
+    await rename(temporary, path);
+  } catch (e) {
+    await rm(temporary, { force: true });
+    throw e;
+  }
+}

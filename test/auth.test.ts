@@ -1,0 +1,167 @@
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { ClusterService } from "../gen/sluice/v1/cluster_service_pb.js";
+import { JobService } from "../gen/sluice/v1/job_service_pb.js";
+import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
+import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
+import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
+import { TokenService } from "../gen/sluice/v1/token_service_pb.js";
+import { Client, Task, type TokenScopeName } from "../runner/index.js";
+import { eventually, useSandbox } from "./support/harness.js";
+import { openSession } from "./support/session.js";
+
+const ADMIN = "a-static-admin-secret-for-tests";
+
+class Noop extends Task {
+  static identifier = { name: "Noop", version: "v1.0" };
+  execute() {}
+}
+
+/** Calls any method with an empty request through a client holding `token`; the error code, or "ok". */
+async function call(url: string, token: string | undefined, service: DescService, method: DescMethod): Promise<string> {
+  const client = new Client({ url, token: token ?? "" });
+  // biome-ignore lint: a method of any kind, called generically
+  const api = createClient(service, client.transport) as any;
+  try {
+    const fn = api[method.localName].bind(api);
+    if (method.methodKind === "unary") await fn({});
+    else if (method.methodKind === "server_streaming") for await (const _ of fn({})) break;
+    else {
+      async function* one() {
+        yield {};
+      }
+      for await (const _ of fn(one())) break;
+    }
+    return "ok";
+  } catch (e) {
+    return Code[ConnectError.from(e).code];
+  } finally {
+    client.close();
+  }
+}
+
+const SERVICES = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService, TokenService];
+
+/** What each scope may call, by the method's name (the rule the server applies, written out). */
+function needed(service: DescService, method: DescMethod): TokenScopeName {
+  const name = `${service.typeName}/${method.name}`;
+  if (/JobService\/(Submit|Cancel|Retry)/.test(name) || name.endsWith("ReportObjectEvents")) return "submit";
+  if (name.endsWith("RunnerService/Session")) return "runner";
+  if (service !== TokenService && /^(Get|List|Count)/.test(method.name)) return "read";
+  return "admin";
+}
+
+const grants: Record<TokenScopeName, TokenScopeName[]> = {
+  read: ["read"],
+  submit: ["submit", "read"],
+  runner: ["runner"],
+  admin: ["admin", "submit", "runner", "read"],
+};
+
+describe("a server that needs tokens", () => {
+  const box = useSandbox({ auth: "required", adminToken: ADMIN });
+
+  it("answers every RPC Unauthenticated without a token, with a bad one and with a revoked one, and checks each scope", async () => {
+    const admin = new Client({ url: box.url, token: ADMIN }).tokens();
+    const scoped = {} as Record<TokenScopeName, string>;
+    for (const scope of ["read", "submit", "runner", "admin"] as const) scoped[scope] = (await admin.create(`${scope} token`, [scope])).secret;
+    const revoked = await admin.create("to revoke", ["admin"]);
+    await admin.revoke(revoked.id);
+    const forged = `${revoked.id}.${"A".repeat(43)}`;
+
+    const rows: string[] = [];
+    for (const service of SERVICES) {
+      for (const method of service.methods) {
+        const what = `${service.typeName}/${method.name}`;
+        for (const [label, token] of [["none", undefined], ["bad", "not-a-token"], ["forged", forged], ["revoked", revoked.secret]] as const) {
+          const code = await call(box.url, token, service, method);
+          if (code !== "Unauthenticated") rows.push(`${what} with ${label} token: ${code}`);
+        }
+        for (const scope of ["read", "submit", "runner", "admin"] as const) {
+          const code = await call(box.url, scoped[scope], service, method);
+          const allowed = grants[scope].includes(needed(service, method));
+          if (allowed && (code === "PermissionDenied" || code === "Unauthenticated")) rows.push(`${what} with ${scope}: ${code}, expected it allowed`);
+          if (!allowed && code !== "PermissionDenied") rows.push(`${what} with ${scope}: ${code}, expected PermissionDenied`);
+        }
+      }
+    }
+    expect(rows).toEqual([]);
+    // Health checks and reflection stay open.
+    expect(await call(box.url, undefined, Health, Health.methods.find((m) => m.name === "Check")!)).not.toBe("Unauthenticated");
+    expect(await call(box.url, undefined, ServerReflection, ServerReflection.methods[0])).not.toBe("Unauthenticated");
+  });
+
+  it("says which scope a call needs, and lists tokens without their secrets", async () => {
+    const admin = new Client({ url: box.url, token: ADMIN });
+    const reader = await admin.tokens().create("reader", ["read"]);
+    const client = new Client({ url: box.url, token: reader.secret });
+    const err = await client
+      .jobs()
+      .submit("x", new Noop())
+      .then(
+        () => undefined,
+        (e) => ConnectError.from(e),
+      );
+    expect(err?.code).toBe(Code.PermissionDenied);
+    expect(err?.rawMessage).toMatch(/SubmitStream needs a token with the submit scope; this one has read/);
+    const listed = await admin.tokens().list();
+    expect(JSON.stringify(listed)).not.toContain(reader.secret.split(".")[1]);
+    const [{ hash }] = await box.sql<{ hash: Buffer }[]>`SELECT secret_hash AS hash FROM api_tokens WHERE id = ${reader.id}`;
+    expect(hash.toString("utf8")).not.toContain(reader.secret.split(".")[1]);
+    client.close();
+    admin.close();
+  });
+
+  it("ends the open streams of a revoked token within seconds; a runner token is held to its clusters", async () => {
+    const admin = new Client({ url: box.url, token: ADMIN });
+    await admin.clusters().create("gpu");
+    const runnerToken = await admin.tokens().create("gpu runners", ["runner"], { clusters: ["gpu"] });
+    const client = new Client({ url: box.url, token: runnerToken.secret });
+    const api = createClient(RunnerService, client.transport);
+    const elsewhere = openSession(api, { cluster: "default", tasks: [{ name: "Noop", version: "v1.0" }], concurrency: 1 });
+    const refused = await elsewhere.ended;
+    expect(refused?.code).toBe(Code.PermissionDenied);
+    expect(refused?.rawMessage).toMatch(/may take work from gpu, not from cluster "default"/);
+
+    const session = openSession(api, { cluster: "gpu", tasks: [{ name: "Noop", version: "v1.0" }], concurrency: 1 });
+    await session.until("started");
+    await admin.tokens().revoke(runnerToken.id);
+    const ended = await session.ended;
+    expect(ended?.code).toBe(Code.Unauthenticated);
+    expect(ended?.rawMessage).toMatch(/was revoked/);
+    client.close();
+    admin.close();
+  });
+
+  it("refuses a result from a runner that does not hold the lease, whatever it guesses", async () => {
+    const admin = new Client({ url: box.url, token: ADMIN });
+    const job = await admin.jobs().submit("held", new Noop());
+    const api = createClient(RunnerService, admin.transport);
+    const holder = openSession(api, { tasks: [{ name: "Noop", version: "v1.0" }], concurrency: 1 });
+    const a = await holder.until("assignment");
+    // Another session, another runner id, the right task, job and lease number.
+    const thief = openSession(api, { tasks: [{ name: "Nothing", version: "v1.0" }], concurrency: 1 });
+    const answer = await thief.record({ results: [{ task: { taskId: a.ids[0], lease: a.leases[0] }, jobId: a.jobIds[0], outcome: { case: "failed", value: { message: "forged", stack: "" } } }] });
+    expect(answer.refused).toEqual([expect.objectContaining({ code: "permission_denied", message: expect.stringMatching(/leased to another runner/) })]);
+    const extended = await thief.extend([{ taskId: a.ids[0], lease: a.leases[0] }]);
+    expect(extended.lost).toHaveLength(1);
+    expect((await admin.jobs().get(job.id)).tasks[0]).toMatchObject({ state: "running", failures: 0 });
+    expect((await holder.record({ computed: { taskIds: a.ids, leases: a.leases, jobIds: a.jobIds } })).refused).toEqual([]);
+    await eventually(async () => (await admin.jobs().get(job.id)).state === "completed", 5_000, "the job to complete");
+    holder.close();
+    thief.close();
+    admin.close();
+  });
+});
+
+describe("a server's first start with tokens needed", () => {
+  const box = useSandbox({ auth: "required" });
+
+  it("makes an admin token that works, when none exists", async () => {
+    const [{ n }] = await box.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM api_tokens WHERE 'admin' = ANY(scopes) AND name = 'bootstrap admin'`;
+    expect(n).toBe(1);
+  });
+});
