@@ -131,6 +131,11 @@ export class Fleet {
     return [...this.servers, ...this.everRun].flatMap((p) => p.crashes);
   }
 
+  /** Unhandled rejections the servers logged. */
+  unhandled(): string[] {
+    return this.servers.flatMap((s) => s.unhandled);
+  }
+
   /** Tasks computed, and tasks in all. */
   async progress(): Promise<{ computed: number; total: number }> {
     const [row] = await this.sql<{ computed: number; total: number }[]>`

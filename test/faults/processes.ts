@@ -140,12 +140,20 @@ export class ServerProcess extends Managed {
     this.url = `http://127.0.0.1:${port}`;
   }
 
+  /** What the server logged as unhandled rejections (each a bug: an error nobody awaited). */
+  readonly unhandled: string[] = [];
+
   protected describe(): string {
     return `server on port ${this.port}`;
   }
 
   async start(): Promise<void> {
     const child = this.spawn([join(ROOT, "bin", "sluice.js"), "server"], { ...this.env, SLUICE_HOST: "127.0.0.1", SLUICE_PORT: String(this.port) });
+    child.process.stderr!.on("data", (d: Buffer) => {
+      const text = d.toString();
+      const at = text.indexOf("unhandled rejection");
+      if (at !== -1) this.unhandled.push(text.slice(at, at + 1_500));
+    });
     await child.waitFor(/listening on http/, START_TIMEOUT_MS);
   }
 }

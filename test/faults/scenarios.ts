@@ -34,6 +34,8 @@ export interface ScenarioReport extends Counts {
   faults: FaultRecord[];
   /** Server and runner exits the scenario did not cause, with their output. */
   crashes: string[];
+  /** Unhandled rejections the servers logged. */
+  unhandled: string[];
   /** Submits sent again after failing. */
   retriedSubmits: number;
   /** From the first runner's start until the last task was computed (or the drain stalled). */
@@ -167,6 +169,7 @@ class Run {
       ...counts,
       faults: this.faults,
       crashes: this.fleet.crashes(),
+      unhandled: this.fleet.unhandled(),
       retriedSubmits: this.submitters.reduce((n, s) => n + s.retried, 0),
       drainMs,
       drained,
@@ -421,7 +424,8 @@ export function interruptedSubmits(options: SuiteOptions, sizes: InterruptedSubm
  */
 export function problems(r: ScenarioReport, strictSubmits: boolean): string[] {
   const out: string[] = [];
-  for (const c of r.crashes) out.push(`a process exited by itself: ${c.split("\n").slice(0, 1).join("")}\n${c.slice(-1_500)}`);
+  for (const c of r.crashes) out.push(`a process exited by itself: ${c.slice(-1_500)}`);
+  for (const u of r.unhandled) out.push(`a server logged an ${u}`);
   for (const f of r.faults) {
     if (f.movedMs === null) out.push(`the queue did not move within ${f.boundMs} ms after: ${f.what}`);
     if (f.recoveredMs === null) out.push(`the tasks the dead process held were not computed within ${f.boundMs} ms after: ${f.what}`);

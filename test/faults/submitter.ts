@@ -57,7 +57,9 @@ export class Submitter {
     while (!this.stopped) {
       this.inFlight++;
       try {
-        const job = await jobs.submit(name, new FaultTask({ k: name, ms: this.taskMs }));
+        // The same key on every attempt: a submit whose answer was lost and
+        // that is sent again must not write a second job.
+        const job = await jobs.submit(name, new FaultTask({ k: name, ms: this.taskMs }), { idempotencyKey: name });
         this.acked.set(name, job.id);
         return;
       } catch {
