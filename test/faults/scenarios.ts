@@ -400,8 +400,9 @@ export function interruptedSubmits(options: SuiteOptions, sizes: InterruptedSubm
     });
     for (let i = 0; i < sizes.faults && !submitted && run.healthy; i++) {
       const target = run.target(i, sizes.faults, sizes.submits);
-      // The kill lands while a batch is on its way.
-      while (!submitted && (submitter.acked.size < target || submitter.inFlight === 0)) await sleep(1);
+      // The kill lands while a batch is on its way. Submits start at a steady
+      // rate whatever the server's state, so the faults are spread over them.
+      while (!submitted && (submitter.started < target || submitter.inFlight === 0)) await sleep(1);
       if (submitted) break;
       const inFlight = submitter.inFlight;
       const { at, downMs } = await killAndRestart(server, sizes.restartDelayMs);

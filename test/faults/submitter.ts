@@ -19,6 +19,8 @@ export class Submitter {
   readonly acked = new Map<string, string>();
   /** Submits that failed and were sent again. */
   retried = 0;
+  /** Submits started (each is sent until acknowledged). */
+  started = 0;
   /** Submits on their way now. */
   inFlight = 0;
   private readonly client: Client;
@@ -48,6 +50,7 @@ export class Submitter {
       const due = started + (i * 1000) / ratePerSecond;
       const wait = due - performance.now();
       if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+      this.started++;
       submitted.push(this.submitUntilAcknowledged(jobs, `${this.prefix}-${i}`));
     }
     await Promise.all(submitted);
