@@ -34,7 +34,11 @@ export interface RunnerOptions {
   name?: string;
   /** Where connection problems and task failures are logged (default: the console). */
   logger?: RunnerLogger;
-  /** Also run Sluice's built-in tasks, such as scheduled object writes (default true). */
+  /**
+   * Also run Sluice's built-in tasks, such as scheduled object writes (default
+   * false): they write to storage locations, so a runner runs them only when
+   * told to.
+   */
   builtins?: boolean;
   /**
    * Where `context.jobCache` keeps its values (default: an InMemoryCache of
@@ -202,7 +206,7 @@ export class TaskRunner {
     this.cluster = cluster;
     if (options.tasks.length === 0) throw new TypeError("a runner needs at least one task class in tasks");
     const names = new Set(options.tasks.map((t) => identifierOf(t).name));
-    const builtins = options.builtins === false ? [] : BUILTIN_TASKS.filter((t) => !names.has(identifierOf(t).name));
+    const builtins = options.builtins !== true ? [] : BUILTIN_TASKS.filter((t) => !names.has(identifierOf(t).name));
     for (const cls of [...options.tasks, ...builtins]) {
       const id = identifierOf(cls);
       const { major, minor } = parseVersion(id.version);

@@ -22,6 +22,7 @@ import { anyAdminToken } from "./store/tokens.js";
 import { type EmbeddedDatabase, startEmbeddedDatabase } from "./database/embedded.js";
 import { migrate } from "./database/migrate.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
+import { consoleHandler, isConsolePath } from "./http/console.js";
 import { errorsInterceptor } from "./interceptors/errors.js";
 import { type Listener, listen } from "./http/listen.js";
 import { LeaseExpiry } from "./maintenance/lease-expiry.js";
@@ -194,7 +195,9 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     interceptors: [errorsInterceptor(logger), ...(authenticator ? [authInterceptor(authenticator, config.openReflection)] : [])],
   });
   const push = pushHandler(sql, onError);
-  const handler: typeof api = (req, res) => (req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : api(req, res));
+  const ui = consoleHandler(config.consoleDir);
+  const handler: typeof api = (req, res) =>
+    req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : isConsolePath(req.url) ? ui(req, res as ServerResponse) : api(req, res);
   const listener: Listener = await listen(handler, config.host, config.port);
   const host = listener.host.includes(":") ? `[${listener.host}]` : listener.host;
   const url = `http://${host}:${listener.port}`;

@@ -34,6 +34,8 @@ export interface ServerConfig {
   openReflection: boolean;
   /** The scheduler's clock, for cron ticks and scheduled starts; tests pass one they move. */
   clock: Clock;
+  /** The built web console served at /ui/; web/dist of the repository when unset. */
+  consoleDir?: string;
 }
 
 export const ServerDefaults: ServerConfig = {

@@ -1,5 +1,7 @@
 import { openSession } from "./support/session.js";
 import { execFile } from "node:child_process";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -101,6 +103,8 @@ describe("what a task is submitted with", () => {
   const box = useSandbox();
 
   it("comes back byte for byte, whatever characters it holds", async () => {
+    const folder = await mkdtemp(join(tmpdir(), "sluice-odd-"));
+    const location = await box.client.recurrentTasks().registerStorageLocation({ type: "fs", location: folder });
     // Text that array literals and JSON would have to escape, and an input
     // whose base64 is "NULL" (the word for a missing element of an array).
     const odd = ['quote " and backslash \\ ', "{braces, commas}", "NULL", "", "  spaced  ", "ünïcødé ✓ 🚀", "line\nbreak\ttab"];
@@ -113,7 +117,7 @@ describe("what a task is submitted with", () => {
         type: StorageEventType.MODIFIED,
         key: `folder/${display}/object "${i}".txt`,
         version: odd[(i + 1) % odd.length],
-        location: { id: "1", type: StorageType.FS, location: "/data/\\share" },
+        location: { id: location.id, type: StorageType.FS, location: folder },
       },
     }));
     for (const submit of [() => box.api.jobs.submitJob({ name: "odd", tasks }), () => box.api.jobs.submitJob({ name: "odd", tasks: tasks.slice(0, 1) })]) {

@@ -1,16 +1,21 @@
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ClusterService } from "../gen/sluice/v1/cluster_service_pb.js";
+import { StorageType } from "../gen/sluice/v1/storage_pb.js";
 import { JobService } from "../gen/sluice/v1/job_service_pb.js";
 import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
 import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
 import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
 import { TokenService } from "../gen/sluice/v1/token_service_pb.js";
 import { Client, Task, type TokenScopeName } from "../runner/index.js";
-import { eventually, useSandbox } from "./support/harness.js";
+import { eventually, quiet, useSandbox } from "./support/harness.js";
 import { openSession } from "./support/session.js";
 
 const ADMIN = "a-static-admin-secret-for-tests";
@@ -163,5 +168,41 @@ describe("a server's first start with tokens needed", () => {
   it("makes an admin token that works, when none exists", async () => {
     const [{ n }] = await box.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM api_tokens WHERE 'admin' = ANY(scopes) AND name = 'bootstrap admin'`;
     expect(n).toBe(1);
+  });
+});
+
+describe("a runner", () => {
+  const box = useSandbox();
+
+  it("runs a built-in task only when it opted in: a submitted object write touches nothing on the others", async () => {
+    const folder = await mkdtemp(join(tmpdir(), "sluice-builtins-"));
+    const job = await box.client.jobs().scheduleObjectWrite({ location: folder, key: "owned.txt", content: "x", at: new Date() });
+    await box.client.runner("default", { tasks: [Noop], logger: quiet }).runAll();
+    expect(existsSync(join(folder, "owned.txt"))).toBe(false);
+    expect((await box.client.jobs().get(job.id)).state).toBe("queued");
+    await box.client.runner("default", { tasks: [Noop], logger: quiet, builtins: true }).runAll();
+    expect(await readFile(join(folder, "owned.txt"), "utf8")).toBe("x");
+  });
+});
+
+describe("a storage event task submitted by hand", () => {
+  const box = useSandbox();
+
+  it("reads through the storage location the server registered under the id it names, never one the submitter describes", async () => {
+    const folder = await mkdtemp(join(tmpdir(), "sluice-registered-"));
+    const location = await box.client.recurrentTasks().registerStorageLocation({ type: "fs", location: folder });
+    const trigger = (id: string) => ({ key: "passwd", location: { id, type: StorageType.FS, location: "/etc" } });
+    const task = { identifier: { name: "Peek", version: "v1.0" }, input: new TextEncoder().encode("{}") };
+    const api = createClient(JobService, box.client.transport);
+    const unknown = await api.submitJob({ name: "peek", tasks: [{ ...task, trigger: trigger("424242") }] }).then(
+      () => undefined,
+      (e) => ConnectError.from(e),
+    );
+    expect(unknown?.code).toBe(Code.NotFound);
+    expect(unknown?.rawMessage).toMatch(/trigger.location.id 424242 is not a registered storage location/);
+    // The registered id with another folder described: the task gets the registered folder.
+    const { job } = await api.submitJob({ name: "peek", tasks: [{ ...task, trigger: trigger(location.id) }] });
+    const stored = await api.getJob({ id: job!.id });
+    expect(stored.tasks[0].trigger?.location).toMatchObject({ id: location.id, location: folder });
   });
 });

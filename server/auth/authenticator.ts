@@ -1,6 +1,7 @@
 import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
 import type { Sql } from "postgres";
-import { type ScopeName, TOKENS_CHANNEL, type TokenRow, getToken } from "../store/tokens.js";
+import { TOKENS_CHANNEL } from "../store/channels.js";
+import { type ScopeName, type TokenRow, getToken } from "../store/tokens.js";
 import { hashSecretPart, parseSecret, sameSecret } from "./secrets.js";
 
 /** Who is calling, once authenticated. */

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Sql } from "postgres";
 import { type TaskResultIn, recordResults } from "../store/complete-tasks.js";
-import { CANCEL_CHANNEL, TASKS_CHANNEL } from "../store/channels.js";
+import { CANCEL_CHANNEL, TASKS_CHANNEL, notifyReady, parseReadyPayload } from "../store/channels.js";
 import { type Capability, type LeasedTasks, emptyLeasedTasks } from "../store/lease-tasks.js";
 import { type LeaseRef, leasesOf } from "../store/leases.js";
 import type { TaskRow } from "../task-plan.js";
@@ -47,8 +47,8 @@ export class Dispatcher {
     const tasks = await this.sql.listen(
       TASKS_CHANNEL,
       (payload) => {
-        const [cluster, from] = payload.split(" ");
-        if (from !== this.serverId) this.wakeCluster(Number(cluster));
+        const { clusterId, from } = parseReadyPayload(payload);
+        if (from !== this.serverId) this.wakeCluster(clusterId);
       },
       () => this.wakeAll(),
     );
@@ -213,9 +213,9 @@ export class Dispatcher {
     this.announcing = true;
     try {
       while (this.toAnnounce.size > 0) {
-        const payloads = [...this.toAnnounce].map((c) => `${c} ${this.serverId}`);
+        const clusters = [...this.toAnnounce];
         this.toAnnounce.clear();
-        await this.sql`SELECT pg_notify(${TASKS_CHANNEL}, p) FROM unnest(${payloads}::text[]) AS p`;
+        await notifyReady(this.sql, clusters, this.serverId);
       }
     } catch (e) {
       // Other servers' streams find the work at their next wake-up (any

@@ -11,6 +11,7 @@ import {
   SubmitJobsResponseSchema,
 } from "../../gen/sluice/v1/job_service_pb.js";
 import { cancelJob } from "../store/cancel-job.js";
+import { countJobs } from "../store/count-jobs.js";
 import { getJob, getJobTasks, jobsByIdempotencyKey, listJobs, type JobStateName } from "../store/read-jobs.js";
 import { retryJob } from "../store/retry-job.js";
 import { scheduleJob } from "../store/schedules.js";
@@ -19,10 +20,11 @@ import { KEY_USED, type NewJob, submitJobs } from "../store/submit-job.js";
 import { type TaskRow, addSubmissions, emptyPlan } from "../task-plan.js";
 import type { PlacedTask } from "../dispatch/dispatcher.js";
 import { EventQueue } from "../dispatch/event-queue.js";
-import { checkName, codeName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
+import { checkName, checkText, codeName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
 import { jobStateFromProto } from "../../runner/wire/states.js";
 import { jobToProto, taskToProto } from "./convert.js";
 import { type ServiceDeps, missingCluster, requireClusters } from "./deps.js";
+import { resolveTriggers } from "./triggers.js";
 
 const DEFAULT_PAGE_SIZE = 100;
 const MAX_PAGE_SIZE = 1000;
@@ -91,7 +93,9 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
 
   /** Validates a job as submitted; throws InvalidArgument or NotFound saying what to fix. */
   async function planJob(req: SubmitJobRequest): Promise<PlannedJob> {
-    return planJobWith(req, await clusters.ids(clusterSlugsOfJobs([req])));
+    const job = planJobWith(req, await clusters.ids(clusterSlugsOfJobs([req])));
+    await resolveTriggers(sql, job.plan.rows, "tasks");
+    return job;
   }
 
   /**
@@ -209,6 +213,8 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
       const r = reqs[index];
       try {
         const job = planJobWith(r, ids);
+        // Most jobs have no trigger: no await for them (a batch plans a thousand).
+        if (job.plan.rows.some((row) => row.trigger !== null)) await resolveTriggers(sql, job.plan.rows, "tasks");
         if (job.startAt) results[index] = create(SubmitJobResultSchema, { result: { case: "job", value: await schedule(job) } });
         else now.push({ index, job });
       } catch (e) {
@@ -343,6 +349,17 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
         throw failedPrecondition(`job ${id} was cancelled before its scheduled start and has no tasks to retry; submit it again`);
       }
       return { job: await readJob(id) };
+    },
+
+    async countJobs(req) {
+      checkText(req.name, "name");
+      const clusterId = req.cluster === "" ? null : (await requireClusters(clusters, [req.cluster])).get(req.cluster)!;
+      return countJobs(sql, {
+        clusterId,
+        name: req.name,
+        createdAfter: req.createdAfter ? timestampDate(req.createdAfter) : null,
+        createdBefore: req.createdBefore ? timestampDate(req.createdBefore) : null,
+      });
     },
   };
 }

@@ -29,6 +29,7 @@ import { ID_PATTERN, codeName, invalid, parseId, parseIdentifier } from "../vali
 import { toConnectError } from "../interceptors/errors.js";
 import { type Principal, principalKey } from "../auth/authenticator.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
+import { resolveTriggers } from "./triggers.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_RESULTS_PER_MESSAGE = 5_000;
@@ -133,7 +134,9 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
         continue;
       }
       try {
-        valid.push({ ...resultIn(r), subtasks: await planSubtasks(r, subtasks, known, (slug) => clusters.id(slug)) });
+        const plan = await planSubtasks(r, subtasks, known, (slug) => clusters.id(slug));
+        await resolveTriggers(sql, plan.rows, `subtasks of task ${r.task!.taskId}`);
+        valid.push({ ...resultIn(r), subtasks: plan });
       } catch (e) {
         rejected.set(r.task!.taskId, (e as Error).message);
       }

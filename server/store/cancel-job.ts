@@ -1,6 +1,6 @@
 import type { Sql, TransactionSql } from "postgres";
 import { retryOnDeadlock } from "./deadlock.js";
-import { CANCEL_CHANNEL } from "./channels.js";
+import { notifyCancelled } from "./channels.js";
 import type { JobStateName } from "./read-jobs.js";
 
 export type CancelOutcome = { kind: "cancelled" } | { kind: "missing" } | { kind: "finished"; state: JobStateName };
@@ -22,7 +22,7 @@ export async function cancelJob(sql: Sql, jobId: string): Promise<CancelOutcome>
       if (job.state === "scheduled") await tx`DELETE FROM scheduled_jobs WHERE job_id = ${jobId}`;
       await cancelTasksOf(tx, [jobId]);
       await tx`UPDATE jobs SET state = 'cancelled', finished_at = now() WHERE id = ${jobId}`;
-      await tx`SELECT pg_notify(${CANCEL_CHANNEL}, ${jobId})`;
+      await notifyCancelled(tx, [jobId]);
       return { kind: "cancelled" } as const;
     }),
   );

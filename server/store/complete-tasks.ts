@@ -4,7 +4,7 @@ import { retryOnDeadlock } from "./deadlock.js";
 import { reportedRows } from "./reported-rows.js";
 import { arrayLiteral } from "./sql-literals.js";
 import { cancelTasksOf } from "./cancel-job.js";
-import { CANCEL_CHANNEL, TASKS_CHANNEL } from "./channels.js";
+import { notifyCancelled, notifyReady, notifyReadyOf } from "./channels.js";
 import { queueReady, taskInsertCtes } from "./insert-tasks.js";
 
 /** A runner's report on one task it held. */
@@ -123,6 +123,7 @@ async function recordSuccesses(sql: Sql, runnerId: string, results: readonly Tas
       RETURNING t.id, t.cluster_id, t.name, t.major, t.minor, t.deps_left, t.state
     ), readied AS (
       ${queueReady(sql, "woken")} WHERE deps_left = 0 AND state = 'queued'
+      RETURNING cluster_id
     ), closed AS (
       UPDATE jobs j
       SET open_tasks = j.open_tasks - d.n,
@@ -138,8 +139,7 @@ async function recordSuccesses(sql: Sql, runnerId: string, results: readonly Tas
                 ELSE coalesce((SELECT array_agg(id::text) FROM done), '{}') END AS done,
            (SELECT array_agg(DISTINCT cluster_id) FROM woken WHERE deps_left = 0 AND state = 'queued') AS ready,
            (SELECT count(*) FROM closed) AS closed,
-           (SELECT count(pg_notify(${TASKS_CHANNEL}, x.c::text))
-            FROM (SELECT DISTINCT cluster_id AS c FROM woken WHERE deps_left = 0 AND state = 'queued') AS x) AS notified`;
+           ${notifyReadyOf(sql, "readied")} AS notified`;
   let refused: Refusal[] = [];
   if (row.done !== null) {
     const accepted = new Set(row.done);
@@ -297,10 +297,7 @@ async function recordInTransaction(tx: TransactionSql, runnerId: string, results
     await cancelTasksOf(tx, [...failedJobs]);
   }
   if (readyClusters.size > 0 || failedJobs.size > 0) {
-    await tx`
-      SELECT pg_notify(${TASKS_CHANNEL}, c) FROM unnest(${[...readyClusters]}::text[]) AS c
-      UNION ALL
-      SELECT pg_notify(${CANCEL_CHANNEL}, j) FROM unnest(${[...failedJobs]}::text[]) AS j`;
+    await tx`${notifyReady(tx, [...readyClusters])} UNION ALL ${notifyCancelled(tx, [...failedJobs])}`;
   }
 
   const acceptedIds = new Set([...parentCluster.keys(), ...failed.map((f) => f.id), ...requeued.map((r) => r.id)]);

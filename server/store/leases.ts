@@ -1,5 +1,5 @@
 import type { Sql } from "postgres";
-import { TASKS_CHANNEL } from "./channels.js";
+import { notifyReadyOf } from "./channels.js";
 import { queueReady } from "./insert-tasks.js";
 import { reportedRows } from "./reported-rows.js";
 
@@ -102,7 +102,7 @@ export async function expireLeases(sql: Sql, limit: number): Promise<number> {
       DELETE FROM task_leases l WHERE l.id IN (SELECT id FROM due) AND l.id NOT IN (SELECT lease_row FROM remaining)
     )
     SELECT (SELECT count(*) FROM due)::int AS due,
-           (SELECT count(pg_notify(${TASKS_CHANNEL}, c::text)) FROM (SELECT DISTINCT cluster_id AS c FROM requeued) x) AS notified`;
+           ${notifyReadyOf(sql, "requeued")} AS notified`;
   return row.due;
 }
 

@@ -1,7 +1,7 @@
 import type { Sql } from "postgres";
 import { type CronSchedule, cachedCron, latestTick, nextTick } from "../cron.js";
-import { SCHEDULE_CHANNEL, TASKS_CHANNEL } from "./channels.js";
-import { queueReady } from "./insert-tasks.js";
+import { SCHEDULE_CHANNEL } from "./channels.js";
+import { type StartedJobRow, insertStartedTasks } from "./recurrent-jobs.js";
 
 export interface RecurrentTaskRow {
   id: string;
@@ -178,7 +178,9 @@ export async function fireDueTriggers(sql: Sql, now: Date, limit: number): Promi
         next_tick_at: tickOrNever(nextTick(schedule, now)),
       };
     });
-    await tx`
+    // One job per trigger and tick (the unique index makes a second one for a
+    // tick nothing, from any server); their tasks go through the one insert.
+    const started = await tx<StartedJobRow[]>`
       WITH f AS (
         SELECT * FROM json_to_recordset(${JSON.stringify(fired)}::text::json)
           AS f(trigger_id bigint, recurrent_task_id bigint, job_name text, tick_at timestamptz, next_tick_at timestamptz)
@@ -190,16 +192,11 @@ export async function fireDueTriggers(sql: Sql, now: Date, limit: number): Promi
         FROM f JOIN recurrent_tasks r ON r.id = f.recurrent_task_id
         ON CONFLICT (recurrent_task_id, tick_at) WHERE tick_at IS NOT NULL DO NOTHING
         RETURNING id, cluster_id, recurrent_task_id
-      ), new_tasks AS (
-        INSERT INTO tasks (job_id, cluster_id, name, major, minor, display, input, max_retries)
-        SELECT j.id, j.cluster_id, r.task_name, r.major, r.minor, r.display, r.input, r.max_retries
-        FROM new_jobs j JOIN recurrent_tasks r ON r.id = j.recurrent_task_id
-        RETURNING id, cluster_id, name, major, minor
-      ), ready AS (
-        ${queueReady(tx, "new_tasks")}
       )
-      SELECT (SELECT count(*) FROM moved) AS moved,
-             (SELECT count(pg_notify(${TASKS_CHANNEL}, c::text)) FROM (SELECT DISTINCT cluster_id AS c FROM new_tasks) x) AS notified`;
+      SELECT j.id::text AS job_id, j.cluster_id, r.task_name, r.major, r.minor, r.display, r.input, r.max_retries,
+             (SELECT count(*) FROM moved) AS moved
+      FROM new_jobs j JOIN recurrent_tasks r ON r.id = j.recurrent_task_id`;
+    await insertStartedTasks(tx, started);
     return due.length;
   });
 }

@@ -1,6 +1,6 @@
 import type { Sql } from "postgres";
 import { retryOnDeadlock } from "./deadlock.js";
-import { TASKS_CHANNEL } from "./channels.js";
+import { notifyReady } from "./channels.js";
 import { queueReady } from "./insert-tasks.js";
 import type { JobStateName } from "./read-jobs.js";
 
@@ -40,7 +40,7 @@ export async function retryJob(sql: Sql, jobId: string): Promise<RetryOutcome> {
             open_tasks = (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.state <> 'computed')
         WHERE j.id = ${jobId}`;
       const clusters = [...new Set(requeued.filter((r) => r.deps_left === 0).map((r) => String(r.cluster_id)))];
-      await tx`SELECT pg_notify(${TASKS_CHANNEL}, c) FROM unnest(${clusters}::text[]) AS c`;
+      await notifyReady(tx, clusters);
       return { kind: "retried", requeued: requeued.length } as const;
     }),
   );

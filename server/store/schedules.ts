@@ -2,7 +2,7 @@ import { KEY_USED, isKeyUsed } from "./submit-job.js";
 import type { Sql } from "postgres";
 import { type TaskPlan, appendPlan, emptyPlan } from "../task-plan.js";
 import { retryOnDeadlock } from "./deadlock.js";
-import { SCHEDULE_CHANNEL, TASKS_CHANNEL } from "./channels.js";
+import { SCHEDULE_CHANNEL, notifyReady } from "./channels.js";
 import { taskInsertCtes } from "./insert-tasks.js";
 import type { JobRow } from "./read-jobs.js";
 
@@ -93,7 +93,7 @@ export async function startDueJobs(sql: Sql, now: Date, limit: number): Promise<
           UPDATE jobs SET state = 'queued' WHERE id = ANY(${due.map((d) => d.job_id)}::bigint[]) RETURNING 1
         )
         SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM deps), (SELECT count(*) FROM queued),
-               (SELECT count(pg_notify(${TASKS_CHANNEL}, c)) FROM unnest(${clusters}::text[]) AS c)`;
+               (SELECT count(*) FROM (${notifyReady(tx, clusters)}) AS n)`;
       return due.length;
     }),
   );

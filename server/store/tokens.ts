@@ -1,7 +1,6 @@
 import type { Sql } from "postgres";
+import { TOKENS_CHANNEL } from "./channels.js";
 
-/** The channel that tells every server a token was revoked; the payload is its id. */
-export const TOKENS_CHANNEL = "sluice_tokens";
 
 export type ScopeName = "read" | "submit" | "runner" | "admin";
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/cluster_service.proto.
  */
 export const file_sluice_v1_cluster_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9zbHVpY2UvdjEvY2x1c3Rlcl9zZXJ2aWNlLnByb3RvEglzbHVpY2UudjEiXQoHQ2x1c3RlchIMCgRzbHVnGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6ChRDcmVhdGVDbHVzdGVyUmVxdWVzdBIMCgRzbHVnGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSI8ChVDcmVhdGVDbHVzdGVyUmVzcG9uc2USIwoHY2x1c3RlchgBIAEoCzISLnNsdWljZS52MS5DbHVzdGVyIiEKEUdldENsdXN0ZXJSZXF1ZXN0EgwKBHNsdWcYASABKAkiOQoSR2V0Q2x1c3RlclJlc3BvbnNlEiMKB2NsdXN0ZXIYASABKAsyEi5zbHVpY2UudjEuQ2x1c3RlciIVChNMaXN0Q2x1c3RlcnNSZXF1ZXN0IjwKFExpc3RDbHVzdGVyc1Jlc3BvbnNlEiQKCGNsdXN0ZXJzGAEgAygLMhIuc2x1aWNlLnYxLkNsdXN0ZXIiJAoURGVsZXRlQ2x1c3RlclJlcXVlc3QSDAoEc2x1ZxgBIAEoCSIXChVEZWxldGVDbHVzdGVyUmVzcG9uc2Uy1AIKDkNsdXN0ZXJTZXJ2aWNlElIKDUNyZWF0ZUNsdXN0ZXISHy5zbHVpY2UudjEuQ3JlYXRlQ2x1c3RlclJlcXVlc3QaIC5zbHVpY2UudjEuQ3JlYXRlQ2x1c3RlclJlc3BvbnNlEkkKCkdldENsdXN0ZXISHC5zbHVpY2UudjEuR2V0Q2x1c3RlclJlcXVlc3QaHS5zbHVpY2UudjEuR2V0Q2x1c3RlclJlc3BvbnNlEk8KDExpc3RDbHVzdGVycxIeLnNsdWljZS52MS5MaXN0Q2x1c3RlcnNSZXF1ZXN0Gh8uc2x1aWNlLnYxLkxpc3RDbHVzdGVyc1Jlc3BvbnNlElIKDURlbGV0ZUNsdXN0ZXISHy5zbHVpY2UudjEuRGVsZXRlQ2x1c3RlclJlcXVlc3QaIC5zbHVpY2UudjEuRGVsZXRlQ2x1c3RlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Ch9zbHVpY2UvdjEvY2x1c3Rlcl9zZXJ2aWNlLnByb3RvEglzbHVpY2UudjEiXQoHQ2x1c3RlchIMCgRzbHVnGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6ChRDcmVhdGVDbHVzdGVyUmVxdWVzdBIMCgRzbHVnGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSI8ChVDcmVhdGVDbHVzdGVyUmVzcG9uc2USIwoHY2x1c3RlchgBIAEoCzISLnNsdWljZS52MS5DbHVzdGVyIiEKEUdldENsdXN0ZXJSZXF1ZXN0EgwKBHNsdWcYASABKAkiOQoSR2V0Q2x1c3RlclJlc3BvbnNlEiMKB2NsdXN0ZXIYASABKAsyEi5zbHVpY2UudjEuQ2x1c3RlciIVChNMaXN0Q2x1c3RlcnNSZXF1ZXN0IjwKFExpc3RDbHVzdGVyc1Jlc3BvbnNlEiQKCGNsdXN0ZXJzGAEgAygLMhIuc2x1aWNlLnYxLkNsdXN0ZXIiJAoURGVsZXRlQ2x1c3RlclJlcXVlc3QSDAoEc2x1ZxgBIAEoCSIXChVEZWxldGVDbHVzdGVyUmVzcG9uc2UiJwoUR2V0UXVldWVTdGF0c1JlcXVlc3QSDwoHbWludXRlcxgBIAEoDSI+ChVHZXRRdWV1ZVN0YXRzUmVzcG9uc2USJQoGcXVldWVzGAEgAygLMhUuc2x1aWNlLnYxLlF1ZXVlU3RhdHMipQEKClF1ZXVlU3RhdHMSDwoHY2x1c3RlchgBIAEoCRINCgVyZWFkeRgCIAEoDRIPCgdydW5uaW5nGAMgASgNEhsKE2NvbXBsZXRlZF9sYXN0X2hvdXIYBCABKA0SGAoQZmFpbGVkX2xhc3RfaG91chgFIAEoDRIvCgp0aHJvdWdocHV0GAYgAygLMhsuc2x1aWNlLnYxLlRocm91Z2hwdXRCdWNrZXQiYAoQVGhyb3VnaHB1dEJ1Y2tldBIpCgVzdGFydBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJY29tcGxldGVkGAIgASgNEg4KBmZhaWxlZBgDIAEoDTKoAwoOQ2x1c3RlclNlcnZpY2USUgoNQ3JlYXRlQ2x1c3RlchIfLnNsdWljZS52MS5DcmVhdGVDbHVzdGVyUmVxdWVzdBogLnNsdWljZS52MS5DcmVhdGVDbHVzdGVyUmVzcG9uc2USSQoKR2V0Q2x1c3RlchIcLnNsdWljZS52MS5HZXRDbHVzdGVyUmVxdWVzdBodLnNsdWljZS52MS5HZXRDbHVzdGVyUmVzcG9uc2USTwoMTGlzdENsdXN0ZXJzEh4uc2x1aWNlLnYxLkxpc3RDbHVzdGVyc1JlcXVlc3QaHy5zbHVpY2UudjEuTGlzdENsdXN0ZXJzUmVzcG9uc2USUgoNRGVsZXRlQ2x1c3RlchIfLnNsdWljZS52MS5EZWxldGVDbHVzdGVyUmVxdWVzdBogLnNsdWljZS52MS5EZWxldGVDbHVzdGVyUmVzcG9uc2USUgoNR2V0UXVldWVTdGF0cxIfLnNsdWljZS52MS5HZXRRdWV1ZVN0YXRzUmVxdWVzdBogLnNsdWljZS52MS5HZXRRdWV1ZVN0YXRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * A named queue that jobs are submitted to and runners attach to.
@@ -197,6 +197,136 @@ export const DeleteClusterResponseSchema: GenMessage<DeleteClusterResponse> = /*
   messageDesc(file_sluice_v1_cluster_service, 8);
 
 /**
+ * @generated from message sluice.v1.GetQueueStatsRequest
+ */
+export type GetQueueStatsRequest = Message<"sluice.v1.GetQueueStatsRequest"> & {
+  /**
+   * Minutes of throughput to return, 1 to 60; 0 for the default (15).
+   *
+   * @generated from field: uint32 minutes = 1;
+   */
+  minutes: number;
+};
+
+/**
+ * Describes the message sluice.v1.GetQueueStatsRequest.
+ * Use `create(GetQueueStatsRequestSchema)` to create a new message.
+ */
+export const GetQueueStatsRequestSchema: GenMessage<GetQueueStatsRequest> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_cluster_service, 9);
+
+/**
+ * @generated from message sluice.v1.GetQueueStatsResponse
+ */
+export type GetQueueStatsResponse = Message<"sluice.v1.GetQueueStatsResponse"> & {
+  /**
+   * One entry per cluster, by slug.
+   *
+   * @generated from field: repeated sluice.v1.QueueStats queues = 1;
+   */
+  queues: QueueStats[];
+};
+
+/**
+ * Describes the message sluice.v1.GetQueueStatsResponse.
+ * Use `create(GetQueueStatsResponseSchema)` to create a new message.
+ */
+export const GetQueueStatsResponseSchema: GenMessage<GetQueueStatsResponse> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_cluster_service, 10);
+
+/**
+ * One cluster's queue at a glance.
+ *
+ * @generated from message sluice.v1.QueueStats
+ */
+export type QueueStats = Message<"sluice.v1.QueueStats"> & {
+  /**
+   * The cluster's slug.
+   *
+   * @generated from field: string cluster = 1;
+   */
+  cluster: string;
+
+  /**
+   * Tasks queued with nothing left to wait for: what a runner could take now.
+   *
+   * @generated from field: uint32 ready = 2;
+   */
+  ready: number;
+
+  /**
+   * Tasks leased to a runner and not finished.
+   *
+   * @generated from field: uint32 running = 3;
+   */
+  running: number;
+
+  /**
+   * Jobs that completed in the last hour.
+   *
+   * @generated from field: uint32 completed_last_hour = 4;
+   */
+  completedLastHour: number;
+
+  /**
+   * Jobs that failed in the last hour.
+   *
+   * @generated from field: uint32 failed_last_hour = 5;
+   */
+  failedLastHour: number;
+
+  /**
+   * Jobs finished per minute, oldest first, the last one being the current
+   * (unfinished) minute; as many as the request's minutes.
+   *
+   * @generated from field: repeated sluice.v1.ThroughputBucket throughput = 6;
+   */
+  throughput: ThroughputBucket[];
+};
+
+/**
+ * Describes the message sluice.v1.QueueStats.
+ * Use `create(QueueStatsSchema)` to create a new message.
+ */
+export const QueueStatsSchema: GenMessage<QueueStats> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_cluster_service, 11);
+
+/**
+ * Jobs finished in one minute.
+ *
+ * @generated from message sluice.v1.ThroughputBucket
+ */
+export type ThroughputBucket = Message<"sluice.v1.ThroughputBucket"> & {
+  /**
+   * The start of the minute.
+   *
+   * @generated from field: google.protobuf.Timestamp start = 1;
+   */
+  start?: Timestamp | undefined;
+
+  /**
+   * Jobs that completed in it.
+   *
+   * @generated from field: uint32 completed = 2;
+   */
+  completed: number;
+
+  /**
+   * Jobs that failed in it.
+   *
+   * @generated from field: uint32 failed = 3;
+   */
+  failed: number;
+};
+
+/**
+ * Describes the message sluice.v1.ThroughputBucket.
+ * Use `create(ThroughputBucketSchema)` to create a new message.
+ */
+export const ThroughputBucketSchema: GenMessage<ThroughputBucket> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_cluster_service, 12);
+
+/**
  * Creates, lists and deletes clusters. A cluster named "default" always exists.
  *
  * @generated from service sluice.v1.ClusterService
@@ -241,6 +371,17 @@ export const ClusterService: GenService<{
     methodKind: "unary";
     input: typeof DeleteClusterRequestSchema;
     output: typeof DeleteClusterResponseSchema;
+  },
+  /**
+   * What each cluster's queue holds now and how many jobs it finished in
+   * each of the last minutes: the numbers of a dashboard.
+   *
+   * @generated from rpc sluice.v1.ClusterService.GetQueueStats
+   */
+  getQueueStats: {
+    methodKind: "unary";
+    input: typeof GetQueueStatsRequestSchema;
+    output: typeof GetQueueStatsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sluice_v1_cluster_service, 0);

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/job_service.proto.
  */
 export const file_sluice_v1_job_service: GenFile = /*@__PURE__*/
-  fileDesc("ChtzbHVpY2UvdjEvam9iX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSKiAQoQU3VibWl0Sm9iUmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB2NsdXN0ZXIYAiABKAkSKAoFdGFza3MYAyADKAsyGS5zbHVpY2UudjEuVGFza1N1Ym1pc3Npb24SLAoIc3RhcnRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2lkZW1wb3RlbmN5X2tleRgFIAEoCSIwChFTdWJtaXRKb2JSZXNwb25zZRIbCgNqb2IYASABKAsyDi5zbHVpY2UudjEuSm9iIj4KEVN1Ym1pdEpvYnNSZXF1ZXN0EikKBGpvYnMYASADKAsyGy5zbHVpY2UudjEuU3VibWl0Sm9iUmVxdWVzdCJBChJTdWJtaXRKb2JzUmVzcG9uc2USKwoHcmVzdWx0cxgBIAMoCzIaLnNsdWljZS52MS5TdWJtaXRKb2JSZXN1bHQiagoPU3VibWl0Sm9iUmVzdWx0Eh0KA2pvYhgBIAEoCzIOLnNsdWljZS52MS5Kb2JIABIuCgdyZWZ1c2VkGAIgASgLMhsuc2x1aWNlLnYxLlN1Ym1pdEpvYlJlZnVzYWxIAEIICgZyZXN1bHQiMQoQU3VibWl0Sm9iUmVmdXNhbBIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiGwoNR2V0Sm9iUmVxdWVzdBIKCgJpZBgBIAEoCSJNCg5HZXRKb2JSZXNwb25zZRIbCgNqb2IYASABKAsyDi5zbHVpY2UudjEuSm9iEh4KBXRhc2tzGAIgAygLMg8uc2x1aWNlLnYxLlRhc2si4wEKD0xpc3RKb2JzUmVxdWVzdBIjCgZzdGF0ZXMYASADKA4yEy5zbHVpY2UudjEuSm9iU3RhdGUSDwoHY2x1c3RlchgCIAEoCRIMCgRuYW1lGAMgASgJEjEKDWNyZWF0ZWRfYWZ0ZXIYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBiABKA0SEgoKcGFnZV90b2tlbhgHIAEoCSJJChBMaXN0Sm9ic1Jlc3BvbnNlEhwKBGpvYnMYASADKAsyDi5zbHVpY2UudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIeChBDYW5jZWxKb2JSZXF1ZXN0EgoKAmlkGAEgASgJIjAKEUNhbmNlbEpvYlJlc3BvbnNlEhsKA2pvYhgBIAEoCzIOLnNsdWljZS52MS5Kb2IiHQoPUmV0cnlKb2JSZXF1ZXN0EgoKAmlkGAEgASgJIi8KEFJldHJ5Sm9iUmVzcG9uc2USGwoDam9iGAEgASgLMg4uc2x1aWNlLnYxLkpvYjKBBAoKSm9iU2VydmljZRJGCglTdWJtaXRKb2ISGy5zbHVpY2UudjEuU3VibWl0Sm9iUmVxdWVzdBocLnNsdWljZS52MS5TdWJtaXRKb2JSZXNwb25zZRJJCgpTdWJtaXRKb2JzEhwuc2x1aWNlLnYxLlN1Ym1pdEpvYnNSZXF1ZXN0Gh0uc2x1aWNlLnYxLlN1Ym1pdEpvYnNSZXNwb25zZRJPCgxTdWJtaXRTdHJlYW0SHC5zbHVpY2UudjEuU3VibWl0Sm9ic1JlcXVlc3QaHS5zbHVpY2UudjEuU3VibWl0Sm9ic1Jlc3BvbnNlKAEwARI9CgZHZXRKb2ISGC5zbHVpY2UudjEuR2V0Sm9iUmVxdWVzdBoZLnNsdWljZS52MS5HZXRKb2JSZXNwb25zZRJDCghMaXN0Sm9icxIaLnNsdWljZS52MS5MaXN0Sm9ic1JlcXVlc3QaGy5zbHVpY2UudjEuTGlzdEpvYnNSZXNwb25zZRJGCglDYW5jZWxKb2ISGy5zbHVpY2UudjEuQ2FuY2VsSm9iUmVxdWVzdBocLnNsdWljZS52MS5DYW5jZWxKb2JSZXNwb25zZRJDCghSZXRyeUpvYhIaLnNsdWljZS52MS5SZXRyeUpvYlJlcXVlc3QaGy5zbHVpY2UudjEuUmV0cnlKb2JSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sluice_v1_job, file_sluice_v1_task]);
+  fileDesc("ChtzbHVpY2UvdjEvam9iX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSKiAQoQU3VibWl0Sm9iUmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB2NsdXN0ZXIYAiABKAkSKAoFdGFza3MYAyADKAsyGS5zbHVpY2UudjEuVGFza1N1Ym1pc3Npb24SLAoIc3RhcnRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2lkZW1wb3RlbmN5X2tleRgFIAEoCSIwChFTdWJtaXRKb2JSZXNwb25zZRIbCgNqb2IYASABKAsyDi5zbHVpY2UudjEuSm9iIj4KEVN1Ym1pdEpvYnNSZXF1ZXN0EikKBGpvYnMYASADKAsyGy5zbHVpY2UudjEuU3VibWl0Sm9iUmVxdWVzdCJBChJTdWJtaXRKb2JzUmVzcG9uc2USKwoHcmVzdWx0cxgBIAMoCzIaLnNsdWljZS52MS5TdWJtaXRKb2JSZXN1bHQiagoPU3VibWl0Sm9iUmVzdWx0Eh0KA2pvYhgBIAEoCzIOLnNsdWljZS52MS5Kb2JIABIuCgdyZWZ1c2VkGAIgASgLMhsuc2x1aWNlLnYxLlN1Ym1pdEpvYlJlZnVzYWxIAEIICgZyZXN1bHQiMQoQU3VibWl0Sm9iUmVmdXNhbBIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiGwoNR2V0Sm9iUmVxdWVzdBIKCgJpZBgBIAEoCSJNCg5HZXRKb2JSZXNwb25zZRIbCgNqb2IYASABKAsyDi5zbHVpY2UudjEuSm9iEh4KBXRhc2tzGAIgAygLMg8uc2x1aWNlLnYxLlRhc2si4wEKD0xpc3RKb2JzUmVxdWVzdBIjCgZzdGF0ZXMYASADKA4yEy5zbHVpY2UudjEuSm9iU3RhdGUSDwoHY2x1c3RlchgCIAEoCRIMCgRuYW1lGAMgASgJEjEKDWNyZWF0ZWRfYWZ0ZXIYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBiABKA0SEgoKcGFnZV90b2tlbhgHIAEoCSJJChBMaXN0Sm9ic1Jlc3BvbnNlEhwKBGpvYnMYASADKAsyDi5zbHVpY2UudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIeChBDYW5jZWxKb2JSZXF1ZXN0EgoKAmlkGAEgASgJIjAKEUNhbmNlbEpvYlJlc3BvbnNlEhsKA2pvYhgBIAEoCzIOLnNsdWljZS52MS5Kb2IiHQoPUmV0cnlKb2JSZXF1ZXN0EgoKAmlkGAEgASgJIi8KEFJldHJ5Sm9iUmVzcG9uc2USGwoDam9iGAEgASgLMg4uc2x1aWNlLnYxLkpvYiKYAQoQQ291bnRKb2JzUmVxdWVzdBIPCgdjbHVzdGVyGAEgASgJEgwKBG5hbWUYAiABKAkSMQoNY3JlYXRlZF9hZnRlchgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOY3JlYXRlZF9iZWZvcmUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIn0KEUNvdW50Sm9ic1Jlc3BvbnNlEhEKCXNjaGVkdWxlZBgBIAEoDRIOCgZxdWV1ZWQYAiABKA0SDwoHc3RhcnRlZBgDIAEoDRIRCgljb21wbGV0ZWQYBCABKA0SDgoGZmFpbGVkGAUgASgNEhEKCWNhbmNlbGxlZBgGIAEoDTLJBAoKSm9iU2VydmljZRJGCglTdWJtaXRKb2ISGy5zbHVpY2UudjEuU3VibWl0Sm9iUmVxdWVzdBocLnNsdWljZS52MS5TdWJtaXRKb2JSZXNwb25zZRJJCgpTdWJtaXRKb2JzEhwuc2x1aWNlLnYxLlN1Ym1pdEpvYnNSZXF1ZXN0Gh0uc2x1aWNlLnYxLlN1Ym1pdEpvYnNSZXNwb25zZRJPCgxTdWJtaXRTdHJlYW0SHC5zbHVpY2UudjEuU3VibWl0Sm9ic1JlcXVlc3QaHS5zbHVpY2UudjEuU3VibWl0Sm9ic1Jlc3BvbnNlKAEwARI9CgZHZXRKb2ISGC5zbHVpY2UudjEuR2V0Sm9iUmVxdWVzdBoZLnNsdWljZS52MS5HZXRKb2JSZXNwb25zZRJDCghMaXN0Sm9icxIaLnNsdWljZS52MS5MaXN0Sm9ic1JlcXVlc3QaGy5zbHVpY2UudjEuTGlzdEpvYnNSZXNwb25zZRJGCglDYW5jZWxKb2ISGy5zbHVpY2UudjEuQ2FuY2VsSm9iUmVxdWVzdBocLnNsdWljZS52MS5DYW5jZWxKb2JSZXNwb25zZRJDCghSZXRyeUpvYhIaLnNsdWljZS52MS5SZXRyeUpvYlJlcXVlc3QaGy5zbHVpY2UudjEuUmV0cnlKb2JSZXNwb25zZRJGCglDb3VudEpvYnMSGy5zbHVpY2UudjEuQ291bnRKb2JzUmVxdWVzdBocLnNsdWljZS52MS5Db3VudEpvYnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sluice_v1_job, file_sluice_v1_task]);
 
 /**
  * @generated from message sluice.v1.SubmitJobRequest
@@ -395,6 +395,100 @@ export const RetryJobResponseSchema: GenMessage<RetryJobResponse> = /*@__PURE__*
   messageDesc(file_sluice_v1_job_service, 13);
 
 /**
+ * @generated from message sluice.v1.CountJobsRequest
+ */
+export type CountJobsRequest = Message<"sluice.v1.CountJobsRequest"> & {
+  /**
+   * Only jobs on this cluster slug.
+   *
+   * @generated from field: string cluster = 1;
+   */
+  cluster: string;
+
+  /**
+   * Only jobs whose name contains this text (case-insensitive).
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * Only jobs created at or after this time.
+   *
+   * @generated from field: google.protobuf.Timestamp created_after = 3;
+   */
+  createdAfter?: Timestamp | undefined;
+
+  /**
+   * Only jobs created before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp created_before = 4;
+   */
+  createdBefore?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message sluice.v1.CountJobsRequest.
+ * Use `create(CountJobsRequestSchema)` to create a new message.
+ */
+export const CountJobsRequestSchema: GenMessage<CountJobsRequest> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_job_service, 14);
+
+/**
+ * @generated from message sluice.v1.CountJobsResponse
+ */
+export type CountJobsResponse = Message<"sluice.v1.CountJobsResponse"> & {
+  /**
+   * Jobs waiting for their start time.
+   *
+   * @generated from field: uint32 scheduled = 1;
+   */
+  scheduled: number;
+
+  /**
+   * Jobs none of whose tasks has started.
+   *
+   * @generated from field: uint32 queued = 2;
+   */
+  queued: number;
+
+  /**
+   * Jobs with a task started and not finished.
+   *
+   * @generated from field: uint32 started = 3;
+   */
+  started: number;
+
+  /**
+   * Jobs whose every task was computed.
+   *
+   * @generated from field: uint32 completed = 4;
+   */
+  completed: number;
+
+  /**
+   * Jobs that failed.
+   *
+   * @generated from field: uint32 failed = 5;
+   */
+  failed: number;
+
+  /**
+   * Jobs that were cancelled.
+   *
+   * @generated from field: uint32 cancelled = 6;
+   */
+  cancelled: number;
+};
+
+/**
+ * Describes the message sluice.v1.CountJobsResponse.
+ * Use `create(CountJobsResponseSchema)` to create a new message.
+ */
+export const CountJobsResponseSchema: GenMessage<CountJobsResponse> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_job_service, 15);
+
+/**
  * Submits, queries, cancels and retries jobs.
  *
  * @generated from service sluice.v1.JobService
@@ -485,6 +579,18 @@ export const JobService: GenService<{
     methodKind: "unary";
     input: typeof RetryJobRequestSchema;
     output: typeof RetryJobResponseSchema;
+  },
+  /**
+   * Counts jobs per state, filtered by cluster, name and time range as
+   * ListJobs filters them. It reads every matching job: narrow it with a
+   * time range on a server that keeps many.
+   *
+   * @generated from rpc sluice.v1.JobService.CountJobs
+   */
+  countJobs: {
+    methodKind: "unary";
+    input: typeof CountJobsRequestSchema;
+    output: typeof CountJobsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sluice_v1_job_service, 0);

@@ -1,0 +1,48 @@
+import type { Sql } from "postgres";
+
+export interface QueueCountsRow {
+  cluster_id: number;
+  ready: number;
+  running: number;
+}
+
+/**
+ * Ready and running tasks per cluster. Both come from the small tables that
+ * hold exactly those tasks (ready_tasks; task_leases, whose rows name the
+ * tasks of leases that may still run), never from a scan of `tasks`, which
+ * has no index on state.
+ */
+export async function queueCounts(sql: Sql): Promise<QueueCountsRow[]> {
+  return sql<QueueCountsRow[]>`
+    WITH ready AS (
+      SELECT cluster_id, count(*)::int AS n FROM ready_tasks GROUP BY cluster_id
+    ), running AS (
+      SELECT t.cluster_id, count(DISTINCT t.id)::int AS n
+      FROM task_leases l CROSS JOIN LATERAL unnest(l.task_ids) AS u(id)
+      JOIN tasks t ON t.id = u.id
+      WHERE t.state = 'running'
+      GROUP BY t.cluster_id
+    )
+    SELECT c.id AS cluster_id, coalesce(r.n, 0) AS ready, coalesce(x.n, 0) AS running
+    FROM clusters c
+    LEFT JOIN ready r ON r.cluster_id = c.id
+    LEFT JOIN running x ON x.cluster_id = c.id`;
+}
+
+export interface FinishedJobsRow {
+  cluster_id: number;
+  minute: Date;
+  completed: number;
+  failed: number;
+}
+
+/** Jobs completed and failed per cluster and minute since `since` (through jobs_finished). */
+export async function finishedJobsPerMinute(sql: Sql, since: Date): Promise<FinishedJobsRow[]> {
+  return sql<FinishedJobsRow[]>`
+    SELECT cluster_id, date_trunc('minute', finished_at) AS minute,
+           count(*) FILTER (WHERE state = 'completed')::int AS completed,
+           count(*) FILTER (WHERE state = 'failed')::int AS failed
+    FROM jobs
+    WHERE finished_at IS NOT NULL AND finished_at >= ${since}
+    GROUP BY 1, 2`;
+}
