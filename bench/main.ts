@@ -1,8 +1,9 @@
 /**
- * `npm run bench`: Sluice against graphile-worker on the same PostgreSQL,
- * every run in a fresh database of its own, with real processes: Sluice
- * servers (`node bin/sluice.js server`), Sluice runners, graphile-worker
- * workers and a job submitter, each a child process. See bench/README.md.
+ * `npm run bench`: Sluice against graphile-worker and pg-boss on the same
+ * PostgreSQL, every run in a fresh database of its own, and against BullMQ on
+ * Redis, with real processes: Sluice servers (`node bin/sluice.js server`),
+ * Sluice runners, the peers' workers and a job submitter, each a child
+ * process. See bench/README.md.
  *
  *   npm run bench                          # every scenario, 3 repetitions, medians
  *   npm run bench -- --quick               # short version (under two minutes)
@@ -13,12 +14,15 @@
  */
 import { execFileSync } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { startEmbeddedDatabase } from "../server/database/embedded.js";
 import { Child, ProgressTotal, ROOT, allChildren, track } from "./lib/child.js";
 import { Databases, waitUntil } from "./lib/db.js";
 import { GraphileSystem, type RunnerSpec, type Settings, SluiceSystem, type System } from "./lib/systems.js";
+import { BULLMQ_PREFIX, BullMQSystem, PgBossSystem, closeQueues } from "./lib/peers.js";
+import { describePeerSettings } from "./lib/peer-settings.js";
+import { adminRedis, canMakeDurable, deleteKeys, describeRedis, pendingRestores, pingRedis, redisUrl } from "./lib/redis.js";
 import { type Noise, NoiseProbe } from "./lib/noise.js";
 import { CpuMeter, type LatencySummary, fmt, median, now, peakRss, sleep, summarize } from "./lib/util.js";
 
@@ -54,8 +58,16 @@ interface Config {
   analyze: boolean;
   profileDir?: string;
   /** The systems to run; without graphile-worker there are no ratios (for profiling Sluice alone). */
-  systems: ("sluice" | "graphile")[];
+  systems: SystemKey[];
 }
+
+/** The peers run beside Sluice and graphile-worker in the drain, sustained, fan-out and memory scenarios. */
+const PEERS = ["bullmq", "bullmq-fsync", "pgboss"] as const;
+type Peer = (typeof PEERS)[number];
+type SystemKey = "sluice" | "graphile" | Peer;
+const SYSTEM_KEYS: readonly SystemKey[] = ["sluice", "graphile", ...PEERS];
+/** How each peer is named in the output. */
+const PEER_LABEL: Record<Peer, string> = { bullmq: "bullmq", "bullmq-fsync": "bullmq-fsync", pgboss: "pg-boss" };
 
 const SCENARIOS = ["drain", "sustained", "fanout", "scale", "memory"] as const;
 
@@ -75,7 +87,8 @@ const HELP = `usage: npm run bench -- [options]
   --fanout N          subtasks of the fan-out root (default 10000, 5000 with --quick)
   --memory-tasks N    tasks queued for the memory scenario's large run (default 1000000; skipped with --quick)
   --aged-tasks N      tasks of each drain after the large run, and of the new database's drain paired with it (default 200000)
-  --concurrency N     tasks run at once per runner process (default 24)
+  --concurrency N     tasks run at once per runner process (default 24; BullMQ and pg-boss use the
+                      settings their docs advise, see bench/README.md and BENCH_BULLMQ_*/BENCH_PGBOSS_*)
   --prefetch N        Sluice runner prefetch (default: 500 minus the concurrency, so that a runner holds
                       at most 500 tasks, as graphile-worker's batched local queue does)
   --profile D         run Sluice servers and all runner/worker processes with node --cpu-prof,
@@ -83,13 +96,15 @@ const HELP = `usage: npm run bench -- [options]
   --no-analyze        do not ANALYZE the database between queuing and draining (by default it does,
                       for both systems, so that runs do not depend on when autovacuum gets to it)
   --verbose           show the output of the child processes
-  --systems LIST      run only these systems: sluice, graphile (default both); with one, the
-                      table shows n/a for the other and no ratios (to profile or compare builds
-                      of one system quickly)
+  --systems LIST      run only these systems: sluice, graphile, bullmq, bullmq-fsync, pgboss (default all;
+                      bullmq needs a Redis at REDIS_URL or 127.0.0.1:6379, bullmq-fsync one that allows
+                      CONFIG SET); without graphile the table shows n/a for it and no graphile ratios
+                      (to profile or compare builds of Sluice quickly)
 
 DATABASE_URL names the PostgreSQL server to use (any database on it: the benchmark
 creates its own, named sluice_bench_*, and drops them at the end); without it an
-embedded PostgreSQL is started in a temporary directory.`;
+embedded PostgreSQL is started in a temporary directory. REDIS_URL names BullMQ's
+Redis (keys under sluice-bench-<pid>-*, deleted after each run).`;
 
 function parseArgs(argv: string[]): Config {
   const quick = argv.includes("--quick");
@@ -111,7 +126,7 @@ function parseArgs(argv: string[]): Config {
     concurrency: 24,
     prefetch: 24,
     analyze: true,
-    systems: ["sluice", "graphile"],
+    systems: [...SYSTEM_KEYS],
   };
   let prefetchSet = false;
   const int = (flag: string, raw: string | undefined, min = 1) => {
@@ -176,9 +191,9 @@ function parseArgs(argv: string[]): Config {
       case "--systems": {
         const list = (value() ?? "").split(",").filter(Boolean);
         for (const x of list) {
-          if (x !== "sluice" && x !== "graphile") throw new Error(`--systems: unknown system ${x}; use sluice, graphile or both`);
+          if (!(SYSTEM_KEYS as readonly string[]).includes(x)) throw new Error(`--systems: unknown system ${x}; use ${SYSTEM_KEYS.join(", ")}`);
         }
-        if (list.length === 0) throw new Error("--systems needs sluice, graphile or both, comma-separated");
+        if (list.length === 0) throw new Error(`--systems needs some of ${SYSTEM_KEYS.join(", ")}, comma-separated`);
         c.systems = list as Config["systems"];
         break;
       }
@@ -212,14 +227,19 @@ interface Row {
   metric: string;
   sluice: string;
   graphile: string;
+  /** Sluice against graphile-worker. */
   ratio?: number;
+  /** The peers' figures (their ratios are in the summary lines). */
+  peers?: Partial<Record<Peer, string>>;
 }
 
+/** One `name: ratio R (sluice X, other Y)` line. */
 interface Summary {
   name: string;
   ratio: number;
   sluice: string;
-  graphile: string;
+  other: string;
+  otherValue: string;
 }
 
 const rows: Row[] = [];
@@ -244,6 +264,13 @@ const sluice =
   () =>
     SluiceSystem.start(dbs, settings, servers);
 const graphile: Factory = () => GraphileSystem.start(dbs, settings);
+const peerFactory: Record<Peer, Factory> = {
+  bullmq: () => BullMQSystem.start(settings, false),
+  "bullmq-fsync": () => BullMQSystem.start(settings, true),
+  pgboss: () => PgBossSystem.start(dbs, settings),
+};
+/** The peers that run (asked for, and their store answers); set in main(). */
+let peers: Peer[] = [];
 
 /**
  * The same starting point for both systems after queuing: planner statistics
@@ -252,6 +279,7 @@ const graphile: Factory = () => GraphileSystem.start(dbs, settings);
  * written out.
  */
 async function settle(sys: System): Promise<void> {
+  if (!sys.sql) return;
   if (config.analyze) await sys.sql`ANALYZE`;
   await sys.sql`CHECKPOINT`.catch(() => {});
 }
@@ -346,13 +374,15 @@ async function drainOnce(sys: System, runners: Child[], spec: RunnerSpec, n: num
   const progress = new ProgressTotal(runners);
   const timeoutMs = 60_000 + n * 5;
   const cpuUsed = await meterCpu(sys, runners);
-  const [{ lsn }] = await sys.sql<{ lsn: string }[]>`SELECT pg_current_wal_lsn()::text AS lsn`;
+  const lsn = sys.sql ? (await sys.sql<{ lsn: string }[]>`SELECT pg_current_wal_lsn()::text AS lsn`)[0].lsn : undefined;
   const t0 = await startRunners(runners);
   await progress.reach(n, timeoutMs);
   await waitUntil(async () => !(await sys.busy()), "the queue to drain", timeoutMs, 5);
   const ms = now() - t0;
   const cpu = await cpuUsed();
-  const [{ wal }] = await sys.sql<{ wal: string }[]>`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), ${lsn}::pg_lsn)::text AS wal`;
+  const wal = sys.sql
+    ? (await sys.sql<{ wal: string }[]>`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), ${lsn!}::pg_lsn)::text AS wal`)[0].wal
+    : "NaN";
   const serverRss = maxOf(sys.servers().map((s) => peakRss(s.pid)));
   const runnerRss = maxOf(runners.map((r) => peakRss(r.pid)));
   const stats = await stopRunners(runners);
@@ -507,7 +537,7 @@ function largeQueue(factory: Factory, spec: RunnerSpec, n: number, windowMs: num
     // Again after a VACUUM of the database (autovacuum's naptime is a minute:
     // it may or may not have run by the time of the first).
     const vacuumStart = now();
-    await sys.sql.unsafe("VACUUM");
+    await sys.sql?.unsafe("VACUUM");
     const vacuumMs = now() - vacuumStart;
     const vacuumed = await agedDrains();
     return { fillMs, rate: executed / (elapsedMs / 1000), serverRss, runnerRss, allMs, aged, vacuumed, fresh, vacuumMs };
@@ -522,11 +552,11 @@ async function repeat<T>(label: string, fn: () => Promise<T>, show: (r: T) => st
 }
 
 /**
- * Runs Sluice's and graphile-worker's repetitions of a scenario alternately
- * (Sluice, graphile-worker, Sluice, ...), so that both meet the machine in the
- * same state: the speed of the machines we measure on drifts by up to a third
- * within minutes, and runs of one system after the other put that drift into
- * the ratio.
+ * Runs Sluice's, graphile-worker's and (given `peerFn`) the peers'
+ * repetitions of a scenario alternately (Sluice, graphile-worker, BullMQ, ...,
+ * Sluice, ...), so that all meet the machine in the same state: the speed of
+ * the machines we measure on drifts by up to a third within minutes, and runs
+ * of one system after the other put that drift into the ratio.
  */
 async function repeatBoth<T>(
   sluiceLabel: string,
@@ -535,17 +565,36 @@ async function repeatBoth<T>(
   graphileFn: () => Promise<T>,
   show: (r: T) => string,
   reps = config.reps,
-): Promise<[T[], T[]]> {
+  peerFn?: (peer: Peer) => () => Promise<T>,
+): Promise<[T[], T[], Record<Peer, T[]>]> {
   const s: T[] = [];
   const g: T[] = [];
+  const p = { bullmq: [], "bullmq-fsync": [], pgboss: [] } as Record<Peer, T[]>;
   for (let i = 1; i <= reps; i++) {
     if (runs("sluice")) await once(sluiceLabel, i, reps, sluiceFn, show, s);
     if (runs("graphile")) await once(graphileLabel, i, reps, graphileFn, show, g);
+    if (peerFn) for (const peer of peers) await once(PEER_LABEL[peer], i, reps, peerFn(peer), show, p[peer]);
   }
-  return [s, g];
+  return [s, g, p];
 }
 
 const runs = (system: "sluice" | "graphile") => config.systems.includes(system);
+
+/**
+ * Puts the peers' figures in the last row pushed, and a ratio line per peer
+ * (`ratio(sluice, peer)`, > 1 when Sluice is better) when `unit` is given.
+ */
+function addPeers<T>(name: string, results: Record<Peer, T[]>, value: (r: T) => number, format: (x: number) => string, sluiceValue?: number, unit?: string, ratio?: (s: number, p: number) => number): void {
+  const row = rows[rows.length - 1];
+  row.peers ??= {};
+  for (const peer of peers) {
+    const v = median(results[peer].map(value));
+    row.peers[peer] = format(v);
+    if (unit && ratio && sluiceValue !== undefined && runs("sluice")) {
+      summaries.push({ name, ratio: ratio(sluiceValue, v), sluice: `${fmtUnit(sluiceValue, unit)} ${unit}`, other: PEER_LABEL[peer], otherValue: `${fmtUnit(v, unit)} ${unit}` });
+    }
+  }
+}
 
 async function once<T>(label: string, i: number, reps: number, fn: () => Promise<T>, show: (r: T) => string, out: T[]): Promise<void> {
   const started = Date.now();
@@ -570,7 +619,7 @@ const runnerSpec = (processes = 1, extra: Partial<RunnerSpec> = {}): RunnerSpec 
 
 function addRatio(name: string, metric: string, unit: string, s: number, g: number, ratio: number, summary = true): void {
   rows.push({ scenario: name, metric, sluice: `${fmtUnit(s, unit)}`, graphile: `${fmtUnit(g, unit)}`, ratio });
-  if (summary) summaries.push({ name, ratio, sluice: `${fmtUnit(s, unit)} ${unit}`, graphile: `${fmtUnit(g, unit)} ${unit}` });
+  if (summary && runs("graphile")) summaries.push({ name, ratio, sluice: `${fmtUnit(s, unit)} ${unit}`, other: "graphile-worker", otherValue: `${fmtUnit(g, unit)} ${unit}` });
 }
 
 function fmtUnit(x: number, unit: string): string {
@@ -581,37 +630,44 @@ function fmtUnit(x: number, unit: string): string {
 
 // ---------------------------------------------------------------- scenarios
 
-let drainCache: { sluice: DrainResult[]; graphile: DrainResult[] } | undefined;
+let drainCache: { sluice: DrainResult[]; graphile: DrainResult[]; peers?: Record<Peer, DrainResult[]> } | undefined;
 
 async function scenarioDrain(): Promise<void> {
   const n = config.drainTasks;
   log(`\n== drain: ${n} queued no-op tasks, 1 runner process, concurrency ${config.concurrency}`);
-  const [s, g] = await repeatBoth(
+  const [s, g, p] = await repeatBoth(
     "sluice",
     () => drain(sluice(), runnerSpec(), n),
     "graphile-worker (batched)",
     () => drain(graphile, runnerSpec(), n),
     (r) => `${fmt.rate(r.rate)} tasks/s`,
+    config.reps,
+    (peer) => () => drain(peerFactory[peer], runnerSpec(), n),
   );
   const d = runs("graphile")
     ? await repeat("graphile-worker (defaults)", () => drain(graphile, runnerSpec(1, { batched: false }), n), (r) => `${fmt.rate(r.rate)} tasks/s`)
     : [];
-  drainCache = { sluice: s, graphile: g };
+  drainCache = { sluice: s, graphile: g, peers: p };
   const sr = median(s.map((r) => r.rate));
   const gr = median(g.map((r) => r.rate));
   const dr = median(d.map((r) => r.rate));
   addRatio("drain", "tasks/s (graphile-worker batched)", "tasks/s", sr, gr, sr / gr);
+  addPeers("drain", p, (r) => r.rate, fmt.rate, sr, "tasks/s", (a, b) => a / b);
   addRatio("drain-defaults", "tasks/s (graphile-worker defaults)", "tasks/s", sr, dr, sr / dr, false);
   const cpu = (xs: DrainResult[], f: (c: CpuUse) => number) => fmt.ms(median(xs.map((r) => (f(r.cpu) * 1000) / n)));
-  rows.push({ scenario: "drain", metric: "CPU ms per 1,000 tasks: Sluice server", sluice: cpu(s, (c) => c.server), graphile: "-" });
+  const perTask = (f: (c: CpuUse) => number) => (r: DrainResult) => (f(r.cpu) * 1000) / n;
+  rows.push({ scenario: "drain", metric: "CPU ms per 1,000 tasks: Sluice server", sluice: cpu(s, (c) => c.server), graphile: "-", peers: { bullmq: "-", "bullmq-fsync": "-", pgboss: "-" } });
   rows.push({ scenario: "drain", metric: "CPU ms per 1,000 tasks: runner / worker", sluice: cpu(s, (c) => c.runners), graphile: `${cpu(g, (c) => c.runners)} / defaults ${cpu(d, (c) => c.runners)}` });
-  rows.push({ scenario: "drain", metric: "CPU ms per 1,000 tasks: PostgreSQL backends", sluice: cpu(s, (c) => c.postgres), graphile: `${cpu(g, (c) => c.postgres)} / defaults ${cpu(d, (c) => c.postgres)}` });
+  addPeers("drain", p, perTask((c) => c.runners), fmt.ms);
+  rows.push({ scenario: "drain", metric: "CPU ms per 1,000 tasks: PostgreSQL backends (BullMQ: redis-server)", sluice: cpu(s, (c) => c.postgres), graphile: `${cpu(g, (c) => c.postgres)} / defaults ${cpu(d, (c) => c.postgres)}` });
+  addPeers("drain", p, perTask((c) => c.postgres), fmt.ms);
   rows.push({
     scenario: "drain",
     metric: "time to drain, ms",
     sluice: fmt.ms(median(s.map((r) => r.ms))),
     graphile: `${fmt.ms(median(g.map((r) => r.ms)))} / defaults ${fmt.ms(median(d.map((r) => r.ms)))}`,
   });
+  addPeers("drain", p, (r) => r.ms, fmt.ms);
 }
 
 async function scenarioSustained(rate: number): Promise<void> {
@@ -619,17 +675,23 @@ async function scenarioSustained(rate: number): Promise<void> {
   log(`\n== ${name}: a submitter process submits ${rate} one-task jobs/s for ${config.warmupMs / 1000} s of warm-up + ${config.sustainedMs / 1000} s; 1 runner process`);
   const show = (r: SustainedResult) =>
     `${fmt.rate(r.rate)} tasks/s${r.behind > 0 ? ` [fell behind: ${r.behind} tasks not started ${config.backlogWaitMs / 1000} s after the last submit]` : ""} (submitted ${r.submitted} at ${fmt.rate(r.submitRate)}/s, submit call p50 ${fmt.ms(r.callP50Ms)} ms, p99 ${fmt.ms(r.callP99Ms)} ms), submit-to-start p50 ${fmt.ms(r.latency.p50)} ms, p99 ${fmt.ms(r.latency.p99)} ms, max ${fmt.ms(r.latency.max)} ms${r.leaseDelay ? ` (submit to insert p50 ${fmt.ms(r.leaseDelay.toInsertP50)} ms, p99 ${fmt.ms(r.leaseDelay.toInsertP99)} ms; in the database: insert to lease p50 ${fmt.ms(r.leaseDelay.p50)} ms, p99 ${fmt.ms(r.leaseDelay.p99)} ms; ${Math.round(r.leaseDelay.handedOver * 100)} % handed over as inserted)` : ""}; machine: ${r.noise.stalls} stalls > 5 ms (longest ${fmt.ms(r.noise.longestMs)} ms), ${r.noise.stealPct.toFixed(1)} % steal`;
-  const [s, g] = await repeatBoth(
+  const [s, g, p] = await repeatBoth(
     "sluice",
     () => sustained(sluice(), runnerSpec(), rate, config.sustainedMs),
     "graphile-worker (batched)",
     () => sustained(graphile, runnerSpec(), rate, config.sustainedMs),
     show,
+    config.reps,
+    (peer) => () => sustained(peerFactory[peer], runnerSpec(), rate, config.sustainedMs),
   );
   const m = (xs: SustainedResult[], f: (r: SustainedResult) => number) => median(xs.map(f));
+  const dash = { bullmq: "-", "bullmq-fsync": "-", pgboss: "-" };
   addRatio(name, "tasks/s kept up with", "tasks/s", m(s, (r) => r.rate), m(g, (r) => r.rate), m(s, (r) => r.rate) / m(g, (r) => r.rate));
+  addPeers(name, p, (r) => r.rate, fmt.rate, m(s, (r) => r.rate), "tasks/s", (a, b) => a / b);
   rows.push({ scenario: name, metric: `tasks not started ${config.backlogWaitMs / 1000} s after the last submit`, sluice: fmt.rate(m(s, (r) => r.behind)), graphile: fmt.rate(m(g, (r) => r.behind)) });
+  addPeers(name, p, (r) => r.behind, fmt.rate);
   rows.push({ scenario: name, metric: "jobs/s submitted", sluice: fmt.rate(m(s, (r) => r.submitRate)), graphile: fmt.rate(m(g, (r) => r.submitRate)) });
+  addPeers(name, p, (r) => r.submitRate, fmt.rate);
   for (const [metric, f] of [
     ["submit-to-start p50, ms", (r: SustainedResult) => r.latency.p50],
     ["submit-to-start p99, ms", (r: SustainedResult) => r.latency.p99],
@@ -639,37 +701,60 @@ async function scenarioSustained(rate: number): Promise<void> {
     const gv = m(g, f);
     // Latency ratio as graphile / sluice, so that > 1 means Sluice is faster here too.
     rows.push({ scenario: name, metric, sluice: fmt.ms(sv), graphile: fmt.ms(gv), ratio: gv / sv });
+    if (metric.includes("p99")) {
+      if (runs("sluice") && runs("graphile")) summaries.push({ name: `${name}-p99`, ratio: gv / sv, sluice: `${fmt.ms(sv)} ms`, other: "graphile-worker", otherValue: `${fmt.ms(gv)} ms` });
+      addPeers(`${name}-p99`, p, f, fmt.ms, sv, "ms", (a, b) => b / a);
+    } else {
+      addPeers(name, p, f, fmt.ms);
+    }
   }
   // The tail moves with the hypervisor: each repetition's p99 beside the steal
   // measured while it ran.
   const each = (xs: SustainedResult[]) => xs.map((r) => `${fmt.ms(r.latency.p99)} (${r.noise.stealPct.toFixed(1)})`).join(" / ");
-  rows.push({ scenario: name, metric: "submit-to-start p99 of each repetition, ms (steal %)", sluice: each(s), graphile: each(g) });
-  rows.push({ scenario: name, metric: "Sluice submit-to-insert p50 / p99 (the submit statement's start), ms", sluice: `${fmt.ms(m(s, (r) => r.leaseDelay?.toInsertP50 ?? NaN))} / ${fmt.ms(m(s, (r) => r.leaseDelay?.toInsertP99 ?? NaN))}`, graphile: "-" });
-  rows.push({ scenario: name, metric: "Sluice insert-to-lease p50 / p99 (database clock), ms", sluice: `${fmt.ms(m(s, (r) => r.leaseDelay?.p50 ?? NaN))} / ${fmt.ms(m(s, (r) => r.leaseDelay?.p99 ?? NaN))}`, graphile: "-" });
-  rows.push({ scenario: name, metric: "Sluice tasks handed over to a waiting runner as inserted, %", sluice: `${Math.round(m(s, (r) => r.leaseDelay?.handedOver ?? NaN) * 100)}`, graphile: "-" });
+  rows.push({ scenario: name, metric: "submit-to-start p99 of each repetition, ms (steal %)", sluice: each(s), graphile: each(g), peers: Object.fromEntries(peers.map((x) => [x, each(p[x])])) });
+  rows.push({ scenario: name, metric: "Sluice submit-to-insert p50 / p99 (the submit statement's start), ms", sluice: `${fmt.ms(m(s, (r) => r.leaseDelay?.toInsertP50 ?? NaN))} / ${fmt.ms(m(s, (r) => r.leaseDelay?.toInsertP99 ?? NaN))}`, graphile: "-", peers: dash });
+  rows.push({ scenario: name, metric: "Sluice insert-to-lease p50 / p99 (database clock), ms", sluice: `${fmt.ms(m(s, (r) => r.leaseDelay?.p50 ?? NaN))} / ${fmt.ms(m(s, (r) => r.leaseDelay?.p99 ?? NaN))}`, graphile: "-", peers: dash });
+  rows.push({ scenario: name, metric: "Sluice tasks handed over to a waiting runner as inserted, %", sluice: `${Math.round(m(s, (r) => r.leaseDelay?.handedOver ?? NaN) * 100)}`, graphile: "-", peers: dash });
   rows.push({ scenario: name, metric: "submit call p50, ms", sluice: fmt.ms(m(s, (r) => r.callP50Ms)), graphile: fmt.ms(m(g, (r) => r.callP50Ms)) });
+  addPeers(name, p, (r) => r.callP50Ms, fmt.ms);
   rows.push({ scenario: name, metric: "submit call p99, ms", sluice: fmt.ms(m(s, (r) => r.callP99Ms)), graphile: fmt.ms(m(g, (r) => r.callP99Ms)) });
+  addPeers(name, p, (r) => r.callP99Ms, fmt.ms);
   for (const [metric, f] of [
     ["CPU ms per 1,000 tasks: Sluice server", (c: CpuUse) => c.server],
     ["CPU ms per 1,000 tasks: runner / worker", (c: CpuUse) => c.runners],
-    ["CPU ms per 1,000 tasks: PostgreSQL backends", (c: CpuUse) => c.postgres],
+    ["CPU ms per 1,000 tasks: PostgreSQL backends (BullMQ: redis-server)", (c: CpuUse) => c.postgres],
     ["CPU ms per 1,000 tasks: submitter", (c: CpuUse) => c.submitter],
   ] as const) {
-    rows.push({ scenario: name, metric, sluice: fmt.ms(m(s, (r) => f(r.cpuPer1000))), graphile: metric.includes("Sluice") ? "-" : fmt.ms(m(g, (r) => f(r.cpuPer1000))) });
+    const server = metric.includes("Sluice");
+    rows.push({ scenario: name, metric, sluice: fmt.ms(m(s, (r) => f(r.cpuPer1000))), graphile: server ? "-" : fmt.ms(m(g, (r) => f(r.cpuPer1000))) });
+    if (server) rows[rows.length - 1].peers = dash;
+    else addPeers(name, p, (r) => f(r.cpuPer1000), fmt.ms);
   }
   rows.push({ scenario: name, metric: "submitter's worst lag behind schedule, ms", sluice: fmt.ms(m(s, (r) => r.maxLagMs)), graphile: fmt.ms(m(g, (r) => r.maxLagMs)) });
+  addPeers(name, p, (r) => r.maxLagMs, fmt.ms);
   rows.push({ scenario: name, metric: "machine: idle thread woken > 5 ms late, times", sluice: fmt.rate(m(s, (r) => r.noise.stalls)), graphile: fmt.rate(m(g, (r) => r.noise.stalls)) });
+  addPeers(name, p, (r) => r.noise.stalls, fmt.rate);
   rows.push({ scenario: name, metric: "machine: CPU time taken by the hypervisor (steal), %", sluice: m(s, (r) => r.noise.stealPct).toFixed(1), graphile: m(g, (r) => r.noise.stealPct).toFixed(1) });
+  addPeers(name, p, (r) => r.noise.stealPct, (x) => x.toFixed(1));
 }
 
 async function scenarioFanout(): Promise<void> {
   const n = config.fanoutTasks;
   log(`\n== fanout: one job whose root submits ${n} subtasks and a final task depending on all of them; 1 runner process`);
   const show = (ms: number) => `${fmt.ms(ms)} ms`;
-  const [s, g] = await repeatBoth("sluice", () => fanout(sluice(), runnerSpec(), n), "graphile-worker (batched)", () => fanout(graphile, runnerSpec(), n), show);
+  const [s, g, p] = await repeatBoth(
+    "sluice",
+    () => fanout(sluice(), runnerSpec(), n),
+    "graphile-worker (batched)",
+    () => fanout(graphile, runnerSpec(), n),
+    show,
+    config.reps,
+    (peer) => () => fanout(peerFactory[peer], runnerSpec(), n),
+  );
   const sm = median(s);
   const gm = median(g);
-  addRatio("fanout", "job duration, ms (ratio = graphile-worker / sluice)", "ms", sm, gm, gm / sm);
+  addRatio("fanout", "job duration, ms (ratio = peer / sluice; graphile-worker and pg-boss emulate it with a counter row)", "ms", sm, gm, gm / sm);
+  addPeers("fanout", p, (ms) => ms, fmt.ms, sm, "ms", (a, b) => b / a);
 }
 
 async function scenarioScale(): Promise<void> {
@@ -716,12 +801,21 @@ async function scenarioMemory(): Promise<void> {
     const g = runs("graphile") ? await repeat("graphile-worker drain", () => drain(graphile, runnerSpec(), n), (r) => `${fmt.rate(r.rate)} tasks/s; worker ${fmt.mb(r.runnerRss)} MB`, 1) : [];
     drainCache = { sluice: s, graphile: g };
   }
+  if (!drainCache.peers && peers.length > 0) {
+    const p = { bullmq: [], "bullmq-fsync": [], pgboss: [] } as Record<Peer, DrainResult[]>;
+    for (const peer of peers) {
+      p[peer] = await repeat(`${PEER_LABEL[peer]} drain`, () => drain(peerFactory[peer], runnerSpec(), config.drainTasks), (r) => `${fmt.rate(r.rate)} tasks/s; worker ${fmt.mb(r.runnerRss)} MB`, 1);
+    }
+    drainCache.peers = p;
+  }
   const server = median(drainCache.sluice.map((r) => r.serverRss));
   const runner = median(drainCache.sluice.map((r) => r.runnerRss));
   const worker = median(drainCache.graphile.map((r) => r.runnerRss));
-  rows.push({ scenario: "memory", metric: "peak RSS in drain, MB: Sluice server", sluice: fmt.mb(server), graphile: "-" });
+  rows.push({ scenario: "memory", metric: "peak RSS in drain, MB: Sluice server", sluice: fmt.mb(server), graphile: "-", peers: { bullmq: "-", "bullmq-fsync": "-", pgboss: "-" } });
   rows.push({ scenario: "memory", metric: "peak RSS in drain, MB: runner / worker process", sluice: fmt.mb(runner), graphile: fmt.mb(worker) });
-  addRatio("memory", "peak RSS in drain, MB: server + runner vs worker (ratio = graphile-worker / sluice)", "MB", server + runner, worker, worker / (server + runner));
+  if (drainCache.peers) addPeers("memory", drainCache.peers, (r) => r.runnerRss, fmt.mb);
+  addRatio("memory", "peak RSS in drain, MB: server + runner vs worker (ratio = peer / sluice; PostgreSQL and Redis not counted)", "MB", server + runner, worker, worker / (server + runner));
+  if (drainCache.peers) addPeers("memory", drainCache.peers, (r) => r.runnerRss, fmt.mb, server + runner, "MB", (a, b) => b / a);
 
   if (config.quick) {
     log("  (the large-queue run is skipped with --quick)");
@@ -794,33 +888,62 @@ async function header(): Promise<void> {
     commit = git("rev-parse", "--short", "HEAD");
     if (git("status", "--porcelain", "--", "server", "runner", "bin", "gen") !== "") commit += " with uncommitted changes";
   } catch {}
-  log("Sluice vs graphile-worker benchmark");
-  log(`machine:     ${cpu[0]?.model ?? "?"}, ${cpu.length} cores, ${(totalmem() / 1024 ** 3).toFixed(1)} GiB RAM, ${process.platform} ${process.arch}`);
+  const version = async (pkg: string) => JSON.parse(await readFile(join(ROOT, "node_modules", pkg, "package.json"), "utf8")).version as string;
+  log(`Sluice vs graphile-worker${peers.length > 0 ? `, ${[...new Set(peers.map((p) => PEER_LABEL[p].replace("-fsync", "")))].join(", ")}` : ""} benchmark`);
+  log(`machine:     ${cpu[0]?.model ?? "?"}, ${cpu.length} cores, ${(totalmem() / 1024 ** 3).toFixed(1)} GiB RAM, ${process.platform} ${process.arch}; load average ${loadavg().map((x) => x.toFixed(2)).join(" ")} at start`);
   log(`PostgreSQL:  ${pg}${process.env.DATABASE_URL ? "" : " (embedded)"}; ${settingsLine}`);
-  log(`software:    node ${process.version}, sluice ${commit}, graphile-worker ${gwVersion}`);
+  if (redisDescription) log(`Redis:       ${redisDescription}`);
+  log(`software:    node ${process.version}, sluice ${commit}, graphile-worker ${gwVersion}, bullmq ${await version("bullmq")}, pg-boss ${await version("pg-boss")}`);
   log(
     `settings:    ${config.quick ? "--quick, " : ""}${config.reps} repetition(s) (median), ${config.drainTasks} drain tasks, ` +
       `sustained ${config.rates.join(" and ")} jobs/s for ${config.sustainedMs / 1000} s, fan-out ${config.fanoutTasks}, ` +
       `${config.quick ? "" : `${config.memoryTasks} queued then drains of ${config.agedTasks}, `}` +
       `concurrency ${config.concurrency}, Sluice prefetch ${config.prefetch}, ${config.analyze ? "ANALYZE" : "no ANALYZE"} after queuing; graphile-worker batched = localQueue.size 500, completeJobBatchDelay 0, pool concurrency+1`,
   );
+  if (peers.length > 0) log(`peers:       ${describePeerSettings()}`);
+}
+
+let redisDescription = "";
+
+/** The peers asked for whose store answers; one line for each left out, and why. */
+async function choosePeers(): Promise<Peer[]> {
+  const wantedPeers = PEERS.filter((p) => config.systems.includes(p));
+  if (!wantedPeers.some((p) => p.startsWith("bullmq"))) return wantedPeers;
+  const unreachable = await pingRedis();
+  if (unreachable) {
+    log(`bullmq: skipped: no Redis answers at ${redisUrl()} (${unreachable}); set REDIS_URL to run it`);
+    return wantedPeers.filter((p) => !p.startsWith("bullmq"));
+  }
+  redisDescription = await describeRedis();
+  if (!wantedPeers.includes("bullmq-fsync")) return wantedPeers;
+  const refused = await canMakeDurable();
+  if (refused) {
+    log(`bullmq-fsync: skipped: this Redis refuses CONFIG SET (${refused})`);
+    return wantedPeers.filter((p) => p !== "bullmq-fsync");
+  }
+  return wantedPeers;
 }
 
 function printTable(): void {
-  const head: Row = { scenario: "scenario", metric: "metric", sluice: "sluice", graphile: "graphile-worker" };
+  const head: Row = { scenario: "scenario", metric: "metric", sluice: "sluice", graphile: "graphile-worker", peers: Object.fromEntries(peers.map((p) => [p, PEER_LABEL[p]])) };
   const all = [head, ...rows];
-  const w = {
-    scenario: Math.max(...all.map((r) => r.scenario.length)),
-    metric: Math.max(...all.map((r) => r.metric.length)),
-    sluice: Math.max(...all.map((r) => r.sluice.length)),
-    graphile: Math.max(...all.map((r) => r.graphile.length)),
-  };
+  const width = (f: (r: Row) => string) => Math.max(...all.map((r) => f(r).length));
+  const columns: { get: (r: Row) => string; align: "left" | "right" }[] = [
+    { get: (r) => r.scenario, align: "left" },
+    { get: (r) => r.metric, align: "left" },
+    { get: (r) => r.sluice, align: "right" },
+    { get: (r) => r.graphile, align: "right" },
+    ...peers.map((p) => ({ get: (r: Row) => r.peers?.[p] ?? "", align: "right" as const })),
+  ];
+  const widths = columns.map((c) => width(c.get));
   const line = (r: Row, ratio: string) =>
-    `${r.scenario.padEnd(w.scenario)}  ${r.metric.padEnd(w.metric)}  ${r.sluice.padStart(w.sluice)}  ${r.graphile.padStart(w.graphile)}  ${ratio}`;
+    [...columns.map((c, i) => (c.align === "left" ? c.get(r).padEnd(widths[i]) : c.get(r).padStart(widths[i]))), ratio].join("  ");
   log("");
-  log(line(head, "ratio"));
-  log("-".repeat(w.scenario + w.metric + w.sluice + w.graphile + 15));
+  log(line(head, "ratio (vs graphile-worker)"));
+  log("-".repeat(widths.reduce((a, b) => a + b + 2, 0) + 26));
   for (const r of rows) log(line(r, r.ratio === undefined ? "" : fmt.ratio(r.ratio)));
+  if (peers.includes("bullmq")) log(`bullmq: Redis as it is configured (${redisDescription}); with appendonly no, a job BullMQ acknowledged is lost if Redis stops.`);
+  if (peers.includes("bullmq-fsync")) log("bullmq-fsync: the same Redis with appendonly yes and appendfsync always for its runs (every write on disk before Redis answers), restored afterwards.");
 }
 
 // ---------------------------------------------------------------- main
@@ -844,6 +967,19 @@ async function main(): Promise<void> {
   let interrupted = false;
   const cleanup = async () => {
     await Promise.all([...allChildren].map((c) => c.kill(5_000)));
+    if (redisDescription) {
+      // BullMQ runs cut short leave their keys, and bullmq-fsync its Redis
+      // settings, behind. Their queues are closed first, so that no run starts
+      // and no fill under way adds more.
+      await closeQueues();
+      for (const restore of [...pendingRestores]) await restore().catch((e) => console.error(`could not restore Redis's persistence settings: ${e}`));
+      await adminRedis()
+        .then(async (r) => {
+          await deleteKeys(r, `${BULLMQ_PREFIX}*`);
+          r.disconnect();
+        })
+        .catch((e) => console.error(`could not delete the benchmark's Redis keys: ${e}`));
+    }
     await dbs.dropAll().catch((e) => console.error(`could not drop the benchmark databases: ${e}`));
     if (embedded) {
       await embedded.stop().catch(() => {});
@@ -861,6 +997,7 @@ async function main(): Promise<void> {
 
   const started = Date.now();
   try {
+    peers = await choosePeers();
     await header();
     if (wanted("drain")) await scenarioDrain();
     for (const rate of config.rates) if (wanted(`sustained-${rate}`)) await scenarioSustained(rate);
@@ -879,9 +1016,9 @@ async function main(): Promise<void> {
     for (const f of failures) log(`  ${f}`);
     process.exitCode = 1;
   }
-  log("Every ratio is arranged so that > 1 means Sluice is better: tasks/s sluice / graphile-worker;");
-  log("fanout and latencies graphile-worker time / sluice time (> 1: Sluice is faster); memory graphile-worker RSS / sluice RSS.");
-  for (const s of summaries) log(`${s.name}: ratio ${fmt.ratio(s.ratio)} (sluice ${s.sluice}, graphile-worker ${s.graphile})`);
+  log("Every ratio is arranged so that > 1 means Sluice is better: tasks/s sluice / peer;");
+  log("fanout and latencies peer time / sluice time (> 1: Sluice is faster); memory peer RSS / sluice RSS.");
+  for (const s of summaries) log(`${s.name}: ratio ${fmt.ratio(s.ratio)} (sluice ${s.sluice}, ${s.other} ${s.otherValue})`);
 }
 
 await main();

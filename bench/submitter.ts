@@ -3,18 +3,24 @@
  * to Sluice with the SDK (`client.jobs().submit` per job; the SDK sends the
  * submits made while its previous batch is on its way as one message on its
  * SubmitStream)
- * or to graphile-worker with `addJob` (one add_job per job). Each task's input
- * carries the wall-clock time its submit call was made.
+ * or to graphile-worker with `addJob` (one add_job per job), to BullMQ with
+ * `queue.add` and to pg-boss with `boss.send` (one job per call). Each task's
+ * input carries the wall-clock time its submit call was made.
  *
- * Env: BENCH_SYSTEM (sluice | graphile), SLUICE_URL or DATABASE_URL,
+ * Env: BENCH_SYSTEM (sluice | graphile | bullmq | pgboss), SLUICE_URL, DATABASE_URL
+ * or REDIS_URL and BENCH_BULLMQ_PREFIX,
  * BENCH_RATE (jobs/s), BENCH_DURATION_MS, BENCH_WARMUP_MS (submitted before the
  * measured phase, at the same rate, marked so that runners do not record their
  * latency), BENCH_MAX_IN_FLIGHT (256).
  */
+import { Queue } from "bullmq";
 import { type WorkerUtils, makeWorkerUtils } from "graphile-worker";
+import PgBoss from "pg-boss";
 import { Client } from "../runner/index.js";
 import { sendToParent } from "./lib/child-side.js";
+import { BULLMQ, PGBOSS } from "./lib/peer-settings.js";
 import type { NoopInput, ToChild } from "./lib/protocol.js";
+import { bullmqConnection } from "./lib/redis.js";
 import { Samples, now, sleep, summarize } from "./lib/util.js";
 import { Noop } from "./tasks.js";
 
@@ -38,8 +44,20 @@ if (system === "sluice") {
   close = async () => {
     await utils.release();
   };
+} else if (system === "bullmq") {
+  const queue = new Queue(BULLMQ.queue, { connection: bullmqConnection(), prefix: process.env.BENCH_BULLMQ_PREFIX, defaultJobOptions: BULLMQ.jobOptions });
+  await queue.waitUntilReady();
+  submit = (input) => queue.add("noop", input);
+  close = () => queue.close();
+} else if (system === "pgboss") {
+  // Only sends: no maintenance or cron loops here (the worker process runs them).
+  const boss = new PgBoss({ connectionString: process.env.DATABASE_URL, max: PGBOSS.poolSize, supervise: false, schedule: false, migrate: false });
+  boss.on("error", (e) => console.error("pg-boss error:", e));
+  await boss.start();
+  submit = (input) => boss.send("noop", input);
+  close = () => boss.stop({ graceful: false, wait: true });
 } else {
-  throw new Error(`BENCH_SYSTEM must be sluice or graphile, got ${system}`);
+  throw new Error(`BENCH_SYSTEM must be sluice, graphile, bullmq or pgboss, got ${system}`);
 }
 
 async function main(): Promise<void> {

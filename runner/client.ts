@@ -60,6 +60,7 @@ export class Client {
   readonly url: string;
   readonly transport: Transport;
   private readonly sessions: Http2SessionManager;
+  private jobClient: JobClient | undefined;
 
   constructor(options: ClientOptions = {}) {
     this.url = (options.url ?? process.env.SLUICE_URL ?? DEFAULT_URL).replace(/\/+$/, "");
@@ -94,9 +95,14 @@ export class Client {
     });
   }
 
-  /** Submits, reads, lists, cancels and retries jobs. */
+  /**
+   * Submits, reads, lists, cancels and retries jobs. One for the client, so
+   * that submits made at once from anywhere in a program go together, in one
+   * message on one stream, rather than a stream each.
+   */
   jobs(): JobClient {
-    return new JobClient(createClient(JobService, this.transport));
+    this.jobClient ??= new JobClient(createClient(JobService, this.transport));
+    return this.jobClient;
   }
 
   /** Creates, lists and deletes clusters. */

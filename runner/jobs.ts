@@ -2,14 +2,14 @@ import { randomUUID } from "node:crypto";
 import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
-import type { Job as JobMessage } from "../gen/sluice/v1/job_pb.js";
+import type { JobState, Job as JobMessage } from "../gen/sluice/v1/job_pb.js";
 import { JobService, type SubmitJobRequestSchema, type SubmitJobsResponse } from "../gen/sluice/v1/job_service_pb.js";
 import { type Task as TaskMessage, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
 import { WriteObject } from "./builtins.js";
 import { type StorageLocation, triggerOf } from "./storage.js";
 import { SubmitChannel } from "./submit-stream.js";
 import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
-import { type JobStateName, type TaskStateName, jobStateFromProto, jobStateToProto, taskStateFromProto } from "./wire/states.js";
+import { JOB_STATE_NAMES, type JobStateName, type TaskStateName, jobStateFromProto, jobStateToProto, taskStateFromProto } from "./wire/states.js";
 
 export type { JobStateName, TaskStateName };
 
@@ -100,6 +100,13 @@ export interface JobFilter {
   limit?: number;
 }
 
+
+/** The API's value of a job state, checked: a JavaScript caller may pass any string. */
+function jobStateOf(name: JobStateName): JobState {
+  const state = Object.hasOwn(jobStateToProto, name) ? jobStateToProto[name] : undefined;
+  if (state === undefined) throw new TypeError(`${JSON.stringify(name)} is not a job state; use ${JOB_STATE_NAMES.join(", ")}`);
+  return state;
+}
 
 const date = (t: Timestamp | undefined) => (t ? timestampDate(t) : undefined);
 const decoder = new TextDecoder();
@@ -350,7 +357,7 @@ export class JobClient {
     let pageToken = "";
     do {
       const res = await this.api.listJobs({
-        states: (filter.states ?? []).map((s) => jobStateToProto[s]),
+        states: (filter.states ?? []).map(jobStateOf),
         cluster: filter.cluster ?? "",
         name: filter.name ?? "",
         createdAfter: filter.createdAfter ? timestampFromDate(filter.createdAfter) : undefined,

@@ -340,6 +340,8 @@ export class TaskRunner {
           if (lifetime.signal.aborted) break;
           const err = ConnectError.from(e);
           if (PERMANENT.has(err.code)) throw err;
+          // Stopping with nothing to report: the server's leases cover the rest.
+          if (this.stopping && this.held.size === 0) break;
           this.log.warn(`sluice runner ${this.id}: session failed (${err.message}); reconnecting in ${delay} ms`);
         } finally {
           // Results sent on it and not answered go again on the next session.

@@ -1,6 +1,5 @@
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { type ConnectRouter } from "@connectrpc/connect";
 import type { ServerResponse } from "node:http";
 import { join, resolve } from "node:path";
 import postgres, { type Sql } from "postgres";
@@ -23,8 +22,13 @@ import { type EmbeddedDatabase, startEmbeddedDatabase } from "./database/embedde
 import { migrate } from "./database/migrate.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { consoleHandler, isConsolePath } from "./http/console.js";
+import { Admission } from "./http/admission.js";
+import { apiHandler } from "./http/api-handler.js";
+import { LIMIT_SETTINGS } from "./limits.js";
 import { errorsInterceptor } from "./interceptors/errors.js";
 import { type Listener, listen } from "./http/listen.js";
+import { correctProtocolErrors, parseErrors } from "./http/protocol-errors.js";
+import { storableText } from "./interceptors/storable-text.js";
 import { LeaseExpiry } from "./maintenance/lease-expiry.js";
 import { JobRetention } from "./maintenance/job-retention.js";
 import { Scheduler } from "./maintenance/scheduler.js";
@@ -64,9 +68,6 @@ export interface ServerLogger {
 
 const quietLogger: ServerLogger = { info() {}, error() {} };
 
-/** The largest request body accepted (a subtask list of many inputs can be large). */
-const READ_MAX_BYTES = 512 * 1024 * 1024;
-
 /** Settings of every connection of the server's pool. */
 export const SESSION_SETTINGS = {
   // Every statement of the server finds its rows through an index. Plans
@@ -93,7 +94,13 @@ export const SESSION_SETTINGS = {
  * start it on port 0; `sluice server` starts it from the command line.
  */
 export async function buildServer(overrides: Partial<ServerConfig> = {}, logger: ServerLogger = quietLogger): Promise<SluiceServer> {
-  const config: ServerConfig = { ...ServerDefaults, ...overrides };
+  const config: ServerConfig = {
+    ...ServerDefaults,
+    ...overrides,
+    connections: { ...ServerDefaults.connections, ...overrides.connections },
+    requests: { ...ServerDefaults.requests, ...overrides.requests },
+  };
+  const admission = new Admission(config.requests.maxConcurrentRequests);
   const authOn = config.auth === "required" || (config.auth === "auto" && !isLoopback(config.host));
   let embedded: EmbeddedDatabase | undefined;
   let databaseUrl = config.databaseUrl;
@@ -188,17 +195,33 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     router.service(Health, health.service());
     router.service(ReflectionV1, reflection.v1());
     router.service(ReflectionV1alpha, reflection.v1alpha());
+    correctProtocolErrors(router);
   };
-  const api = connectNodeAdapter({
+  const { env, flag } = LIMIT_SETTINGS.maxRequestBytes;
+  const api = apiHandler({
     routes,
-    readMaxBytes: READ_MAX_BYTES,
-    interceptors: [errorsInterceptor(logger), ...(authenticator ? [authInterceptor(authenticator, config.openReflection)] : [])],
+    // Protobuf's JSON mapping refuses unknown fields and enum values; Connect-ES
+    // ignores them unless told, and a misspelt filter then matches everything.
+    jsonOptions: { ignoreUnknownFields: false },
+    interceptors: [
+      errorsInterceptor(logger),
+      ...(authenticator ? [authInterceptor(authenticator, config.openReflection)] : []),
+      parseErrors(),
+      storableText([RunnerService, JobService.method.submitJob, JobService.method.submitJobs, JobService.method.submitStream]),
+    ],
+    maxRequestBytes: config.requests.maxRequestBytes,
+    maxRequestBytesSetting: `${env} or ${flag}`,
+    admission,
+    // Calls and submit streams take turns; runners' work streams, health
+    // watches and reflection streams last as long as their clients want and
+    // would hold turns for good.
+    admitted: (method) => method.methodKind === "unary" || method === JobService.method.submitStream,
   });
-  const push = pushHandler(sql, onError);
+  const push = pushHandler(sql, onError, config.snsConfirmUrls);
   const ui = consoleHandler(config.consoleDir);
   const handler: typeof api = (req, res) =>
     req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : isConsolePath(req.url) ? ui(req, res as ServerResponse) : api(req, res);
-  const listener: Listener = await listen(handler, config.host, config.port);
+  const listener: Listener = await listen(handler, config.host, config.port, config.connections);
   const host = listener.host.includes(":") ? `[${listener.host}]` : listener.host;
   const url = `http://${host}:${listener.port}`;
   await watchers.sync();

@@ -2,12 +2,28 @@
 import { fileURLToPath } from "node:url";
 import { realpathSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
+import { configFromEnv } from "./config.js";
+import { ConnectionLimitsDefaults, LIMIT_SETTINGS, RequestLimitsDefaults } from "./limits.js";
 import { runServer } from "./main.js";
 
 const port = (raw: string) => {
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 0 || n > 65_535) throw new InvalidArgumentError("--port must be an integer from 0 to 65535");
   return n;
+};
+
+const int = (name: string) => (raw: string) => {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+  return n;
+};
+
+type LimitName = keyof typeof LIMIT_SETTINGS;
+const limitFlag = (name: LimitName, arg: string) => `${LIMIT_SETTINGS[name].flag} ${arg}`;
+const limitInt = (name: LimitName) => int(LIMIT_SETTINGS[name].flag);
+const limitHelp = (name: LimitName) => {
+  const defaults: Record<string, number> = { ...ConnectionLimitsDefaults, ...RequestLimitsDefaults };
+  return `${LIMIT_SETTINGS[name].env}, default ${defaults[name]}`;
 };
 
 /** The server's command line: `sluice-server`, and `sluice server` where this package is installed. */
@@ -18,18 +34,29 @@ export function serverCommand(name = "sluice-server"): Command {
     .option("--host <host>", "interface to listen on (SLUICE_HOST, default 127.0.0.1)")
     .option("--port <port>", "port to listen on (SLUICE_PORT, default 8080)", port)
     .option("--data-dir <dir>", "where the embedded PostgreSQL keeps its data (SLUICE_DATA_DIR, default .sluice)")
+    .option(limitFlag("firstBytesTimeoutMs", "<ms>"), `close a new connection that sent nothing for this long (${limitHelp("firstBytesTimeoutMs")})`, limitInt("firstBytesTimeoutMs"))
+    .option(limitFlag("idleTimeoutMs", "<ms>"), `close a connection with no request in progress for this long (${limitHelp("idleTimeoutMs")})`, limitInt("idleTimeoutMs"))
+    .option(limitFlag("maxConnections", "<n>"), `connections open at once; more are closed at once (${limitHelp("maxConnections")})`, limitInt("maxConnections"))
+    .option(limitFlag("maxStreamsPerConnection", "<n>"), `HTTP/2 streams open at once per connection (${limitHelp("maxStreamsPerConnection")})`, limitInt("maxStreamsPerConnection"))
+    .option(limitFlag("maxRequestBytes", "<bytes>"), `the largest request message (${limitHelp("maxRequestBytes")})`, limitInt("maxRequestBytes"))
+    .option(limitFlag("maxConcurrentRequests", "<n>"), `requests handled at once; the rest wait (${limitHelp("maxConcurrentRequests")})`, limitInt("maxConcurrentRequests"))
     .option("--auth <mode>", "bearer tokens: auto (needed beyond loopback) or required (SLUICE_AUTH, default auto)")
     .option("--insecure-no-auth", "listen beyond loopback without authentication: anyone who reaches the port may do anything")
-    .action(async (opts: { host?: string; port?: number; dataDir?: string; auth?: string; insecureNoAuth?: boolean }) => {
+    .action(async (opts: { host?: string; port?: number; dataDir?: string; auth?: string; insecureNoAuth?: boolean } & Partial<Record<LimitName, number>>) => {
       if (opts.auth !== undefined && !["auto", "required"].includes(opts.auth)) {
         throw new InvalidArgumentError(`--auth must be auto or required (--insecure-no-auth turns tokens off), got "${opts.auth}"`);
       }
+      const env = configFromEnv();
+      const pick = <T extends object>(base: T) =>
+        Object.fromEntries(Object.keys(base).map((k) => [k, (opts as Record<string, unknown>)[k] ?? (base as Record<string, unknown>)[k]])) as T;
       await runServer({
         ...(opts.host !== undefined && { host: opts.host }),
         ...(opts.port !== undefined && { port: opts.port }),
         ...(opts.dataDir !== undefined && { dataDir: opts.dataDir }),
         ...(opts.auth !== undefined && { auth: opts.auth as "auto" | "required" }),
         ...(opts.insecureNoAuth && { auth: "off" as const }),
+        connections: pick(env.connections),
+        requests: pick(env.requests),
       });
     });
 }

@@ -2,6 +2,7 @@ import { LeaseExpiryDefaults, type LeaseExpiryConfig } from "./maintenance/lease
 import { JobRetentionDefaults, type JobRetentionConfig } from "./maintenance/job-retention.js";
 import { type Clock, systemClock } from "./maintenance/clock.js";
 import { type SchedulerConfig, SchedulerDefaults } from "./maintenance/scheduler.js";
+import { type ConnectionLimits, ConnectionLimitsDefaults, LIMIT_SETTINGS, type RequestLimits, RequestLimitsDefaults } from "./limits.js";
 
 export interface ServerConfig {
   /** Interface to listen on. */
@@ -22,6 +23,8 @@ export interface ServerConfig {
   jobRetention: JobRetentionConfig;
   /** The GCS JSON API endpoint (a local emulator); Google's when unset. */
   gcsApiEndpoint?: string;
+  connections: ConnectionLimits;
+  requests: RequestLimits;
   /**
    * Bearer tokens: "auto" needs them once the server listens beyond loopback,
    * "required" always, "off" never (beyond loopback only when asked for by name:
@@ -32,6 +35,8 @@ export interface ServerConfig {
   adminToken: string;
   /** Whether gRPC reflection answers without a token. */
   openReflection: boolean;
+  /** URL prefixes besides SNS's own whose SubscriptionConfirmation the server visits (SNS-compatible services). */
+  snsConfirmUrls: string[];
   /** The scheduler's clock, for cron ticks and scheduled starts; tests pass one they move. */
   clock: Clock;
   /** The built web console served at /ui/; web/dist of the repository when unset. */
@@ -47,16 +52,20 @@ export const ServerDefaults: ServerConfig = {
   leaseExpiry: LeaseExpiryDefaults,
   scheduler: SchedulerDefaults,
   jobRetention: JobRetentionDefaults,
+  connections: ConnectionLimitsDefaults,
+  requests: RequestLimitsDefaults,
   auth: "auto",
   adminToken: "",
   openReflection: true,
+  snsConfirmUrls: [],
   clock: systemClock,
 };
 
 /**
  * Settings from the environment: SLUICE_HOST, SLUICE_PORT, DATABASE_URL, SLUICE_DATA_DIR,
  * SLUICE_LEASE_TTL_MS, SLUICE_DB_POOL_SIZE, SLUICE_JOB_RETENTION_HOURS, SLUICE_GCS_ENDPOINT, SLUICE_AUTH,
- * SLUICE_INSECURE_NO_AUTH, SLUICE_ADMIN_TOKEN, SLUICE_REFLECTION ("token" to require one for reflection).
+ * SLUICE_INSECURE_NO_AUTH, SLUICE_ADMIN_TOKEN, SLUICE_REFLECTION ("token" to require one for reflection),
+ * and the limits of LIMIT_SETTINGS.
  */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const int = (name: string, fallback: number) => {
@@ -76,9 +85,21 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     poolSize: int("SLUICE_DB_POOL_SIZE", ServerDefaults.poolSize),
     gcsApiEndpoint: env.SLUICE_GCS_ENDPOINT || undefined,
     jobRetention: { ...JobRetentionDefaults, retentionMs: int("SLUICE_JOB_RETENTION_HOURS", 0) * 3_600_000 },
+    connections: {
+      ...ConnectionLimitsDefaults,
+      firstBytesTimeoutMs: int(LIMIT_SETTINGS.firstBytesTimeoutMs.env, ConnectionLimitsDefaults.firstBytesTimeoutMs),
+      idleTimeoutMs: int(LIMIT_SETTINGS.idleTimeoutMs.env, ConnectionLimitsDefaults.idleTimeoutMs),
+      maxConnections: int(LIMIT_SETTINGS.maxConnections.env, ConnectionLimitsDefaults.maxConnections),
+      maxStreamsPerConnection: int(LIMIT_SETTINGS.maxStreamsPerConnection.env, ConnectionLimitsDefaults.maxStreamsPerConnection),
+    },
+    requests: {
+      maxRequestBytes: int(LIMIT_SETTINGS.maxRequestBytes.env, RequestLimitsDefaults.maxRequestBytes),
+      maxConcurrentRequests: int(LIMIT_SETTINGS.maxConcurrentRequests.env, RequestLimitsDefaults.maxConcurrentRequests),
+    },
     auth: env.SLUICE_INSECURE_NO_AUTH === "true" ? "off" : authMode(env.SLUICE_AUTH),
     adminToken: env.SLUICE_ADMIN_TOKEN ?? "",
     openReflection: env.SLUICE_REFLECTION !== "token",
+    snsConfirmUrls: (env.SLUICE_SNS_CONFIRM_URLS ?? "").split(",").map((u) => u.trim()).filter(Boolean),
   };
 }
 

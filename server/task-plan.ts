@@ -1,4 +1,7 @@
+import { toJsonString } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import type { TaskSubmission } from "../gen/sluice/v1/task_pb.js";
+import { isJsonText } from "./json-text.js";
 import type { TriggerJson } from "../runner/wire/storage-event.js";
 import { checkTrigger } from "./sources/trigger.js";
 import {
@@ -8,6 +11,7 @@ import {
   type ParsedIdentifier,
   checkText,
   invalid,
+  unstorableText,
   parseIdentifier,
 } from "./validation.js";
 
@@ -68,7 +72,8 @@ export interface PlanContext {
  * Validates a list of submissions made together (the root tasks of a job, or the
  * subtasks of one completed task) and appends them to `plan`. Throws
  * InvalidArgument, naming the offending submission, for a bad identifier, an
- * empty or oversized input, an unknown dependency index or a dependency cycle.
+ * input that is empty, too large or not JSON, an unknown dependency index or a
+ * dependency cycle.
  */
 export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmission[], ctx: PlanContext): void {
   if (submissions.length > MAX_TASKS_PER_SUBMISSION) {
@@ -81,20 +86,18 @@ export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmiss
   let deps: (readonly number[])[] | null = null;
   let hasDependents: boolean[] | null = null;
   const parsed: ParsedIdentifier[] = new Array(n);
+  const inputs: Uint8Array[] = new Array(n);
   const at = (i: number) => `${ctx.where}, task ${i}`;
   for (let i = 0; i < n; i++) {
     const s = submissions[i];
     if (!s.identifier) throw invalid(`${at(i)}: identifier is missing`);
     parsed[i] = parseIdentifier(s.identifier.name, s.identifier.version, at, i);
-    if (s.input.length === 0) {
-      throw invalid(`${at(i)}: input is empty; a task needs a serialized input (use "{}" for a task without fields)`);
+    inputs[i] = taskInput(s, at, i);
+    // Tested first so that text without fault costs no message.
+    if (unstorableText(s.display) !== null || unstorableText(s.cluster) !== null) {
+      checkText(s.display, `${at(i)}: display`);
+      checkText(s.cluster, `${at(i)}: cluster`);
     }
-    if (s.input.length > MAX_TASK_INPUT_BYTES) {
-      throw invalid(
-        `${at(i)}: input is ${s.input.length} bytes; the limit is ${MAX_TASK_INPUT_BYTES} bytes (1 MiB): pass large data through the job cache`,
-      );
-    }
-    checkText(s.display, `${at(i)}: display`);
     if (s.maxRetries > MAX_RETRIES_LIMIT) {
       throw invalid(`${at(i)}: max_retries is ${s.maxRetries}; the limit is ${MAX_RETRIES_LIMIT}`);
     }
@@ -125,7 +128,7 @@ export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmiss
       major: id.major,
       minor: id.minor,
       display: s.display === "" ? null : s.display,
-      input: s.input,
+      input: inputs[i],
       maxRetries: s.maxRetries,
       depsLeft: own.length,
       hasDependents: hasDependents?.[i] ?? false,
@@ -139,6 +142,45 @@ export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmiss
 }
 
 const NO_DEPENDENCIES: readonly number[] = Object.freeze([]);
+
+const encoder = new TextEncoder();
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * A submission's input as stored: `input` checked to be JSON, or `input_json`
+ * written as JSON. Throws InvalidArgument for an input that is missing, both
+ * given, not JSON, or over the size limit. `where(i)` names the submission.
+ */
+export function taskInput(s: TaskSubmission, where: (i: number) => string, i = 0): Uint8Array {
+  let input = s.input;
+  if (s.inputJson !== undefined) {
+    if (input.length > 0) throw invalid(`${where(i)}: input and input_json are both set; send the input once`);
+    try {
+      input = encoder.encode(toJsonString(ValueSchema, s.inputJson));
+    } catch (e) {
+      throw invalid(`${where(i)}: input_json cannot be written as JSON: ${(e as Error).message}`);
+    }
+  } else if (input.length === 0) {
+    throw invalid(`${where(i)}: input is empty; a task needs its input fields as JSON (use "{}" for a task without fields)`);
+  }
+  if (input.length > MAX_TASK_INPUT_BYTES) {
+    throw invalid(`${where(i)}: input is ${input.length} bytes; the limit is ${MAX_TASK_INPUT_BYTES} bytes (1 MiB): pass large data through the job cache`);
+  }
+  if (s.inputJson === undefined && !isJsonText(input)) {
+    throw invalid(`${where(i)}: input is not JSON (${whyNotJson(input)}); a task's input is its fields as JSON in UTF-8, e.g. {"who":"world"}`);
+  }
+  return input;
+}
+
+/** What the parser says of input that is not JSON (only for the message: isJsonText decides). */
+function whyNotJson(input: Uint8Array): string {
+  try {
+    JSON.parse(utf8.decode(input));
+    return "it begins with a byte order mark";
+  } catch (e) {
+    return e instanceof TypeError ? "it is not UTF-8" : (e as Error).message;
+  }
+}
 
 /** Kahn's algorithm: throws InvalidArgument naming the tasks on a cycle. */
 function checkAcyclic(deps: readonly (readonly number[])[], where: string): void {

@@ -57,6 +57,7 @@ export function parseIdentifier(name: string, version: string, where: string | (
   if (name.length === 0 || name.length > 200 || /\s/.test(name)) {
     throw invalid(`${typeof where === "string" ? where : where(i)}: task name ${JSON.stringify(name)} is invalid: use 1 to 200 characters without whitespace`);
   }
+  if (UNSTORABLE.test(name)) checkText(name, `${typeof where === "string" ? where : where(i)}: task name`);
   const match = VERSION.exec(version);
   if (!match) {
     throw invalid(
@@ -78,9 +79,30 @@ export function checkName(name: string, what: string): string {
   return name;
 }
 
-/** Refuses text PostgreSQL cannot store: it has no NUL character. */
+/** A NUL character or an unpaired UTF-16 surrogate. */
+const UNSTORABLE = /[\0\p{Cs}]/u;
+
+/**
+ * What makes `text` impossible to store as it is, or null: PostgreSQL text
+ * has no NUL character, and an unpaired surrogate (which JSON's "\ud800"
+ * escapes can produce) is not Unicode, so it would be changed on the way in.
+ */
+export function unstorableText(text: string): string | null {
+  if (text.length === 0 || !UNSTORABLE.test(text)) return null;
+  return text.includes("\0")
+    ? "contains a NUL character (U+0000), which cannot be stored; remove it"
+    : "contains an unpaired UTF-16 surrogate (U+D800 to U+DFFF), which is not valid Unicode; remove it";
+}
+
+/** `text` with what PostgreSQL cannot store replaced by U+FFFD, for text no caller chose (a task's error). */
+export function replaceUnstorable(text: string): string {
+  return UNSTORABLE.test(text) ? text.replace(/[\0\p{Cs}]/gu, "\uFFFD") : text;
+}
+
+/** Refuses (InvalidArgument, naming `what`) text PostgreSQL cannot store. */
 export function checkText(text: string, what: string): void {
-  if (text.includes("\0")) throw invalid(`${what} contains a NUL character (U+0000), which cannot be stored; remove it`);
+  const problem = unstorableText(text);
+  if (problem !== null) throw invalid(`${what} ${problem}`);
 }
 
 /** A Connect code's name as sent in messages, e.g. "failed_precondition". */

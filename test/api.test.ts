@@ -8,7 +8,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { StorageEventType, StorageType } from "../gen/sluice/v1/storage_pb.js";
 import { Task } from "../runner/index.js";
-import { ROOT, useSandbox } from "./support/harness.js";
+import { submitJobs } from "../server/store/submit-job.js";
+import { ROOT, noopRows, useSandbox } from "./support/harness.js";
 
 const run = promisify(execFile);
 const buf = join(ROOT, "node_modules", ".bin", "buf");
@@ -105,10 +106,11 @@ describe("what a task is submitted with", () => {
   it("comes back byte for byte, whatever characters it holds", async () => {
     const folder = await mkdtemp(join(tmpdir(), "sluice-odd-"));
     const location = await box.client.recurrentTasks().registerStorageLocation({ type: "fs", location: folder });
-    // Text that array literals and JSON would have to escape, and an input
-    // whose base64 is "NULL" (the word for a missing element of an array).
+    // Text that array literals and JSON would have to escape, and inputs (JSON,
+    // as inputs are) with escapes, a NUL escape and text beyond ASCII.
     const odd = ['quote " and backslash \\ ', "{braces, commas}", "NULL", "", "  spaced  ", "ünïcødé ✓ 🚀", "line\nbreak\ttab"];
-    const inputs = [new Uint8Array([0x35, 0x42, 0xcb]), new Uint8Array([0]), new Uint8Array([0xff, 0xfe, 0x22, 0x5c]), json({ s: odd[0] })];
+    const text = (t: string) => new TextEncoder().encode(t);
+    const inputs = [text(' [ "5B\u00cb" , null ] '), text('{"nul":"\\u0000"}'), text('"ÿþ\\"\\\\"'), json({ s: odd[0] })];
     const tasks = odd.map((display, i) => ({
       identifier: { name: "Noop", version: "v1.0" },
       input: inputs[i % inputs.length],
@@ -128,6 +130,18 @@ describe("what a task is submitted with", () => {
         sent.map((t) => [t.display, Buffer.from(t.input).toString("hex"), t.trigger.key, t.trigger.version, t.trigger.location.location]),
       );
     }
+  });
+
+  it("is stored byte for byte by the insert, an input whose base64 is NULL included", async () => {
+    // The API takes only JSON input; the insert itself keeps any bytes, and
+    // "NULL" (the word for a missing element of an array) is base64 too.
+    const inputs = [new Uint8Array([0x35, 0x42, 0xcb]), new Uint8Array([0]), new Uint8Array([0xff, 0xfe, 0x22, 0x5c])];
+    const rows = noopRows(inputs.length).map((r, i) => ({ ...r, input: inputs[i] }));
+    const submitted = await submitJobs(box.sql, [{ name: "bytes", clusterId: 1, plan: { rows, depFrom: [], depTo: [] } }], 30_000);
+    if (!Array.isArray(submitted)) throw new Error("the job was not inserted");
+    const [job] = submitted;
+    const stored = await box.sql<{ input: Buffer }[]>`SELECT input FROM tasks WHERE job_id = ${job.id} ORDER BY id`;
+    expect(stored.map((s) => s.input.toString("hex"))).toEqual(inputs.map((i) => Buffer.from(i).toString("hex")));
   });
 });
 
@@ -208,10 +222,10 @@ describe("bad input gets a clear error and changes nothing", () => {
     await refused(
       () => box.api.jobs.submitJob({ name: "j", tasks: [task(), task({ display: "a\u0000b" })] }),
       Code.InvalidArgument,
-      /tasks, task 1: display contains a NUL character \(U\+0000\), which cannot be stored; remove it/,
+      /tasks\[1\]\.display contains a NUL character \(U\+0000\), which cannot be stored; remove it/,
     );
     const trigger = { key: "in/\u0000.txt", location: { id: "1", type: StorageType.FS, location: "/data" } };
-    await refused(() => box.api.jobs.submitJob({ name: "j", tasks: [task({ trigger })] }), Code.InvalidArgument, /task 0: trigger.key contains a NUL/);
+    await refused(() => box.api.jobs.submitJob({ name: "j", tasks: [task({ trigger })] }), Code.InvalidArgument, /tasks\[0\]\.trigger\.key contains a NUL/);
   });
 
   it("an oversized task input, stating the limit", async () => {

@@ -496,3 +496,22 @@ describe("submits on a stream", () => {
     await expect.poll(() => proxy.seen.streamsEnded).toBe(proxy.seen.streamsOpened);
   });
 });
+
+describe("a runner stopping while no server answers", () => {
+  it("returns from stop() without waiting for the stop timeout when it holds nothing", async () => {
+    // A port nothing listens on.
+    const server = http2.createServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const client = new Client({ url: `http://127.0.0.1:${port}` });
+    let failed!: () => void;
+    const failedOnce = new Promise<void>((resolve) => (failed = resolve));
+    const runner = client.runner("default", { tasks: [Count], logger: { ...quiet, warn: () => failed() }, stopTimeoutMs: 600_000 });
+    const running = runner.runForever();
+    await failedOnce;
+    await runner.stop();
+    await running;
+    client.close();
+  });
+});

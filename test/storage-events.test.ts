@@ -1,3 +1,4 @@
+import { unwrapSns } from "../server/sources/push.js";
 import { createServer } from "node:http";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -192,16 +193,22 @@ describe("storage event tasks", () => {
     expect(jobs).toHaveLength(1);
     expect(seen.get(jobs[0].id)).toEqual({ type: "CREATED", key: "my file!.txt", content: "from s3", label: "s3" });
 
-    // SNS subscription confirmation: the server visits the SubscribeURL.
-    let confirmed = false;
+    // SNS subscription confirmation: the server visits the SubscribeURL only
+    // when it is SNS's own (or on the allow-list the server was given), never a
+    // URL of the caller's choosing.
+    let confirmed = 0;
     const sns = createServer((req, res) => {
-      confirmed = req.url === "/confirm?token=abc";
+      if (req.url === "/confirm?token=abc") confirmed++;
       res.end("ok");
     });
     await new Promise<void>((r) => sns.listen(0, "127.0.0.1", r));
     const port = (sns.address() as { port: number }).port;
-    expect((await post({ Type: "SubscriptionConfirmation", SubscribeURL: `http://127.0.0.1:${port}/confirm?token=abc` })).status).toBe(200);
-    expect(confirmed).toBe(true);
+    const chosen = await post({ Type: "SubscriptionConfirmation", SubscribeURL: `http://127.0.0.1:${port}/confirm?token=abc` });
+    expect(chosen.status).toBe(400);
+    expect(((await chosen.json()) as { error: string }).error).toMatch(/SubscribeURL is not an SNS URL/);
+    expect(confirmed).toBe(0);
+    await unwrapSns({ Type: "SubscriptionConfirmation", SubscribeURL: `http://127.0.0.1:${port}/confirm?token=abc` }, [`http://127.0.0.1:${port}/`]);
+    expect(confirmed).toBe(1);
     sns.close();
 
     // Bad requests start nothing and say why.

@@ -28,9 +28,12 @@ export interface Settings {
   runnerNodeArgs: string[];
 }
 
-/** One system under test, in a database of its own, with its processes. */
+/** The systems the benchmark knows, as they are named in its output. */
+export type SystemLabel = "sluice" | "graphile-worker" | "bullmq" | "bullmq-fsync" | "pg-boss";
+
+/** One system under test, in a database (or Redis key prefix) of its own, with its processes. */
 export interface System {
-  readonly label: "sluice" | "graphile-worker";
+  readonly label: SystemLabel;
   /** Queues `n` no-op tasks in bulk (up to `perCall` per call), carrying the current time. */
   fillNoops(n: number, perCall?: number): Promise<void>;
   /** Starts runner processes; they wait for "start". */
@@ -43,9 +46,9 @@ export interface System {
   submitterEnv(): NodeJS.ProcessEnv;
   /** Submits the fan-out job (root + n leaves + final) and resolves with its duration in ms, from the database's clock. */
   fanout(n: number, timeoutMs: number): Promise<number>;
-  /** A one-off SQL connection to the system's database (for CHECKPOINT and sanity checks). */
-  readonly sql: Sql;
-  /** PostgreSQL backend processes connected to the system's database, other than `sql`'s. */
+  /** A one-off SQL connection to the system's database (for CHECKPOINT and sanity checks); none for BullMQ. */
+  readonly sql?: Sql;
+  /** The store's processes whose CPU counts: PostgreSQL backends on the system's database other than `sql`'s, or redis-server. */
   backendPids(): Promise<number[]>;
   stop(): Promise<void>;
 }

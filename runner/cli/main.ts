@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { onStopSignal } from "../signals.js";
 import { Client } from "../client.js";
 import type { Job, JobDetails, JobStateName } from "../jobs.js";
+import { JOB_STATE_NAMES } from "../wire/states.js";
 import type { RecurrentTaskInfo } from "../recurrent.js";
 import type { StorageLocation, StorageTypeName } from "../storage.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -222,7 +223,7 @@ jobs
 jobs
   .command("list")
   .description("list jobs, newest first")
-  .option("--state <state...>", "only jobs in these states (queued, started, completed, failed, cancelled)")
+  .addOption(new Option("--state <state...>", "only jobs in these states").choices(JOB_STATE_NAMES))
   .option("--cluster <slug>", "only jobs of this cluster")
   .option("--name <text>", "only jobs whose name contains this")
   .option("--limit <n>", "at most this many", int("--limit"), 50)

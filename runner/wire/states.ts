@@ -17,6 +17,9 @@ export const jobStateToProto: Readonly<Record<JobStateName, JobState>> = {
   cancelled: JobState.CANCELLED,
 };
 
+/** Every job state's name, in the order of a job's life. */
+export const JOB_STATE_NAMES = Object.keys(jobStateToProto) as JobStateName[];
+
 export const taskStateToProto: Readonly<Record<TaskStateName, TaskState>> = {
   queued: TaskState.QUEUED,
   running: TaskState.RUNNING,

@@ -1,6 +1,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import { type ConnectionLimits, ConnectionLimitsDefaults } from "../limits.js";
 
 type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
@@ -25,15 +26,20 @@ const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
  * so that it can take any stream, and every frame then went through Node's
  * JavaScript stream wrapper: a tenth of the server's CPU time in the drain.)
  */
-export function listen(handler: Handler, host: string, port: number): Promise<Listener> {
+export function listen(handler: Handler, host: string, port: number, limits: ConnectionLimits = ConnectionLimitsDefaults): Promise<Listener> {
   const h1 = http.createServer(handler as http.RequestListener);
-  const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  h1.keepAliveTimeout = limits.idleTimeoutMs;
+  const h2 = http2.createServer(
+    { settings: { maxConcurrentStreams: limits.maxStreamsPerConnection } },
+    handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+  );
   const sockets = new Set<net.Socket>();
   /** Connections that have not yet sent enough to tell HTTP/2 from HTTP/1.1. */
   const undecided = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
   h2.on("session", (session: http2.Http2Session) => {
     sessions.add(session);
+    closeWhenIdle(session, limits.idleTimeoutMs);
     session.once("close", () => sessions.delete(session));
   });
 
@@ -41,17 +47,27 @@ export function listen(handler: Handler, host: string, port: number): Promise<Li
     // Small frames (a stream message, a result batch) must leave at once, not
     // wait for Nagle's algorithm to meet the peer's delayed ACK (~40 ms).
     socket.setNoDelay(true);
+    socket.setKeepAlive(true, limits.tcpKeepAliveMs);
     sockets.add(socket);
     undecided.add(socket);
+    // A connection that never says what it is would hold a descriptor for good.
+    const silent = setTimeout(() => socket.destroy(), limits.firstBytesTimeoutMs);
     socket.once("close", () => {
+      clearTimeout(silent);
       sockets.delete(socket);
       undecided.delete(socket);
     });
     sniff(socket, (isHttp2) => {
+      clearTimeout(silent);
       undecided.delete(socket);
       (isHttp2 ? h2 : h1).emit("connection", socket);
     });
   });
+
+  // Over the limit, Node closes a new connection at once: the client sees it
+  // closed (Unavailable) instead of waiting, and the server keeps descriptors
+  // for its database pool and files.
+  server.maxConnections = limits.maxConnections;
 
   return new Promise((resolve, reject) => {
     server.once("error", reject);
@@ -76,6 +92,34 @@ export function listen(handler: Handler, host: string, port: number): Promise<Li
           }),
       });
     });
+  });
+}
+
+/**
+ * Closes an HTTP/2 session (GOAWAY, so the client opens a new one for its
+ * next call) once it has had no open stream for `idleMs`. Streams in
+ * progress, however quiet, keep it open.
+ */
+function closeWhenIdle(session: http2.Http2Session, idleMs: number): void {
+  let open = 0;
+  let timer: NodeJS.Timeout | null = null;
+  const arm = () => {
+    timer = setTimeout(() => session.close(), idleMs);
+    timer.unref();
+  };
+  arm();
+  session.on("stream", (stream: http2.ServerHttp2Stream) => {
+    open++;
+    if (timer) {
+      clearTimeout(timer);
+      timer = null;
+    }
+    stream.once("close", () => {
+      if (--open === 0 && !session.closed && !session.destroyed) arm();
+    });
+  });
+  session.once("close", () => {
+    if (timer) clearTimeout(timer);
   });
 }
 

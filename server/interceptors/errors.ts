@@ -40,16 +40,28 @@ export function errorsInterceptor(logger: ErrorLogger): Interceptor {
       throw convert(where, e);
     }
     if (!res.stream) return res;
-    const messages = res.message;
+    const it = res.message[Symbol.asyncIterator]();
+    // Every promise of the stream has a handler: when the caller went away
+    // while the handler was awaiting (a query failing as the database
+    // dropped its connection), the framework may leave a pending message's
+    // promise behind, and its rejection then has no audience. Callers still
+    // waiting get the error as usual.
+    const handled = <T>(p: Promise<T>): Promise<T> => {
+      const q = p.catch((e: unknown) => {
+        throw convert(where, e);
+      });
+      q.catch(() => {});
+      return q;
+    };
     return {
       ...res,
-      message: (async function* () {
-        try {
-          yield* messages;
-        } catch (e) {
-          throw convert(where, e);
-        }
-      })(),
+      message: {
+        [Symbol.asyncIterator]: () => ({
+          next: () => handled(it.next()),
+          return: (value?: unknown) => handled(it.return ? it.return(value) : Promise.resolve({ done: true as const, value: undefined })),
+          throw: (e?: unknown) => handled(it.throw ? it.throw(e) : Promise.reject(e)),
+        }),
+      },
     };
   };
 }

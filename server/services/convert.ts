@@ -1,5 +1,5 @@
-import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { create, fromJson } from "@bufbuild/protobuf";
+import { type Value, ValueSchema, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Job, JobSchema } from "../../gen/sluice/v1/job_pb.js";
 import { type Task, TaskSchema } from "../../gen/sluice/v1/task_pb.js";
 import { jobStateToProto, taskStateToProto } from "../../runner/wire/states.js";
@@ -40,6 +40,7 @@ export function taskToProto(row: TaskRowOut, clusterSlug: string): Task {
     identifier: { name: row.name, version: formatVersion(row.major, row.minor) },
     state: taskStateToProto[row.state],
     input: row.input,
+    inputJson: inputAsJson(row.input),
     trigger: row.trigger ? triggerToProto(row.trigger) : undefined,
     dependsOn: row.depends_on,
     maxRetries: row.max_retries,
@@ -55,4 +56,15 @@ export function taskToProto(row: TaskRowOut, clusterSlug: string): Task {
     startedAt: ts(row.started_at),
     finishedAt: ts(row.finished_at),
   });
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** A stored input as a JSON value, for JSON clients; undefined for one that is not JSON. */
+export function inputAsJson(input: Uint8Array): Value | undefined {
+  try {
+    return fromJson(ValueSchema, JSON.parse(utf8.decode(input)));
+  } catch {
+    return undefined;
+  }
 }

@@ -5,6 +5,7 @@ import type { Job } from "../../gen/sluice/v1/job_pb.js";
 import {
   JobService,
   type SubmitJobRequest,
+  SubmitJobRequestSchema,
   type SubmitJobResult,
   SubmitJobResultSchema,
   type SubmitJobsRequest,
@@ -20,6 +21,7 @@ import { KEY_USED, type NewJob, submitJobs } from "../store/submit-job.js";
 import { type TaskRow, addSubmissions, emptyPlan } from "../task-plan.js";
 import type { PlacedTask } from "../dispatch/dispatcher.js";
 import { EventQueue } from "../dispatch/event-queue.js";
+import { checkStorableText } from "../interceptors/storable-text.js";
 import { checkName, checkText, codeName, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
 import { jobStateFromProto } from "../../runner/wire/states.js";
 import { jobToProto, taskToProto } from "./convert.js";
@@ -84,7 +86,7 @@ function checkKey(key: string): string | null {
   return key;
 }
 
-export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDeps): ServiceImpl<typeof JobService> {
+export function jobService({ sql, clusters, dispatcher, leaseTtlMs, clock }: ServiceDeps): ServiceImpl<typeof JobService> {
   async function readJob(id: string) {
     const job = await getJob(sql, id);
     if (!job) throw notFound(`job ${id} does not exist`);
@@ -104,6 +106,8 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
    */
   function planJobWith(req: SubmitJobRequest, ids: ReadonlyMap<string, number>): PlannedJob {
     checkName(req.name, "job name");
+    // Here rather than for the whole call: one job of a batch is refused alone.
+    checkStorableText(SubmitJobRequestSchema, req);
     const cluster = req.cluster === "" ? "default" : req.cluster;
     if (req.tasks.length === 0) throw invalid("a job needs at least one root task in tasks");
     const clusterId = ids.get(cluster);
@@ -124,7 +128,7 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDep
       cluster,
       clusterId,
       plan,
-      startAt: startAt && startAt.getTime() > Date.now() ? startAt : null,
+      startAt: startAt && startAt.getTime() > clock.now() ? startAt : null,
       idempotencyKey: checkKey(req.idempotencyKey),
     };
   }

@@ -16,7 +16,9 @@ import {
   listRecurrentTasks,
   setPaused,
 } from "../store/recurrent-tasks.js";
-import { MAX_RETRIES_LIMIT, MAX_TASK_INPUT_BYTES, checkName, formatVersion, invalid, notFound, parseId, parseIdentifier } from "../validation.js";
+import { taskInput } from "../task-plan.js";
+import { inputAsJson } from "./convert.js";
+import { MAX_RETRIES_LIMIT, checkName, formatVersion, invalid, notFound, parseId, parseIdentifier } from "../validation.js";
 import type { ClusterDirectory } from "../store/clusters.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
 
@@ -30,6 +32,7 @@ async function toProto(row: RecurrentTaskRow, clusters: ClusterDirectory): Promi
     task: {
       identifier: { name: row.task_name, version: formatVersion(row.major, row.minor) },
       input: row.input,
+      inputJson: inputAsJson(row.input),
       maxRetries: row.max_retries,
       display: row.display ?? "",
     },
@@ -71,10 +74,7 @@ export function recurrentTaskService({ sql, clusters, clock }: ServiceDeps): Ser
     const cluster = clusterSlug === "" ? "default" : clusterSlug;
     if (!task?.identifier) throw invalid("task.identifier is missing: name the task each job starts from");
     const id = parseIdentifier(task.identifier.name, task.identifier.version, "task");
-    if (task.input.length === 0) throw invalid(`task: input is empty; a task needs a serialized input (use "{}" for a task without fields)`);
-    if (task.input.length > MAX_TASK_INPUT_BYTES) {
-      throw invalid(`task: input is ${task.input.length} bytes; the limit is ${MAX_TASK_INPUT_BYTES} bytes (1 MiB)`);
-    }
+    const input = taskInput(task, () => "task");
     if (task.maxRetries > MAX_RETRIES_LIMIT) throw invalid(`task: max_retries is ${task.maxRetries}; the limit is ${MAX_RETRIES_LIMIT}`);
     if (task.dependsOn.length > 0) throw invalid("task: depends_on has nothing to name in a recurrent task's root task; leave it empty");
     const clusterId = (await requireClusters(clusters, [cluster])).get(cluster)!;
@@ -85,7 +85,7 @@ export function recurrentTaskService({ sql, clusters, clock }: ServiceDeps): Ser
       major: id.major,
       minor: id.minor,
       display: task.display === "" ? null : task.display,
-      input: task.input,
+      input,
       maxRetries: task.maxRetries,
     };
   }

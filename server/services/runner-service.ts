@@ -25,7 +25,7 @@ import type { Capability } from "../store/lease-tasks.js";
 import { extendLeases } from "../store/leases.js";
 import { type TaskPlan, addSubmissions, clusterSlugsOf, emptyPlan } from "../task-plan.js";
 import type { TaskSubmission } from "../../gen/sluice/v1/task_pb.js";
-import { ID_PATTERN, codeName, invalid, parseId, parseIdentifier } from "../validation.js";
+import { ID_PATTERN, codeName, invalid, parseId, parseIdentifier, replaceUnstorable } from "../validation.js";
 import { toConnectError } from "../interceptors/errors.js";
 import { type Principal, principalKey } from "../auth/authenticator.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
@@ -281,7 +281,10 @@ function computedOf(c: ComputedTasks | undefined): TaskResultIn[] {
 /** A result as the store takes it, without subtasks (see planSubtasks). */
 function resultIn(r: TaskResult): TaskResultIn {
   const base = { taskId: r.task!.taskId, lease: r.task!.lease, jobId: r.jobId };
-  if (r.outcome.case === "failed") return { ...base, failure: { message: r.outcome.value.message, stack: r.outcome.value.stack } };
+  if (r.outcome.case === "failed") {
+    // Any text a task threw is kept: what PostgreSQL cannot store is replaced.
+    return { ...base, failure: { message: replaceUnstorable(r.outcome.value.message), stack: replaceUnstorable(r.outcome.value.stack) } };
+  }
   if (r.outcome.case === "released") return { ...base, released: true };
   return base;
 }

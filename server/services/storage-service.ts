@@ -5,15 +5,18 @@ import { type StorageLocation, StorageLocationSchema, StorageType } from "../../
 import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
 import { recordObjectEvents } from "../sources/events.js";
 import { type StorageClients, checkLocation, checkReachable } from "../sources/locations.js";
-import { type LocationRow, deleteLocation, getLocation, insertLocation, listLocations } from "../store/storage-locations.js";
+import { checkQueueReachable } from "../sources/sqs.js";
+import { type LocationRow, deleteLocation, getLocation, insertLocation, listLocations, rotatePushToken } from "../store/storage-locations.js";
 import { storageTypeFromProto, storageTypeToProto } from "../../runner/wire/storage-event.js";
 import { failedPrecondition, invalid, notFound, parseId } from "../validation.js";
 import type { ServiceDeps } from "./deps.js";
+import { sameSecret } from "../auth/secrets.js";
 
 const DEFAULT_RECONCILE_S = 300;
 const MAX_CHANGES = 10_000;
 
-export function locationToProto(l: LocationRow): StorageLocation {
+/** A location as answered; its push token only when `withToken` (registration and rotation). */
+export function locationToProto(l: LocationRow, withToken = false): StorageLocation {
   return create(StorageLocationSchema, {
     id: l.id,
     type: storageTypeToProto[l.type],
@@ -22,7 +25,7 @@ export function locationToProto(l: LocationRow): StorageLocation {
     region: l.region,
     sqsQueueUrl: l.sqs_queue_url,
     reconcileIntervalSeconds: l.reconcile_interval_s,
-    pushToken: l.push_token,
+    pushToken: withToken ? l.push_token : "",
     pushPath: l.type === "fs" ? "" : `/events/${l.type}/${l.id}`,
     createdAt: timestampFromDate(l.created_at),
   });
@@ -55,6 +58,7 @@ export function storageService({ sql, storage }: StorageDeps): ServiceImpl<typeo
       if (type !== "fs" && req.externalWatcher) throw invalid("external_watcher is only for FS locations");
       const region = type === "s3" ? req.region || "us-east-1" : "";
       if (!req.externalWatcher) await checkReachable({ type, location: req.location, endpoint: req.endpoint, region }, storage);
+      if (req.sqsQueueUrl !== "") await checkQueueReachable({ sqs_queue_url: req.sqsQueueUrl, region });
       const row = await insertLocation(sql, {
         type,
         location: req.location,
@@ -67,11 +71,11 @@ export function storageService({ sql, storage }: StorageDeps): ServiceImpl<typeo
       });
       if (!row) throw new ConnectError(`storage location ${req.location} is registered already`, Code.AlreadyExists);
       await storage.onChange();
-      return { storageLocation: locationToProto(row) };
+      return { storageLocation: locationToProto(row, true) };
     },
 
     async listStorageLocations() {
-      return { storageLocations: (await listLocations(sql)).map(locationToProto) };
+      return { storageLocations: (await listLocations(sql)).map((l) => locationToProto(l)) };
     },
 
     async getStorageLocation(req) {
@@ -87,9 +91,15 @@ export function storageService({ sql, storage }: StorageDeps): ServiceImpl<typeo
       return {};
     },
 
+    async rotatePushToken(req) {
+      const row = await rotatePushToken(sql, parseId(req.id, "id"));
+      if (!row) throw notFound(`storage location ${req.id} does not exist`);
+      return { storageLocation: locationToProto(row, true) };
+    },
+
     async reportObjectEvents(req) {
       const location = await find(req.locationId);
-      if (req.token !== location.push_token) {
+      if (!sameSecret(req.token, location.push_token)) {
         throw new ConnectError(`token does not match storage location ${location.id}'s push token`, Code.PermissionDenied);
       }
       if (req.changes.length > MAX_CHANGES) throw invalid(`${req.changes.length} changes in one call; send at most ${MAX_CHANGES}`);

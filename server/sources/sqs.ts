@@ -3,17 +3,51 @@ import type { Sql } from "postgres";
 import { recordObjectEvents } from "./events.js";
 import { type LocationRow, listLocations } from "../store/storage-locations.js";
 import { s3Changes, unwrapSns } from "./push.js";
+import { failedPrecondition, invalid } from "../validation.js";
 
 /**
  * A client for a location's queue, with AWS's endpoint for the region or the
  * URL's origin for an emulator. The SDK is loaded on first use, like the other
  * cloud SDKs (see s3Client).
  */
-async function sqsClient(location: LocationRow): Promise<{ client: SQSClient; sdk: typeof import("@aws-sdk/client-sqs") }> {
+async function sqsClient(location: Pick<LocationRow, "sqs_queue_url" | "region">): Promise<{ client: SQSClient; sdk: typeof import("@aws-sdk/client-sqs") }> {
   const sdk = await import("@aws-sdk/client-sqs");
   const url = new URL(location.sqs_queue_url);
   const aws = url.hostname.endsWith(".amazonaws.com");
   return { client: new sdk.SQSClient({ region: location.region || "us-east-1", ...(aws ? {} : { endpoint: url.origin }) }), sdk };
+}
+
+/**
+ * Refuses a queue the server cannot read (FailedPrecondition, saying why), so
+ * that registering it fails rather than its poller, later and unheard; a URL
+ * that is not one is InvalidArgument.
+ */
+export async function checkQueueReachable(l: Pick<LocationRow, "sqs_queue_url" | "region">): Promise<void> {
+  let url: URL;
+  try {
+    url = new URL(l.sqs_queue_url);
+  } catch {
+    url = new URL("invalid:");
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw invalid(`sqs_queue_url ${JSON.stringify(l.sqs_queue_url)} is not an http(s) URL, e.g. "https://sqs.us-east-1.amazonaws.com/123456789012/my-queue"`);
+  }
+  const { client, sdk } = await sqsClient(l);
+  try {
+    await client.send(new sdk.GetQueueAttributesCommand({ QueueUrl: l.sqs_queue_url, AttributeNames: ["QueueArn"] }), {
+      abortSignal: AbortSignal.timeout(10_000),
+    });
+  } catch (e) {
+    const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+    const status = err.$metadata?.httpStatusCode;
+    if (status === 403 || status === 401) {
+      throw failedPrecondition(`access to SQS queue ${l.sqs_queue_url} was denied: check the server's AWS credentials`);
+    }
+    const why = err.name === "QueueDoesNotExist" || /NonExistentQueue/.test(err.name ?? "") ? "it does not exist" : (err.message ?? err.name);
+    throw failedPrecondition(`the server cannot reach SQS queue ${l.sqs_queue_url}: ${why}`);
+  } finally {
+    client.destroy();
+  }
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import { unstorableText } from "../validation.js";
 
 export interface ClusterRow {
   id: number;
@@ -60,7 +61,8 @@ export class ClusterDirectory {
 
   /** Ids of the given slugs; slugs that do not exist are absent from the map. */
   async ids(slugs: readonly string[]): Promise<Map<string, number>> {
-    const missing = slugs.filter((s) => !this.bySlug.has(s));
+    // Text PostgreSQL cannot take (a NUL) names no cluster, and would fail the query.
+    const missing = slugs.filter((s) => !this.bySlug.has(s) && unstorableText(s) === null);
     if (missing.length > 0) {
       const rows = await this.sql<{ id: number; slug: string }[]>`SELECT id, slug FROM clusters WHERE slug = ANY(${missing}::text[])`;
       for (const r of rows) this.remember(r.id, r.slug);

@@ -42,6 +42,13 @@ export async function listLocations(sql: Sql): Promise<LocationRow[]> {
   return sql<LocationRow[]>`SELECT * FROM storage_locations ORDER BY id`;
 }
 
+/** Gives a location a new push token; null when there is no such location. */
+export async function rotatePushToken(sql: Sql, id: string): Promise<LocationRow | null> {
+  const [row] = await sql<LocationRow[]>`
+    UPDATE storage_locations SET push_token = ${randomBytes(24).toString("base64url")} WHERE id = ${id} RETURNING *`;
+  return row ?? null;
+}
+
 export async function getLocation(sql: Sql, id: string): Promise<LocationRow | null> {
   const [row] = await sql<LocationRow[]>`SELECT * FROM storage_locations WHERE id = ${id}`;
   return row ?? null;

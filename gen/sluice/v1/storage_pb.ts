@@ -72,7 +72,8 @@ export type StorageLocation = Message<"sluice.v1.StorageLocation"> & {
 
   /**
    * The secret to give push notifications (GCS Pub/Sub, S3 over SNS or webhooks):
-   * as the "token" query parameter or as "Authorization: Bearer TOKEN".
+   * as the "token" query parameter or as "Authorization: Bearer TOKEN". Set only
+   * in the answers of RegisterStorageLocation and RotatePushToken.
    *
    * @generated from field: string push_token = 8;
    */

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/storage_service.proto.
  */
 export const file_sluice_v1_storage_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9zbHVpY2UvdjEvc3RvcmFnZV9zZXJ2aWNlLnByb3RvEglzbHVpY2UudjEi7wEKHlJlZ2lzdGVyU3RvcmFnZUxvY2F0aW9uUmVxdWVzdBIkCgR0eXBlGAEgASgOMhYuc2x1aWNlLnYxLlN0b3JhZ2VUeXBlEhAKCGxvY2F0aW9uGAIgASgJEhAKCGVuZHBvaW50GAMgASgJEg4KBnJlZ2lvbhgEIAEoCRIVCg1zcXNfcXVldWVfdXJsGAUgASgJEiIKGnJlY29uY2lsZV9pbnRlcnZhbF9zZWNvbmRzGAYgASgNEh4KFmRpc2FibGVfcmVjb25jaWxpYXRpb24YByABKAgSGAoQZXh0ZXJuYWxfd2F0Y2hlchgIIAEoCCJXCh9SZWdpc3RlclN0b3JhZ2VMb2NhdGlvblJlc3BvbnNlEjQKEHN0b3JhZ2VfbG9jYXRpb24YASABKAsyGi5zbHVpY2UudjEuU3RvcmFnZUxvY2F0aW9uIh0KG0xpc3RTdG9yYWdlTG9jYXRpb25zUmVxdWVzdCJVChxMaXN0U3RvcmFnZUxvY2F0aW9uc1Jlc3BvbnNlEjUKEXN0b3JhZ2VfbG9jYXRpb25zGAEgAygLMhouc2x1aWNlLnYxLlN0b3JhZ2VMb2NhdGlvbiInChlHZXRTdG9yYWdlTG9jYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJIlIKGkdldFN0b3JhZ2VMb2NhdGlvblJlc3BvbnNlEjQKEHN0b3JhZ2VfbG9jYXRpb24YASABKAsyGi5zbHVpY2UudjEuU3RvcmFnZUxvY2F0aW9uIioKHERlbGV0ZVN0b3JhZ2VMb2NhdGlvblJlcXVlc3QSCgoCaWQYASABKAkiHwodRGVsZXRlU3RvcmFnZUxvY2F0aW9uUmVzcG9uc2UiXQoMT2JqZWN0Q2hhbmdlEgsKA2tleRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEi8KC21vZGlmaWVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJpChlSZXBvcnRPYmplY3RFdmVudHNSZXF1ZXN0EhMKC2xvY2F0aW9uX2lkGAEgASgJEg0KBXRva2VuGAIgASgJEigKB2NoYW5nZXMYAyADKAsyFy5zbHVpY2UudjEuT2JqZWN0Q2hhbmdlIjQKGlJlcG9ydE9iamVjdEV2ZW50c1Jlc3BvbnNlEhYKDmpvYnNfc3VibWl0dGVkGAEgASgNMp0ECg5TdG9yYWdlU2VydmljZRJwChdSZWdpc3RlclN0b3JhZ2VMb2NhdGlvbhIpLnNsdWljZS52MS5SZWdpc3RlclN0b3JhZ2VMb2NhdGlvblJlcXVlc3QaKi5zbHVpY2UudjEuUmVnaXN0ZXJTdG9yYWdlTG9jYXRpb25SZXNwb25zZRJnChRMaXN0U3RvcmFnZUxvY2F0aW9ucxImLnNsdWljZS52MS5MaXN0U3RvcmFnZUxvY2F0aW9uc1JlcXVlc3QaJy5zbHVpY2UudjEuTGlzdFN0b3JhZ2VMb2NhdGlvbnNSZXNwb25zZRJhChJHZXRTdG9yYWdlTG9jYXRpb24SJC5zbHVpY2UudjEuR2V0U3RvcmFnZUxvY2F0aW9uUmVxdWVzdBolLnNsdWljZS52MS5HZXRTdG9yYWdlTG9jYXRpb25SZXNwb25zZRJqChVEZWxldGVTdG9yYWdlTG9jYXRpb24SJy5zbHVpY2UudjEuRGVsZXRlU3RvcmFnZUxvY2F0aW9uUmVxdWVzdBooLnNsdWljZS52MS5EZWxldGVTdG9yYWdlTG9jYXRpb25SZXNwb25zZRJhChJSZXBvcnRPYmplY3RFdmVudHMSJC5zbHVpY2UudjEuUmVwb3J0T2JqZWN0RXZlbnRzUmVxdWVzdBolLnNsdWljZS52MS5SZXBvcnRPYmplY3RFdmVudHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sluice_v1_storage]);
+  fileDesc("Ch9zbHVpY2UvdjEvc3RvcmFnZV9zZXJ2aWNlLnByb3RvEglzbHVpY2UudjEi7wEKHlJlZ2lzdGVyU3RvcmFnZUxvY2F0aW9uUmVxdWVzdBIkCgR0eXBlGAEgASgOMhYuc2x1aWNlLnYxLlN0b3JhZ2VUeXBlEhAKCGxvY2F0aW9uGAIgASgJEhAKCGVuZHBvaW50GAMgASgJEg4KBnJlZ2lvbhgEIAEoCRIVCg1zcXNfcXVldWVfdXJsGAUgASgJEiIKGnJlY29uY2lsZV9pbnRlcnZhbF9zZWNvbmRzGAYgASgNEh4KFmRpc2FibGVfcmVjb25jaWxpYXRpb24YByABKAgSGAoQZXh0ZXJuYWxfd2F0Y2hlchgIIAEoCCJXCh9SZWdpc3RlclN0b3JhZ2VMb2NhdGlvblJlc3BvbnNlEjQKEHN0b3JhZ2VfbG9jYXRpb24YASABKAsyGi5zbHVpY2UudjEuU3RvcmFnZUxvY2F0aW9uIh0KG0xpc3RTdG9yYWdlTG9jYXRpb25zUmVxdWVzdCJVChxMaXN0U3RvcmFnZUxvY2F0aW9uc1Jlc3BvbnNlEjUKEXN0b3JhZ2VfbG9jYXRpb25zGAEgAygLMhouc2x1aWNlLnYxLlN0b3JhZ2VMb2NhdGlvbiInChlHZXRTdG9yYWdlTG9jYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJIlIKGkdldFN0b3JhZ2VMb2NhdGlvblJlc3BvbnNlEjQKEHN0b3JhZ2VfbG9jYXRpb24YASABKAsyGi5zbHVpY2UudjEuU3RvcmFnZUxvY2F0aW9uIioKHERlbGV0ZVN0b3JhZ2VMb2NhdGlvblJlcXVlc3QSCgoCaWQYASABKAkiHwodRGVsZXRlU3RvcmFnZUxvY2F0aW9uUmVzcG9uc2UiJAoWUm90YXRlUHVzaFRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCSJPChdSb3RhdGVQdXNoVG9rZW5SZXNwb25zZRI0ChBzdG9yYWdlX2xvY2F0aW9uGAEgASgLMhouc2x1aWNlLnYxLlN0b3JhZ2VMb2NhdGlvbiJdCgxPYmplY3RDaGFuZ2USCwoDa2V5GAEgASgJEg8KB3ZlcnNpb24YAiABKAkSLwoLbW9kaWZpZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImkKGVJlcG9ydE9iamVjdEV2ZW50c1JlcXVlc3QSEwoLbG9jYXRpb25faWQYASABKAkSDQoFdG9rZW4YAiABKAkSKAoHY2hhbmdlcxgDIAMoCzIXLnNsdWljZS52MS5PYmplY3RDaGFuZ2UiNAoaUmVwb3J0T2JqZWN0RXZlbnRzUmVzcG9uc2USFgoOam9ic19zdWJtaXR0ZWQYASABKA0y9wQKDlN0b3JhZ2VTZXJ2aWNlEnAKF1JlZ2lzdGVyU3RvcmFnZUxvY2F0aW9uEikuc2x1aWNlLnYxLlJlZ2lzdGVyU3RvcmFnZUxvY2F0aW9uUmVxdWVzdBoqLnNsdWljZS52MS5SZWdpc3RlclN0b3JhZ2VMb2NhdGlvblJlc3BvbnNlEmcKFExpc3RTdG9yYWdlTG9jYXRpb25zEiYuc2x1aWNlLnYxLkxpc3RTdG9yYWdlTG9jYXRpb25zUmVxdWVzdBonLnNsdWljZS52MS5MaXN0U3RvcmFnZUxvY2F0aW9uc1Jlc3BvbnNlEmEKEkdldFN0b3JhZ2VMb2NhdGlvbhIkLnNsdWljZS52MS5HZXRTdG9yYWdlTG9jYXRpb25SZXF1ZXN0GiUuc2x1aWNlLnYxLkdldFN0b3JhZ2VMb2NhdGlvblJlc3BvbnNlEmoKFURlbGV0ZVN0b3JhZ2VMb2NhdGlvbhInLnNsdWljZS52MS5EZWxldGVTdG9yYWdlTG9jYXRpb25SZXF1ZXN0Giguc2x1aWNlLnYxLkRlbGV0ZVN0b3JhZ2VMb2NhdGlvblJlc3BvbnNlElgKD1JvdGF0ZVB1c2hUb2tlbhIhLnNsdWljZS52MS5Sb3RhdGVQdXNoVG9rZW5SZXF1ZXN0GiIuc2x1aWNlLnYxLlJvdGF0ZVB1c2hUb2tlblJlc3BvbnNlEmEKElJlcG9ydE9iamVjdEV2ZW50cxIkLnNsdWljZS52MS5SZXBvcnRPYmplY3RFdmVudHNSZXF1ZXN0GiUuc2x1aWNlLnYxLlJlcG9ydE9iamVjdEV2ZW50c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_sluice_v1_storage]);
 
 /**
  * @generated from message sluice.v1.RegisterStorageLocationRequest
@@ -202,6 +202,44 @@ export const DeleteStorageLocationResponseSchema: GenMessage<DeleteStorageLocati
   messageDesc(file_sluice_v1_storage_service, 7);
 
 /**
+ * @generated from message sluice.v1.RotatePushTokenRequest
+ */
+export type RotatePushTokenRequest = Message<"sluice.v1.RotatePushTokenRequest"> & {
+  /**
+   * The location's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message sluice.v1.RotatePushTokenRequest.
+ * Use `create(RotatePushTokenRequestSchema)` to create a new message.
+ */
+export const RotatePushTokenRequestSchema: GenMessage<RotatePushTokenRequest> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_storage_service, 8);
+
+/**
+ * @generated from message sluice.v1.RotatePushTokenResponse
+ */
+export type RotatePushTokenResponse = Message<"sluice.v1.RotatePushTokenResponse"> & {
+  /**
+   * The location, with its new push token.
+   *
+   * @generated from field: sluice.v1.StorageLocation storage_location = 1;
+   */
+  storageLocation?: StorageLocation | undefined;
+};
+
+/**
+ * Describes the message sluice.v1.RotatePushTokenResponse.
+ * Use `create(RotatePushTokenResponseSchema)` to create a new message.
+ */
+export const RotatePushTokenResponseSchema: GenMessage<RotatePushTokenResponse> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_storage_service, 9);
+
+/**
  * An object that was created or modified.
  *
  * @generated from message sluice.v1.ObjectChange
@@ -235,7 +273,7 @@ export type ObjectChange = Message<"sluice.v1.ObjectChange"> & {
  * Use `create(ObjectChangeSchema)` to create a new message.
  */
 export const ObjectChangeSchema: GenMessage<ObjectChange> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_storage_service, 8);
+  messageDesc(file_sluice_v1_storage_service, 10);
 
 /**
  * @generated from message sluice.v1.ReportObjectEventsRequest
@@ -268,7 +306,7 @@ export type ReportObjectEventsRequest = Message<"sluice.v1.ReportObjectEventsReq
  * Use `create(ReportObjectEventsRequestSchema)` to create a new message.
  */
 export const ReportObjectEventsRequestSchema: GenMessage<ReportObjectEventsRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_storage_service, 9);
+  messageDesc(file_sluice_v1_storage_service, 11);
 
 /**
  * @generated from message sluice.v1.ReportObjectEventsResponse
@@ -287,7 +325,7 @@ export type ReportObjectEventsResponse = Message<"sluice.v1.ReportObjectEventsRe
  * Use `create(ReportObjectEventsResponseSchema)` to create a new message.
  */
 export const ReportObjectEventsResponseSchema: GenMessage<ReportObjectEventsResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_storage_service, 10);
+  messageDesc(file_sluice_v1_storage_service, 12);
 
 /**
  * Registers the buckets and folders that storage event tasks watch, and takes
@@ -335,6 +373,18 @@ export const StorageService: GenService<{
     methodKind: "unary";
     input: typeof DeleteStorageLocationRequestSchema;
     output: typeof DeleteStorageLocationResponseSchema;
+  },
+  /**
+   * Gives a location a new push token (the old one stops working) and answers
+   * the location with it: the only answer besides RegisterStorageLocation's
+   * that carries the token.
+   *
+   * @generated from rpc sluice.v1.StorageService.RotatePushToken
+   */
+  rotatePushToken: {
+    methodKind: "unary";
+    input: typeof RotatePushTokenRequestSchema;
+    output: typeof RotatePushTokenResponseSchema;
   },
   /**
    * Reports objects created or modified in a location, as `sluice watch` does.

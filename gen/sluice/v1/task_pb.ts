@@ -4,8 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { StorageEvent } from "./storage_pb.js";
 import { file_sluice_v1_storage } from "./storage_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/task.proto.
  */
 export const file_sluice_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChRzbHVpY2UvdjEvdGFzay5wcm90bxIJc2x1aWNlLnYxIi8KDlRhc2tJZGVudGlmaWVyEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCSLDAQoOVGFza1N1Ym1pc3Npb24SLQoKaWRlbnRpZmllchgBIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchINCgVpbnB1dBgCIAEoDBISCgpkZXBlbmRzX29uGAMgAygNEhMKC21heF9yZXRyaWVzGAQgASgNEg8KB2NsdXN0ZXIYBSABKAkSDwoHZGlzcGxheRgGIAEoCRIoCgd0cmlnZ2VyGAcgASgLMhcuc2x1aWNlLnYxLlN0b3JhZ2VFdmVudCI8CglUYXNrRXJyb3ISDwoHbWVzc2FnZRgBIAEoCRINCgVzdGFjaxgCIAEoCRIPCgdhdHRlbXB0GAMgASgNIuwDCgRUYXNrEgoKAmlkGAEgASgJEg4KBmpvYl9pZBgCIAEoCRIRCglwYXJlbnRfaWQYAyABKAkSLQoKaWRlbnRpZmllchgEIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchIjCgVzdGF0ZRgFIAEoDjIULnNsdWljZS52MS5UYXNrU3RhdGUSDQoFaW5wdXQYBiABKAwSEgoKZGVwZW5kc19vbhgHIAMoCRITCgttYXhfcmV0cmllcxgIIAEoDRIQCghmYWlsdXJlcxgJIAEoDRIQCghhdHRlbXB0cxgKIAEoDRIPCgdjbHVzdGVyGAsgASgJEigKCmxhc3RfZXJyb3IYDCABKAsyFC5zbHVpY2UudjEuVGFza0Vycm9yEg8KB2Rpc3BsYXkYDSABKAkSLgoKY3JlYXRlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKB3RyaWdnZXIYESABKAsyFy5zbHVpY2UudjEuU3RvcmFnZUV2ZW50KqABCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAESFgoSVEFTS19TVEFURV9SVU5OSU5HEAISFwoTVEFTS19TVEFURV9DT01QVVRFRBADEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAQSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQBWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sluice_v1_storage]);
+  fileDesc("ChRzbHVpY2UvdjEvdGFzay5wcm90bxIJc2x1aWNlLnYxIi8KDlRhc2tJZGVudGlmaWVyEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCSLvAQoOVGFza1N1Ym1pc3Npb24SLQoKaWRlbnRpZmllchgBIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchINCgVpbnB1dBgCIAEoDBISCgpkZXBlbmRzX29uGAMgAygNEhMKC21heF9yZXRyaWVzGAQgASgNEg8KB2NsdXN0ZXIYBSABKAkSDwoHZGlzcGxheRgGIAEoCRIoCgd0cmlnZ2VyGAcgASgLMhcuc2x1aWNlLnYxLlN0b3JhZ2VFdmVudBIqCgppbnB1dF9qc29uGBQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjwKCVRhc2tFcnJvchIPCgdtZXNzYWdlGAEgASgJEg0KBXN0YWNrGAIgASgJEg8KB2F0dGVtcHQYAyABKA0imAQKBFRhc2sSCgoCaWQYASABKAkSDgoGam9iX2lkGAIgASgJEhEKCXBhcmVudF9pZBgDIAEoCRItCgppZGVudGlmaWVyGAQgASgLMhkuc2x1aWNlLnYxLlRhc2tJZGVudGlmaWVyEiMKBXN0YXRlGAUgASgOMhQuc2x1aWNlLnYxLlRhc2tTdGF0ZRINCgVpbnB1dBgGIAEoDBISCgpkZXBlbmRzX29uGAcgAygJEhMKC21heF9yZXRyaWVzGAggASgNEhAKCGZhaWx1cmVzGAkgASgNEhAKCGF0dGVtcHRzGAogASgNEg8KB2NsdXN0ZXIYCyABKAkSKAoKbGFzdF9lcnJvchgMIAEoCzIULnNsdWljZS52MS5UYXNrRXJyb3ISDwoHZGlzcGxheRgNIAEoCRIuCgpjcmVhdGVkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoHdHJpZ2dlchgRIAEoCzIXLnNsdWljZS52MS5TdG9yYWdlRXZlbnQSKgoKaW5wdXRfanNvbhgUIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSqgAQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFUQVNLX1NUQVRFX1FVRVVFRBABEhYKElRBU0tfU1RBVEVfUlVOTklORxACEhcKE1RBU0tfU1RBVEVfQ09NUFVURUQQAxIVChFUQVNLX1NUQVRFX0ZBSUxFRBAEEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_sluice_v1_storage]);
 
 /**
  * Names a kind of task: what a runner registers and what a submission asks for.
@@ -60,8 +60,9 @@ export type TaskSubmission = Message<"sluice.v1.TaskSubmission"> & {
   identifier?: TaskIdentifier | undefined;
 
   /**
-   * The task's input, as its SDK serialized it (JSON for TypeScript tasks).
+   * The task's input: its fields as JSON, UTF-8 encoded, e.g. {"who":"world"}.
    * At least 1 byte and at most 1 MiB: keep larger data in the job cache.
+   * Input that is not JSON is refused. Set this or input_json, not both.
    *
    * @generated from field: bytes input = 2;
    */
@@ -103,6 +104,17 @@ export type TaskSubmission = Message<"sluice.v1.TaskSubmission"> & {
    * @generated from field: sluice.v1.StorageEvent trigger = 7;
    */
   trigger?: StorageEvent | undefined;
+
+  /**
+   * The task's input as a JSON value, for clients that speak JSON: in the
+   * JSON encoding it is written as plain JSON, e.g. "inputJson": {"who": "world"},
+   * where `input` is base64. The server stores it as `input` (the same limits
+   * apply). Set this or input, not both. Read back, both are set; numbers
+   * here are doubles, so an integer beyond 2^53 is exact only in `input`.
+   *
+   * @generated from field: google.protobuf.Value input_json = 20;
+   */
+  inputJson?: Value | undefined;
 };
 
 /**
@@ -189,7 +201,7 @@ export type Task = Message<"sluice.v1.Task"> & {
   state: TaskState;
 
   /**
-   * The task's serialized input.
+   * The task's input: its fields as JSON, UTF-8 encoded.
    *
    * @generated from field: bytes input = 6;
    */
@@ -271,6 +283,14 @@ export type Task = Message<"sluice.v1.Task"> & {
    * @generated from field: sluice.v1.StorageEvent trigger = 17;
    */
   trigger?: StorageEvent | undefined;
+
+  /**
+   * The task's input as a JSON value (see TaskSubmission.input_json); unset if
+   * the stored input is not JSON.
+   *
+   * @generated from field: google.protobuf.Value input_json = 20;
+   */
+  inputJson?: Value | undefined;
 };
 
 /**
