@@ -4,6 +4,7 @@ import { join } from "node:path";
 import postgres from "postgres";
 import type { TestProject } from "vitest/node";
 import { startEmbeddedDatabase } from "../../server/database/embedded.js";
+import { buildConsoleIfStale } from "./browser.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -31,6 +32,9 @@ export default async function setup(project: TestProject) {
     adminUrl = db.url;
     stopEmbedded = db.stop;
   }
+  // Once, before any file runs: the console's tests and the packaging test both read web/dist,
+  // and two builds at once would write over each other.
+  await buildConsoleIfStale();
   const dbPrefix = `sluice_t${process.pid}_`;
   project.provide("adminUrl", adminUrl);
   project.provide("dbPrefix", dbPrefix);
