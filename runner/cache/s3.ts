@@ -77,7 +77,7 @@ export class AmazonS3Cache implements CacheBackend {
 
   async putStream(path: string, source: Readable): Promise<void> {
     const { client } = await this.load();
-    const { Upload } = await importOptional<Storage>("@aws-sdk/lib-storage", () => import("@aws-sdk/lib-storage"), "AmazonS3Cache's streamed uploads");
+    const { Upload } = await importOptional<Storage>("@aws-sdk/lib-storage", () => import("@aws-sdk/lib-storage"), "AmazonS3Cache (streamed uploads)");
     const upload = new Upload({
       client,
       params: { Bucket: this.bucket, Key: this.key(path), Body: source },
