@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { type Transport, createClient } from "@connectrpc/connect";
 import { Http2SessionManager, compressionGzip, createConnectTransport } from "@connectrpc/connect-node";
@@ -44,6 +45,32 @@ export interface ClientOptions {
    * one); `SLUICE_TOKEN` when omitted.
    */
   token?: string;
+  /**
+   * For an https:// server whose certificate a private CA signed: that CA's
+   * certificates (PEM); the file `SLUICE_CA` names when omitted.
+   */
+  ca?: string | Buffer;
+  /**
+   * A client certificate and key (PEM) for a server that asks for one; the
+   * files `SLUICE_CLIENT_CERT` and `SLUICE_CLIENT_KEY` name when omitted.
+   */
+  clientCertificate?: { cert: string | Buffer; key: string | Buffer };
+}
+
+/** TLS options for an https:// server, from the client options or the environment. */
+function tlsOptions(options: ClientOptions): { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer } {
+  const read = (file: string | undefined, what: string) => {
+    if (!file) return undefined;
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new TypeError(`${what} names ${file}, which cannot be read: ${(e as Error).message}`);
+    }
+  };
+  const ca = options.ca ?? read(process.env.SLUICE_CA, "SLUICE_CA");
+  const cert = options.clientCertificate?.cert ?? read(process.env.SLUICE_CLIENT_CERT, "SLUICE_CLIENT_CERT");
+  const key = options.clientCertificate?.key ?? read(process.env.SLUICE_CLIENT_KEY, "SLUICE_CLIENT_KEY");
+  return { ...(ca && { ca }), ...(cert && { cert }), ...(key && { key }) };
 }
 
 /**
@@ -80,7 +107,9 @@ export class Client {
       { pingIntervalMs: 20_000, pingTimeoutMs: 10_000, idleConnectionTimeoutMs: 60_000 },
       // Without Nagle's algorithm: a small result batch leaves at once instead
       // of waiting up to 40 ms for the server's delayed ACK.
-      parsed.protocol === "http:" ? { createConnection: () => connect({ host: parsed.hostname.replace(/^\[|\]$/g, ""), port: Number(parsed.port || 80), noDelay: true }) } : {},
+      parsed.protocol === "http:"
+        ? { createConnection: () => connect({ host: parsed.hostname.replace(/^\[|\]$/g, ""), port: Number(parsed.port || 80), noDelay: true }) }
+        : tlsOptions(options),
     );
     this.transport = createConnectTransport({
       baseUrl: this.url,

@@ -27,6 +27,7 @@ import { apiHandler } from "./http/api-handler.js";
 import { LIMIT_SETTINGS } from "./limits.js";
 import { errorsInterceptor } from "./interceptors/errors.js";
 import { type Listener, listen } from "./http/listen.js";
+import { listenTls } from "./http/listen-tls.js";
 import { correctProtocolErrors, parseErrors } from "./http/protocol-errors.js";
 import { storableText } from "./interceptors/storable-text.js";
 import { LeaseExpiry } from "./maintenance/lease-expiry.js";
@@ -221,9 +222,11 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   const ui = consoleHandler(config.consoleDir);
   const handler: typeof api = (req, res) =>
     req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : isConsolePath(req.url) ? ui(req, res as ServerResponse) : api(req, res);
-  const listener: Listener = await listen(handler, config.host, config.port, config.connections);
+  const listener: Listener = config.tls
+    ? await listenTls(handler, config.host, config.port, config.connections, config.tls)
+    : await listen(handler, config.host, config.port, config.connections);
   const host = listener.host.includes(":") ? `[${listener.host}]` : listener.host;
-  const url = `http://${host}:${listener.port}`;
+  const url = `${config.tls ? "https" : "http"}://${host}:${listener.port}`;
   await watchers.sync();
   await pollers.sync();
   reconciler.start();

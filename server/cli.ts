@@ -42,7 +42,11 @@ export function serverCommand(name = "sluice-server"): Command {
     .option(limitFlag("maxConcurrentRequests", "<n>"), `requests handled at once; the rest wait (${limitHelp("maxConcurrentRequests")})`, limitInt("maxConcurrentRequests"))
     .option("--auth <mode>", "bearer tokens: auto (needed beyond loopback) or required (SLUICE_AUTH, default auto)")
     .option("--insecure-no-auth", "listen beyond loopback without authentication: anyone who reaches the port may do anything")
-    .action(async (opts: { host?: string; port?: number; dataDir?: string; auth?: string; insecureNoAuth?: boolean } & Partial<Record<LimitName, number>>) => {
+    .option("--tls-cert <file>", "serve TLS with this certificate (PEM; SLUICE_TLS_CERT)")
+    .option("--tls-key <file>", "the certificate's private key (PEM; SLUICE_TLS_KEY)")
+    .option("--tls-client-ca <file>", "ask clients for certificates signed by this CA (PEM; SLUICE_TLS_CLIENT_CA)")
+    .action(async (opts: { host?: string; port?: number; dataDir?: string; auth?: string; insecureNoAuth?: boolean; tlsCert?: string; tlsKey?: string; tlsClientCa?: string } & Partial<Record<LimitName, number>>) => {
+      if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) throw new InvalidArgumentError("--tls-cert and --tls-key go together");
       if (opts.auth !== undefined && !["auto", "required"].includes(opts.auth)) {
         throw new InvalidArgumentError(`--auth must be auto or required (--insecure-no-auth turns tokens off), got "${opts.auth}"`);
       }
@@ -55,6 +59,7 @@ export function serverCommand(name = "sluice-server"): Command {
         ...(opts.dataDir !== undefined && { dataDir: opts.dataDir }),
         ...(opts.auth !== undefined && { auth: opts.auth as "auto" | "required" }),
         ...(opts.insecureNoAuth && { auth: "off" as const }),
+        ...(opts.tlsCert !== undefined && { tls: { certFile: opts.tlsCert, keyFile: opts.tlsKey!, clientCaFile: opts.tlsClientCa } }),
         connections: pick(env.connections),
         requests: pick(env.requests),
       });

@@ -1,3 +1,4 @@
+import type { TlsFiles } from "./http/listen-tls.js";
 import { LeaseExpiryDefaults, type LeaseExpiryConfig } from "./maintenance/lease-expiry.js";
 import { JobRetentionDefaults, type JobRetentionConfig } from "./maintenance/job-retention.js";
 import { type Clock, systemClock } from "./maintenance/clock.js";
@@ -35,6 +36,8 @@ export interface ServerConfig {
   adminToken: string;
   /** Whether gRPC reflection answers without a token. */
   openReflection: boolean;
+  /** Serve TLS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate; cleartext when absent. */
+  tls?: TlsFiles;
   /** URL prefixes besides SNS's own whose SubscriptionConfirmation the server visits (SNS-compatible services). */
   snsConfirmUrls: string[];
   /** The scheduler's clock, for cron ticks and scheduled starts; tests pass one they move. */
@@ -100,6 +103,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     adminToken: env.SLUICE_ADMIN_TOKEN ?? "",
     openReflection: env.SLUICE_REFLECTION !== "token",
     snsConfirmUrls: (env.SLUICE_SNS_CONFIRM_URLS ?? "").split(",").map((u) => u.trim()).filter(Boolean),
+    tls: tlsFromEnv(env),
   };
 }
 
@@ -112,4 +116,12 @@ function authMode(raw: string | undefined): ServerConfig["auth"] {
 /** Whether a listening address reaches only this machine. */
 export function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function tlsFromEnv(env: NodeJS.ProcessEnv): TlsFiles | undefined {
+  const certFile = env.SLUICE_TLS_CERT || undefined;
+  const keyFile = env.SLUICE_TLS_KEY || undefined;
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new Error("SLUICE_TLS_CERT and SLUICE_TLS_KEY go together: set both for TLS, or neither");
+  return { certFile, keyFile, clientCaFile: env.SLUICE_TLS_CLIENT_CA || undefined };
 }

@@ -3,7 +3,7 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import { type ConnectionLimits, ConnectionLimitsDefaults } from "../limits.js";
 
-type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
+export type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
 export interface Listener {
   /** The address actually bound (port 0 picks a free one). */
@@ -100,7 +100,7 @@ export function listen(handler: Handler, host: string, port: number, limits: Con
  * next call) once it has had no open stream for `idleMs`. Streams in
  * progress, however quiet, keep it open.
  */
-function closeWhenIdle(session: http2.Http2Session, idleMs: number): void {
+export function closeWhenIdle(session: http2.Http2Session, idleMs: number): void {
   let open = 0;
   let timer: NodeJS.Timeout | null = null;
   const arm = () => {
