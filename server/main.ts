@@ -22,18 +22,6 @@ export async function runServer(overrides: Partial<ServerConfig> = {}): Promise<
     }
     console.error("unhandled rejection (a bug: please report it)", e);
   });
-  // postgres.js 3.4 can throw from a timer when the database terminates a
-  // connection it is writing to (porsager/postgres#1154): that connection is
-  // gone and the pool opens another, so the server goes on. Anything else
-  // still ends the process.
-  process.on("uncaughtException", (e) => {
-    if (e instanceof TypeError && /postgres[\\/](cjs[\\/])?src[\\/]connection\.js/.test(e.stack ?? "")) {
-      console.error("a database connection failed inside postgres.js; the pool replaces it", e);
-      return;
-    }
-    console.error(e);
-    process.exit(1);
-  });
   const server = await buildServer(config, {
     info: (m) => console.log(m),
     error: (m, e) => console.error(m, e instanceof Error ? (e.stack ?? e.message) : (e ?? "")),
