@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import * as http2 from "node:http2";
 import type * as net from "node:net";
 import type { ConnectionLimits } from "../limits.js";
-import { type Handler, type Listener, closeWhenIdle } from "./listen.js";
+import { type Handler, type Listener, closeWhenIdle, startListening } from "./listen.js";
 
 /** Files of the server's certificate, and of the CA whose client certificates it accepts. */
 export interface TlsFiles {
@@ -49,23 +49,5 @@ export async function listenTls(handler: Handler, host: string, port: number, li
     closeWhenIdle(session, limits.idleTimeoutMs);
     session.once("close", () => sessions.delete(session));
   });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      const address = server.address() as net.AddressInfo;
-      resolve({
-        host: address.address,
-        port: address.port,
-        close: (graceMs = 5_000) =>
-          new Promise<void>((done) => {
-            const force = setTimeout(() => sockets.forEach((s) => s.destroy()), graceMs);
-            server.close(() => {
-              clearTimeout(force);
-              done();
-            });
-            for (const s of sessions) s.close();
-          }),
-      });
-    });
-  });
+  return startListening(server, host, port, sockets, sessions);
 }

@@ -69,6 +69,27 @@ export function listen(handler: Handler, host: string, port: number, limits: Con
   // for its database pool and files.
   server.maxConnections = limits.maxConnections;
 
+  return startListening(server, host, port, sockets, sessions, () => {
+    // HTTP/1.1: close keep-alive connections that carry no request.
+    h1.closeIdleConnections();
+    // Connections that never sent a request.
+    for (const s of undecided) s.destroy();
+  });
+}
+
+/**
+ * Listens, and resolves with a Listener whose `close` stops accepting, sends
+ * every HTTP/2 session a GOAWAY (open streams finish), runs `closeMore`, and
+ * destroys what is still open after the grace period.
+ */
+export function startListening(
+  server: net.Server,
+  host: string,
+  port: number,
+  sockets: ReadonlySet<net.Socket>,
+  sessions: ReadonlySet<http2.Http2Session>,
+  closeMore: () => void = () => {},
+): Promise<Listener> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {
@@ -83,12 +104,8 @@ export function listen(handler: Handler, host: string, port: number, limits: Con
               clearTimeout(force);
               done();
             });
-            // HTTP/2: GOAWAY, then close once open streams finish.
             for (const s of sessions) s.close();
-            // HTTP/1.1: close keep-alive connections that carry no request.
-            h1.closeIdleConnections();
-            // Connections that never sent a request.
-            for (const s of undecided) s.destroy();
+            closeMore();
           }),
       });
     });
