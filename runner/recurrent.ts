@@ -142,6 +142,15 @@ export class RecurrentTaskClient {
     return new StorageLocation((await this.storage.getStorageLocation({ id })).storageLocation!);
   }
 
+  /**
+   * Gives a storage location a new push token (the old one stops working);
+   * the answer carries it, as registration's does, and no other answer will.
+   */
+  async rotatePushToken(location: StorageLocation | string): Promise<StorageLocation> {
+    const res = await this.storage.rotatePushToken({ id: typeof location === "string" ? location : location.id });
+    return new StorageLocation(res.storageLocation!);
+  }
+
   /** Deletes a storage location that no storage event task uses. */
   async deleteStorageLocation(location: StorageLocation | string): Promise<void> {
     await this.storage.deleteStorageLocation({ id: typeof location === "string" ? location : location.id });

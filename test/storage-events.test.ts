@@ -223,6 +223,14 @@ describe("storage event tasks", () => {
     await bad(await fetch(`${server.url}/events/s3/987654?token=x`, { method: "POST", body: "{}" }), 404, /not a registered S3 location/);
     await new Promise((r) => setTimeout(r, 300));
     expect(await jobsOf(task.id)).toHaveLength(1);
+
+    // The push token is in the registration's and a rotation's answers only;
+    // after a rotation the old one is refused and the new one works.
+    expect((await recurrent.storageLocations()).find((l) => l.id === bucket.id)!.pushToken).toBe("");
+    const rotated = await recurrent.rotatePushToken(bucket);
+    expect(rotated.pushToken).not.toBe(bucket.pushToken);
+    await bad(await post(other), 401, /missing or wrong token/);
+    expect((await post(other, `?token=${rotated.pushToken}`)).status).toBe(200);
     await recurrent.delete(task);
   });
 

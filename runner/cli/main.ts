@@ -331,7 +331,7 @@ function locationText(l: StorageLocation): string {
     l.region && `region ${l.region}`,
     l.sqsQueueUrl && `sqs ${l.sqsQueueUrl}`,
     l.reconcileIntervalSeconds > 0 ? `listed every ${l.reconcileIntervalSeconds}s` : "not listed",
-    l.pushPath && `push to ${l.pushPath}?token=${l.pushToken}`,
+    l.pushPath && (l.pushToken ? `push to ${l.pushPath}?token=${l.pushToken}` : `push to ${l.pushPath} with its push token`),
   ].filter(Boolean);
   return `${l.id.padStart(6)}  ${l.type.padEnd(3)}  ${l.location}  (${extra.join(", ")})`;
 }
@@ -365,6 +365,15 @@ storage
   .action(async () => {
     const list = await client().recurrentTasks().storageLocations();
     print(list, () => (list.length === 0 ? "no storage locations" : list.map(locationText).join("\n")));
+  });
+
+storage
+  .command("rotate-token")
+  .description("give a location a new push token (the old one stops working) and print it")
+  .argument("<id>", "the location's id")
+  .action(async (id: string) => {
+    const l = await client().recurrentTasks().rotatePushToken(id);
+    print(l, () => `new push token of storage location ${l.id}: ${l.pushToken}\n${locationText(l)}`);
   });
 
 storage
