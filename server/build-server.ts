@@ -143,7 +143,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   // Folders registered as FS locations are watched by every server; a NOTIFY
   // on LOCATIONS_CHANNEL tells them all when locations change.
   const watchers = new ServerWatchers(sql, join(resolve(config.dataDir), "watch"), onError);
-  const storageClients = { gcsApiEndpoint: config.gcsApiEndpoint };
+  const storageClients = { gcsApiEndpoint: config.gcsApiEndpoint, fsRoots: config.fsRoots ?? [resolve(config.dataDir), process.cwd()] };
   const pollers = new SqsPollers(sql, onError);
   const reconciler = new Reconciler(sql, storageClients, onError);
   const locationsChanged = () => {

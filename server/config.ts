@@ -36,6 +36,11 @@ export interface ServerConfig {
   adminToken: string;
   /** Whether gRPC reflection answers without a token. */
   openReflection: boolean;
+  /**
+   * The folders under which folder storage locations may be registered; none
+   * given: the data folder and the folder the server started in.
+   */
+  fsRoots?: string[];
   /** Serve TLS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate; cleartext when absent. */
   tls?: TlsFiles;
   /** URL prefixes besides SNS's own whose SubscriptionConfirmation the server visits (SNS-compatible services). */
@@ -104,6 +109,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     openReflection: env.SLUICE_REFLECTION !== "token",
     snsConfirmUrls: (env.SLUICE_SNS_CONFIRM_URLS ?? "").split(",").map((u) => u.trim()).filter(Boolean),
     tls: tlsFromEnv(env),
+    fsRoots: env.SLUICE_FS_ROOTS ? env.SLUICE_FS_ROOTS.split(":").filter(Boolean) : undefined,
   };
 }
 

@@ -15,6 +15,7 @@ import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
 import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
 import { TokenService } from "../gen/sluice/v1/token_service_pb.js";
 import { Client, Task, type TokenScopeName } from "../runner/index.js";
+import { buildServer } from "../server/build-server.js";
 import { eventually, quiet, useSandbox } from "./support/harness.js";
 import { openSession } from "./support/session.js";
 
@@ -204,5 +205,39 @@ describe("a storage event task submitted by hand", () => {
     const { job } = await api.submitJob({ name: "peek", tasks: [{ ...task, trigger: trigger(location.id) }] });
     const stored = await api.getJob({ id: job!.id });
     expect(stored.tasks[0].trigger?.location).toMatchObject({ id: location.id, location: folder });
+  });
+});
+
+describe("folder storage locations", () => {
+  let root: string;
+  const box = useSandbox({ fsRoots: [] });
+  it("are registered only under the roots the server allows, judged by their real path", async () => {
+    root = await mkdtemp(join(tmpdir(), "sluice-root-"));
+    const outside = await mkdtemp(join(tmpdir(), "sluice-outside-"));
+    const { symlink, mkdir } = await import("node:fs/promises");
+    await mkdir(join(root, "inside"));
+    await symlink(outside, join(root, "escape"));
+    const server = await buildServer({ host: "127.0.0.1", port: 0, databaseUrl: box.databaseUrl, fsRoots: [root] });
+    const client = new Client({ url: server.url });
+    try {
+      const register = (location: string) =>
+        client
+          .recurrentTasks()
+          .registerStorageLocation({ type: "fs", location })
+          .then(
+            (l) => l.location,
+            (e) => ConnectError.from(e),
+          );
+      expect(await register(join(root, "inside"))).toBe(join(root, "inside"));
+      for (const refused of ["/etc", outside, join(root, "escape")]) {
+        const err = await register(refused);
+        expect(err).toBeInstanceOf(ConnectError);
+        expect((err as ConnectError).code).toBe(Code.PermissionDenied);
+        expect((err as ConnectError).rawMessage).toMatch(/is outside the folders this server allows .*SLUICE_FS_ROOTS/);
+      }
+    } finally {
+      client.close();
+      await server.stop();
+    }
   });
 });

@@ -55,7 +55,7 @@ describe("storage event tasks", () => {
   let fauxqs: FauxqsServer;
   let s3: S3Client;
   let gcs: GcsTestServer;
-  const start = () => buildServer({ host: "127.0.0.1", port: 0, databaseUrl: db.url, dataDir, gcsApiEndpoint: gcs.url });
+  const start = () => buildServer({ host: "127.0.0.1", port: 0, databaseUrl: db.url, dataDir, gcsApiEndpoint: gcs.url, fsRoots: [tmpdir()] });
 
   beforeAll(async () => {
     db = await createDatabase();

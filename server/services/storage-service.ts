@@ -6,6 +6,7 @@ import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
 import { recordObjectEvents } from "../sources/events.js";
 import { type StorageClients, checkLocation, checkReachable } from "../sources/locations.js";
 import { checkQueueReachable } from "../sources/sqs.js";
+import { checkFsRoot } from "../sources/fs-roots.js";
 import { type LocationRow, deleteLocation, getLocation, insertLocation, listLocations, rotatePushToken } from "../store/storage-locations.js";
 import { storageTypeFromProto, storageTypeToProto } from "../../runner/wire/storage-event.js";
 import { failedPrecondition, invalid, notFound, parseId } from "../validation.js";
@@ -57,6 +58,7 @@ export function storageService({ sql, storage }: StorageDeps): ServiceImpl<typeo
       if (type !== "s3" && (req.region !== "" || req.sqsQueueUrl !== "")) throw invalid("region and sqs_queue_url are only for S3 locations");
       if (type !== "fs" && req.externalWatcher) throw invalid("external_watcher is only for FS locations");
       const region = type === "s3" ? req.region || "us-east-1" : "";
+      if (type === "fs") await checkFsRoot(req.location, storage.fsRoots);
       if (!req.externalWatcher) await checkReachable({ type, location: req.location, endpoint: req.endpoint, region }, storage);
       if (req.sqsQueueUrl !== "") await checkQueueReachable({ sqs_queue_url: req.sqsQueueUrl, region });
       const row = await insertLocation(sql, {

@@ -13,6 +13,8 @@ export const refOf = (l: LocationRow): LocationRef => ({ id: l.id, type: l.type,
 export interface StorageClients {
   /** GCS JSON API endpoint (tests point it at a local server); the Google default when unset. */
   gcsApiEndpoint?: string;
+  /** The folders under which folder locations may be registered. */
+  fsRoots: readonly string[];
 }
 
 /**

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
@@ -110,7 +111,8 @@ export function useSandbox(config: Partial<ServerConfig> = {}): Sandbox {
   beforeAll(async () => {
     const db = await createDatabase();
     drop = db.drop;
-    const server = await buildServer({ host: "127.0.0.1", port: 0, databaseUrl: db.url, ...config });
+    // Tests register folders in the system's temporary folder.
+    const server = await buildServer({ host: "127.0.0.1", port: 0, databaseUrl: db.url, fsRoots: [tmpdir()], ...config });
     const client = new Client({ url: server.url });
     Object.assign(box, {
       databaseUrl: db.url,
