@@ -1,6 +1,6 @@
 /** Objects of a folder location: keys resolved safely under the folder, and whole-file writes. */
 import { randomBytes } from "node:crypto";
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, realpath, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -22,10 +22,27 @@ export function folderOf(location: string): string {
   return folder;
 }
 
+/** Refuses a path whose real location (symbolic links followed) is outside `folder`'s. */
+async function insideReally(folder: string, path: string, key: string): Promise<void> {
+  const [real, root] = await Promise.all([realpath(path), realpath(folder)]);
+  if (real !== root && !real.startsWith(root + sep)) {
+    throw new TypeError(`key ${JSON.stringify(key)} leads out of ${folder} through a symbolic link`);
+  }
+}
+
+/** Reads `key` under `folder`; a symbolic link that leads out of the folder is refused. */
+export async function readFolderObject(folder: string, key: string): Promise<Buffer> {
+  const path = keyPath(folder, key);
+  await insideReally(folder, path, key);
+  return readFile(path);
+}
+
 /** Writes `data` to `key` under `folder`, through a temporary file renamed into place. */
 export async function writeFolderObject(folder: string, key: string, data: Uint8Array): Promise<void> {
   const path = keyPath(folder, key);
   await mkdir(dirname(path), { recursive: true });
+  // Renaming onto a link replaces the link; a linked folder on the way would be followed.
+  await insideReally(folder, dirname(path), key);
   const temporary = join(dirname(path), `.${randomBytes(6).toString("hex")}.sluice-tmp`);
   try {
     await writeFile(temporary, data);

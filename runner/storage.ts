@@ -1,10 +1,9 @@
-import { readFile } from "node:fs/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { Storage } from "@google-cloud/storage";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { create } from "@bufbuild/protobuf";
 import { type StorageEvent, type StorageLocation as LocationMessage, StorageLocationSchema } from "../gen/sluice/v1/storage_pb.js";
-import { keyPath, writeFolderObject } from "./folder-objects.js";
+import { readFolderObject, writeFolderObject } from "./folder-objects.js";
 import { importOptional } from "./optional.js";
 import { Task } from "./task.js";
 import { type LocationRef, type StorageTypeName, storageTypeFromProto, storageTypeToProto, triggerFromProto, triggerToProto } from "./wire/storage-event.js";
@@ -78,7 +77,7 @@ export class StorageLocation {
 
   /** The bytes of the object at `key`. */
   async read(key: string): Promise<Uint8Array> {
-    if (this.type === "fs") return readFile(keyPath(this.location, key));
+    if (this.type === "fs") return readFolderObject(this.location, key);
     if (this.type === "s3") {
       const s3 = await this.s3Client();
       const { GetObjectCommand } = await import("@aws-sdk/client-s3");

@@ -241,3 +241,20 @@ describe("folder storage locations", () => {
     }
   });
 });
+
+describe("a folder location read through the SDK", () => {
+  const box = useSandbox();
+
+  it("refuses a key that leads out of the folder through a symbolic link", async () => {
+    const folder = await mkdtemp(join(tmpdir(), "sluice-read-"));
+    const outside = await mkdtemp(join(tmpdir(), "sluice-secret-"));
+    const { symlink, writeFile } = await import("node:fs/promises");
+    await writeFile(join(folder, "plain.txt"), "inside");
+    await writeFile(join(outside, "secret.txt"), "secret");
+    await symlink(join(outside, "secret.txt"), join(folder, "link.txt"));
+    const location = await box.client.recurrentTasks().registerStorageLocation({ type: "fs", location: folder });
+    expect(Buffer.from(await location.read("plain.txt")).toString()).toBe("inside");
+    await expect(location.read("link.txt")).rejects.toThrow(/leads out of .* through a symbolic link/);
+    await expect(location.read("../secret.txt")).rejects.toThrow(/is invalid/);
+  });
+});
