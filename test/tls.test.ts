@@ -8,6 +8,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, Task } from "../runner/index.js";
 import { type SluiceServer, buildServer } from "../server/build-server.js";
+import type { ServerConfig } from "../server/config.js";
 import { ROOT, createDatabase, quiet } from "./support/harness.js";
 
 const run = promisify(execFile);
@@ -31,34 +32,37 @@ async function makeCertificates(dir: string) {
   return { ca: file("ca.pem"), cert: file("server.pem"), key: file("server.key"), clientCert: file("client.pem"), clientKey: file("client.key") };
 }
 
-describe("a server with TLS", () => {
-  let certs: Awaited<ReturnType<typeof makeCertificates>>;
-  let server: SluiceServer;
-  let drop: () => Promise<void>;
+type Certificates = Awaited<ReturnType<typeof makeCertificates>>;
+
+/**
+ * A server on a database of its own, with certificates made for it; the
+ * returned object is filled in before the file's tests run.
+ */
+function useTlsServer(config: (certs: Certificates) => Partial<ServerConfig>) {
+  const box = {} as { certs: Certificates; server: SluiceServer };
+  let drop: (() => Promise<void>) | undefined;
   beforeAll(async () => {
-    certs = await makeCertificates(await mkdtemp(join(tmpdir(), "sluice-tls-")));
+    box.certs = await makeCertificates(await mkdtemp(join(tmpdir(), "sluice-tls-")));
     const db = await createDatabase();
     drop = db.drop;
-    server = await buildServer({
-      host: "127.0.0.1",
-      port: 0,
-      databaseUrl: db.url,
-      auth: "required",
-      adminToken: ADMIN,
-      tls: { certFile: certs.cert, keyFile: certs.key },
-    });
+    box.server = await buildServer({ host: "127.0.0.1", port: 0, databaseUrl: db.url, ...config(box.certs) });
   });
   afterAll(async () => {
-    await server?.stop();
+    await box.server?.stop();
     await drop?.();
   });
+  return box;
+}
+
+describe("a server with TLS", () => {
+  const box = useTlsServer((certs) => ({ auth: "required", adminToken: ADMIN, tls: { certFile: certs.cert, keyFile: certs.key } }));
 
   it("serves the SDK, buf curl and grpc-js over HTTP/2 with the test CA, and nobody who does not trust it", async () => {
-    expect(server.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
-    const ca = await readFile(certs.ca);
+    expect(box.server.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const ca = await readFile(box.certs.ca);
 
     // The SDK: a job submitted and run over TLS.
-    const client = new Client({ url: server.url, token: ADMIN, ca });
+    const client = new Client({ url: box.server.url, token: ADMIN, ca });
     const job = await client.jobs().submit("over tls", new Echo({ n: 1 }));
     await client.runner("default", { tasks: [Echo], logger: quiet }).runAll();
     expect((await client.jobs().get(job.id)).state).toBe("completed");
@@ -70,12 +74,12 @@ describe("a server with TLS", () => {
       "--protocol",
       "grpc",
       "--cacert",
-      certs.ca,
+      box.certs.ca,
       "-H",
       `authorization: Bearer ${ADMIN}`,
       "--schema",
       join(ROOT, "proto"),
-      `${server.url}/sluice.v1.ClusterService/ListClusters`,
+      `${box.server.url}/sluice.v1.ClusterService/ListClusters`,
     ]);
     expect(JSON.parse(stdout).clusters.map((c: { slug: string }) => c.slug)).toContain("default");
 
@@ -83,7 +87,7 @@ describe("a server with TLS", () => {
     const definition = protoLoader.loadSync(join(ROOT, "proto", "sluice", "v1", "job_service.proto"), { includeDirs: [join(ROOT, "proto")], defaults: true });
     // biome-ignore lint: a generic client has no static types
     const pkg = grpc.loadPackageDefinition(definition) as any;
-    const jobs = new pkg.sluice.v1.JobService(new URL(server.url).host, grpc.credentials.createSsl(ca));
+    const jobs = new pkg.sluice.v1.JobService(new URL(box.server.url).host, grpc.credentials.createSsl(ca));
     const metadata = new grpc.Metadata();
     metadata.set("authorization", `Bearer ${ADMIN}`);
     const got = await new Promise<{ job: { id: string; state: string } }>((resolve, reject) =>
@@ -93,38 +97,21 @@ describe("a server with TLS", () => {
     jobs.close();
 
     // Without the CA, the certificate is refused and nothing is answered.
-    const stranger = new Client({ url: server.url, token: ADMIN });
+    const stranger = new Client({ url: box.server.url, token: ADMIN });
     await expect(stranger.jobs().get(job.id)).rejects.toThrow(/certificate/);
     stranger.close();
   });
 });
 
 describe("a server that asks for client certificates", () => {
-  let certs: Awaited<ReturnType<typeof makeCertificates>>;
-  let server: SluiceServer;
-  let drop: () => Promise<void>;
-  beforeAll(async () => {
-    certs = await makeCertificates(await mkdtemp(join(tmpdir(), "sluice-mtls-")));
-    const db = await createDatabase();
-    drop = db.drop;
-    server = await buildServer({
-      host: "127.0.0.1",
-      port: 0,
-      databaseUrl: db.url,
-      tls: { certFile: certs.cert, keyFile: certs.key, clientCaFile: certs.ca },
-    });
-  });
-  afterAll(async () => {
-    await server?.stop();
-    await drop?.();
-  });
+  const box = useTlsServer((certs) => ({ tls: { certFile: certs.cert, keyFile: certs.key, clientCaFile: certs.ca } }));
 
   it("answers a client with a certificate its CA signed, and no other", async () => {
-    const ca = await readFile(certs.ca);
-    const withCert = new Client({ url: server.url, ca, clientCertificate: { cert: await readFile(certs.clientCert), key: await readFile(certs.clientKey) } });
+    const ca = await readFile(box.certs.ca);
+    const withCert = new Client({ url: box.server.url, ca, clientCertificate: { cert: await readFile(box.certs.clientCert), key: await readFile(box.certs.clientKey) } });
     expect((await withCert.clusters().list()).map((c) => c.slug)).toContain("default");
     withCert.close();
-    const without = new Client({ url: server.url, ca });
+    const without = new Client({ url: box.server.url, ca });
     await expect(without.clusters().list()).rejects.toThrow();
     without.close();
   });

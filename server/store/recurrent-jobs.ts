@@ -3,18 +3,13 @@ import type { TriggerJson } from "../../runner/wire/storage-event.js";
 import type { TaskPlan } from "../task-plan.js";
 import { notifyReady } from "./channels.js";
 import { taskInsertCtes } from "./insert-tasks.js";
+import type { RecurrentTaskRow } from "./recurrent-tasks.js";
 
 /** A job a recurrent task just started (a cron tick, a storage event), with its task prototype. */
-export interface StartedJobRow {
-  job_id: string;
-  cluster_id: number;
-  task_name: string;
-  major: number;
-  minor: number;
-  display: string | null;
-  input: Buffer;
-  max_retries: number;
-}
+export type StartedJobRow = { job_id: string } & Pick<
+  RecurrentTaskRow,
+  "cluster_id" | "task_name" | "major" | "minor" | "display" | "input" | "max_retries"
+>;
 
 /**
  * Inserts the root task of each job a recurrent task started, from the task
