@@ -3,13 +3,22 @@ import type { TriggerJson } from "../../runner/wire/storage-event.js";
 import type { TaskPlan } from "../task-plan.js";
 import { notifyReady } from "./channels.js";
 import { taskInsertCtes } from "./insert-tasks.js";
-import type { RecurrentTaskRow } from "./recurrent-tasks.js";
+
+/** The task a recurrent task starts each job with, and the cluster it runs on. */
+export interface TaskPrototypeRow {
+  cluster_id: number;
+  task_name: string;
+  major: number;
+  minor: number;
+  display: string | null;
+  input: Buffer;
+  max_retries: number;
+}
 
 /** A job a recurrent task just started (a cron tick, a storage event), with its task prototype. */
-export type StartedJobRow = { job_id: string } & Pick<
-  RecurrentTaskRow,
-  "cluster_id" | "task_name" | "major" | "minor" | "display" | "input" | "max_retries"
->;
+export interface StartedJobRow extends TaskPrototypeRow {
+  job_id: string;
+}
 
 /**
  * Inserts the root task of each job a recurrent task started, from the task

@@ -1,18 +1,11 @@
 import type { Sql } from "postgres";
 import { type CronSchedule, cachedCron, latestTick, nextTick } from "../cron.js";
 import { SCHEDULE_CHANNEL } from "./channels.js";
-import { type StartedJobRow, insertStartedTasks } from "./recurrent-jobs.js";
+import { type StartedJobRow, type TaskPrototypeRow, insertStartedTasks } from "./recurrent-jobs.js";
 
-export interface RecurrentTaskRow {
+export interface RecurrentTaskRow extends TaskPrototypeRow {
   id: string;
   name: string;
-  cluster_id: number;
-  task_name: string;
-  major: number;
-  minor: number;
-  display: string | null;
-  input: Buffer;
-  max_retries: number;
   paused: boolean;
   created_at: Date;
   last_tick_at: Date | null;
