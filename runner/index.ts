@@ -1,4 +1,4 @@
-export { Client, type ClientOptions, DEFAULT_URL } from "./client.js";
+export { Client, type ClientOptions, DEFAULT_URL } from "./sdk/client.js";
 export {
   Task,
   type ExecutionContext,
@@ -7,10 +7,10 @@ export {
   type TaskClass,
   type TaskIdentifier,
   MAX_TASK_INPUT_BYTES,
-} from "./task.js";
-export { JobClient, type Job, type JobDetails, type JobFilter, type JobStateName, type ObjectWrite, type SubmitOptions, type TaskInfo, type TaskStateName } from "./jobs.js";
-export { ClusterClient, type Cluster } from "./clusters.js";
-export { TokenClient, type TokenInfo, type TokenScopeName } from "./tokens.js";
+} from "./sdk/task.js";
+export { JobClient, type Job, type JobDetails, type JobFilter, type JobStateName, type ObjectWrite, type SubmitOptions, type TaskInfo, type TaskStateName } from "./sdk/jobs.js";
+export { ClusterClient, type Cluster } from "./sdk/clusters.js";
+export { TokenClient, type TokenInfo, type TokenScopeName } from "./sdk/tokens.js";
 export {
   RecurrentTaskClient,
   type CronTaskOptions,
@@ -18,10 +18,10 @@ export {
   type RecurrentTaskInfo,
   type StorageEventTaskOptions,
   type StorageLocationSpec,
-} from "./recurrent.js";
-export { StorageEventTask, StorageLocation, type StorageTrigger, type StorageEventTypeName, type StorageTypeName } from "./storage.js";
-export { WriteObject } from "./builtins.js";
-export { TaskRunner, type RunnerLogger, type RunnerOptions } from "./task-runner.js";
+} from "./sdk/recurrent.js";
+export { StorageEventTask, StorageLocation, type StorageTrigger, type StorageEventTypeName, type StorageTypeName } from "./sdk/storage.js";
+export { WriteObject } from "./sdk/builtins.js";
+export { TaskRunner, type RunnerLogger, type RunnerOptions } from "./worker/task-runner.js";
 export { Code, ConnectError } from "@connectrpc/connect";
 export {
   AmazonS3Cache,
@@ -35,4 +35,4 @@ export {
   LocalFileSystemCache,
   type LocalFileSystemCacheOptions,
   type RetentionOptions,
-} from "./cache/index.js";
+} from "./sdk/cache/index.js";

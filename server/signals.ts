@@ -1,1 +1,1 @@
-export { onStopSignal } from "../runner/signals.js";
+export { onStopSignal } from "../runner/cli/signals.js";

@@ -3,18 +3,18 @@ import { join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { onStopSignal } from "../signals.js";
-import { Client } from "../client.js";
-import type { Job, JobDetails, JobStateName } from "../jobs.js";
+import { onStopSignal } from "./signals.js";
+import { Client } from "../sdk/client.js";
+import type { Job, JobDetails, JobStateName } from "../sdk/jobs.js";
 import { JOB_STATE_NAMES } from "../wire/states.js";
-import type { RecurrentTaskInfo } from "../recurrent.js";
-import type { StorageLocation, StorageTypeName } from "../storage.js";
+import type { RecurrentTaskInfo } from "../sdk/recurrent.js";
+import type { StorageLocation, StorageTypeName } from "../sdk/storage.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
-import { Task, type TaskClass } from "../task.js";
-import { AmazonS3Cache, type CacheBackend, GoogleStorageCache, InMemoryCache, LocalFileSystemCache } from "../cache/index.js";
-import type { TokenScopeName } from "../tokens.js";
+import { Task, type TaskClass } from "../sdk/task.js";
+import { AmazonS3Cache, type CacheBackend, GoogleStorageCache, InMemoryCache, LocalFileSystemCache } from "../sdk/cache/index.js";
+import type { TokenScopeName } from "../sdk/tokens.js";
 
 const program = new Command("sluice")
   .description("Sluice: a workflow orchestrator for data in object storage")
@@ -415,7 +415,7 @@ program
   .option("--state-dir <dir>", "where to keep the snapshot that catches up after a restart", ".sluice-watch")
   .option("--server <url>", "the server's URL (same as --url)")
   .action(async (folder: string, opts: { location: string; token: string; stateDir: string; server?: string }) => {
-    const { FolderWatcher } = await import("../folder-watcher.js");
+    const { FolderWatcher } = await import("./folder-watcher.js");
     if (opts.server) shared = new Client({ url: opts.server, token: program.opts().authToken });
     const c = client();
     const api = createClient(StorageService, c.transport);

@@ -1,1 +1,1 @@
-export { FolderWatcher } from "../../runner/folder-watcher.js";
+export { FolderWatcher } from "../../runner/cli/folder-watcher.js";

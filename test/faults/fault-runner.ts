@@ -5,7 +5,7 @@
  * Env: SLUICE_URL, FAULT_RECORDS (the file of execution records),
  * FAULT_CONCURRENCY (default 8).
  */
-import { Client } from "../../runner/client.js";
+import { Client } from "../../runner/sdk/client.js";
 import { FaultTask } from "./fault-task.js";
 
 const concurrency = Number(process.env.FAULT_CONCURRENCY ?? 8);

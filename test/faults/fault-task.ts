@@ -1,7 +1,7 @@
 import { appendFileSync } from "node:fs";
 // Straight from the modules, not the package's index: the index loads every
 // storage client, seconds of start-up for each runner process on a busy machine.
-import { type ExecutionContext, Task } from "../../runner/task.js";
+import { type ExecutionContext, Task } from "../../runner/sdk/task.js";
 
 /**
  * The fault suite's task. Once it has run it appends "task-id lease pid" to

@@ -1,5 +1,5 @@
 import { SubmitJobRequestSchema } from "../../gen/sluice/v1/job_service_pb.js";
-import { Client } from "../../runner/client.js";
+import { Client } from "../../runner/sdk/client.js";
 import { FaultTask } from "./fault-task.js";
 
 /**

@@ -1,7 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
 import type { RunnerService, SessionResponse, SessionStartSchema } from "../../gen/sluice/v1/runner_service_pb.js";
-import { SessionChannel } from "../../runner/session.js";
+import { SessionChannel } from "../../runner/worker/session.js";
 import { EventQueue } from "../../server/dispatch/event-queue.js";
 
 type Event = SessionResponse["event"];

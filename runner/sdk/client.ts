@@ -2,12 +2,12 @@ import { readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { type Transport, createClient } from "@connectrpc/connect";
 import { Http2SessionManager, compressionGzip, createConnectTransport } from "@connectrpc/connect-node";
-import { ClusterService } from "../gen/sluice/v1/cluster_service_pb.js";
-import { JobService } from "../gen/sluice/v1/job_service_pb.js";
-import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
-import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
-import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
-import { TokenService } from "../gen/sluice/v1/token_service_pb.js";
+import { ClusterService } from "../../gen/sluice/v1/cluster_service_pb.js";
+import { JobService } from "../../gen/sluice/v1/job_service_pb.js";
+import { RecurrentTaskService } from "../../gen/sluice/v1/recurrent_task_service_pb.js";
+import { RunnerService } from "../../gen/sluice/v1/runner_service_pb.js";
+import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
+import { TokenService } from "../../gen/sluice/v1/token_service_pb.js";
 import { TokenClient } from "./tokens.js";
 import { ClusterClient } from "./clusters.js";
 import { JobClient } from "./jobs.js";
@@ -26,7 +26,7 @@ function bearer(token: string | undefined): Interceptor[] {
     },
   ];
 }
-import { type RunnerOptions, TaskRunner } from "./task-runner.js";
+import { type RunnerOptions, TaskRunner } from "../worker/task-runner.js";
 
 /** The server a client talks to when neither `url` nor `SLUICE_URL` names one. */
 export const DEFAULT_URL = "http://127.0.0.1:8080";

@@ -1,7 +1,7 @@
 import { folderOf, writeFolderObject } from "./folder-objects.js";
 import { StorageLocation } from "./storage.js";
 import { Task, type TaskClass } from "./task.js";
-import type { LocationRef } from "./wire/storage-event.js";
+import type { LocationRef } from "../wire/storage-event.js";
 
 /**
  * Writes content to a key of a folder: the built-in task behind scheduled

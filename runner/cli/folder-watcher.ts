@@ -3,7 +3,7 @@ import type { Stats } from "node:fs";
 import { mkdir, readdir, stat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import type { AsyncSubscription, Event } from "@parcel/watcher";
-import { importOptional } from "./optional.js";
+import { importOptional } from "../sdk/optional.js";
 
 type ParcelWatcher = typeof import("@parcel/watcher");
 

@@ -1,6 +1,6 @@
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Client as ConnectClient } from "@connectrpc/connect";
-import { type Token as TokenMessage, TokenScope, type TokenService } from "../gen/sluice/v1/token_service_pb.js";
+import { type Token as TokenMessage, TokenScope, type TokenService } from "../../gen/sluice/v1/token_service_pb.js";
 
 export type TokenScopeName = "read" | "submit" | "runner" | "admin";
 

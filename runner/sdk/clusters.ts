@@ -1,6 +1,6 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { Client as ConnectClient } from "@connectrpc/connect";
-import { type Cluster as ClusterMessage, ClusterService } from "../gen/sluice/v1/cluster_service_pb.js";
+import { type Cluster as ClusterMessage, ClusterService } from "../../gen/sluice/v1/cluster_service_pb.js";
 
 export interface Cluster {
   slug: string;

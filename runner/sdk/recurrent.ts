@@ -1,9 +1,9 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { Client as ConnectClient } from "@connectrpc/connect";
-import { type RecurrentTask as RecurrentTaskMessage, RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
-import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
+import { type RecurrentTask as RecurrentTaskMessage, RecurrentTaskService } from "../../gen/sluice/v1/recurrent_task_service_pb.js";
+import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
 import { StorageEventTask, StorageLocation } from "./storage.js";
-import { type StorageTypeName, storageTypeToProto } from "./wire/storage-event.js";
+import { type StorageTypeName, storageTypeToProto } from "../wire/storage-event.js";
 import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
 
 export interface CronTrigger {

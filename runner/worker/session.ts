@@ -1,6 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AnsweredOutbox } from "./answered-outbox.js";
+import { AnsweredOutbox } from "../sdk/answered-outbox.js";
 import type {
   LeasesExtended,
   ResultsRecorded,
@@ -9,7 +9,7 @@ import type {
   SessionStartSchema,
   TaskLeaseSchema,
   TaskResultsSchema,
-} from "../gen/sluice/v1/runner_service_pb.js";
+} from "../../gen/sluice/v1/runner_service_pb.js";
 
 type SessionRequestInit = MessageInitShape<typeof SessionRequestSchema>;
 type Answer = SessionResponse["event"];

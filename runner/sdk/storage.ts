@@ -2,11 +2,11 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import type { Storage } from "@google-cloud/storage";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { create } from "@bufbuild/protobuf";
-import { type StorageEvent, type StorageLocation as LocationMessage, StorageLocationSchema } from "../gen/sluice/v1/storage_pb.js";
+import { type StorageEvent, type StorageLocation as LocationMessage, StorageLocationSchema } from "../../gen/sluice/v1/storage_pb.js";
 import { readFolderObject, writeFolderObject } from "./folder-objects.js";
 import { importOptional } from "./optional.js";
 import { Task } from "./task.js";
-import { type LocationRef, type StorageTypeName, storageTypeFromProto, storageTypeToProto, triggerFromProto, triggerToProto } from "./wire/storage-event.js";
+import { type LocationRef, type StorageTypeName, storageTypeFromProto, storageTypeToProto, triggerFromProto, triggerToProto } from "../wire/storage-event.js";
 
 export type { StorageTypeName };
 

@@ -2,16 +2,16 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
-import { RunnerService, type TaskAssignment, TaskResultSchema } from "../gen/sluice/v1/runner_service_pb.js";
-import type { StorageEvent } from "../gen/sluice/v1/storage_pb.js";
+import { RunnerService, type TaskAssignment, TaskResultSchema } from "../../gen/sluice/v1/runner_service_pb.js";
+import type { StorageEvent } from "../../gen/sluice/v1/storage_pb.js";
 import { TaskContext } from "./context.js";
-import { BUILTIN_TASKS } from "./builtins.js";
-import type { CacheBackend } from "./cache/cache.js";
-import { InMemoryCache } from "./cache/memory.js";
+import { BUILTIN_TASKS } from "../sdk/builtins.js";
+import type { CacheBackend } from "../sdk/cache/cache.js";
+import { InMemoryCache } from "../sdk/cache/memory.js";
 import { ACCEPTED, type ResultOutcome, ResultReporter } from "./result-reporter.js";
 import { SessionChannel } from "./session.js";
-import { StorageEventTask, triggerFromMessage } from "./storage.js";
-import { type TaskClass, deserializeInput, identifierOf, parseVersion } from "./task.js";
+import { StorageEventTask, triggerFromMessage } from "../sdk/storage.js";
+import { type TaskClass, deserializeInput, identifierOf, parseVersion } from "../sdk/task.js";
 
 export interface RunnerLogger {
   info(message: string): void;

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { ComputedTasksSchema, type TaskResult } from "../gen/sluice/v1/runner_service_pb.js";
+import { ComputedTasksSchema, type TaskResult } from "../../gen/sluice/v1/runner_service_pb.js";
 import type { SessionChannel } from "./session.js";
 
 /** What the server did with one result. */

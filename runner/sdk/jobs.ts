@@ -2,14 +2,14 @@ import { randomUUID } from "node:crypto";
 import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
-import type { JobState, Job as JobMessage } from "../gen/sluice/v1/job_pb.js";
-import { JobService, type SubmitJobRequestSchema, type SubmitJobsResponse } from "../gen/sluice/v1/job_service_pb.js";
-import { type Task as TaskMessage, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
+import type { JobState, Job as JobMessage } from "../../gen/sluice/v1/job_pb.js";
+import { JobService, type SubmitJobRequestSchema, type SubmitJobsResponse } from "../../gen/sluice/v1/job_service_pb.js";
+import { type Task as TaskMessage, TaskSubmissionSchema } from "../../gen/sluice/v1/task_pb.js";
 import { WriteObject } from "./builtins.js";
 import { type StorageLocation, triggerOf } from "./storage.js";
 import { SubmitChannel } from "./submit-stream.js";
 import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
-import { JOB_STATE_NAMES, type JobStateName, type TaskStateName, jobStateFromProto, jobStateToProto, taskStateFromProto } from "./wire/states.js";
+import { JOB_STATE_NAMES, type JobStateName, type TaskStateName, jobStateFromProto, jobStateToProto, taskStateFromProto } from "../wire/states.js";
 
 export type { JobStateName, TaskStateName };
 

@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
-import { type TaskSubmission, TaskSubmissionSchema } from "../gen/sluice/v1/task_pb.js";
-import { type CacheBackend, JobCache } from "./cache/cache.js";
-import { triggerOf } from "./storage.js";
-import { type ExecutionContext, type SubtaskHandle, type SubtaskOptions, type Task, identifierOf, serializeInput } from "./task.js";
+import { type TaskSubmission, TaskSubmissionSchema } from "../../gen/sluice/v1/task_pb.js";
+import { type CacheBackend, JobCache } from "../sdk/cache/cache.js";
+import { triggerOf } from "../sdk/storage.js";
+import { type ExecutionContext, type SubtaskHandle, type SubtaskOptions, type Task, identifierOf, serializeInput } from "../sdk/task.js";
 
 /** Where a context gets its abort signal, made only if the task asks for it. */
 export interface SignalSource {

@@ -1,6 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
-import type { JobService, SubmitJobsRequestSchema, SubmitJobsResponse } from "../gen/sluice/v1/job_service_pb.js";
+import type { JobService, SubmitJobsRequestSchema, SubmitJobsResponse } from "../../gen/sluice/v1/job_service_pb.js";
 import { AnsweredOutbox } from "./answered-outbox.js";
 
 type SubmitJobsInit = MessageInitShape<typeof SubmitJobsRequestSchema>;
