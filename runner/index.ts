@@ -6,10 +6,22 @@ export {
   type SubtaskOptions,
   type TaskClass,
   type TaskIdentifier,
+  type TaskLogger,
+  type ProgressTracker,
   MAX_TASK_INPUT_BYTES,
 } from "./sdk/task.js";
 export { JobClient, type Job, type JobDetails, type JobFilter, type JobStateName, type ObjectWrite, type SubmitOptions, type TaskInfo, type TaskStateName } from "./sdk/jobs.js";
 export { ClusterClient, type Cluster } from "./sdk/clusters.js";
+export {
+  ObservabilityClient,
+  type JobProgress,
+  type JobUpdate,
+  type LogLevelName,
+  type LogLine,
+  type ProgressBar,
+  type RunnerInfo,
+  type Unrunnable,
+} from "./sdk/observability.js";
 export { TokenClient, type TokenInfo, type TokenScopeName } from "./sdk/tokens.js";
 export {
   RecurrentTaskClient,

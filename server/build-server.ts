@@ -46,6 +46,13 @@ import { Reflection } from "./services/reflection-service.js";
 import { recurrentTaskService } from "./services/recurrent-task-service.js";
 import { runnerService } from "./services/runner-service.js";
 import { ClusterDirectory } from "./store/clusters.js";
+import { ObservabilityService } from "../gen/sluice/v1/observability_service_pb.js";
+import { observabilityService } from "./services/observability-service.js";
+import { JobFollowers } from "./observe/job-followers.js";
+import { RunnerRegistry, freshnessMs } from "./observe/runner-registry.js";
+import { ServerMetrics } from "./observe/metrics.js";
+import { SessionObserver } from "./observe/session-observer.js";
+import { metricsHandler } from "./http/metrics.js";
 
 export interface SluiceServer {
   /** Base URL of the API, e.g. http://127.0.0.1:8080. */
@@ -139,6 +146,14 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   await scheduler.start();
   const retention = new JobRetention(sql, config.jobRetention, onError);
   retention.start();
+  const followers = new JobFollowers(sql, onError);
+  await followers.start();
+  const registryConfig = { touchIntervalMs: config.observability.runnerTouchIntervalMs };
+  const runnerRegistry = new RunnerRegistry(sql, registryConfig, onError);
+  runnerRegistry.start();
+  const metrics = new ServerMetrics(sql, () => runnerRegistry.connected, config.poolSize, freshnessMs(registryConfig));
+  const observer = new SessionObserver(sql, followers, runnerRegistry, metrics, config.observability, onError);
+  leaseExpiry.onExpired = (n) => metrics.leaseExpiries.inc(n);
 
   // Folders registered as FS locations are watched by every server; a NOTIFY
   // on LOCATIONS_CHANNEL tells them all when locations change.
@@ -183,7 +198,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   } else if (!isLoopback(config.host)) {
     logger.info(`WARNING: authentication is off while listening on ${config.host}: anyone who reaches the port may do anything`);
   }
-  const apiServices: DescService[] = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService, TokenService];
+  const apiServices: DescService[] = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService, TokenService, ObservabilityService];
   const health = new HealthState(apiServices.map((s) => s.typeName));
   const reflection = new Reflection([...apiServices, Health, ReflectionV1, ReflectionV1alpha]);
   const routes = (router: ConnectRouter) => {
@@ -191,7 +206,8 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     router.service(ClusterService, clusterService(deps));
     router.service(RecurrentTaskService, recurrentTaskService(deps));
     router.service(StorageService, storageService(deps));
-    router.service(RunnerService, runnerService(deps));
+    router.service(RunnerService, runnerService({ ...deps, observer }));
+    router.service(ObservabilityService, observabilityService({ ...deps, followers, runnerFreshMs: freshnessMs(registryConfig), taskLogBytes: config.observability.taskLogBytes }));
     router.service(TokenService, tokenService(deps));
     router.service(Health, health.service());
     router.service(ReflectionV1, reflection.v1());
@@ -220,8 +236,15 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   });
   const push = pushHandler(sql, onError, config.snsConfirmUrls);
   const ui = consoleHandler(config.consoleDir);
+  const serveMetrics = metricsHandler(metrics, authOn && config.observability.metrics === "token" ? authenticator : undefined);
   const handler: typeof api = (req, res) =>
-    req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : isConsolePath(req.url) ? ui(req, res as ServerResponse) : api(req, res);
+    req.url?.startsWith("/events/")
+      ? void push(req, res as ServerResponse)
+      : isConsolePath(req.url)
+        ? ui(req, res as ServerResponse)
+        : req.url === "/metrics"
+          ? void serveMetrics(req, res as ServerResponse)
+          : api(req, res);
   const listener: Listener = config.tls
     ? await listenTls(handler, config.host, config.port, config.connections, config.tls)
     : await listen(handler, config.host, config.port, config.connections);
@@ -244,6 +267,8 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
         leaseExpiry.stop();
         await scheduler.stop();
         retention.stop();
+        runnerRegistry.stop();
+        await followers.stop();
         await locations.unlisten().catch(() => {});
         await authenticator?.stop();
         await watchers.stop();

@@ -3,6 +3,7 @@ import { LeaseExpiryDefaults, type LeaseExpiryConfig } from "./maintenance/lease
 import { JobRetentionDefaults, type JobRetentionConfig } from "./maintenance/job-retention.js";
 import { type Clock, systemClock } from "./maintenance/clock.js";
 import { type SchedulerConfig, SchedulerDefaults } from "./maintenance/scheduler.js";
+import { type ObservabilityConfig, ObservabilityDefaults } from "./observe/config.js";
 import { type ConnectionLimits, ConnectionLimitsDefaults, LIMIT_SETTINGS, type RequestLimits, RequestLimitsDefaults } from "./limits.js";
 
 export interface ServerConfig {
@@ -49,6 +50,8 @@ export interface ServerConfig {
   clock: Clock;
   /** The built web console served at /ui/; web/dist of the repository when unset. */
   consoleDir?: string;
+  /** Task logs, the runner registry and /metrics. */
+  observability: ObservabilityConfig;
 }
 
 export const ServerDefaults: ServerConfig = {
@@ -67,13 +70,15 @@ export const ServerDefaults: ServerConfig = {
   openReflection: true,
   snsConfirmUrls: [],
   clock: systemClock,
+  observability: ObservabilityDefaults,
 };
 
 /**
  * Settings from the environment: SLUICE_HOST, SLUICE_PORT, DATABASE_URL, SLUICE_DATA_DIR,
  * SLUICE_LEASE_TTL_MS, SLUICE_DB_POOL_SIZE, SLUICE_JOB_RETENTION_HOURS, SLUICE_GCS_ENDPOINT, SLUICE_AUTH,
  * SLUICE_INSECURE_NO_AUTH, SLUICE_ADMIN_TOKEN, SLUICE_REFLECTION ("token" to require one for reflection),
- * and the limits of LIMIT_SETTINGS.
+ * SLUICE_TASK_LOG_BYTES, SLUICE_METRICS ("open" to serve /metrics without a token), and the limits of
+ * LIMIT_SETTINGS.
  */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const int = (name: string, fallback: number) => {
@@ -110,6 +115,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     snsConfirmUrls: (env.SLUICE_SNS_CONFIRM_URLS ?? "").split(",").map((u) => u.trim()).filter(Boolean),
     tls: tlsFromEnv(env),
     fsRoots: env.SLUICE_FS_ROOTS ? env.SLUICE_FS_ROOTS.split(":").filter(Boolean) : undefined,
+    observability: {
+      ...ObservabilityDefaults,
+      taskLogBytes: int("SLUICE_TASK_LOG_BYTES", ObservabilityDefaults.taskLogBytes),
+      metrics: metricsMode(env.SLUICE_METRICS),
+    },
   };
 }
 
@@ -117,6 +127,12 @@ function authMode(raw: string | undefined): ServerConfig["auth"] {
   if (raw === undefined || raw === "") return ServerDefaults.auth;
   if (raw === "auto" || raw === "required") return raw;
   throw new Error(`SLUICE_AUTH must be auto or required (SLUICE_INSECURE_NO_AUTH=true turns tokens off), got "${raw}"`);
+}
+
+function metricsMode(raw: string | undefined): ServerConfig["observability"]["metrics"] {
+  if (raw === undefined || raw === "") return ObservabilityDefaults.metrics;
+  if (raw === "open" || raw === "token") return raw;
+  throw new Error(`SLUICE_METRICS must be token (a read token is needed when tokens are) or open, got "${raw}"`);
 }
 
 /** Whether a listening address reaches only this machine. */

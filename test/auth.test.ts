@@ -14,6 +14,7 @@ import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb
 import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
 import { StorageService } from "../gen/sluice/v1/storage_service_pb.js";
 import { TokenService } from "../gen/sluice/v1/token_service_pb.js";
+import { ObservabilityService } from "../gen/sluice/v1/observability_service_pb.js";
 import { Client, Task, type TokenScopeName } from "../runner/index.js";
 import { buildServer } from "../server/build-server.js";
 import { eventually, quiet, useSandbox } from "./support/harness.js";
@@ -49,13 +50,14 @@ async function call(url: string, token: string | undefined, service: DescService
   }
 }
 
-const SERVICES = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService, TokenService];
+const SERVICES = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService, TokenService, ObservabilityService];
 
 /** What each scope may call, by the method's name (the rule the server applies, written out). */
 function needed(service: DescService, method: DescMethod): TokenScopeName {
   const name = `${service.typeName}/${method.name}`;
   if (/JobService\/(Submit|Cancel|Retry)/.test(name) || name.endsWith("ReportObjectEvents")) return "submit";
   if (name.endsWith("RunnerService/Session")) return "runner";
+  if (name.endsWith("ObservabilityService/TailJobLogs")) return "read";
   if (service !== TokenService && /^(Get|List|Count)/.test(method.name)) return "read";
   return "admin";
 }

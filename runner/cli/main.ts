@@ -15,6 +15,8 @@ import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
 import { Task, type TaskClass } from "../sdk/task.js";
 import { AmazonS3Cache, type CacheBackend, GoogleStorageCache, InMemoryCache, LocalFileSystemCache } from "../sdk/cache/index.js";
 import type { TokenScopeName } from "../sdk/tokens.js";
+import { addObservabilityCommands, progressText, unrunnableWarning, waitForJob } from "./observe.js";
+import { identifierOf } from "../sdk/task.js";
 
 const program = new Command("sluice")
   .description("Sluice: a workflow orchestrator for data in object storage")
@@ -213,11 +215,20 @@ jobs
   .option("--cluster <slug>", "cluster to run it on", "default")
   .option("--max-retries <n>", "retries after the task throws", int("--max-retries"), 0)
   .option("--start-at <time>", "keep the job scheduled until this time (ISO 8601, e.g. 2026-12-24T18:00:00Z)", dateOption)
-  .action(async (name: string, opts: { task: string; input: string; cluster: string; maxRetries: number; startAt?: Date }) => {
-    const job = await client()
-      .jobs()
-      .submit(name, namedTask(opts.task, opts.input), { cluster: opts.cluster, maxRetries: opts.maxRetries, startAt: opts.startAt });
+  .option("--wait", "follow the job to its end with its progress; exit 1 unless it completed")
+  .action(async (name: string, opts: { task: string; input: string; cluster: string; maxRetries: number; startAt?: Date; wait?: boolean }) => {
+    const task = namedTask(opts.task, opts.input);
+    const job = await client().jobs().submit(name, task, { cluster: opts.cluster, maxRetries: opts.maxRetries, startAt: opts.startAt });
     print(job, () => `submitted job ${job.id} (${job.state}${job.startAt ? ` until ${time(job.startAt)}` : ""})`);
+    const warning = await unrunnableWarning(client(), opts.cluster, identifierOf(task));
+    if (warning) console.error(warning);
+    if (opts.wait) {
+      const state = await waitForJob(client(), job.id);
+      if (state !== "completed") {
+        console.error(`job ${job.id} ${state}: sluice jobs show ${job.id} says why`);
+        process.exitCode = 1;
+      }
+    }
   });
 
 jobs
@@ -237,8 +248,8 @@ jobs
   .description("show a job, its tasks and their errors")
   .argument("<id>", "the job's id")
   .action(async (id: string) => {
-    const job = await client().jobs().get(id);
-    print(job, () => jobText(job));
+    const [job, progress] = await Promise.all([client().jobs().get(id), client().observability().progress(id)]);
+    print({ ...job, progress: progress.progress, unrunnable: progress.unrunnable }, () => jobText(job) + progressText(progress));
   });
 
 jobs
@@ -258,6 +269,8 @@ jobs
     const job = await client().jobs().retry(id);
     print(job, () => `job ${job.id} is ${job.state}`);
   });
+
+addObservabilityCommands(program, jobs, client, print);
 
 const recurrent = program.command("recurrent").description("create, list, pause, resume and delete recurrent tasks");
 

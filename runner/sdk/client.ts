@@ -9,6 +9,8 @@ import { RunnerService } from "../../gen/sluice/v1/runner_service_pb.js";
 import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
 import { TokenService } from "../../gen/sluice/v1/token_service_pb.js";
 import { TokenClient } from "./tokens.js";
+import { ObservabilityService } from "../../gen/sluice/v1/observability_service_pb.js";
+import { ObservabilityClient } from "./observability.js";
 import { ClusterClient } from "./clusters.js";
 import { JobClient } from "./jobs.js";
 import { RecurrentTaskClient } from "./recurrent.js";
@@ -147,6 +149,11 @@ export class Client {
   /** Creates, lists and revokes bearer tokens (needs an admin token). */
   tokens(): TokenClient {
     return new TokenClient(createClient(TokenService, this.transport));
+  }
+
+  /** Task logs, job progress and the connected runners. */
+  observability(): ObservabilityClient {
+    return new ObservabilityClient(createClient(ObservabilityService, this.transport));
   }
 
   /** A task runner that executes the given tasks for a cluster ("default" when empty). */

@@ -57,6 +57,26 @@ export interface SubtaskHandle {
   readonly owner: object;
 }
 
+/**
+ * Log lines kept with a task attempt on the server (`sluice jobs logs`), with
+ * optional structured fields. console.log and friends called while the task
+ * executes land there too.
+ */
+export interface TaskLogger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** A job's progress under one label, added to by its tasks. */
+export interface ProgressTracker {
+  /** Adds `n` units (default 1) of work done. */
+  add(n?: number): void;
+  /** Adds `n` units to the work to do (each task of a job may add its share). */
+  addTotal(n: number): void;
+}
+
 /** What a task sees of its execution. */
 export interface ExecutionContext {
   /** The job the task belongs to. */
@@ -76,6 +96,13 @@ export interface ExecutionContext {
   submitSubtask(task: Task<any>, options?: SubtaskOptions): SubtaskHandle;
   /** Submits several subtasks with the same options. */
   submitSubtasks(tasks: readonly Task<any>[], options?: SubtaskOptions): SubtaskHandle[];
+  /** Log lines kept with this attempt (`sluice jobs logs JOB`). */
+  readonly logger: TaskLogger;
+  /**
+   * The job's progress under `label` (`sluice jobs show` draws a bar per
+   * label); `total` adds that much to the work to do, as `addTotal` does.
+   */
+  progress(label: string, total?: number): ProgressTracker;
 }
 
 /** A class extending Task, as registered with a runner. */

@@ -2,7 +2,27 @@ import { create } from "@bufbuild/protobuf";
 import { type TaskSubmission, TaskSubmissionSchema } from "../../gen/sluice/v1/task_pb.js";
 import { type CacheBackend, JobCache } from "../sdk/cache/cache.js";
 import { triggerOf } from "../sdk/storage.js";
-import { type ExecutionContext, type SubtaskHandle, type SubtaskOptions, type Task, identifierOf, serializeInput } from "../sdk/task.js";
+import {
+  type ExecutionContext,
+  type ProgressTracker,
+  type SubtaskHandle,
+  type SubtaskOptions,
+  type Task,
+  type TaskLogger,
+  identifierOf,
+  serializeInput,
+} from "../sdk/task.js";
+import type { ConsoleSink } from "./console-capture.js";
+import { LogLevel, type LogSource, type TelemetryBuffer } from "./telemetry-buffer.js";
+
+/** Where a context's log lines and progress go. */
+export interface TelemetryTarget {
+  readonly buffer: TelemetryBuffer;
+  /** Also writes each line to the runner's own output, prefixed with the job and task (null: not). */
+  readonly echo: ((level: LogLevel, line: string) => void) | null;
+}
+
+const MAX_LABEL_CHARS = 200;
 
 /** Where a context gets its abort signal, made only if the task asks for it. */
 export interface SignalSource {
@@ -16,10 +36,13 @@ const NONE: readonly TaskSubmission[] = Object.freeze([]);
  * signal and job cache are made on first use: most tasks use neither, and an
  * AbortController per task was a tenth of a runner's CPU time on short tasks.
  */
-export class TaskContext implements ExecutionContext {
+export class TaskContext implements ExecutionContext, LogSource, ConsoleSink {
   /** Made on the first submit: most tasks submit none. */
   private submitted: TaskSubmission[] | null = null;
   private cache: JobCache | null = null;
+  private taskLogger: TaskLogger | null = null;
+  logChars = 0;
+  logDropped = 0;
 
   constructor(
     readonly jobId: string,
@@ -27,7 +50,48 @@ export class TaskContext implements ExecutionContext {
     readonly attempt: number,
     private readonly signals: SignalSource,
     private readonly cacheBackend: CacheBackend,
+    private readonly telemetry: TelemetryTarget,
   ) {}
+
+  /** A line of this attempt's log (from the logger or the console). */
+  write(level: LogLevel, message: string, fields?: Record<string, unknown>): void {
+    this.telemetry.buffer.line(this, level, message, fields);
+    if (this.telemetry.echo) {
+      const extra = fields && Object.keys(fields).length > 0 ? ` ${safeJson(fields)}` : "";
+      this.telemetry.echo(level, `[job ${this.jobId} task ${this.taskId}] ${message}${extra}`);
+    }
+  }
+
+  get logger(): TaskLogger {
+    this.taskLogger ??= {
+      debug: (m, f) => this.write(LogLevel.DEBUG, String(m), f),
+      info: (m, f) => this.write(LogLevel.INFO, String(m), f),
+      warn: (m, f) => this.write(LogLevel.WARN, String(m), f),
+      error: (m, f) => this.write(LogLevel.ERROR, String(m), f),
+    };
+    return this.taskLogger;
+  }
+
+  progress(label: string, total?: number): ProgressTracker {
+    if (typeof label !== "string" || label.length === 0 || label.length > MAX_LABEL_CHARS) {
+      throw new RangeError(`a progress label is 1 to ${MAX_LABEL_CHARS} characters, got ${JSON.stringify(label)}`);
+    }
+    const buffer = this.telemetry.buffer;
+    const jobId = this.jobId;
+    const count = (n: number, what: string) => {
+      if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`progress ${what} takes a non-negative integer, got ${n}`);
+      return n;
+    };
+    if (total !== undefined && count(total, "total") > 0) buffer.addProgress(jobId, label, 0, total);
+    return {
+      add: (n = 1) => {
+        if (count(n, "add") > 0) buffer.addProgress(jobId, label, n, 0);
+      },
+      addTotal: (n) => {
+        if (count(n, "addTotal") > 0) buffer.addProgress(jobId, label, 0, n);
+      },
+    };
+  }
 
   /** The subtasks submitted so far, in order (empty: none). */
   get subtasks(): readonly TaskSubmission[] {
@@ -71,5 +135,13 @@ export class TaskContext implements ExecutionContext {
 
   submitSubtasks(tasks: readonly Task<any>[], options?: SubtaskOptions): SubtaskHandle[] {
     return tasks.map((t) => this.submitSubtask(t, options));
+  }
+}
+
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return "[fields that are not JSON]";
   }
 }

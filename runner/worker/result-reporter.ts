@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { ComputedTasksSchema, type TaskResult } from "../../gen/sluice/v1/runner_service_pb.js";
 import type { SessionChannel } from "./session.js";
+import type { TelemetryBuffer } from "./telemetry-buffer.js";
 
 /** What the server did with one result. */
 export interface ResultOutcome {
@@ -42,7 +43,11 @@ export class ResultReporter<O> {
   private channel: SessionChannel | null = null;
   private waiting: (() => void)[] = [];
 
-  constructor(private readonly signal: AbortSignal) {
+  constructor(
+    private readonly signal: AbortSignal,
+    /** Log lines and progress waiting: each results message takes them along. */
+    private readonly telemetry?: TelemetryBuffer,
+  ) {
     signal.addEventListener("abort", () => this.wakeAll(), { once: true });
   }
 
@@ -110,11 +115,15 @@ export class ResultReporter<O> {
             computed.jobIds.push(p.jobId);
           }
         }
+        // Lines written before these results go with them (the server writes
+        // them first).
+        const telemetry = this.telemetry?.take();
         let answer;
         try {
-          answer = await channel.record({ results, computed: computed.taskIds.length > 0 ? computed : undefined });
+          answer = await channel.record({ results, computed: computed.taskIds.length > 0 ? computed : undefined, telemetry });
         } catch {
           // The session ended under the batch: it goes again on the next one.
+          if (telemetry) this.telemetry!.putBack(telemetry, false);
           continue;
         }
         this.pending.splice(0, batch.length);

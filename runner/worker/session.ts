@@ -10,6 +10,7 @@ import type {
   TaskLeaseSchema,
   TaskResultsSchema,
 } from "../../gen/sluice/v1/runner_service_pb.js";
+import type { TaskTelemetrySchema } from "../../gen/sluice/v1/observability_pb.js";
 
 type SessionRequestInit = MessageInitShape<typeof SessionRequestSchema>;
 type Answer = SessionResponse["event"];
@@ -55,6 +56,13 @@ export class SessionChannel {
     const answer = await this.outbox.ask({ message: { case: "extend", value: { leases } } });
     if (answer.case !== "extended") throw new ConnectError(`the server answered an extension with ${answer.case}`, Code.Internal);
     return answer.value;
+  }
+
+  /** Sends log lines and progress (not answered); false when the session is closed. */
+  telemetry(value: MessageInitShape<typeof TaskTelemetrySchema>): boolean {
+    if (!this.outbox.open) return false;
+    this.outbox.push({ message: { case: "telemetry", value } });
+    return true;
   }
 
   /** Tells the server that the runner is stopping: nothing more is leased to it. */

@@ -4,7 +4,9 @@ import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
 import { RunnerService, type TaskAssignment, TaskResultSchema } from "../../gen/sluice/v1/runner_service_pb.js";
 import type { StorageEvent } from "../../gen/sluice/v1/storage_pb.js";
-import { TaskContext } from "./context.js";
+import { TaskContext, type TelemetryTarget } from "./context.js";
+import { installConsoleCapture, originalConsole, withConsole } from "./console-capture.js";
+import { LogLevel, TelemetryBuffer } from "./telemetry-buffer.js";
 import { BUILTIN_TASKS } from "../sdk/builtins.js";
 import type { CacheBackend } from "../sdk/cache/cache.js";
 import { InMemoryCache } from "../sdk/cache/memory.js";
@@ -51,6 +53,18 @@ export interface RunnerOptions {
    * the server hands those tasks to other runners when their leases run out.
    */
   stopTimeoutMs?: number;
+  /**
+   * What tasks' console.log/info/warn/error/debug output becomes (default
+   * true): their log lines, kept apart per task. False leaves the console alone.
+   */
+  captureConsole?: boolean;
+  /**
+   * Whether tasks' log lines are also written to the runner's own output,
+   * prefixed with their job and task (default true).
+   */
+  echoTaskLogs?: boolean;
+  /** Characters of log lines sent per task attempt (default 1 MiB); later lines are dropped. */
+  taskLogChars?: number;
 }
 
 type Outcome = NonNullable<MessageInitShape<typeof TaskResultSchema>["outcome"]>;
@@ -180,6 +194,8 @@ export class TaskRunner {
   private readonly log: RunnerLogger;
   private readonly cache: CacheBackend;
   private readonly stopTimeoutMs: number;
+  private readonly captureConsole: boolean;
+  private readonly telemetry: TelemetryTarget;
 
   private readonly held = new Map<string, Held>();
   private readonly queue: Held[] = [];
@@ -232,6 +248,12 @@ export class TaskRunner {
     this.log = options.logger ?? console;
     this.cache = options.cache ?? new InMemoryCache();
     this.stopTimeoutMs = options.stopTimeoutMs ?? 30_000;
+    this.captureConsole = options.captureConsole ?? true;
+    const out = originalConsole();
+    this.telemetry = {
+      buffer: new TelemetryBuffer(options.taskLogChars ?? 1024 * 1024),
+      echo: options.echoTaskLogs === false ? null : (level, line) => (level >= LogLevel.WARN ? out.error(line) : out.log(line)),
+    };
   }
 
   /** Runs tasks until `stop()` is called. */
@@ -291,7 +313,10 @@ export class TaskRunner {
 
   private async loop(): Promise<void> {
     const lifetime = (this.lifetime = new AbortController());
-    this.reporter = new ResultReporter(lifetime.signal);
+    const buffer = this.telemetry.buffer;
+    this.reporter = new ResultReporter(lifetime.signal, buffer);
+    buffer.sender = (t) => this.channel?.telemetry(t) ?? false;
+    const restoreConsole = this.captureConsole ? installConsoleCapture() : null;
     this.scheduleExtension();
     let delay = 100;
     try {
@@ -304,11 +329,13 @@ export class TaskRunner {
           concurrency: this.concurrency,
           prefetch: this.prefetch,
           name: this.name,
+          host: hostname(),
           held: [...this.held.values()].map((h) => ({ taskId: h.task.id, lease: h.task.lease })),
           draining: this.stopping,
         });
         this.channel = channel;
         this.reporter.setChannel(channel);
+        buffer.wake();
         this.checkSettled();
         try {
           for await (const res of this.api.session(channel.requests(), { signal: stream.signal })) {
@@ -353,6 +380,8 @@ export class TaskRunner {
         delay = Math.min(delay * 2, 5_000);
       }
     } finally {
+      restoreConsole?.();
+      buffer.close();
       this.stopping = true;
       for (const h of this.held.values()) h.abort(new Error("the runner stopped"));
       this.queue.length = 0;
@@ -423,8 +452,8 @@ export class TaskRunner {
       if (!cls) throw new Error(`this runner has no task ${name} compatible with ${version}`);
       const task = new cls(deserializeInput(t.input));
       if (t.trigger && task instanceof StorageEventTask) task.trigger = triggerFromMessage(t.trigger);
-      const context = new TaskContext(t.jobId, t.id, t.lease, h, this.cache);
-      await task.execute(context);
+      const context = new TaskContext(t.jobId, t.id, t.lease, h, this.cache, this.telemetry);
+      await (this.captureConsole ? withConsole(context, () => task.execute(context)) : task.execute(context));
       const subtasks = context.subtasks;
       outcome = subtasks.length === 0 ? COMPUTED : { case: "computed", value: { subtasks: [...subtasks] } };
     } catch (e) {

@@ -23,6 +23,7 @@ const SCOPES: Record<string, ScopeName> = {
   "sluice.v1.JobService/RetryJob": "submit",
   "sluice.v1.StorageService/ReportObjectEvents": "submit",
   "sluice.v1.RunnerService/Session": "runner",
+  "sluice.v1.ObservabilityService/TailJobLogs": "read",
 };
 
 /** Services anyone may call: health checks and (unless configured otherwise) reflection. */

@@ -8,6 +8,7 @@ import { triggerToProto } from "../../runner/wire/storage-event.js";
 import { formatVersion } from "../validation.js";
 import { type Capability, type LeasedTasks, leaseTasks } from "../store/lease-tasks.js";
 import { EventQueue } from "./event-queue.js";
+import type { ClusterCounters } from "../observe/metrics.js";
 
 /** The most tasks leased by one statement for one stream. */
 export const LEASE_BATCH_MAX = 500;
@@ -27,11 +28,15 @@ export interface RunnerStreamOptions {
   /** The runner is stopping: nothing is leased to it. */
   draining?: boolean;
   leaseTtlMs: number;
+  /** The metrics this stream adds to (per batch: leased tasks, arrived results). */
+  counters?: ClusterCounters;
 }
 
 export interface HeldTask {
   jobId: string;
   lease: number;
+  /** When it was sent to the runner (epoch ms; absent for tasks held from an earlier session). */
+  sentAt?: number;
 }
 
 /**
@@ -97,6 +102,23 @@ export class RunnerStream {
     return this.options.clusterId;
   }
 
+  /** Tasks leased to the runner and not yet reported. */
+  get holding(): number {
+    return this.held.size;
+  }
+
+  /** Whether the runner holds this task of this job (log lines are taken only for those). */
+  holds(taskId: string, jobId: string): boolean {
+    return this.held.get(taskId)?.jobId === jobId;
+  }
+
+  /** The jobs of the tasks the runner holds. */
+  heldJobs(): Set<string> {
+    const jobs = new Set<string>();
+    for (const h of this.held.values()) jobs.add(h.jobId);
+    return jobs;
+  }
+
   get free(): number {
     return this.draining ? 0 : this.options.capacity - this.held.size - this.reserved;
   }
@@ -145,6 +167,14 @@ export class RunnerStream {
    * make work ready (subtasks, dependents, retries).
    */
   resultsArrived(taskIds: readonly string[]): void {
+    const executed = this.options.counters?.executed;
+    if (executed) {
+      const now = Date.now();
+      for (const id of taskIds) {
+        const at = this.held.get(id)?.sentAt;
+        if (at !== undefined) executed.observe((now - at) / 1000);
+      }
+    }
     for (const id of taskIds) this.held.delete(id);
     this.recording++;
     if (this.workMayWait || this.pumping) this.pump();
@@ -237,7 +267,9 @@ export class RunnerStream {
   /** Sends leased tasks to the runner, one list per field, and holds them until it reports them. */
   private assign(t: LeasedTasks): void {
     this.idleSent = false;
-    for (let i = 0; i < t.ids.length; i++) this.held.set(t.ids[i], { jobId: t.jobIds[i], lease: t.leases[i] });
+    const sentAt = Date.now();
+    for (let i = 0; i < t.ids.length; i++) this.held.set(t.ids[i], { jobId: t.jobIds[i], lease: t.leases[i], sentAt });
+    this.options.counters?.leased.inc(t.ids.length);
     const triggers: { [task: number]: StorageEvent } = {};
     for (const [i, trigger] of t.triggers) triggers[i] = triggerToProto(trigger);
     this.events.push(

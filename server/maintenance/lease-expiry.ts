@@ -30,6 +30,8 @@ export const LeaseExpiryDefaults: LeaseExpiryConfig = {
  */
 export class LeaseExpiry {
   private readonly loop: SleepLoop;
+  /** Told how many tasks' leases ran out, per statement (the metrics count them). */
+  onExpired: ((tasks: number) => void) | undefined;
 
   constructor(
     private readonly sql: Sql,
@@ -50,7 +52,7 @@ export class LeaseExpiry {
   /** Returns due leases to the queue; sleeps until the next lease is due (at most maxIntervalMs). */
   private async pass(): Promise<number> {
     const { batchSize, maxIntervalMs, minIntervalMs } = this.config;
-    while ((await expireLeases(this.sql, batchSize)) === batchSize && !this.loop.isStopped);
+    while ((await expireLeases(this.sql, batchSize, this.onExpired)) === batchSize && !this.loop.isStopped);
     const next = await nextLeaseExpiry(this.sql);
     // A few milliseconds late, so the lease has surely passed in the database's clock too.
     const due = next ? next.getTime() - Date.now() + 5 : maxIntervalMs;

@@ -30,6 +30,7 @@ import { toConnectError } from "../interceptors/errors.js";
 import { type Principal, principalKey } from "../auth/authenticator.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
 import { resolveTriggers } from "./triggers.js";
+import type { SessionObserver } from "../observe/session-observer.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_RESULTS_PER_MESSAGE = 5_000;
@@ -53,7 +54,7 @@ const REFUSAL_CODES: Record<Refusal["kind"], Code> = {
   "not-recorded": Code.FailedPrecondition,
 };
 
-export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDeps): ServiceImpl<typeof RunnerService> {
+export function runnerService({ sql, clusters, dispatcher, leaseTtlMs, observer }: ServiceDeps & { observer: SessionObserver }): ServiceImpl<typeof RunnerService> {
   /**
    * Checks a runner's first message, reconciles what it holds with what the
    * database says is leased to it, and attaches its stream to the dispatcher.
@@ -73,7 +74,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       throw new ConnectError(`this runner token may take work from ${principal.clusters.join(", ")}, not from cluster "${slug}"`, Code.PermissionDenied);
     }
     const clusterId = (await requireClusters(clusters, [slug])).get(slug)!;
-    return dispatcher.attach({
+    const stream = dispatcher.attach({
       runnerId,
       clusterId,
       clusterSlug: slug,
@@ -82,11 +83,17 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       held: await dispatcher.reconcile(runnerId, held),
       draining: start.draining,
       leaseTtlMs,
+      counters: observer.metrics.cluster(slug),
     });
+    await observer.started(stream, start, capabilities);
+    return stream;
   }
 
   /** Records a results message of a session; a batch refused as a whole is a refusal per result. */
   async function record(stream: RunnerStream, req: TaskResults): Promise<ResultsRecorded> {
+    // A task's lines are written before its result, so that whoever sees the
+    // task finished finds all of them.
+    await observer.telemetry(stream, req.telemetry);
     try {
       return await recordBatch(stream, req);
     } catch (e) {
@@ -151,6 +158,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
     let recorded: RecordedResults;
     try {
       recorded = valid.length > 0 ? await recordResults(sql, stream.runnerId, valid) : NOTHING_RECORDED;
+      observer.recorded(stream, req, computed, recorded);
       for (const job of recorded.failedJobs) dispatcher.cancelJob(job, `job ${job} failed`);
       // Wake this server's streams for the work these results made ready
       // (before the runner's stream may say it is idle): the NOTIFY reaches
@@ -204,10 +212,14 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       const next = await incoming.next();
       if (next.done) return;
       const m = next.value.message;
+      observer.heard(stream);
       let answer: SessionResponse["event"];
       if (m.case === "results") answer = { case: "recorded", value: await record(stream, m.value) };
       else if (m.case === "extend") answer = { case: "extended", value: await extend(stream, m.value) };
-      else if (m.case === "drain") {
+      else if (m.case === "telemetry") {
+        await observer.telemetry(stream, m.value);
+        continue;
+      } else if (m.case === "drain") {
         stream.drain();
         continue;
       } else if (m.case === "end") {
@@ -250,6 +262,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       } finally {
         ctx.signal.removeEventListener("abort", detach);
         detach();
+        observer.ended(stream);
       }
       if (failure !== undefined) throw toConnectError(failure);
       if (stream.failure !== undefined) throw toConnectError(stream.failure);

@@ -17,6 +17,10 @@ export const SCHEDULE_CHANNEL = "sluice_schedule";
 export const LOCATIONS_CHANNEL = "sluice_locations";
 /** A token was revoked; the payload is its id. */
 export const TOKENS_CHANNEL = "sluice_tokens";
+/** A followed job has new log lines, progress or results; the payload is its id. */
+export const JOB_EVENTS_CHANNEL = "sluice_job_events";
+/** Someone started or stopped following a job; the payload is its id. */
+export const FOLLOW_CHANNEL = "sluice_follow";
 
 
 /**
@@ -53,4 +57,22 @@ export function notifyReadyOf(sql: Sql | TransactionSql, source: string) {
 /** Tells every server these jobs were cancelled or failed (payload: a job id). */
 export function notifyCancelled(sql: Sql | TransactionSql, jobIds: readonly string[]) {
   return sql`SELECT pg_notify(${CANCEL_CHANNEL}, j) FROM unnest(${jobIds}::text[]) AS j`;
+}
+
+/**
+ * Tells the followers of these jobs that something changed, as a column of a
+ * larger statement (a scalar subquery; nothing is sent for an empty list).
+ */
+export function notifyJobEventsOf(sql: Sql | TransactionSql, jobIds: readonly string[]) {
+  return sql`(SELECT count(pg_notify(${JOB_EVENTS_CHANNEL}, j)) FROM unnest(${jobIds as string[]}::text[]) AS j)`;
+}
+
+/** The same as a statement of its own. */
+export function notifyJobEvents(sql: Sql | TransactionSql, jobIds: readonly string[]) {
+  return sql`SELECT pg_notify(${JOB_EVENTS_CHANNEL}, j) FROM unnest(${jobIds as string[]}::text[]) AS j`;
+}
+
+/** Tells every server that the followers of this job changed. */
+export function notifyFollow(sql: Sql | TransactionSql, jobId: string) {
+  return sql`SELECT pg_notify(${FOLLOW_CHANNEL}, ${jobId})`;
 }

@@ -4,7 +4,8 @@ import type { Sql } from "postgres";
  * Deletes up to `limit` completed, failed or cancelled jobs that finished more
  * than `retentionMs` ago, found through the `jobs_finished` index, with their
  * tasks and the dependency edges between those tasks (no foreign keys:
- * migrations 0007 and 0009), in one statement. SKIP LOCKED leaves jobs another
+ * migrations 0007 and 0009), their tasks' log lines and their progress, in one
+ * statement. SKIP LOCKED leaves jobs another
  * server is deleting to it. Returns how many jobs were deleted.
  */
 export async function deleteExpiredJobs(sql: Sql, retentionMs: number, limit: number): Promise<number> {
@@ -22,9 +23,17 @@ export async function deleteExpiredJobs(sql: Sql, retentionMs: number, limit: nu
       RETURNING 1
     ), tasks_gone AS (
       DELETE FROM tasks t USING expired e WHERE t.job_id = e.id RETURNING 1
+    ), logs_gone AS (
+      DELETE FROM task_logs l USING expired e WHERE l.job_id = e.id RETURNING 1
+    ), log_sizes_gone AS (
+      DELETE FROM task_log_sizes s USING expired e WHERE s.job_id = e.id RETURNING 1
+    ), progress_gone AS (
+      DELETE FROM job_progress p USING expired e WHERE p.job_id = e.id RETURNING 1
     ), gone AS (
       DELETE FROM jobs WHERE id IN (SELECT id FROM expired) RETURNING 1
     )
-    SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT count(*) FROM edges) AS edges, (SELECT count(*) FROM tasks_gone) AS tasks`;
+    SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT count(*) FROM edges) AS edges, (SELECT count(*) FROM tasks_gone) AS tasks,
+           (SELECT count(*) FROM logs_gone) AS logs, (SELECT count(*) FROM log_sizes_gone) AS log_sizes,
+           (SELECT count(*) FROM progress_gone) AS progress`;
   return deleted;
 }

@@ -62,8 +62,8 @@ export async function extendLeases(
  *
  * Returns the number of due rows handled.
  */
-export async function expireLeases(sql: Sql, limit: number): Promise<number> {
-  const [row] = await sql<{ due: number }[]>`
+export async function expireLeases(sql: Sql, limit: number, onExpired?: (tasks: number) => void): Promise<number> {
+  const [row] = await sql<{ due: number; expired: number }[]>`
     WITH due AS (
       SELECT id, task_ids FROM task_leases
       WHERE expires_at < now()
@@ -101,8 +101,9 @@ export async function expireLeases(sql: Sql, limit: number): Promise<number> {
     ), dropped AS (
       DELETE FROM task_leases l WHERE l.id IN (SELECT id FROM due) AND l.id NOT IN (SELECT lease_row FROM remaining)
     )
-    SELECT (SELECT count(*) FROM due)::int AS due,
+    SELECT (SELECT count(*) FROM due)::int AS due, (SELECT count(*) FROM expired)::int AS expired,
            ${notifyReadyOf(sql, "requeued")} AS notified`;
+  if (row.expired > 0) onExpired?.(row.expired);
   return row.due;
 }
 

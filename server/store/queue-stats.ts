@@ -46,3 +46,38 @@ export async function finishedJobsPerMinute(sql: Sql, since: Date): Promise<Fini
     WHERE finished_at IS NOT NULL AND finished_at >= ${since}
     GROUP BY 1, 2`;
 }
+
+export interface QueueGaugesRow {
+  cluster: string;
+  ready: number;
+  /** Age of the lowest-id ready task, in seconds (0: none ready). */
+  oldest_seconds: number;
+  /** Runners whose server said within `freshMs` that their session is open. */
+  runners: number;
+}
+
+/**
+ * What /metrics shows of the queue, per cluster, in one statement: ready
+ * tasks, the age of the oldest (ready_tasks is walked in id order, which is
+ * creation order, and the first task's row gives its age), and connected
+ * runners. Counting ready_tasks visits every ready task: fine for a scrape
+ * every few seconds, not for the hot path.
+ */
+export async function queueGauges(sql: Sql, freshMs: number): Promise<QueueGaugesRow[]> {
+  return sql<QueueGaugesRow[]>`
+    SELECT c.slug AS cluster,
+           (SELECT count(*) FROM ready_tasks r WHERE r.cluster_id = c.id)::int AS ready,
+           coalesce((SELECT extract(epoch FROM now() - t.created_at) FROM ready_tasks r JOIN tasks t ON t.id = r.id
+                     WHERE r.cluster_id = c.id ORDER BY r.id LIMIT 1), 0)::float8 AS oldest_seconds,
+           (SELECT count(*) FROM runners x WHERE x.cluster_id = c.id
+              AND x.seen_at >= now() - ${freshMs}::bigint * interval '1 millisecond')::int AS runners
+    FROM clusters c ORDER BY c.id`;
+}
+
+/** Connections to this database by state ("active", "idle", ...), from pg_stat_activity. */
+export async function databaseConnections(sql: Sql): Promise<{ state: string; n: number }[]> {
+  return sql<{ state: string; n: number }[]>`
+    SELECT coalesce(state, 'unknown') AS state, count(*)::int AS n FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_type = 'client backend'
+    GROUP BY 1`;
+}

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, inject } from "vitest";
 import { ClusterService } from "../../gen/sluice/v1/cluster_service_pb.js";
 import { JobService } from "../../gen/sluice/v1/job_service_pb.js";
 import { RunnerService } from "../../gen/sluice/v1/runner_service_pb.js";
+import { ObservabilityService } from "../../gen/sluice/v1/observability_service_pb.js";
 import { Client, type Job, type JobStateName } from "../../runner/index.js";
 import { SESSION_SETTINGS, type SluiceServer, buildServer } from "../../server/build-server.js";
 import type { ServerConfig } from "../../server/config.js";
@@ -98,6 +99,7 @@ export interface Sandbox {
     jobs: ReturnType<typeof createClient<typeof JobService>>;
     clusters: ReturnType<typeof createClient<typeof ClusterService>>;
     runner: ReturnType<typeof createClient<typeof RunnerService>>;
+    observability: ReturnType<typeof createClient<typeof ObservabilityService>>;
   };
 }
 
@@ -124,6 +126,7 @@ export function useSandbox(config: Partial<ServerConfig> = {}): Sandbox {
         jobs: createClient(JobService, client.transport),
         clusters: createClient(ClusterService, client.transport),
         runner: createClient(RunnerService, client.transport),
+        observability: createClient(ObservabilityService, client.transport),
       },
     } satisfies Sandbox);
   });

@@ -1,0 +1,59 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import { format } from "node:util";
+import { LogLevel } from "../../gen/sluice/v1/observability_pb.js";
+
+/** Where the console output of one task attempt goes. */
+export interface ConsoleSink {
+  write(level: LogLevel, message: string): void;
+}
+
+const current = new AsyncLocalStorage<ConsoleSink>();
+const METHODS = { log: LogLevel.INFO, info: LogLevel.INFO, warn: LogLevel.WARN, error: LogLevel.ERROR, debug: LogLevel.DEBUG } as const;
+type Method = keyof typeof METHODS;
+let installed = 0;
+let originals: Record<Method, (...args: unknown[]) => void> | null = null;
+
+/**
+ * The console as the process had it, for the runner's own output (also while
+ * the capture is installed).
+ */
+export function originalConsole(): Record<Method, (...args: unknown[]) => void> {
+  return originals ?? { log: console.log, info: console.info, warn: console.warn, error: console.error, debug: console.debug };
+}
+
+/**
+ * Routes console.log/info/warn/error/debug made while a task executes (in its
+ * asynchronous continuations too: AsyncLocalStorage follows them) to that
+ * task's sink, keeping the output of concurrent tasks apart; output made
+ * outside any task goes to the console as before. Counted: the console is
+ * restored when the last runner that installed it stops.
+ */
+export function installConsoleCapture(): () => void {
+  if (installed++ === 0) {
+    const saved = { log: console.log, info: console.info, warn: console.warn, error: console.error, debug: console.debug };
+    originals = saved;
+    for (const m of Object.keys(METHODS) as Method[]) {
+      const level = METHODS[m];
+      const original = saved[m];
+      console[m] = function (this: unknown, ...args: unknown[]) {
+        const sink = current.getStore();
+        if (sink === undefined) return original.apply(console, args);
+        sink.write(level, format(...args));
+      };
+    }
+  }
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    if (--installed === 0 && originals) {
+      Object.assign(console, originals);
+      originals = null;
+    }
+  };
+}
+
+/** Runs `fn` with the console routed to `sink` (for everything it starts, too). */
+export function withConsole<T>(sink: ConsoleSink, fn: () => T): T {
+  return current.run(sink, fn);
+}

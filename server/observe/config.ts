@@ -1,0 +1,19 @@
+/** Settings of what the server shows about what runs (docs/observability.md). */
+export interface ObservabilityConfig {
+  /** Bytes of log lines kept per task, all attempts together; later lines are counted, not kept. */
+  taskLogBytes: number;
+  /** How often a server writes when its runners were last heard and what they hold. */
+  runnerTouchIntervalMs: number;
+  /**
+   * Who may read /metrics when the server needs tokens: "token" (a token with
+   * the read scope, as a bearer token) or "open" (anyone who reaches the port).
+   * Without tokens, anyone may.
+   */
+  metrics: "token" | "open";
+}
+
+export const ObservabilityDefaults: ObservabilityConfig = {
+  taskLogBytes: 1024 * 1024,
+  runnerTouchIntervalMs: 5_000,
+  metrics: "token",
+};

@@ -1,0 +1,170 @@
+import { setImmediate as tick } from "node:timers/promises";
+import { describe, expect, it } from "vitest";
+import { type ExecutionContext, Task } from "../runner/index.js";
+import { deleteExpiredJobs } from "../server/store/job-retention.js";
+import { ObservabilityDefaults } from "../server/observe/config.js";
+import { eventually, jobInState, useSandbox } from "./support/harness.js";
+
+/** Writes `lines` lines through the console and the logger, yielding between them so that tasks interleave. */
+class Chatty extends Task<{ who: string; lines: number }> {
+  static identifier = { name: "Chatty", version: "v1.0" };
+  async execute(context: ExecutionContext) {
+    for (let i = 0; i < this.input.lines; i++) {
+      console.log(`${this.input.who} says ${i}`);
+      await tick();
+      context.logger.info(`${this.input.who} step`, { i });
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    console.error(`${this.input.who} is done`);
+  }
+}
+
+/** Submits four Chatty subtasks, which run at once. */
+class Crowd extends Task {
+  static identifier = { name: "Crowd", version: "v1.0" };
+  execute(context: ExecutionContext) {
+    context.logger.warn("starting the crowd");
+    for (const who of ["ann", "bob", "cid", "dee"]) context.submitSubtask(new Chatty({ who, lines: 20 }));
+  }
+}
+
+/** Opens and closes a gate between its two halves, for tests that look while it runs. */
+const gates = new Map<string, { open: () => void; opened: Promise<void> }>();
+function gate(name: string) {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => (open = r));
+  gates.set(name, { open, opened });
+  return open;
+}
+
+class Gated extends Task<{ gate: string }> {
+  static identifier = { name: "Gated", version: "v1.0" };
+  async execute(context: ExecutionContext) {
+    const tiles = context.progress("tiles", 10);
+    context.logger.info("before the gate");
+    tiles.add(3);
+    await gates.get(this.input.gate)!.opened;
+    context.logger.info("after the gate");
+    tiles.add(7);
+  }
+}
+
+/** Writes one long line after another. */
+class Flood extends Task {
+  static identifier = { name: "Flood", version: "v1.0" };
+  execute(context: ExecutionContext) {
+    for (let i = 0; i < 50; i++) context.logger.info(`${i} ${"x".repeat(200)}`);
+  }
+}
+
+const tasks = [Chatty, Crowd, Gated, Flood];
+
+describe("task logs", () => {
+  const box = useSandbox();
+
+  it("keeps the lines of concurrent tasks apart, in the order each wrote them, with their levels and fields", async () => {
+    const runner = box.client.runner("default", { tasks, concurrency: 4, echoTaskLogs: false });
+    const running = runner.runForever();
+    try {
+      const job = await box.client.jobs().submit("crowd", new Crowd());
+      await jobInState(box.client, job.id, ["completed"]);
+      const details = await box.client.jobs().get(job.id);
+      const obs = box.client.observability();
+      const all = await obs.logs(job.id);
+      // 4 tasks x (20 console lines + 20 logger lines + 1 error line), plus the root's warning.
+      expect(all).toHaveLength(4 * 41 + 1);
+      const byTask = new Map<string, string[]>();
+      for (const l of all) byTask.set(l.taskId, [...(byTask.get(l.taskId) ?? []), l.message]);
+      // The tasks ran at once: their lines are interleaved in the job's log.
+      const owners = all.map((l) => l.taskId);
+      const switches = owners.filter((o, i) => i > 0 && o !== owners[i - 1]).length;
+      expect(switches).toBeGreaterThan(4);
+      for (const t of details.tasks.filter((t) => t.identifier.name === "Chatty")) {
+        const who = (t.input as { who: string }).who;
+        const expected = [];
+        for (let i = 0; i < 20; i++) expected.push(`${who} says ${i}`, `${who} step`);
+        expected.push(`${who} is done`);
+        expect(byTask.get(t.id)).toEqual(expected);
+        const own = await obs.logs(job.id, { taskId: t.id });
+        expect(own.map((l) => l.message)).toEqual(expected);
+        expect(own.filter((l) => l.fields).map((l) => l.fields)).toEqual(Array.from({ length: 20 }, (_, i) => ({ i })));
+        expect(own.at(-1)?.level).toBe("error");
+        expect(own.every((l) => l.attempt === 1)).toBe(true);
+      }
+      const root = details.tasks.find((t) => t.identifier.name === "Crowd")!;
+      expect((await obs.logs(job.id, { taskId: root.id })).map((l) => [l.level, l.message])).toEqual([["warn", "starting the crowd"]]);
+      // Pages: reading after a line gives what follows it.
+      const page = await obs.logs(job.id, { after: all[100].id });
+      expect(page.map((l) => l.id)).toEqual(all.slice(101).map((l) => l.id));
+
+      // Retention deletes a job's lines with it.
+      expect(await deleteExpiredJobs(box.sql, 0, 1_000)).toBeGreaterThan(0);
+      const [{ n }] = await box.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM task_logs WHERE job_id = ${job.id}`;
+      expect(n).toBe(0);
+    } finally {
+      await runner.stop();
+      await running;
+    }
+  });
+
+  it("follows a job: lines and progress arrive while its task runs, and the follow ends with the job", async () => {
+    const open = gate("follow");
+    const runner = box.client.runner("default", { tasks, echoTaskLogs: false });
+    const running = runner.runForever();
+    try {
+      const job = await box.client.jobs().submit("gated", new Gated({ gate: "follow" }));
+      const obs = box.client.observability();
+      const seen: string[] = [];
+      const states: string[] = [];
+      let lastProgress: unknown;
+      let beforeSeen!: () => void;
+      const before = new Promise<void>((r) => (beforeSeen = r));
+      const following = (async () => {
+        for await (const u of obs.follow(job.id)) {
+          for (const l of u.lines) seen.push(l.message);
+          if (u.state) states.push(u.state);
+          if (u.progress) lastProgress = u.progress;
+          if (seen.includes("before the gate")) beforeSeen();
+        }
+      })();
+      await before;
+      // The task is still running, behind its gate.
+      expect(seen).toEqual(["before the gate"]);
+      expect((await box.client.jobs().get(job.id)).state).toBe("started");
+      const mid = await eventually(async () => {
+        const p = await obs.progress(job.id);
+        return p.progress[0]?.done === 3 ? p : undefined;
+      });
+      expect(mid.progress).toEqual([{ label: "tiles", done: 3, total: 10 }]);
+      open();
+      await following;
+      expect(seen).toEqual(["before the gate", "after the gate"]);
+      expect(states.at(-1)).toBe("completed");
+      expect(lastProgress).toEqual([{ label: "tiles", done: 10, total: 10 }]);
+    } finally {
+      await runner.stop();
+      await running;
+    }
+  });
+});
+
+describe("task logs over the limit", () => {
+  const box = useSandbox({ observability: { ...ObservabilityDefaults, taskLogBytes: 2_000 } });
+
+  it("keeps a task's lines up to the server's limit and says the rest was not kept", async () => {
+    const runner = box.client.runner("default", { tasks, echoTaskLogs: false });
+    const running = runner.runForever();
+    try {
+      const job = await box.client.jobs().submit("flood", new Flood());
+      await jobInState(box.client, job.id, ["completed"]);
+      const res = await box.api.observability.getTaskLogs({ jobId: job.id });
+      expect(res.truncated).toBe(true);
+      expect(res.lines.length).toBeGreaterThan(0);
+      expect(res.lines.length).toBeLessThan(50);
+      expect(res.lines[0].message).toMatch(/^0 x+$/);
+    } finally {
+      await runner.stop();
+      await running;
+    }
+  });
+});
