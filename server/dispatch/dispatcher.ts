@@ -249,6 +249,8 @@ function handedTasks(rows: readonly TaskRow[], placed: ReadonlyMap<TaskRow, Plac
     out.failures.push(0);
     out.maxRetries.push(row.maxRetries);
     out.inputs.push(row.input);
+    // Handed over as it was created: no wait.
+    out.firstWaits.push(0);
     const key = `${row.name} ${row.major} ${row.minor}`;
     let k = indexes.get(key);
     if (k === undefined) {

@@ -269,7 +269,11 @@ export class RunnerStream {
     this.idleSent = false;
     const sentAt = Date.now();
     for (let i = 0; i < t.ids.length; i++) this.held.set(t.ids[i], { jobId: t.jobIds[i], lease: t.leases[i], sentAt });
-    this.options.counters?.leased.inc(t.ids.length);
+    const counters = this.options.counters;
+    if (counters) {
+      counters.leased.inc(t.ids.length);
+      for (const w of t.firstWaits) counters.waited.observe(w);
+    }
     const triggers: { [task: number]: StorageEvent } = {};
     for (const [i, trigger] of t.triggers) triggers[i] = triggerToProto(trigger);
     this.events.push(
