@@ -162,7 +162,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   const registryConfig = { touchIntervalMs: config.observability.runnerTouchIntervalMs };
   const runnerRegistry = new RunnerRegistry(sql, registryConfig, onError);
   runnerRegistry.start();
-  const metrics = new ServerMetrics(sql, () => runnerRegistry.connected, config.poolSize, freshnessMs(registryConfig));
+  const metrics = new ServerMetrics(reads, () => runnerRegistry.connected, config.poolSize, freshnessMs(registryConfig));
   const observer = new SessionObserver(sql, followers, runnerRegistry, metrics, config.observability, onError);
   leaseExpiry.onExpired = (n) => metrics.leaseExpiries.inc(n);
 

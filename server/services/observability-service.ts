@@ -54,7 +54,8 @@ export function unrunnableMessage(name: string, version: string, runnerVersions:
 }
 
 export function observabilityService(deps: ObservabilityDeps): ServiceImpl<typeof ObservabilityService> {
-  const { sql, clusters, followers, runnerFreshMs } = deps;
+  // Reads go to the read pool: a follower or a dashboard never takes a connection of the queue.
+  const { reads: sql, clusters, followers, runnerFreshMs } = deps;
 
   async function requireJob(jobId: string) {
     const job = await getJob(sql, parseId(jobId, "job_id"));
