@@ -34,6 +34,7 @@ export {
 export { StorageEventTask, StorageLocation, type StorageTrigger, type StorageEventTypeName, type StorageTypeName } from "./sdk/storage.js";
 export { WriteObject } from "./sdk/builtins.js";
 export { TaskRunner, type RunnerLogger, type RunnerOptions } from "./worker/task-runner.js";
+export { shutdownTracing } from "./wire/tracing.js";
 export { Code, ConnectError } from "@connectrpc/connect";
 export {
   AmazonS3Cache,

@@ -53,6 +53,7 @@ import { RunnerRegistry, freshnessMs } from "./observe/runner-registry.js";
 import { ServerMetrics } from "./observe/metrics.js";
 import { SessionObserver } from "./observe/session-observer.js";
 import { metricsHandler } from "./http/metrics.js";
+import { startTracing } from "../runner/wire/tracing.js";
 
 export interface SluiceServer {
   /** Base URL of the API, e.g. http://127.0.0.1:8080. */
@@ -148,6 +149,8 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   }
 
   const onError = (e: unknown) => logger.error("background error", e);
+  // Loads the OpenTelemetry SDK only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+  const tracing = await startTracing("sluice-server");
   const clusters = new ClusterDirectory(sql);
   const dispatcher = new Dispatcher(sql, onError);
   await dispatcher.start();
@@ -289,6 +292,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
         // Ends the work streams, so that connections can drain.
         await dispatcher.stop();
         await listener.close();
+        await tracing?.shutdown().catch(onError);
         await sql.end({ timeout: 5 });
         await reads.end({ timeout: 5 });
         await embedded?.stop();

@@ -35,6 +35,8 @@ export interface TaskRow {
   hasDependents: boolean;
   /** The storage event a storage event task handles. */
   trigger: TriggerJson | null;
+  /** The W3C trace context of the span that submitted the task, for traced tasks. */
+  traceparent?: string | null;
   /**
    * The runner this task is inserted already leased to (lease 1), when it is
    * handed straight to a waiting runner (Dispatcher.reserveHandOffs).
@@ -133,6 +135,7 @@ export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmiss
       depsLeft: own.length,
       hasDependents: hasDependents?.[i] ?? false,
       trigger: s.trigger ? checkTrigger(s.trigger, at(i)) : null,
+      traceparent: s.traceparent === "" ? null : checkTraceparent(s.traceparent, at(i)),
     });
     for (const d of own) {
       plan.depFrom.push(base + d + 1);
@@ -142,6 +145,16 @@ export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmiss
 }
 
 const NO_DEPENDENCIES: readonly number[] = Object.freeze([]);
+
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/** A W3C traceparent, e.g. "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"; throws InvalidArgument. */
+function checkTraceparent(value: string, where: string): string {
+  if (!TRACEPARENT.test(value)) {
+    throw invalid(`${where}: traceparent ${JSON.stringify(value.slice(0, 80))} is not a W3C traceparent such as "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"`);
+  }
+  return value;
+}
 
 const encoder = new TextEncoder();
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });

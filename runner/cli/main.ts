@@ -17,6 +17,7 @@ import { AmazonS3Cache, type CacheBackend, GoogleStorageCache, InMemoryCache, Lo
 import type { TokenScopeName } from "../sdk/tokens.js";
 import { addObservabilityCommands, progressText, unrunnableWarning, waitForJob } from "./observe.js";
 import { identifierOf } from "../sdk/task.js";
+import { shutdownTracing } from "../wire/tracing.js";
 
 const program = new Command("sluice")
   .description("Sluice: a workflow orchestrator for data in object storage")
@@ -535,6 +536,8 @@ try {
   }
   process.exitCode = 1;
 } finally {
+  // Spans still pending go out before the process ends (tracing on only).
+  await shutdownTracing().catch(() => {});
   shared?.close();
 }
 

@@ -4,7 +4,8 @@ import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/prot
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
 import type { JobState, Job as JobMessage } from "../../gen/sluice/v1/job_pb.js";
 import { JobService, type SubmitJobRequestSchema, type SubmitJobsResponse } from "../../gen/sluice/v1/job_service_pb.js";
-import { type Task as TaskMessage, TaskSubmissionSchema } from "../../gen/sluice/v1/task_pb.js";
+import { type Task as TaskMessage, type TaskSubmission, TaskSubmissionSchema } from "../../gen/sluice/v1/task_pb.js";
+import { TRACING_CONFIGURED, startTracing } from "../wire/tracing.js";
 import { WriteObject } from "./builtins.js";
 import { StorageLocation, triggerOf } from "./storage.js";
 import { SubmitChannel } from "./submit-stream.js";
@@ -313,6 +314,22 @@ export class JobClient {
       maxRetries: options.maxRetries ?? 0,
       trigger: triggerOf(task),
     });
+    // With OTEL_EXPORTER_OTLP_ENDPOINT set, the job's trace starts here.
+    const span = TRACING_CONFIGURED ? (await startTracing("sluice-client"))?.span("sluice.submit", undefined, "client") : undefined;
+    if (span) root.traceparent = span.traceparent;
+    if (!span) return this.submitRoot(name, root, options);
+    try {
+      const job = await this.submitRoot(name, root, options);
+      span.setAttribute("sluice.job_id", job.id);
+      span.end();
+      return job;
+    } catch (e) {
+      span.end(e as Error);
+      throw e;
+    }
+  }
+
+  private async submitRoot(name: string, root: TaskSubmission, options: SubmitOptions): Promise<Job> {
     const job = await this.batcher.submit(
       {
         name,

@@ -43,6 +43,8 @@ export class TaskContext implements ExecutionContext, LogSource, ConsoleSink {
   private taskLogger: TaskLogger | null = null;
   logChars = 0;
   logDropped = 0;
+  /** The trace context of the span executing the task, passed to its subtasks ("" when untraced). */
+  traceparent = "";
 
   constructor(
     readonly jobId: string,
@@ -128,6 +130,7 @@ export class TaskContext implements ExecutionContext, LogSource, ConsoleSink {
         cluster: options.cluster ?? "",
         display: options.display ?? "",
         trigger: triggerOf(task),
+        traceparent: this.traceparent,
       }),
     );
     return { index: list.length - 1, owner: this };

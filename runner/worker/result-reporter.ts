@@ -25,6 +25,8 @@ interface Pending<O> {
   jobId: string;
   done: ResultCallback<O>;
   owner: O;
+  /** For a traced success sent as columns: the trace context of its execution. */
+  traceparent?: string;
 }
 
 /** Results sent in one message at most. */
@@ -67,12 +69,12 @@ export class ResultReporter<O> {
   }
 
   /** Queues the result of a task that succeeded without submitting subtasks. */
-  reportComputed(taskId: string, lease: number, jobId: string, done: ResultCallback<O>, owner: O): void {
-    this.queue(null, taskId, lease, jobId, done, owner);
+  reportComputed(taskId: string, lease: number, jobId: string, done: ResultCallback<O>, owner: O, traceparent = ""): void {
+    this.queue(null, taskId, lease, jobId, done, owner, traceparent);
   }
 
-  private queue(result: TaskResult | null, taskId: string, lease: number, jobId: string, done: ResultCallback<O>, owner: O): void {
-    this.pending.push({ result, taskId, lease, jobId, done, owner });
+  private queue(result: TaskResult | null, taskId: string, lease: number, jobId: string, done: ResultCallback<O>, owner: O, traceparent = ""): void {
+    this.pending.push(traceparent === "" ? { result, taskId, lease, jobId, done, owner } : { result, taskId, lease, jobId, done, owner, traceparent });
     this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
   }
 
@@ -110,6 +112,7 @@ export class ResultReporter<O> {
           if (p.result) {
             results.push(p.result);
           } else {
+            if (p.traceparent) computed.traceparents[computed.taskIds.length] = p.traceparent;
             computed.taskIds.push(p.taskId);
             computed.leases.push(p.lease);
             computed.jobIds.push(p.jobId);

@@ -7,6 +7,7 @@ import type { StorageEvent } from "../../gen/sluice/v1/storage_pb.js";
 import { TaskContext, type TelemetryTarget } from "./context.js";
 import { installConsoleCapture, originalConsole, withConsole } from "./console-capture.js";
 import { LogLevel, TelemetryBuffer } from "./telemetry-buffer.js";
+import { startTracing, tracing } from "../wire/tracing.js";
 import { BUILTIN_TASKS } from "../sdk/builtins.js";
 import type { CacheBackend } from "../sdk/cache/cache.js";
 import { InMemoryCache } from "../sdk/cache/memory.js";
@@ -82,6 +83,8 @@ interface Assigned {
   input: Uint8Array;
   lease: number;
   trigger: StorageEvent | undefined;
+  /** The trace context of its lease, when the task is traced. */
+  traceparent: string | undefined;
 }
 
 /** The tasks of an assignment (one list per field). */
@@ -101,6 +104,7 @@ function assignedOf(c: TaskAssignment, resolve: Resolver): Assigned[] {
       input: c.inputs[i] ?? new Uint8Array(),
       lease: c.leases[i] ?? 0,
       trigger: c.triggers[i],
+      traceparent: c.traceparents[i],
     };
   }
   return out;
@@ -115,6 +119,8 @@ class Held {
   private reason: Error | null = null;
   /** What came of it, once it ran (or was given back). */
   outcome: Outcome | null = null;
+  /** The trace context of the span that executed it, when it is traced. */
+  traceparent = "";
 
   constructor(readonly task: Assigned) {}
 
@@ -149,8 +155,9 @@ const COMPUTED: Outcome = Object.freeze({ case: "computed", value: Object.freeze
 const RELEASED: Outcome = Object.freeze({ case: "released", value: Object.freeze({}) });
 
 /** The result message for a task's outcome. */
-function resultOf(t: Assigned, outcome: Outcome) {
-  return create(TaskResultSchema, { task: { taskId: t.id, lease: t.lease }, jobId: t.jobId, outcome });
+function resultOf(h: Held, outcome: Outcome) {
+  const t = h.task;
+  return create(TaskResultSchema, { task: { taskId: t.id, lease: t.lease }, jobId: t.jobId, outcome, traceparent: h.traceparent });
 }
 
 /** Codes that reconnecting cannot cure: the runner's request itself is wrong. */
@@ -313,6 +320,8 @@ export class TaskRunner {
 
   private async loop(): Promise<void> {
     const lifetime = (this.lifetime = new AbortController());
+    // Loads the OpenTelemetry SDK only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    await startTracing("sluice-runner");
     const buffer = this.telemetry.buffer;
     this.reporter = new ResultReporter(lifetime.signal, buffer);
     buffer.sender = (t) => this.channel?.telemetry(t) ?? false;
@@ -448,16 +457,25 @@ export class TaskRunner {
     const t = h.task;
     const { name, version, cls } = t;
     let outcome: Outcome;
+    const span = t.traceparent ? tracing()?.span("sluice.execute", t.traceparent, "consumer") : undefined;
+    if (span) {
+      span.setAttribute("sluice.task", `${name} ${version}`);
+      span.setAttribute("sluice.task_id", t.id);
+      h.traceparent = span.traceparent;
+    }
     try {
       if (!cls) throw new Error(`this runner has no task ${name} compatible with ${version}`);
       const task = new cls(deserializeInput(t.input));
       if (t.trigger && task instanceof StorageEventTask) task.trigger = triggerFromMessage(t.trigger);
       const context = new TaskContext(t.jobId, t.id, t.lease, h, this.cache, this.telemetry);
+      context.traceparent = h.traceparent;
       await (this.captureConsole ? withConsole(context, () => task.execute(context)) : task.execute(context));
       const subtasks = context.subtasks;
       outcome = subtasks.length === 0 ? COMPUTED : { case: "computed", value: { subtasks: [...subtasks] } };
+      span?.end();
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
+      span?.end(err);
       if (!h.aborted) {
         this.log.warn(`sluice runner: task ${t.id} (${name} ${version}) of job ${t.jobId} failed: ${err.message}`);
       }
@@ -476,9 +494,9 @@ export class TaskRunner {
     h.outcome = outcome;
     try {
       if (outcome.case === "computed" && (outcome.value.subtasks?.length ?? 0) === 0) {
-        this.reporter!.reportComputed(t.id, t.lease, t.jobId, this.answered, h);
+        this.reporter!.reportComputed(t.id, t.lease, t.jobId, this.answered, h, h.traceparent);
       } else {
-        this.reporter!.report(resultOf(t, outcome), this.answered, h);
+        this.reporter!.report(resultOf(h, outcome), this.answered, h);
       }
     } catch (e) {
       this.log.error(`sluice runner: result of task ${t.id} was not reported: ${(e as Error).message}`);
@@ -494,7 +512,7 @@ export class TaskRunner {
       // The server refused the subtasks the task submitted: that is the
       // task's failure, so it is retried or fails its job.
       this.log.warn(`sluice runner: task ${t.id} submitted invalid subtasks: ${res.message}`);
-      this.reporter!.report(resultOf(t, { case: "failed", value: { message: res.message, stack: "" } }), this.forget, h);
+      this.reporter!.report(resultOf(h, { case: "failed", value: { message: res.message, stack: "" } }), this.forget, h);
       return;
     }
     this.forget(res, h);

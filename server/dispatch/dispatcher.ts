@@ -259,6 +259,7 @@ function handedTasks(rows: readonly TaskRow[], placed: ReadonlyMap<TaskRow, Plac
     }
     out.identifierIndexes.push(k);
     if (row.trigger) out.triggers.set(i, row.trigger);
+    if (row.traceparent) out.traceparents.set(i, row.traceparent);
   });
   return out;
 }

@@ -9,6 +9,7 @@ import { formatVersion } from "../validation.js";
 import { type Capability, type LeasedTasks, leaseTasks } from "../store/lease-tasks.js";
 import { EventQueue } from "./event-queue.js";
 import type { ClusterCounters } from "../observe/metrics.js";
+import { leaseSpans } from "../observe/trace-spans.js";
 
 /** The most tasks leased by one statement for one stream. */
 export const LEASE_BATCH_MAX = 500;
@@ -276,6 +277,7 @@ export class RunnerStream {
     }
     const triggers: { [task: number]: StorageEvent } = {};
     for (const [i, trigger] of t.triggers) triggers[i] = triggerToProto(trigger);
+    const traceparents = t.traceparents.size === 0 ? {} : leaseSpans(t, this.options.clusterSlug);
     this.events.push(
       create(SessionResponseSchema, {
         event: {
@@ -292,6 +294,7 @@ export class RunnerStream {
             failures: t.failures,
             maxRetries: t.maxRetries,
             triggers,
+            traceparents,
           },
         },
       }),

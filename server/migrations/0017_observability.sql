@@ -77,3 +77,7 @@ CREATE TABLE job_followers (
   until    timestamptz NOT NULL,
   PRIMARY KEY (job_id, follower)
 );
+
+-- The W3C trace context of a traced task (the span that submitted it), so that
+-- the spans of its lease, execution and completion join its trace.
+ALTER TABLE tasks ADD COLUMN traceparent text;

@@ -19,6 +19,7 @@ import { scheduleJob } from "../store/schedules.js";
 import { readyClusters } from "../store/insert-tasks.js";
 import { KEY_USED, type NewJob, submitJobs } from "../store/submit-job.js";
 import { type TaskRow, addSubmissions, emptyPlan } from "../task-plan.js";
+import { submitSpans } from "../observe/trace-spans.js";
 import type { PlacedTask } from "../dispatch/dispatcher.js";
 import { EventQueue } from "../dispatch/event-queue.js";
 import { checkStorableText } from "../interceptors/storable-text.js";
@@ -163,13 +164,16 @@ export function jobService({ sql, reads, clusters, dispatcher, leaseTtlMs, clock
     // Positions of the plans' rows, which the insert renumbers in place.
     const ords = jobs.map((j) => j.plan.rows.map((r) => r.ord));
     const handOffs = dispatcher.reserveHandOffs(jobs.length === 1 ? jobs[0].plan.rows : jobs.flatMap((j) => j.plan.rows));
+    const spans = submitSpans(jobs);
     let rows: Awaited<ReturnType<typeof submitJobs>>;
     try {
       rows = await submitJobs(sql, jobs, leaseTtlMs);
     } catch (e) {
       dispatcher.cancelHandOffs(handOffs);
+      for (const s of spans) s.end(e as Error);
       throw e;
     }
+    for (const s of spans) s.end();
     if (rows === KEY_USED) {
       dispatcher.cancelHandOffs(handOffs);
       jobs.forEach((j, i) => j.plan.rows.forEach((r, k) => (r.ord = ords[i][k])));

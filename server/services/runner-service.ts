@@ -31,6 +31,7 @@ import { type Principal, principalKey } from "../auth/authenticator.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
 import { resolveTriggers } from "./triggers.js";
 import type { SessionObserver } from "../observe/session-observer.js";
+import { completeSpans } from "../observe/trace-spans.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_RESULTS_PER_MESSAGE = 5_000;
@@ -156,6 +157,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs, observer 
     // The slots are free at once, so leasing more overlaps with recording these.
     stream.resultsArrived(arrived);
     let recorded: RecordedResults;
+    const spans = completeSpans(req);
     try {
       recorded = valid.length > 0 ? await recordResults(sql, stream.runnerId, valid) : NOTHING_RECORDED;
       observer.recorded(stream, req, computed, recorded);
@@ -166,6 +168,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs, observer 
       dispatcher.wakeClusters(recorded.readyClusters);
     } finally {
       stream.resultsRecorded();
+      if (spans) for (const s of spans) s.end();
     }
 
     const answer = create(ResultsRecordedSchema);
