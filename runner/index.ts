@@ -8,6 +8,7 @@ export {
   type TaskIdentifier,
   type TaskLogger,
   type ProgressTracker,
+  type RetryBackoff,
   MAX_TASK_INPUT_BYTES,
 } from "./sdk/task.js";
 export { JobClient, type Job, type JobDetails, type JobFilter, type JobStateName, type ObjectWrite, type SubmitOptions, type TaskInfo, type TaskStateName } from "./sdk/jobs.js";
@@ -33,7 +34,7 @@ export {
 } from "./sdk/recurrent.js";
 export { StorageEventTask, StorageLocation, type StorageTrigger, type StorageEventTypeName, type StorageTypeName } from "./sdk/storage.js";
 export { WriteObject } from "./sdk/builtins.js";
-export { TaskRunner, type RunnerLogger, type RunnerOptions } from "./worker/task-runner.js";
+export { TaskRunner, TaskTimeoutError, type RunnerLogger, type RunnerOptions } from "./worker/task-runner.js";
 export { shutdownTracing } from "./wire/tracing.js";
 export { Code, ConnectError } from "@connectrpc/connect";
 export {

@@ -54,6 +54,7 @@ import { ServerMetrics } from "./observe/metrics.js";
 import { SessionObserver } from "./observe/session-observer.js";
 import { metricsHandler } from "./http/metrics.js";
 import { startTracing } from "../runner/wire/tracing.js";
+import { RetryScheduler, RetrySchedulerDefaults } from "./maintenance/retry-scheduler.js";
 
 export interface SluiceServer {
   /** Base URL of the API, e.g. http://127.0.0.1:8080. */
@@ -160,6 +161,8 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   await scheduler.start();
   const retention = new JobRetention(sql, config.jobRetention, onError);
   retention.start();
+  const retries = new RetryScheduler(sql, RetrySchedulerDefaults, onError);
+  retries.start();
   const followers = new JobFollowers(sql, onError);
   await followers.start();
   const registryConfig = { touchIntervalMs: config.observability.runnerTouchIntervalMs };
@@ -221,7 +224,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     router.service(ClusterService, clusterService(deps));
     router.service(RecurrentTaskService, recurrentTaskService(deps));
     router.service(StorageService, storageService(deps));
-    router.service(RunnerService, runnerService({ ...deps, observer }));
+    router.service(RunnerService, runnerService({ ...deps, observer, retries }));
     router.service(ObservabilityService, observabilityService({ ...deps, followers, runnerFreshMs: freshnessMs(registryConfig), taskLogBytes: config.observability.taskLogBytes }));
     router.service(TokenService, tokenService(deps));
     router.service(Health, health.service());
@@ -283,6 +286,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
         await scheduler.stop();
         retention.stop();
         runnerRegistry.stop();
+        retries.stop();
         await followers.stop();
         await locations.unlisten().catch(() => {});
         await authenticator?.stop();

@@ -37,6 +37,8 @@ export interface TaskRow {
   trigger: TriggerJson | null;
   /** The W3C trace context of the span that submitted the task, for traced tasks. */
   traceparent?: string | null;
+  /** Retry backoff and time limit (absent: retry at once, no limit). */
+  policy?: TaskPolicy | null;
   /**
    * The runner this task is inserted already leased to (lease 1), when it is
    * handed straight to a waiting runner (Dispatcher.reserveHandOffs).
@@ -136,6 +138,7 @@ export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmiss
       hasDependents: hasDependents?.[i] ?? false,
       trigger: s.trigger ? checkTrigger(s.trigger, at(i)) : null,
       traceparent: s.traceparent === "" ? null : checkTraceparent(s.traceparent, at(i)),
+      policy: s.retryBackoff || s.timeout ? policyOf(s, at(i)) : null,
     });
     for (const d of own) {
       plan.depFrom.push(base + d + 1);
@@ -145,6 +148,40 @@ export function addSubmissions(plan: TaskPlan, submissions: readonly TaskSubmiss
 }
 
 const NO_DEPENDENCIES: readonly number[] = Object.freeze([]);
+
+/** A task's retry backoff and time limit, in milliseconds (null: none). */
+export interface TaskPolicy {
+  retryDelayMs: number | null;
+  retryFactor: number | null;
+  retryMaxMs: number | null;
+  timeoutMs: number | null;
+}
+
+const DAY_MS = 86_400_000;
+
+/** A Duration in milliseconds, checked to be within [min, max]; throws InvalidArgument. */
+function durationMs(d: { seconds: bigint; nanos: number }, what: string, min: number, max: number): number {
+  const ms = Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6);
+  if (!Number.isFinite(ms) || ms < min || ms > max || d.nanos < 0) {
+    throw invalid(`${what} is ${ms} ms; use ${min} ms to ${max / DAY_MS} day${max === DAY_MS ? "" : "s"}`);
+  }
+  return ms;
+}
+
+function policyOf(s: TaskSubmission, where: string): TaskPolicy {
+  const policy: TaskPolicy = { retryDelayMs: null, retryFactor: null, retryMaxMs: null, timeoutMs: null };
+  const b = s.retryBackoff;
+  if (b) {
+    if (!b.initialDelay) throw invalid(`${where}: retry_backoff.initial_delay is missing: the delay before the first retry`);
+    policy.retryDelayMs = durationMs(b.initialDelay, `${where}: retry_backoff.initial_delay`, 1, DAY_MS);
+    const factor = b.factor === 0 ? 2 : b.factor;
+    if (!(factor >= 1 && factor <= 10)) throw invalid(`${where}: retry_backoff.factor is ${b.factor}; use 1 to 10`);
+    policy.retryFactor = factor;
+    policy.retryMaxMs = b.maxDelay ? durationMs(b.maxDelay, `${where}: retry_backoff.max_delay`, policy.retryDelayMs, DAY_MS) : DAY_MS;
+  }
+  if (s.timeout) policy.timeoutMs = durationMs(s.timeout, `${where}: timeout`, 1, 7 * DAY_MS);
+  return policy;
+}
 
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 

@@ -9,7 +9,7 @@ import { TRACING_CONFIGURED, startTracing } from "../wire/tracing.js";
 import { WriteObject } from "./builtins.js";
 import { StorageLocation, triggerOf } from "./storage.js";
 import { SubmitChannel } from "./submit-stream.js";
-import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
+import { type RetryBackoff, type Task, type TaskIdentifier, identifierOf, policyFields, serializeInput } from "./task.js";
 import { JOB_STATE_NAMES, type JobStateName, type TaskStateName, jobStateFromProto, jobStateToProto, taskStateFromProto } from "../wire/states.js";
 
 export type { JobStateName, TaskStateName };
@@ -72,6 +72,10 @@ export interface SubmitOptions {
    * again, with the same key, when an answer is lost).
    */
   idempotencyKey?: string;
+  /** Wait between the root task's attempts, growing exponentially (default: retry at once). */
+  retryBackoff?: RetryBackoff;
+  /** The longest an attempt of the root task may run, in ms: its signal is aborted then and it fails (default: no limit). */
+  timeoutMs?: number;
 }
 
 /** An object write scheduled with `scheduleObjectWrite`. */
@@ -313,6 +317,7 @@ export class JobClient {
       input: serializeInput(task),
       maxRetries: options.maxRetries ?? 0,
       trigger: triggerOf(task),
+      ...policyFields(options),
     });
     // With OTEL_EXPORTER_OTLP_ENDPOINT set, the job's trace starts here.
     const span = TRACING_CONFIGURED ? (await startTracing("sluice-client"))?.span("sluice.submit", undefined, "client") : undefined;

@@ -39,8 +39,41 @@ export abstract class Task<Input extends object = Record<string, unknown>> {
   abstract execute(context: ExecutionContext): void | Promise<void>;
 }
 
+/** Exponential backoff between a task's attempts (see RetryBackoff in task.proto). */
+export interface RetryBackoff {
+  /** The delay before the first retry, in ms. */
+  initialDelayMs: number;
+  /** What each delay is multiplied by for the next (default 2). */
+  factor?: number;
+  /** The longest delay, in ms (default one day). */
+  maxDelayMs?: number;
+}
+
+/** Retry backoff and time limit of a task, as a submission's fields. */
+export function policyFields(options: { retryBackoff?: RetryBackoff; timeoutMs?: number }) {
+  const duration = (ms: number, what: string) => {
+    if (!Number.isInteger(ms) || ms < 1) throw new RangeError(`${what} must be a whole number of milliseconds, at least 1, got ${ms}`);
+    return { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
+  };
+  const b = options.retryBackoff;
+  return {
+    retryBackoff: b
+      ? {
+          initialDelay: duration(b.initialDelayMs, "retryBackoff.initialDelayMs"),
+          factor: b.factor ?? 2,
+          maxDelay: b.maxDelayMs === undefined ? undefined : duration(b.maxDelayMs, "retryBackoff.maxDelayMs"),
+        }
+      : undefined,
+    timeout: options.timeoutMs === undefined ? undefined : duration(options.timeoutMs, "timeoutMs"),
+  };
+}
+
 /** Options for a subtask. */
 export interface SubtaskOptions {
+  /** Wait between attempts, growing exponentially (default: retry at once). */
+  retryBackoff?: RetryBackoff;
+  /** The longest an attempt may run, in ms: its signal is aborted then and it fails (default: no limit). */
+  timeoutMs?: number;
   /** Subtasks, submitted earlier by the same task, that must be computed first. */
   dependsOn?: readonly SubtaskHandle[];
   /** How often the subtask is retried after it throws before the job fails. */

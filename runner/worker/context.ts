@@ -10,6 +10,7 @@ import {
   type Task,
   type TaskLogger,
   identifierOf,
+  policyFields,
   serializeInput,
 } from "../sdk/task.js";
 import type { ConsoleSink } from "./console-capture.js";
@@ -131,6 +132,7 @@ export class TaskContext implements ExecutionContext, LogSource, ConsoleSink {
         display: options.display ?? "",
         trigger: triggerOf(task),
         traceparent: this.traceparent,
+        ...policyFields(options),
       }),
     );
     return { index: list.length - 1, owner: this };

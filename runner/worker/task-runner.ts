@@ -85,6 +85,8 @@ interface Assigned {
   trigger: StorageEvent | undefined;
   /** The trace context of its lease, when the task is traced. */
   traceparent: string | undefined;
+  /** Its time limit in milliseconds, if it has one. */
+  timeoutMs: number | undefined;
 }
 
 /** The tasks of an assignment (one list per field). */
@@ -105,6 +107,7 @@ function assignedOf(c: TaskAssignment, resolve: Resolver): Assigned[] {
       lease: c.leases[i] ?? 0,
       trigger: c.triggers[i],
       traceparent: c.traceparents[i],
+      timeoutMs: c.timeoutsMs[i],
     };
   }
   return out;
@@ -158,6 +161,28 @@ const RELEASED: Outcome = Object.freeze({ case: "released", value: Object.freeze
 function resultOf(h: Held, outcome: Outcome) {
   const t = h.task;
   return create(TaskResultSchema, { task: { taskId: t.id, lease: t.lease }, jobId: t.jobId, outcome, traceparent: h.traceparent });
+}
+
+/** The error of a task that ran past its time limit. */
+export class TaskTimeoutError extends Error {
+  override name = "TaskTimeoutError";
+}
+
+/**
+ * Waits for a task's execution, or until its time limit: then its signal is
+ * aborted and it fails with a TaskTimeoutError (its slot is freed; a task that
+ * ignores its signal runs on, and what it does then is not reported).
+ */
+function withTimeout(running: void | Promise<void>, ms: number, h: Held): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = new TaskTimeoutError(`the task ran longer than its time limit of ${ms} ms`);
+      h.abort(err);
+      reject(err);
+    }, ms);
+  });
+  return Promise.race([Promise.resolve(running), limit]).finally(() => clearTimeout(timer));
 }
 
 /** Codes that reconnecting cannot cure: the runner's request itself is wrong. */
@@ -469,14 +494,15 @@ export class TaskRunner {
       if (t.trigger && task instanceof StorageEventTask) task.trigger = triggerFromMessage(t.trigger);
       const context = new TaskContext(t.jobId, t.id, t.lease, h, this.cache, this.telemetry);
       context.traceparent = h.traceparent;
-      await (this.captureConsole ? withConsole(context, () => task.execute(context)) : task.execute(context));
+      const running = this.captureConsole ? withConsole(context, () => task.execute(context)) : task.execute(context);
+      await (t.timeoutMs === undefined ? running : withTimeout(running, t.timeoutMs, h));
       const subtasks = context.subtasks;
       outcome = subtasks.length === 0 ? COMPUTED : { case: "computed", value: { subtasks: [...subtasks] } };
       span?.end();
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
       span?.end(err);
-      if (!h.aborted) {
+      if (!h.aborted || err instanceof TaskTimeoutError) {
         this.log.warn(`sluice runner: task ${t.id} (${name} ${version}) of job ${t.jobId} failed: ${err.message}`);
       }
       outcome = { case: "failed", value: { message: err.message, stack: err.stack ?? "" } };

@@ -260,6 +260,7 @@ function handedTasks(rows: readonly TaskRow[], placed: ReadonlyMap<TaskRow, Plac
     out.identifierIndexes.push(k);
     if (row.trigger) out.triggers.set(i, row.trigger);
     if (row.traceparent) out.traceparents.set(i, row.traceparent);
+    if (row.policy?.timeoutMs) out.timeouts.set(i, row.policy.timeoutMs);
   });
   return out;
 }

@@ -295,6 +295,7 @@ export class RunnerStream {
             maxRetries: t.maxRetries,
             triggers,
             traceparents,
+            timeoutsMs: Object.fromEntries(t.timeouts),
           },
         },
       }),

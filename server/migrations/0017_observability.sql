@@ -81,3 +81,17 @@ CREATE TABLE job_followers (
 -- The W3C trace context of a traced task (the span that submitted it), so that
 -- the spans of its lease, execution and completion join its trace.
 ALTER TABLE tasks ADD COLUMN traceparent text;
+
+-- Retry backoff and time limits, per task (null: retry at once, no limit).
+ALTER TABLE tasks ADD COLUMN retry_delay_ms integer, ADD COLUMN retry_factor real, ADD COLUMN retry_max_ms integer,
+  ADD COLUMN timeout_ms integer;
+
+-- Failed tasks waiting out their backoff before they go back into ready_tasks
+-- (maintenance/retry-scheduler.ts moves them when due). Their rows in `tasks`
+-- say queued; a task cancelled meanwhile is skipped when it comes due.
+CREATE TABLE task_retries (
+  task_id  bigint PRIMARY KEY,
+  retry_at timestamptz NOT NULL
+);
+
+CREATE INDEX task_retries_due ON task_retries (retry_at);

@@ -32,6 +32,7 @@ import { type ServiceDeps, requireClusters } from "./deps.js";
 import { resolveTriggers } from "./triggers.js";
 import type { SessionObserver } from "../observe/session-observer.js";
 import { completeSpans } from "../observe/trace-spans.js";
+import type { RetryScheduler } from "../maintenance/retry-scheduler.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_RESULTS_PER_MESSAGE = 5_000;
@@ -55,7 +56,14 @@ const REFUSAL_CODES: Record<Refusal["kind"], Code> = {
   "not-recorded": Code.FailedPrecondition,
 };
 
-export function runnerService({ sql, clusters, dispatcher, leaseTtlMs, observer }: ServiceDeps & { observer: SessionObserver }): ServiceImpl<typeof RunnerService> {
+export function runnerService({
+  sql,
+  clusters,
+  dispatcher,
+  leaseTtlMs,
+  observer,
+  retries,
+}: ServiceDeps & { observer: SessionObserver; retries: RetryScheduler }): ServiceImpl<typeof RunnerService> {
   /**
    * Checks a runner's first message, reconciles what it holds with what the
    * database says is leased to it, and attaches its stream to the dispatcher.
@@ -161,6 +169,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs, observer 
     try {
       recorded = valid.length > 0 ? await recordResults(sql, stream.runnerId, valid) : NOTHING_RECORDED;
       observer.recorded(stream, req, computed, recorded);
+      if (recorded.nextRetryAt) retries.wakeAt(recorded.nextRetryAt);
       for (const job of recorded.failedJobs) dispatcher.cancelJob(job, `job ${job} failed`);
       // Wake this server's streams for the work these results made ready
       // (before the runner's stream may say it is idle): the NOTIFY reaches

@@ -38,6 +38,8 @@ export interface RecordedResults {
   failedJobs: string[];
   /** Clusters that got ready work from these results (subtasks, dependents, retries). */
   readyClusters: number[];
+  /** When the earliest retry these results delayed (retry backoff) comes due; null when none. */
+  nextRetryAt?: Date | null;
 }
 
 /**
@@ -64,6 +66,7 @@ interface RecordRow {
   parents: string[] | null;
   failed_jobs: string[] | null;
   ready: number[] | null;
+  next_retry: Date | null;
 }
 
 async function record(sql: Sql | TransactionSql, runnerId: string, results: readonly TaskResultIn[]): Promise<RecordedResults> {
@@ -98,7 +101,7 @@ async function record(sql: Sql | TransactionSql, runnerId: string, results: read
     const accepted = new Set(row.done);
     refused = await explainRefusals(sql, runnerId, results.filter((r) => !accepted.has(r.taskId)));
   }
-  return { refused, failedJobs, readyClusters: [...readyClusters] };
+  return { refused, failedJobs, readyClusters: [...readyClusters], nextRetryAt: row.next_retry };
 }
 
 /**
@@ -141,7 +144,16 @@ function recordStatement(sql: Sql | TransactionSql, runnerId: string, results: r
       FROM ${resultRows(sql, results, kinds)}
       WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running' AND t.runner_id = ${runnerId}::uuid
         AND (SELECT count(*) FROM locked) >= 0
-      RETURNING t.id, t.job_id, t.cluster_id, t.name, t.major, t.minor, t.state, t.deps_left, t.has_dependents, c.subtasks
+      RETURNING t.id, t.job_id, t.cluster_id, t.name, t.major, t.minor, t.state, t.deps_left, t.has_dependents, c.subtasks,
+        -- A failure to retry with backoff waits in task_retries: the delay
+        -- before retry n (failures is n now) with jitter, half to all of it.
+        CASE WHEN c.kind = 'fail' AND t.state = 'queued' AND t.retry_delay_ms IS NOT NULL
+             THEN now() + least(t.retry_max_ms, t.retry_delay_ms * power(t.retry_factor, t.failures - 1)) * (0.5 + random() * 0.5)
+                          * interval '1 millisecond' END AS retry_at
+    ), delayed AS (
+      INSERT INTO task_retries (task_id, retry_at) SELECT id, retry_at FROM updated WHERE retry_at IS NOT NULL
+      ON CONFLICT (task_id) DO UPDATE SET retry_at = excluded.retry_at
+      RETURNING retry_at
     ), woken AS (
       UPDATE tasks t SET deps_left = t.deps_left - d.n
       FROM (
@@ -154,7 +166,7 @@ function recordStatement(sql: Sql | TransactionSql, runnerId: string, results: r
     ), became_ready AS (
       SELECT id, cluster_id, name, major, minor FROM woken WHERE deps_left = 0 AND state = 'queued'
       UNION ALL
-      SELECT id, cluster_id, name, major, minor FROM updated WHERE deps_left = 0 AND state = 'queued'
+      SELECT id, cluster_id, name, major, minor FROM updated WHERE deps_left = 0 AND state = 'queued' AND retry_at IS NULL
     ), readied AS (
       ${queueReady(sql, "became_ready")} ON CONFLICT DO NOTHING
       RETURNING cluster_id
@@ -176,6 +188,7 @@ function recordStatement(sql: Sql | TransactionSql, runnerId: string, results: r
            (SELECT array_agg(id::text || ':' || cluster_id) FROM updated WHERE subtasks > 0 AND state = 'computed') AS parents,
            (SELECT array_agg(id::text) FROM closed WHERE state = 'failed') AS failed_jobs,
            (SELECT array_agg(DISTINCT cluster_id) FROM became_ready) AS ready,
+           (SELECT min(retry_at) FROM delayed) AS next_retry,
            ${notifyReadyOf(sql, "readied")} AS notified`;
 }
 

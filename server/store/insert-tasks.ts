@@ -35,12 +35,15 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
                    ${c.clusterId}::int[] AS cluster_id, ${c.name}::text[] AS name, ${c.major}::int[] AS major, ${c.minor}::int[] AS minor,
                    ${c.display}::text[] AS display, ${c.input}::text[] AS input, ${c.maxRetries}::int[] AS max_retries,
                    ${c.depsLeft}::int[] AS deps_left, ${c.hasDependents}::bool[] AS has_dependents, ${c.trigger}::jsonb[] AS trigger,
-                   ${c.leaseTo}::uuid[] AS lease_to, ${c.traceparent}::text[] AS traceparent
+                   ${c.leaseTo}::uuid[] AS lease_to, ${c.traceparent}::text[] AS traceparent,
+                   ${c.retryDelayMs}::int[] AS retry_delay_ms, ${c.retryFactor}::real[] AS retry_factor, ${c.retryMaxMs}::int[] AS retry_max_ms,
+                   ${c.timeoutMs}::int[] AS timeout_ms
             OFFSET 0) AS a,
            unnest(a.ord, a.job_id, a.job_ord, a.parent_id, a.cluster_id, a.name, a.major, a.minor, a.display, a.input, a.max_retries,
-                  a.deps_left, a.has_dependents, a.trigger, a.lease_to, a.traceparent)
+                  a.deps_left, a.has_dependents, a.trigger, a.lease_to, a.traceparent, a.retry_delay_ms, a.retry_factor, a.retry_max_ms,
+                  a.timeout_ms)
              AS r(ord, job_id, job_ord, parent_id, cluster_id, name, major, minor, display, input, max_retries, deps_left, has_dependents,
-                  trigger, lease_to, traceparent)
+                  trigger, lease_to, traceparent, retry_delay_ms, retry_factor, retry_max_ms, timeout_ms)
     ), clusters_named AS MATERIALIZED (
       -- Locked as a foreign key's check would lock them, once each instead of
       -- once per task (migration 0011): a cluster cannot be deleted under the
@@ -49,9 +52,10 @@ export function taskInsertCtes(sql: Sql | TransactionSql, plan: TaskPlan, jobId:
       FROM (SELECT id FROM clusters WHERE id = ANY(${arrayLiteral(c.clusterIds)}::int[]) FOR KEY SHARE) c
     ), inserted AS (
       INSERT INTO tasks (id, job_id, parent_id, cluster_id, name, major, minor, display, input, max_retries, deps_left, has_dependents, trigger,
-                         traceparent, state, lease, runner_id, lease_expires_at, started_at)
+                         traceparent, retry_delay_ms, retry_factor, retry_max_ms, timeout_ms, state, lease, runner_id, lease_expires_at, started_at)
       SELECT r.id, coalesce(r.job_id, ${jobId}), r.parent_id, r.cluster_id, r.name, r.major, r.minor, r.display,
              decode(r.input, 'base64'), r.max_retries, r.deps_left, r.has_dependents, r.trigger, r.traceparent,
+             r.retry_delay_ms, r.retry_factor, r.retry_max_ms, r.timeout_ms,
              CASE WHEN r.lease_to IS NULL THEN 'queued' ELSE 'running' END::task_state, (r.lease_to IS NOT NULL)::int, r.lease_to,
              CASE WHEN r.lease_to IS NOT NULL THEN now() + ${leaseTtlMs}::int * interval '1 millisecond' END,
              CASE WHEN r.lease_to IS NOT NULL THEN now() END
@@ -109,6 +113,10 @@ function columnsOf(plan: TaskPlan) {
     trigger: quoted((r) => (r.trigger === null ? null : JSON.stringify(r.trigger))),
     leaseTo: quoted((r) => r.leaseTo ?? null),
     traceparent: quoted((r) => r.traceparent ?? null),
+    retryDelayMs: plain((r) => r.policy?.retryDelayMs),
+    retryFactor: plain((r) => r.policy?.retryFactor),
+    retryMaxMs: plain((r) => r.policy?.retryMaxMs),
+    timeoutMs: plain((r) => r.policy?.timeoutMs),
   };
 }
 

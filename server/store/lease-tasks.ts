@@ -27,6 +27,8 @@ export interface LeasedTasks {
   firstWaits: number[];
   /** The trace contexts of traced tasks, by task index (only tasks that have one). */
   traceparents: Map<number, string>;
+  /** The time limits in milliseconds, by task index (only tasks that have one). */
+  timeouts: Map<number, number>;
 }
 
 /** One row of the lease statement: the leased tasks of one identifier, each field aggregated. */
@@ -50,6 +52,8 @@ interface LeasedGroupRow {
   first_waits: string | null;
   /** Comma-separated, empty for untraced tasks; null when no task of the group is traced. */
   traceparents: string | null;
+  /** Comma-separated, empty for tasks without a limit; null when none has one. */
+  timeouts: string | null;
 }
 
 const numbers = (list: string) => list.split(",").map(Number);
@@ -108,7 +112,7 @@ export async function leaseTasks(
       -- the planner hashed a sequential scan of the whole table when it was
       -- small enough (32 of 44 ms of a lease of 500 from a queue of 50,000).
       WHERE t.id = ANY((SELECT array_agg(id) FROM taken)::bigint[]) AND t.state = 'queued'
-      RETURNING t.id, t.job_id, t.name, t.major, t.minor, t.input, t.lease, t.failures, t.max_retries, t.trigger, t.created_at, t.traceparent
+      RETURNING t.id, t.job_id, t.name, t.major, t.minor, t.input, t.lease, t.failures, t.max_retries, t.trigger, t.created_at, t.traceparent, t.timeout_ms
     ), recorded AS (
       INSERT INTO task_leases (expires_at, task_ids, runner_id)
       SELECT now() + ${leaseTtlMs}::int * interval '1 millisecond', array_agg(id), ${runnerId}::uuid FROM leased HAVING count(*) > 0
@@ -132,7 +136,8 @@ export async function leaseTasks(
            CASE WHEN bool_or(g.trigger IS NOT NULL) THEN json_agg(g.trigger) END AS triggers,
            max(g.id)::text AS last_id,
            string_agg(CASE WHEN g.lease = 1 THEN (extract(epoch FROM now() - g.created_at) * 1000)::bigint::text END, ',') AS first_waits,
-           CASE WHEN bool_or(g.traceparent IS NOT NULL) THEN string_agg(coalesce(g.traceparent, ''), ',') END AS traceparents
+           CASE WHEN bool_or(g.traceparent IS NOT NULL) THEN string_agg(coalesce(g.traceparent, ''), ',') END AS traceparents,
+           CASE WHEN bool_or(g.timeout_ms IS NOT NULL) THEN string_agg(coalesce(g.timeout_ms::text, ''), ',') END AS timeouts
     FROM (SELECT * FROM leased ORDER BY id) AS g, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
     GROUP BY g.name, g.major, g.minor`;
   return columnsOf(groups);
@@ -153,6 +158,7 @@ export function emptyLeasedTasks(): LeasedTasks {
     lastId: "0",
     firstWaits: [],
     traceparents: new Map(),
+    timeouts: new Map(),
   };
 }
 
@@ -178,6 +184,7 @@ function columnsOf(groups: readonly LeasedGroupRow[]): LeasedTasks {
     g.triggers?.forEach((t, i) => t && out.triggers.set(first + i, t));
     if (g.first_waits) for (const ms of g.first_waits.split(",")) out.firstWaits.push(Number(ms) / 1000);
     g.traceparents?.split(",").forEach((t, i) => t && out.traceparents.set(first + i, t));
+    g.timeouts?.split(",").forEach((t, i) => t && out.timeouts.set(first + i, Number(t)));
     if (g.last_id.length > out.lastId.length || (g.last_id.length === out.lastId.length && g.last_id > out.lastId)) out.lastId = g.last_id;
   }
   return out;

@@ -4,8 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp, Value } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { StorageEvent } from "./storage_pb.js";
 import { file_sluice_v1_storage } from "./storage_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/task.proto.
  */
 export const file_sluice_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChRzbHVpY2UvdjEvdGFzay5wcm90bxIJc2x1aWNlLnYxIi8KDlRhc2tJZGVudGlmaWVyEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCSKFAgoOVGFza1N1Ym1pc3Npb24SLQoKaWRlbnRpZmllchgBIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchINCgVpbnB1dBgCIAEoDBISCgpkZXBlbmRzX29uGAMgAygNEhMKC21heF9yZXRyaWVzGAQgASgNEg8KB2NsdXN0ZXIYBSABKAkSDwoHZGlzcGxheRgGIAEoCRIoCgd0cmlnZ2VyGAcgASgLMhcuc2x1aWNlLnYxLlN0b3JhZ2VFdmVudBIqCgppbnB1dF9qc29uGBQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhQKC3RyYWNlcGFyZW50GIwBIAEoCSI8CglUYXNrRXJyb3ISDwoHbWVzc2FnZRgBIAEoCRINCgVzdGFjaxgCIAEoCRIPCgdhdHRlbXB0GAMgASgNIpgECgRUYXNrEgoKAmlkGAEgASgJEg4KBmpvYl9pZBgCIAEoCRIRCglwYXJlbnRfaWQYAyABKAkSLQoKaWRlbnRpZmllchgEIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchIjCgVzdGF0ZRgFIAEoDjIULnNsdWljZS52MS5UYXNrU3RhdGUSDQoFaW5wdXQYBiABKAwSEgoKZGVwZW5kc19vbhgHIAMoCRITCgttYXhfcmV0cmllcxgIIAEoDRIQCghmYWlsdXJlcxgJIAEoDRIQCghhdHRlbXB0cxgKIAEoDRIPCgdjbHVzdGVyGAsgASgJEigKCmxhc3RfZXJyb3IYDCABKAsyFC5zbHVpY2UudjEuVGFza0Vycm9yEg8KB2Rpc3BsYXkYDSABKAkSLgoKY3JlYXRlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKB3RyaWdnZXIYESABKAsyFy5zbHVpY2UudjEuU3RvcmFnZUV2ZW50EioKCmlucHV0X2pzb24YFCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUqoAEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19TVEFURV9RVUVVRUQQARIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAhIXChNUQVNLX1NUQVRFX0NPTVBVVEVEEAMSFQoRVEFTS19TVEFURV9GQUlMRUQQBBIYChRUQVNLX1NUQVRFX0NBTkNFTExFRBAFYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_sluice_v1_storage]);
+  fileDesc("ChRzbHVpY2UvdjEvdGFzay5wcm90bxIJc2x1aWNlLnYxIi8KDlRhc2tJZGVudGlmaWVyEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCSLjAgoOVGFza1N1Ym1pc3Npb24SLQoKaWRlbnRpZmllchgBIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchINCgVpbnB1dBgCIAEoDBISCgpkZXBlbmRzX29uGAMgAygNEhMKC21heF9yZXRyaWVzGAQgASgNEg8KB2NsdXN0ZXIYBSABKAkSDwoHZGlzcGxheRgGIAEoCRIoCgd0cmlnZ2VyGAcgASgLMhcuc2x1aWNlLnYxLlN0b3JhZ2VFdmVudBIqCgppbnB1dF9qc29uGBQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhQKC3RyYWNlcGFyZW50GIwBIAEoCRIvCg1yZXRyeV9iYWNrb2ZmGI0BIAEoCzIXLnNsdWljZS52MS5SZXRyeUJhY2tvZmYSKwoHdGltZW91dBiOASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ifgoMUmV0cnlCYWNrb2ZmEjAKDWluaXRpYWxfZGVsYXkYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDgoGZmFjdG9yGAIgASgBEiwKCW1heF9kZWxheRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI8CglUYXNrRXJyb3ISDwoHbWVzc2FnZRgBIAEoCRINCgVzdGFjaxgCIAEoCRIPCgdhdHRlbXB0GAMgASgNIpgECgRUYXNrEgoKAmlkGAEgASgJEg4KBmpvYl9pZBgCIAEoCRIRCglwYXJlbnRfaWQYAyABKAkSLQoKaWRlbnRpZmllchgEIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchIjCgVzdGF0ZRgFIAEoDjIULnNsdWljZS52MS5UYXNrU3RhdGUSDQoFaW5wdXQYBiABKAwSEgoKZGVwZW5kc19vbhgHIAMoCRITCgttYXhfcmV0cmllcxgIIAEoDRIQCghmYWlsdXJlcxgJIAEoDRIQCghhdHRlbXB0cxgKIAEoDRIPCgdjbHVzdGVyGAsgASgJEigKCmxhc3RfZXJyb3IYDCABKAsyFC5zbHVpY2UudjEuVGFza0Vycm9yEg8KB2Rpc3BsYXkYDSABKAkSLgoKY3JlYXRlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKB3RyaWdnZXIYESABKAsyFy5zbHVpY2UudjEuU3RvcmFnZUV2ZW50EioKCmlucHV0X2pzb24YFCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUqoAEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19TVEFURV9RVUVVRUQQARIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAhIXChNUQVNLX1NUQVRFX0NPTVBVVEVEEAMSFQoRVEFTS19TVEFURV9GQUlMRUQQBBIYChRUQVNLX1NUQVRFX0NBTkNFTExFRBAFYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_sluice_v1_storage]);
 
 /**
  * Names a kind of task: what a runner registers and what a submission asks for.
@@ -123,6 +123,21 @@ export type TaskSubmission = Message<"sluice.v1.TaskSubmission"> & {
    * @generated from field: string traceparent = 140;
    */
   traceparent: string;
+
+  /**
+   * How long to wait before each retry; unset: retry at once.
+   *
+   * @generated from field: sluice.v1.RetryBackoff retry_backoff = 141;
+   */
+  retryBackoff?: RetryBackoff | undefined;
+
+  /**
+   * The longest an attempt may run (1 ms to 7 days): the runner aborts it then
+   * and it fails with a timeout error, retried as any failure. Unset: no limit.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 142;
+   */
+  timeout?: Duration | undefined;
 };
 
 /**
@@ -131,6 +146,43 @@ export type TaskSubmission = Message<"sluice.v1.TaskSubmission"> & {
  */
 export const TaskSubmissionSchema: GenMessage<TaskSubmission> = /*@__PURE__*/
   messageDesc(file_sluice_v1_task, 1);
+
+/**
+ * Exponential backoff between attempts: the delay before retry n (from 1) is
+ * min(max_delay, initial_delay * factor^(n-1)), of which a random part is
+ * taken off (jitter): the task waits between half that delay and all of it.
+ *
+ * @generated from message sluice.v1.RetryBackoff
+ */
+export type RetryBackoff = Message<"sluice.v1.RetryBackoff"> & {
+  /**
+   * The delay before the first retry (1 ms to 1 day).
+   *
+   * @generated from field: google.protobuf.Duration initial_delay = 1;
+   */
+  initialDelay?: Duration | undefined;
+
+  /**
+   * What each delay is multiplied by for the next (1 to 10; 0 means 2).
+   *
+   * @generated from field: double factor = 2;
+   */
+  factor: number;
+
+  /**
+   * The longest delay (at least initial_delay, at most 1 day; unset: 1 day).
+   *
+   * @generated from field: google.protobuf.Duration max_delay = 3;
+   */
+  maxDelay?: Duration | undefined;
+};
+
+/**
+ * Describes the message sluice.v1.RetryBackoff.
+ * Use `create(RetryBackoffSchema)` to create a new message.
+ */
+export const RetryBackoffSchema: GenMessage<RetryBackoff> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_task, 2);
 
 /**
  * The last error a task raised.
@@ -165,7 +217,7 @@ export type TaskError = Message<"sluice.v1.TaskError"> & {
  * Use `create(TaskErrorSchema)` to create a new message.
  */
 export const TaskErrorSchema: GenMessage<TaskError> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_task, 2);
+  messageDesc(file_sluice_v1_task, 3);
 
 /**
  * A task of a job, as stored.
@@ -306,7 +358,7 @@ export type Task = Message<"sluice.v1.Task"> & {
  * Use `create(TaskSchema)` to create a new message.
  */
 export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_task, 3);
+  messageDesc(file_sluice_v1_task, 4);
 
 /**
  * Where a task is in its life.
