@@ -174,6 +174,18 @@ function namedTask(identifier: string, inputJson: string): Task {
   return new Named(input as Record<string, unknown>);
 }
 
+interface SubmitCommandOptions {
+  task: string;
+  input: string;
+  cluster: string;
+  maxRetries: number;
+  startAt?: Date;
+  retryDelay?: number;
+  retryMaxDelay?: number;
+  timeout?: number;
+  wait?: boolean;
+}
+
 const jobs = program.command("jobs").description("submit, list, show, cancel and retry jobs");
 
 function jobLine(j: Job): string {
@@ -216,10 +228,22 @@ jobs
   .option("--cluster <slug>", "cluster to run it on", "default")
   .option("--max-retries <n>", "retries after the task throws", int("--max-retries"), 0)
   .option("--start-at <time>", "keep the job scheduled until this time (ISO 8601, e.g. 2026-12-24T18:00:00Z)", dateOption)
+  .option("--retry-delay <ms>", "wait this long before the first retry, doubling each time (exponential backoff)", int("--retry-delay"))
+  .option("--retry-max-delay <ms>", "the longest wait between retries", int("--retry-max-delay"))
+  .option("--timeout <ms>", "fail an attempt that runs longer than this", int("--timeout"))
   .option("--wait", "follow the job to its end with its progress; exit 1 unless it completed")
-  .action(async (name: string, opts: { task: string; input: string; cluster: string; maxRetries: number; startAt?: Date; wait?: boolean }) => {
+  .action(async (name: string, opts: SubmitCommandOptions) => {
     const task = namedTask(opts.task, opts.input);
-    const job = await client().jobs().submit(name, task, { cluster: opts.cluster, maxRetries: opts.maxRetries, startAt: opts.startAt });
+    if (opts.retryMaxDelay !== undefined && opts.retryDelay === undefined) throw new InvalidArgumentError("--retry-max-delay goes with --retry-delay");
+    const job = await client()
+      .jobs()
+      .submit(name, task, {
+        cluster: opts.cluster,
+        maxRetries: opts.maxRetries,
+        startAt: opts.startAt,
+        retryBackoff: opts.retryDelay === undefined ? undefined : { initialDelayMs: opts.retryDelay, maxDelayMs: opts.retryMaxDelay },
+        timeoutMs: opts.timeout,
+      });
     print(job, () => `submitted job ${job.id} (${job.state}${job.startAt ? ` until ${time(job.startAt)}` : ""})`);
     const warning = await unrunnableWarning(client(), opts.cluster, identifierOf(task));
     if (warning) console.error(warning);
