@@ -21,7 +21,8 @@ const logger = {
 };
 
 const client = new Client({ url: process.env.SLUICE_URL });
-const runner = client.runner("default", { tasks: allTasks, concurrency, prefetch, logger });
+// Task log lines go to the server only: echoing them would measure the parent reading a pipe.
+const runner = client.runner("default", { tasks: allTasks, concurrency, prefetch, logger, echoTaskLogs: false });
 let running: Promise<void> | undefined;
 
 lifecycle(

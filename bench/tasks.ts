@@ -5,11 +5,15 @@ import type { NoopInput } from "./lib/protocol.js";
 /** Set by the runner process before it starts: where tasks record their start. */
 export const hooks: { recorder?: Recorder } = {};
 
+/** BENCH_TASK_LOG=1: each task writes one log line (what task logs cost). */
+const LOG_A_LINE = process.env.BENCH_TASK_LOG === "1";
+
 /** Does nothing but record when it started, relative to the submit time in its input. */
 export class Noop extends Task<NoopInput> {
   static identifier = { name: "BenchNoop", version: "v1.0" };
-  execute(): void {
+  execute(context: ExecutionContext): void {
     hooks.recorder?.started(this.input.w ? undefined : this.input.t);
+    if (LOG_A_LINE) context.logger.info("bench task ran");
   }
 }
 
