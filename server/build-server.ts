@@ -225,7 +225,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     router.service(RecurrentTaskService, recurrentTaskService(deps));
     router.service(StorageService, storageService(deps));
     router.service(RunnerService, runnerService({ ...deps, observer, retries }));
-    router.service(ObservabilityService, observabilityService({ ...deps, followers, runnerFreshMs: freshnessMs(registryConfig), taskLogBytes: config.observability.taskLogBytes }));
+    router.service(ObservabilityService, observabilityService({ ...deps, followers, runnerFreshMs: freshnessMs(registryConfig) }));
     router.service(TokenService, tokenService(deps));
     router.service(Health, health.service());
     router.service(ReflectionV1, reflection.v1());

@@ -24,6 +24,7 @@ class Crowd extends Task {
   static identifier = { name: "Crowd", version: "v1.0" };
   execute(context: ExecutionContext) {
     context.logger.warn("starting the crowd");
+    console.log("a crowd of %d", 4);
     for (const who of ["ann", "bob", "cid", "dee"]) context.submitSubtask(new Chatty({ who, lines: 20 }));
   }
 }
@@ -71,8 +72,8 @@ describe("task logs", () => {
       const details = await box.client.jobs().get(job.id);
       const obs = box.client.observability();
       const all = await obs.logs(job.id);
-      // 4 tasks x (20 console lines + 20 logger lines + 1 error line), plus the root's warning.
-      expect(all).toHaveLength(4 * 41 + 1);
+      // 4 tasks x (20 console lines + 20 logger lines + 1 error line), plus the root's two lines.
+      expect(all).toHaveLength(4 * 41 + 2);
       const byTask = new Map<string, string[]>();
       for (const l of all) byTask.set(l.taskId, [...(byTask.get(l.taskId) ?? []), l.message]);
       // The tasks ran at once: their lines are interleaved in the job's log.
@@ -92,7 +93,10 @@ describe("task logs", () => {
         expect(own.every((l) => l.attempt === 1)).toBe(true);
       }
       const root = details.tasks.find((t) => t.identifier.name === "Crowd")!;
-      expect((await obs.logs(job.id, { taskId: root.id })).map((l) => [l.level, l.message])).toEqual([["warn", "starting the crowd"]]);
+      expect((await obs.logs(job.id, { taskId: root.id })).map((l) => [l.level, l.message])).toEqual([
+        ["warn", "starting the crowd"],
+        ["info", "a crowd of 4"],
+      ]);
       // Pages: reading after a line gives what follows it.
       const page = await obs.logs(job.id, { after: all[100].id });
       expect(page.map((l) => l.id)).toEqual(all.slice(101).map((l) => l.id));
@@ -151,7 +155,7 @@ describe("task logs", () => {
 describe("task logs over the limit", () => {
   const box = useSandbox({ observability: { ...ObservabilityDefaults, taskLogBytes: 2_000 } });
 
-  it("keeps a task's lines up to the server's limit and says the rest was not kept", async () => {
+  it("keeps an attempt's lines up to the server's limit and says the rest was not kept", async () => {
     const runner = box.client.runner("default", { tasks, echoTaskLogs: false });
     const running = runner.runForever();
     try {
@@ -162,6 +166,7 @@ describe("task logs over the limit", () => {
       expect(res.lines.length).toBeGreaterThan(0);
       expect(res.lines.length).toBeLessThan(50);
       expect(res.lines[0].message).toMatch(/^0 x+$/);
+      expect(res.lines.at(-1)?.message).toBe("sluice: this attempt wrote more than 2000 bytes of log lines; later lines are not kept");
     } finally {
       await runner.stop();
       await running;

@@ -8,6 +8,8 @@ export interface ConsoleSink {
 }
 
 const current = new AsyncLocalStorage<ConsoleSink>();
+/** The sink of the synchronous task running now (withConsoleSync), checked before the storage. */
+let synchronous: ConsoleSink | undefined;
 const METHODS = { log: LogLevel.INFO, info: LogLevel.INFO, warn: LogLevel.WARN, error: LogLevel.ERROR, debug: LogLevel.DEBUG } as const;
 type Method = keyof typeof METHODS;
 let installed = 0;
@@ -36,7 +38,7 @@ export function installConsoleCapture(): () => void {
       const level = METHODS[m];
       const original = saved[m];
       console[m] = function (this: unknown, ...args: unknown[]) {
-        const sink = current.getStore();
+        const sink = synchronous ?? current.getStore();
         if (sink === undefined) return original.apply(console, args);
         sink.write(level, format(...args));
       };
@@ -51,6 +53,20 @@ export function installConsoleCapture(): () => void {
       originals = null;
     }
   };
+}
+
+/**
+ * Runs a synchronous `fn` with the console routed to `sink` while it runs (not
+ * in callbacks it leaves behind): no asynchronous context is made.
+ */
+export function withConsoleSync<T>(sink: ConsoleSink, fn: () => T): T {
+  const outer = synchronous;
+  synchronous = sink;
+  try {
+    return fn();
+  } finally {
+    synchronous = outer;
+  }
 }
 
 /** Runs `fn` with the console routed to `sink` (for everything it starts, too). */

@@ -5,7 +5,7 @@ import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/co
 import { RunnerService, type TaskAssignment, TaskResultSchema } from "../../gen/sluice/v1/runner_service_pb.js";
 import type { StorageEvent } from "../../gen/sluice/v1/storage_pb.js";
 import { TaskContext, type TelemetryTarget } from "./context.js";
-import { installConsoleCapture, originalConsole, withConsole } from "./console-capture.js";
+import { installConsoleCapture, originalConsole, withConsole, withConsoleSync } from "./console-capture.js";
 import { LogLevel, TelemetryBuffer } from "./telemetry-buffer.js";
 import { startTracing, tracing } from "../wire/tracing.js";
 import { BUILTIN_TASKS } from "../sdk/builtins.js";
@@ -14,7 +14,7 @@ import { InMemoryCache } from "../sdk/cache/memory.js";
 import { ACCEPTED, type ResultOutcome, ResultReporter } from "./result-reporter.js";
 import { SessionChannel } from "./session.js";
 import { StorageEventTask, triggerFromMessage } from "../sdk/storage.js";
-import { type TaskClass, deserializeInput, identifierOf, parseVersion } from "../sdk/task.js";
+import { type Task, type TaskClass, deserializeInput, identifierOf, parseVersion } from "../sdk/task.js";
 
 export interface RunnerLogger {
   info(message: string): void;
@@ -227,6 +227,8 @@ export class TaskRunner {
   private readonly cache: CacheBackend;
   private readonly stopTimeoutMs: number;
   private readonly captureConsole: boolean;
+  /** Task classes whose execute is asynchronous (see executeCaptured). */
+  private readonly asyncClasses = new WeakSet<TaskClass>();
   private readonly telemetry: TelemetryTarget;
 
   private readonly held = new Map<string, Held>();
@@ -494,7 +496,7 @@ export class TaskRunner {
       if (t.trigger && task instanceof StorageEventTask) task.trigger = triggerFromMessage(t.trigger);
       const context = new TaskContext(t.jobId, t.id, t.lease, h, this.cache, this.telemetry);
       context.traceparent = h.traceparent;
-      const running = this.captureConsole ? withConsole(context, () => task.execute(context)) : task.execute(context);
+      const running = this.captureConsole ? this.executeCaptured(cls, task, context) : task.execute(context);
       await (t.timeoutMs === undefined ? running : withTimeout(running, t.timeoutMs, h));
       const subtasks = context.subtasks;
       outcome = subtasks.length === 0 ? COMPUTED : { case: "computed", value: { subtasks: [...subtasks] } };
@@ -512,6 +514,25 @@ export class TaskRunner {
     this.finish(h, outcome);
     this.running--;
     this.schedule();
+  }
+
+  /**
+   * Runs a task with its console output routed to it. A synchronous execute
+   * needs only a variable set around the call (nothing else can run
+   * meanwhile); one that is asynchronous, or returned a promise before, runs
+   * in AsyncLocalStorage, whose hooks cost every promise of the process
+   * something once it is in use.
+   */
+  private executeCaptured(cls: TaskClass, task: Task<any>, context: TaskContext): void | Promise<void> {
+    if (this.asyncClasses.has(cls)) return withConsole(context, () => task.execute(context));
+    if (task.execute.constructor.name === "AsyncFunction") {
+      this.asyncClasses.add(cls);
+      return withConsole(context, () => task.execute(context));
+    }
+    const result = withConsoleSync(context, () => task.execute(context));
+    // A promise from a plain function: its callbacks were not captured this time; they will be.
+    if (result && typeof (result as Promise<void>).then === "function") this.asyncClasses.add(cls);
+    return result;
   }
 
   /** Reports a task's result and forgets it once the server has answered. */

@@ -37,6 +37,8 @@ export class TelemetryBuffer {
   private progress = new Map<string, { jobId: string; label: string; done: number; total: number }>();
   private dropped = 0;
   private timer: NodeJS.Timeout | null = null;
+  private lastMs = 0;
+  private lastTime = timestampFromMs(0);
   /** Sends telemetry on its own; false when no session is open (it waits for `wake`). */
   sender: ((t: TelemetryInit) => boolean) | null = null;
 
@@ -77,12 +79,18 @@ export class TelemetryBuffer {
   }
 
   private push(source: LogSource, level: LogLevel, message: string, fieldsJson: string): void {
+    // Lines of one millisecond share their timestamp message.
+    const now = Date.now();
+    if (now !== this.lastMs) {
+      this.lastMs = now;
+      this.lastTime = timestampFromMs(now);
+    }
     this.lines.push({
       taskId: source.taskId,
       jobId: source.jobId,
       attempt: source.attempt,
       level,
-      time: timestampFromMs(Date.now()),
+      time: this.lastTime,
       message,
       fieldsJson,
     });

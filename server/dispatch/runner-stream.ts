@@ -38,6 +38,8 @@ export interface HeldTask {
   lease: number;
   /** When it was sent to the runner (epoch ms; absent for tasks held from an earlier session). */
   sentAt?: number;
+  /** Bytes of log lines of this attempt taken so far (absent: none). */
+  logBytes?: number;
 }
 
 /**
@@ -111,6 +113,20 @@ export class RunnerStream {
   /** Whether the runner holds this task of this job (log lines are taken only for those). */
   holds(taskId: string, jobId: string): boolean {
     return this.held.get(taskId)?.jobId === jobId;
+  }
+
+  /**
+   * Counts a log line of a held task against the limit per attempt: "keep",
+   * "cut" for the first line over the limit (the caller says so once), "drop"
+   * after it, null when the runner does not hold the task.
+   */
+  countLogLine(taskId: string, jobId: string, bytes: number, limit: number): "keep" | "cut" | "drop" | null {
+    const h = this.held.get(taskId);
+    if (h?.jobId !== jobId) return null;
+    const before = h.logBytes ?? 0;
+    h.logBytes = before + bytes;
+    if (h.logBytes <= limit) return "keep";
+    return before <= limit ? "cut" : "drop";
   }
 
   /** The jobs of the tasks the runner holds. */

@@ -4,9 +4,11 @@
 -- on a check.
 
 -- Lines tasks wrote while they executed, one row each, written one statement
--- per runner message. `id` orders a job's lines as the runners sent them.
+-- per runner message. `id` orders a job's lines as the runners sent them; it
+-- is read only through task_logs_by_job, so it has no index of its own (one
+-- index entry less per line).
 CREATE TABLE task_logs (
-  id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id        bigint GENERATED ALWAYS AS IDENTITY,
   job_id    bigint NOT NULL,
   task_id   bigint NOT NULL,
   attempt   integer NOT NULL,
@@ -17,16 +19,6 @@ CREATE TABLE task_logs (
 );
 
 CREATE INDEX task_logs_by_job ON task_logs (job_id, id);
-
--- Bytes of log lines received per task (kept or not): lines past the limit
--- are counted, not kept.
-CREATE TABLE task_log_sizes (
-  task_id bigint PRIMARY KEY,
-  job_id  bigint NOT NULL,
-  bytes   bigint NOT NULL
-);
-
-CREATE INDEX task_log_sizes_by_job ON task_log_sizes (job_id);
 
 -- A job's progress per label: the sums of what its tasks reported.
 CREATE TABLE job_progress (

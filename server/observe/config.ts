@@ -1,6 +1,6 @@
 /** Settings of what the server shows about what runs (docs/observability.md). */
 export interface ObservabilityConfig {
-  /** Bytes of log lines kept per task, all attempts together; later lines are counted, not kept. */
+  /** Characters of log lines kept per task attempt; later lines are not kept (a line says so). */
   taskLogBytes: number;
   /** How often a server writes when its runners were last heard and what they hold. */
   runnerTouchIntervalMs: number;

@@ -3,7 +3,7 @@ import type { TaskTelemetry } from "../../gen/sluice/v1/observability_pb.js";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { RunnerStream } from "../dispatch/runner-stream.js";
 import { type ProgressIn, addJobProgress } from "../store/job-progress.js";
-import { type LogLineIn, insertTaskLogs } from "../store/task-logs.js";
+import { type LogLineIn, TRUNCATED_FIELDS, insertTaskLogs } from "../store/task-logs.js";
 import { replaceUnstorable } from "../validation.js";
 import type { JobFollowers } from "./job-followers.js";
 
@@ -25,8 +25,9 @@ export interface TelemetryWritten {
 /**
  * Writes the log lines and progress a runner sent, each kind in one
  * statement. Only lines and progress of tasks the runner holds on this
- * stream are taken (a runner cannot write into another's jobs); malformed
- * ones are dropped rather than failing the runner's results with them.
+ * stream are taken (a runner cannot write into another's jobs), up to
+ * `taskLogBytes` (characters, counted as sent) per attempt; malformed ones
+ * are dropped rather than failing the runner's results with them.
  */
 export async function writeTelemetry(
   sql: Sql,
@@ -38,8 +39,19 @@ export async function writeTelemetry(
   let ignored = 0;
   const lines: LogLineIn[] = [];
   for (const l of telemetry.lines) {
-    if (!stream.holds(l.taskId, l.jobId)) {
-      ignored++;
+    const count = stream.countLogLine(l.taskId, l.jobId, l.message.length + l.fieldsJson.length, taskLogBytes);
+    if (count !== "keep") {
+      if (count === "cut") {
+        lines.push({
+          taskId: l.taskId,
+          jobId: l.jobId,
+          attempt: l.attempt,
+          level: 3,
+          loggedAt: l.time ? new Date(timestampMs(l.time)) : new Date(),
+          message: `sluice: this attempt wrote more than ${taskLogBytes} bytes of log lines; later lines are not kept`,
+          fields: TRUNCATED_FIELDS,
+        });
+      } else if (count === null) ignored++;
       continue;
     }
     let fields: string | null = null;
@@ -77,9 +89,6 @@ export async function writeTelemetry(
     }
   }
   const jobsOf = (xs: readonly { jobId: string }[]) => followers.followedAmong(xs.map((x) => x.jobId));
-  const [kept] = await Promise.all([
-    insertTaskLogs(sql, lines, taskLogBytes, jobsOf(lines)),
-    addJobProgress(sql, progress, jobsOf(progress)),
-  ]);
-  return { lines: kept, ignored };
+  await Promise.all([insertTaskLogs(sql, lines, jobsOf(lines)), addJobProgress(sql, progress, jobsOf(progress))]);
+  return { lines: lines.length, ignored };
 }

@@ -30,8 +30,6 @@ export interface ObservabilityDeps extends ServiceDeps {
   followers: JobFollowers;
   /** Runners count as connected while their server said this recently that their session is open. */
   runnerFreshMs: number;
-  /** Bytes of log lines kept per task. */
-  taskLogBytes: number;
 }
 
 function lineToProto(r: LogLineRow): TaskLogLine {
@@ -75,7 +73,7 @@ export function observabilityService(deps: ObservabilityDeps): ServiceImpl<typeo
       if (req.pageSize > MAX_LOG_PAGE) throw invalid(`page_size is ${req.pageSize}; the limit is ${MAX_LOG_PAGE}`);
       const limit = req.pageSize === 0 ? DEFAULT_LOG_PAGE : req.pageSize;
       const job = await requireJob(req.jobId);
-      const [rows, truncated] = await Promise.all([readTaskLogs(sql, job.id, taskId, after, limit), logsTruncated(sql, job.id, taskId, deps.taskLogBytes)]);
+      const [rows, truncated] = await Promise.all([readTaskLogs(sql, job.id, taskId, after, limit), logsTruncated(sql, job.id, taskId)]);
       return {
         lines: rows.map(lineToProto),
         nextPageToken: rows.length === limit ? rows[rows.length - 1].id : "",

@@ -25,8 +25,6 @@ export async function deleteExpiredJobs(sql: Sql, retentionMs: number, limit: nu
       DELETE FROM tasks t USING expired e WHERE t.job_id = e.id RETURNING 1
     ), logs_gone AS (
       DELETE FROM task_logs l USING expired e WHERE l.job_id = e.id RETURNING 1
-    ), log_sizes_gone AS (
-      DELETE FROM task_log_sizes s USING expired e WHERE s.job_id = e.id RETURNING 1
     ), progress_gone AS (
       DELETE FROM job_progress p USING expired e WHERE p.job_id = e.id RETURNING 1
     ), gone AS (
@@ -35,7 +33,7 @@ export async function deleteExpiredJobs(sql: Sql, retentionMs: number, limit: nu
       DELETE FROM jobs WHERE id = ANY((SELECT array_agg(id) FROM expired)::bigint[]) RETURNING 1
     )
     SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT count(*) FROM edges) AS edges, (SELECT count(*) FROM tasks_gone) AS tasks,
-           (SELECT count(*) FROM logs_gone) AS logs, (SELECT count(*) FROM log_sizes_gone) AS log_sizes,
+           (SELECT count(*) FROM logs_gone) AS logs,
            (SELECT count(*) FROM progress_gone) AS progress`;
   return deleted;
 }

@@ -26,14 +26,13 @@ export interface LogLineRow {
 }
 
 /**
- * Writes log lines in one statement, in the order given, and counts their
- * bytes per task in task_log_sizes. A task's lines are kept while its bytes
- * (all attempts) stay within `capBytes`; later ones are only counted. `followed` names the jobs of these lines that
- * someone follows: they are told with one NOTIFY each once this commits.
- * Returns how many lines were kept.
+ * Writes log lines in one statement, in the order given. `followed` names the
+ * jobs of these lines that someone follows: they are told with one NOTIFY
+ * each once this commits. (The limit per task attempt is counted by the
+ * caller, in memory: a table of sizes cost an upsert per task.)
  */
-export async function insertTaskLogs(sql: Sql, lines: readonly LogLineIn[], capBytes: number, followed: readonly string[]): Promise<number> {
-  if (lines.length === 0) return 0;
+export async function insertTaskLogs(sql: Sql, lines: readonly LogLineIn[], followed: readonly string[]): Promise<void> {
+  if (lines.length === 0) return;
   const n = lines.length;
   const taskIds = new Array<string>(n);
   const jobIds = new Array<string>(n);
@@ -52,37 +51,17 @@ export async function insertTaskLogs(sql: Sql, lines: readonly LogLineIn[], capB
     messages[i] = l.message;
     fields[i] = l.fields;
   }
-  const [{ kept }] = await sql<{ kept: number }[]>`
-    WITH l AS (
-      -- Times as epoch milliseconds: postgres.js sends an array of dates as text PostgreSQL cannot cast.
-      SELECT * FROM unnest(${taskIds}::bigint[], ${jobIds}::bigint[], ${attempts}::int[], ${levels}::int2[],
-                           ${times}::float8[], ${messages}::text[], ${fields}::text[])
-        WITH ORDINALITY AS l(task_id, job_id, attempt, level, logged_ms, message, fields, n)
-    ), sized AS (
-      SELECT l.*, octet_length(message) + coalesce(octet_length(fields), 0) AS bytes FROM l
-    ), added AS (
-      SELECT task_id, min(job_id) AS job_id, sum(bytes)::bigint AS bytes FROM sized GROUP BY task_id
-    ), sizes AS (
-      INSERT INTO task_log_sizes AS s (task_id, job_id, bytes)
-      SELECT task_id, job_id, bytes FROM added ORDER BY task_id
-      ON CONFLICT (task_id) DO UPDATE SET bytes = s.bytes + excluded.bytes
-      RETURNING s.task_id, s.bytes
-    ), kept AS (
-      -- A line is kept while the task's bytes up to and including it (those
-      -- counted before this statement, then this statement's in order) are
-      -- within the limit.
-      INSERT INTO task_logs (job_id, task_id, attempt, level, logged_at, message, fields)
-      SELECT x.job_id, x.task_id, x.attempt, x.level, to_timestamp(x.logged_ms / 1000), x.message, x.fields::jsonb
-      FROM (
-        SELECT z.*, s.bytes - a.bytes + sum(z.bytes) OVER (PARTITION BY z.task_id ORDER BY z.n) AS upto
-        FROM sized z JOIN sizes s USING (task_id) JOIN added a USING (task_id)
-      ) x
-      WHERE x.upto <= ${capBytes}
-      ORDER BY x.n
-      RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM kept)::int AS kept, ${notifyJobEventsOf(sql, followed)} AS notified`;
-  return kept;
+  // Times as epoch milliseconds: postgres.js sends an array of dates as text
+  // PostgreSQL cannot cast.
+  const insert = sql`
+    INSERT INTO task_logs (job_id, task_id, attempt, level, logged_at, message, fields)
+    SELECT l.job_id, l.task_id, l.attempt, l.level, to_timestamp(l.logged_ms / 1000), l.message, l.fields::jsonb
+    FROM unnest(${taskIds}::bigint[], ${jobIds}::bigint[], ${attempts}::int[], ${levels}::int2[],
+                ${times}::float8[], ${messages}::text[], ${fields}::text[])
+      WITH ORDINALITY AS l(task_id, job_id, attempt, level, logged_ms, message, fields, n)
+    ORDER BY l.n`;
+  if (followed.length === 0) await insert;
+  else await sql`WITH kept AS (${insert} RETURNING 1) SELECT (SELECT count(*) FROM kept), ${notifyJobEventsOf(sql, followed)}`;
 }
 
 /**
@@ -99,10 +78,15 @@ export async function readTaskLogs(sql: Sql, jobId: string, taskId: string | nul
     LIMIT ${limit}`;
 }
 
+/** The fields of the line that says a task attempt's later lines were not kept. */
+export const TRUNCATED_FIELDS = '{"sluice": "truncated"}';
+
 /** Whether lines of the job (of one task if set) were not kept for being over the limit. */
-export async function logsTruncated(sql: Sql, jobId: string, taskId: string | null, capBytes: number): Promise<boolean> {
-  const [row] = await sql<{ dropped: boolean }[]>`
-    SELECT coalesce(bool_or(bytes > ${capBytes}), false) AS dropped FROM task_log_sizes
-    WHERE job_id = ${jobId} AND (${taskId}::bigint IS NULL OR task_id = ${taskId}::bigint)`;
-  return row?.dropped ?? false;
+export async function logsTruncated(sql: Sql, jobId: string, taskId: string | null): Promise<boolean> {
+  const [row] = await sql<{ truncated: boolean }[]>`
+    SELECT EXISTS (
+      SELECT 1 FROM task_logs
+      WHERE job_id = ${jobId} AND (${taskId}::bigint IS NULL OR task_id = ${taskId}::bigint) AND fields ->> 'sluice' = 'truncated'
+    ) AS truncated`;
+  return row.truncated;
 }
