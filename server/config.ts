@@ -77,7 +77,7 @@ export const ServerDefaults: ServerConfig = {
  * Settings from the environment: SLUICE_HOST, SLUICE_PORT, DATABASE_URL, SLUICE_DATA_DIR,
  * SLUICE_LEASE_TTL_MS, SLUICE_DB_POOL_SIZE, SLUICE_JOB_RETENTION_HOURS, SLUICE_GCS_ENDPOINT, SLUICE_AUTH,
  * SLUICE_INSECURE_NO_AUTH, SLUICE_ADMIN_TOKEN, SLUICE_REFLECTION ("token" to require one for reflection),
- * SLUICE_TASK_LOG_BYTES, SLUICE_METRICS ("open" to serve /metrics without a token), and the limits of
+ * SLUICE_TASK_LOG_CHARS, SLUICE_METRICS ("open" to serve /metrics without a token), and the limits of
  * LIMIT_SETTINGS.
  */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
@@ -117,7 +117,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     fsRoots: env.SLUICE_FS_ROOTS ? env.SLUICE_FS_ROOTS.split(":").filter(Boolean) : undefined,
     observability: {
       ...ObservabilityDefaults,
-      taskLogBytes: int("SLUICE_TASK_LOG_BYTES", ObservabilityDefaults.taskLogBytes),
+      taskLogChars: int("SLUICE_TASK_LOG_CHARS", ObservabilityDefaults.taskLogChars),
       metrics: metricsMode(env.SLUICE_METRICS),
     },
   };

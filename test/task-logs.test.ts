@@ -153,7 +153,7 @@ describe("task logs", () => {
 });
 
 describe("task logs over the limit", () => {
-  const box = useSandbox({ observability: { ...ObservabilityDefaults, taskLogBytes: 2_000 } });
+  const box = useSandbox({ observability: { ...ObservabilityDefaults, taskLogChars: 2_000 } });
 
   it("keeps an attempt's lines up to the server's limit and says the rest was not kept", async () => {
     const runner = box.client.runner("default", { tasks, echoTaskLogs: false });
@@ -166,7 +166,7 @@ describe("task logs over the limit", () => {
       expect(res.lines.length).toBeGreaterThan(0);
       expect(res.lines.length).toBeLessThan(50);
       expect(res.lines[0].message).toMatch(/^0 x+$/);
-      expect(res.lines.at(-1)?.message).toBe("sluice: this attempt wrote more than 2000 bytes of log lines; later lines are not kept");
+      expect(res.lines.at(-1)?.message).toBe("sluice: this attempt wrote more than 2000 characters of log lines; later lines are not kept");
     } finally {
       await runner.stop();
       await running;

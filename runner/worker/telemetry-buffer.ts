@@ -1,8 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { LogLevel, type TaskLogLineSchema, type TaskTelemetrySchema } from "../../gen/sluice/v1/observability_pb.js";
+import { LogLevel, type TaskTelemetrySchema } from "../../gen/sluice/v1/observability_pb.js";
 
-type LineInit = MessageInitShape<typeof TaskLogLineSchema>;
 export type TelemetryInit = MessageInitShape<typeof TaskTelemetrySchema>;
 
 /** The text of one message's lines at most: more waits for the next message. */
@@ -25,6 +23,95 @@ export interface LogSource {
   logDropped: number;
 }
 
+/** Lines waiting, one list per field (as they are sent). */
+class Columns {
+  taskIds: string[] = [];
+  jobIds: string[] = [];
+  attempts: number[] = [];
+  levels: LogLevel[] = [];
+  times: number[] = [];
+  messages: string[] = [];
+  fieldsJson: string[] = [];
+  chars = 0;
+
+  get length(): number {
+    return this.taskIds.length;
+  }
+
+  push(taskId: string, jobId: string, attempt: number, level: LogLevel, time: number, message: string, fieldsJson: string): void {
+    this.taskIds.push(taskId);
+    this.jobIds.push(jobId);
+    this.attempts.push(attempt);
+    this.levels.push(level);
+    this.times.push(time);
+    this.messages.push(message);
+    this.fieldsJson.push(fieldsJson);
+    this.chars += message.length + fieldsJson.length;
+  }
+
+  /** The first `n` lines, taken out. */
+  splice(n: number): Columns {
+    const out = new Columns();
+    if (n >= this.length) {
+      Object.assign(out, this);
+      Object.assign(this, new Columns());
+      return out;
+    }
+    out.taskIds = this.taskIds.splice(0, n);
+    out.jobIds = this.jobIds.splice(0, n);
+    out.attempts = this.attempts.splice(0, n);
+    out.levels = this.levels.splice(0, n);
+    out.times = this.times.splice(0, n);
+    out.messages = this.messages.splice(0, n);
+    out.fieldsJson = this.fieldsJson.splice(0, n);
+    for (let i = 0; i < n; i++) out.chars += out.messages[i].length + out.fieldsJson[i].length;
+    this.chars -= out.chars;
+    return out;
+  }
+
+  /** Puts `earlier` in front of these lines. */
+  prepend(earlier: Columns): void {
+    this.taskIds = [...earlier.taskIds, ...this.taskIds];
+    this.jobIds = [...earlier.jobIds, ...this.jobIds];
+    this.attempts = [...earlier.attempts, ...this.attempts];
+    this.levels = [...earlier.levels, ...this.levels];
+    this.times = [...earlier.times, ...this.times];
+    this.messages = [...earlier.messages, ...this.messages];
+    this.fieldsJson = [...earlier.fieldsJson, ...this.fieldsJson];
+    this.chars += earlier.chars;
+  }
+
+  /** As the message's field: times as offsets from the first. */
+  toMessage() {
+    // Times only grow (Date.now() per line), so the first is the smallest.
+    const base = this.times.length > 0 ? this.times[0] : 0;
+    return {
+      taskIds: this.taskIds,
+      jobIds: this.jobIds,
+      attempts: this.attempts,
+      levels: this.levels,
+      timeOffsetsMs: this.times.map((t) => Math.max(0, t - base)),
+      messages: this.messages,
+      fieldsJson: this.fieldsJson,
+      baseTimeMs: BigInt(base),
+    };
+  }
+
+  static fromMessage(m: NonNullable<TelemetryInit["lines"]>): Columns {
+    const c = new Columns();
+    const base = Number(m.baseTimeMs ?? 0);
+    c.taskIds = [...(m.taskIds ?? [])];
+    c.jobIds = [...(m.jobIds ?? [])];
+    c.attempts = [...(m.attempts ?? [])];
+    c.levels = [...(m.levels ?? [])];
+    c.times = (m.timeOffsetsMs ?? []).map((o) => base + o);
+    c.messages = [...(m.messages ?? [])];
+    c.fieldsJson = [...(m.fieldsJson ?? [])];
+    for (let i = 0; i < c.messages.length; i++) c.chars += c.messages[i].length + c.fieldsJson[i].length;
+    return c;
+  }
+}
+
 /**
  * Log lines and progress of the runner's tasks, waiting to be sent. The
  * results reporter takes what is waiting into each results message; what no
@@ -32,18 +119,15 @@ export interface LogSource {
  * in a telemetry message of its own. Never a message per line.
  */
 export class TelemetryBuffer {
-  private lines: LineInit[] = [];
-  private chars = 0;
+  private lines = new Columns();
   private progress = new Map<string, { jobId: string; label: string; done: number; total: number }>();
   private dropped = 0;
   private timer: NodeJS.Timeout | null = null;
-  private lastMs = 0;
-  private lastTime = timestampFromMs(0);
   /** Sends telemetry on its own; false when no session is open (it waits for `wake`). */
   sender: ((t: TelemetryInit) => boolean) | null = null;
 
   constructor(
-    /** Characters of log lines kept per task attempt; later lines are dropped. */
+    /** Characters of log lines sent per task attempt; later lines are dropped. */
     private readonly perTaskChars: number,
     private readonly delayMs = 100,
   ) {}
@@ -71,7 +155,7 @@ export class TelemetryBuffer {
       return;
     }
     source.logChars += size;
-    if (this.chars + size > MAX_PENDING_CHARS) {
+    if (this.lines.chars + size > MAX_PENDING_CHARS) {
       this.dropped++;
       return;
     }
@@ -79,22 +163,7 @@ export class TelemetryBuffer {
   }
 
   private push(source: LogSource, level: LogLevel, message: string, fieldsJson: string): void {
-    // Lines of one millisecond share their timestamp message.
-    const now = Date.now();
-    if (now !== this.lastMs) {
-      this.lastMs = now;
-      this.lastTime = timestampFromMs(now);
-    }
-    this.lines.push({
-      taskId: source.taskId,
-      jobId: source.jobId,
-      attempt: source.attempt,
-      level,
-      time: this.lastTime,
-      message,
-      fieldsJson,
-    });
-    this.chars += message.length + fieldsJson.length;
+    this.lines.push(source.taskId, source.jobId, source.attempt, level, Date.now(), message, fieldsJson);
     this.schedule();
   }
 
@@ -114,24 +183,20 @@ export class TelemetryBuffer {
   /** Everything waiting (up to a message's worth), or undefined when nothing is. */
   take(): TelemetryInit | undefined {
     if (!this.pending) return undefined;
-    let lines: LineInit[];
-    if (this.chars <= MAX_MESSAGE_CHARS) {
-      lines = this.lines;
-      this.lines = [];
-      this.chars = 0;
-    } else {
-      let n = 0;
+    let n = this.lines.length;
+    if (this.lines.chars > MAX_MESSAGE_CHARS) {
       let taken = 0;
+      n = 0;
       while (n < this.lines.length && taken < MAX_MESSAGE_CHARS) {
-        taken += (this.lines[n].message?.length ?? 0) + (this.lines[n].fieldsJson?.length ?? 0);
+        taken += this.lines.messages[n].length + this.lines.fieldsJson[n].length;
         n++;
       }
-      lines = this.lines.splice(0, n);
-      this.chars -= taken;
     }
+    const lines = this.lines.splice(n);
     if (this.dropped > 0 && lines.length > 0) {
-      const first = lines[0];
-      lines.unshift({ ...first, level: LogLevel.WARN, message: `sluice: ${this.dropped} log lines were dropped while the server could not be reached`, fieldsJson: "" });
+      const notice = new Columns();
+      notice.push(lines.taskIds[0], lines.jobIds[0], lines.attempts[0], LogLevel.WARN, lines.times[0], `sluice: ${this.dropped} log lines were dropped while the server could not be reached`, "");
+      lines.prepend(notice);
       this.dropped = 0;
     }
     const progress = [...this.progress.values()].map((p) => ({ jobId: p.jobId, label: p.label, done: BigInt(p.done), total: BigInt(p.total) }));
@@ -141,14 +206,12 @@ export class TelemetryBuffer {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    return { lines, progress };
+    return { lines: lines.length > 0 ? lines.toMessage() : undefined, progress };
   }
 
   /** Telemetry taken for a message that was not sent: it goes first in the next. */
   putBack(t: TelemetryInit, resend = true): void {
-    const lines = (t.lines ?? []) as LineInit[];
-    this.lines = [...lines, ...this.lines];
-    for (const l of lines) this.chars += (l.message?.length ?? 0) + (l.fieldsJson?.length ?? 0);
+    if (t.lines) this.lines.prepend(Columns.fromMessage(t.lines));
     for (const p of t.progress ?? []) {
       const key = `${p.jobId} ${p.label}`;
       const q = this.progress.get(key) ?? { jobId: p.jobId ?? "", label: p.label ?? "", done: 0, total: 0 };

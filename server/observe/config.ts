@@ -1,7 +1,7 @@
 /** Settings of what the server shows about what runs (docs/observability.md). */
 export interface ObservabilityConfig {
   /** Characters of log lines kept per task attempt; later lines are not kept (a line says so). */
-  taskLogBytes: number;
+  taskLogChars: number;
   /** How often a server writes when its runners were last heard and what they hold. */
   runnerTouchIntervalMs: number;
   /**
@@ -13,7 +13,7 @@ export interface ObservabilityConfig {
 }
 
 export const ObservabilityDefaults: ObservabilityConfig = {
-  taskLogBytes: 1024 * 1024,
+  taskLogChars: 1024 * 1024,
   runnerTouchIntervalMs: 5_000,
   metrics: "token",
 };

@@ -40,9 +40,9 @@ export class SessionObserver {
 
   /** Writes the telemetry of a message; a failure to write it is logged, not the runner's. */
   async telemetry(stream: RunnerStream, telemetry: TaskResults["telemetry"]): Promise<void> {
-    if (!telemetry || (telemetry.lines.length === 0 && telemetry.progress.length === 0)) return;
+    if (!telemetry || ((telemetry.lines?.taskIds.length ?? 0) === 0 && telemetry.progress.length === 0)) return;
     try {
-      const written = await writeTelemetry(this.sql, stream, telemetry, this.followers, this.config.taskLogBytes);
+      const written = await writeTelemetry(this.sql, stream, telemetry, this.followers, this.config.taskLogChars);
       this.metrics.logLines.inc(written.lines);
     } catch (e) {
       // Lines are worth less than results: the results of the message are

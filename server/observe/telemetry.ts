@@ -1,9 +1,8 @@
 import type { Sql } from "postgres";
-import type { TaskTelemetry } from "../../gen/sluice/v1/observability_pb.js";
-import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { LogLevel, type TaskTelemetry } from "../../gen/sluice/v1/observability_pb.js";
 import type { RunnerStream } from "../dispatch/runner-stream.js";
 import { type ProgressIn, addJobProgress } from "../store/job-progress.js";
-import { type LogLineIn, TRUNCATED_FIELDS, insertTaskLogs } from "../store/task-logs.js";
+import { type LogLinesIn, TRUNCATED_FIELDS, insertTaskLogs } from "../store/task-logs.js";
 import { replaceUnstorable } from "../validation.js";
 import type { JobFollowers } from "./job-followers.js";
 
@@ -26,7 +25,7 @@ export interface TelemetryWritten {
  * Writes the log lines and progress a runner sent, each kind in one
  * statement. Only lines and progress of tasks the runner holds on this
  * stream are taken (a runner cannot write into another's jobs), up to
- * `taskLogBytes` (characters, counted as sent) per attempt; malformed ones
+ * `taskLogChars` (characters, counted as sent) per attempt; malformed ones
  * are dropped rather than failing the runner's results with them.
  */
 export async function writeTelemetry(
@@ -34,46 +33,43 @@ export async function writeTelemetry(
   stream: RunnerStream,
   telemetry: TaskTelemetry,
   followers: JobFollowers,
-  taskLogBytes: number,
+  taskLogChars: number,
 ): Promise<TelemetryWritten> {
   let ignored = 0;
-  const lines: LogLineIn[] = [];
-  for (const l of telemetry.lines) {
-    const count = stream.countLogLine(l.taskId, l.jobId, l.message.length + l.fieldsJson.length, taskLogBytes);
-    if (count !== "keep") {
-      if (count === "cut") {
-        lines.push({
-          taskId: l.taskId,
-          jobId: l.jobId,
-          attempt: l.attempt,
-          level: 3,
-          loggedAt: l.time ? new Date(timestampMs(l.time)) : new Date(),
-          message: `sluice: this attempt wrote more than ${taskLogBytes} bytes of log lines; later lines are not kept`,
-          fields: TRUNCATED_FIELDS,
-        });
-      } else if (count === null) ignored++;
-      continue;
-    }
-    let fields: string | null = null;
-    // jsonb cannot hold a NUL character, even escaped.
-    if (l.fieldsJson !== "" && l.fieldsJson.length <= MAX_FIELDS_CHARS && !l.fieldsJson.includes("\\u0000")) {
-      try {
-        const parsed = JSON.parse(l.fieldsJson);
-        if (parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)) fields = replaceUnstorable(l.fieldsJson);
-      } catch {
-        // Not JSON: the line is kept without them.
+  const out: LogLinesIn = { taskIds: [], jobIds: [], attempts: [], levels: [], times: [], messages: [], fields: [] };
+  const c = telemetry.lines;
+  const n = c?.taskIds.length ?? 0;
+  if (c && (c.jobIds.length !== n || c.attempts.length !== n || c.levels.length !== n || c.timeOffsetsMs.length !== n || c.messages.length !== n || c.fieldsJson.length !== n)) {
+    // Lists of different lengths: no line can be trusted.
+    ignored += n;
+  } else if (c) {
+    const base = Number(c.baseTimeMs);
+    for (let i = 0; i < n; i++) {
+      const taskId = c.taskIds[i];
+      const jobId = c.jobIds[i];
+      const message = c.messages[i];
+      const fieldsJson = c.fieldsJson[i];
+      const count = stream.countLogLine(taskId, jobId, message.length + fieldsJson.length, taskLogChars);
+      if (count === null) {
+        ignored++;
+        continue;
       }
+      if (count === "drop") continue;
+      out.taskIds.push(taskId);
+      out.jobIds.push(jobId);
+      out.attempts.push(c.attempts[i]);
+      out.times.push(base + c.timeOffsetsMs[i]);
+      if (count === "cut") {
+        out.levels.push(LogLevel.WARN);
+        out.messages.push(`sluice: this attempt wrote more than ${taskLogChars} characters of log lines; later lines are not kept`);
+        out.fields.push(TRUNCATED_FIELDS);
+        continue;
+      }
+      const level = c.levels[i];
+      out.levels.push(level >= LogLevel.DEBUG && level <= LogLevel.ERROR ? level : LogLevel.INFO);
+      out.messages.push(replaceUnstorable(message.length > MAX_LINE_CHARS ? `${message.slice(0, MAX_LINE_CHARS)}…` : message));
+      out.fields.push(fieldsJson === "" ? null : fieldsOf(fieldsJson));
     }
-    const message = l.message.length > MAX_LINE_CHARS ? `${l.message.slice(0, MAX_LINE_CHARS)}…` : l.message;
-    lines.push({
-      taskId: l.taskId,
-      jobId: l.jobId,
-      attempt: l.attempt,
-      level: l.level >= 1 && l.level <= 4 ? l.level : 2,
-      loggedAt: l.time ? new Date(timestampMs(l.time)) : new Date(),
-      message: replaceUnstorable(message),
-      fields,
-    });
   }
   const progress: ProgressIn[] = [];
   if (telemetry.progress.length > 0) {
@@ -88,7 +84,21 @@ export async function writeTelemetry(
       progress.push({ jobId: p.jobId, label: replaceUnstorable(p.label), done, total });
     }
   }
-  const jobsOf = (xs: readonly { jobId: string }[]) => followers.followedAmong(xs.map((x) => x.jobId));
-  await Promise.all([insertTaskLogs(sql, lines, jobsOf(lines)), addJobProgress(sql, progress, jobsOf(progress))]);
-  return { lines: lines.length, ignored };
+  await Promise.all([
+    insertTaskLogs(sql, out, followers.followedAmong(out.jobIds)),
+    addJobProgress(sql, progress, followers.followedAmong(progress.map((p) => p.jobId))),
+  ]);
+  return { lines: out.taskIds.length, ignored };
+}
+
+/** A line's fields if they are a JSON object PostgreSQL can store, else null (the line is kept without them). */
+function fieldsOf(json: string): string | null {
+  // jsonb cannot hold a NUL character, even escaped.
+  if (json.length > MAX_FIELDS_CHARS || json.includes("\\u0000")) return null;
+  try {
+    const parsed = JSON.parse(json);
+    return parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) ? replaceUnstorable(json) : null;
+  } catch {
+    return null;
+  }
 }

@@ -1,16 +1,17 @@
 import type { Sql } from "postgres";
 import { notifyJobEventsOf } from "./channels.js";
 
-/** A log line as the store writes it. */
-export interface LogLineIn {
-  taskId: string;
-  jobId: string;
-  attempt: number;
-  level: number;
-  loggedAt: Date;
-  message: string;
-  /** A JSON object's text, or null. */
-  fields: string | null;
+/** Log lines as the store writes them, one list per field: line i is element i of each. */
+export interface LogLinesIn {
+  taskIds: string[];
+  jobIds: string[];
+  attempts: number[];
+  levels: number[];
+  /** Epoch milliseconds. */
+  times: number[];
+  messages: string[];
+  /** JSON objects' text, or null. */
+  fields: (string | null)[];
 }
 
 /** A log line read back. */
@@ -31,26 +32,9 @@ export interface LogLineRow {
  * each once this commits. (The limit per task attempt is counted by the
  * caller, in memory: a table of sizes cost an upsert per task.)
  */
-export async function insertTaskLogs(sql: Sql, lines: readonly LogLineIn[], followed: readonly string[]): Promise<void> {
-  if (lines.length === 0) return;
-  const n = lines.length;
-  const taskIds = new Array<string>(n);
-  const jobIds = new Array<string>(n);
-  const attempts = new Array<number>(n);
-  const levels = new Array<number>(n);
-  const times = new Array<number>(n);
-  const messages = new Array<string>(n);
-  const fields = new Array<string | null>(n);
-  for (let i = 0; i < n; i++) {
-    const l = lines[i];
-    taskIds[i] = l.taskId;
-    jobIds[i] = l.jobId;
-    attempts[i] = l.attempt;
-    levels[i] = l.level;
-    times[i] = l.loggedAt.getTime();
-    messages[i] = l.message;
-    fields[i] = l.fields;
-  }
+export async function insertTaskLogs(sql: Sql, lines: LogLinesIn, followed: readonly string[]): Promise<void> {
+  if (lines.taskIds.length === 0) return;
+  const { taskIds, jobIds, attempts, levels, times, messages, fields } = lines;
   // Times as epoch milliseconds: postgres.js sends an array of dates as text
   // PostgreSQL cannot cast.
   const insert = sql`
