@@ -19,12 +19,16 @@ class Chatty extends Task<{ who: string; lines: number }> {
   }
 }
 
+/** Text that an array literal must escape. */
+const TRICKY = 'quotes " and \\ back\\slash, {braces}, NULL, commas,\nnew line ✓';
+
 /** Submits four Chatty subtasks, which run at once. */
 class Crowd extends Task {
   static identifier = { name: "Crowd", version: "v1.0" };
   execute(context: ExecutionContext) {
     context.logger.warn("starting the crowd");
     console.log("a crowd of %d", 4);
+    context.logger.error(TRICKY, { say: TRICKY });
     for (const who of ["ann", "bob", "cid", "dee"]) context.submitSubtask(new Chatty({ who, lines: 20 }));
   }
 }
@@ -72,8 +76,8 @@ describe("task logs", () => {
       const details = await box.client.jobs().get(job.id);
       const obs = box.client.observability();
       const all = await obs.logs(job.id);
-      // 4 tasks x (20 console lines + 20 logger lines + 1 error line), plus the root's two lines.
-      expect(all).toHaveLength(4 * 41 + 2);
+      // 4 tasks x (20 console lines + 20 logger lines + 1 error line), plus the root's three lines.
+      expect(all).toHaveLength(4 * 41 + 3);
       const byTask = new Map<string, string[]>();
       for (const l of all) byTask.set(l.taskId, [...(byTask.get(l.taskId) ?? []), l.message]);
       // The tasks ran at once: their lines are interleaved in the job's log.
@@ -93,9 +97,10 @@ describe("task logs", () => {
         expect(own.every((l) => l.attempt === 1)).toBe(true);
       }
       const root = details.tasks.find((t) => t.identifier.name === "Crowd")!;
-      expect((await obs.logs(job.id, { taskId: root.id })).map((l) => [l.level, l.message])).toEqual([
-        ["warn", "starting the crowd"],
-        ["info", "a crowd of 4"],
+      expect((await obs.logs(job.id, { taskId: root.id })).map((l) => [l.level, l.message, l.fields])).toEqual([
+        ["warn", "starting the crowd", undefined],
+        ["info", "a crowd of 4", undefined],
+        ["error", TRICKY, { say: TRICKY }],
       ]);
       // Pages: reading after a line gives what follows it.
       const page = await obs.logs(job.id, { after: all[100].id });

@@ -1,5 +1,6 @@
 import type { Sql } from "postgres";
 import { notifyJobEventsOf } from "./channels.js";
+import { arrayLiteral, quotedArrayLiteral } from "./sql-literals.js";
 
 /** Log lines as the store writes them, one list per field: line i is element i of each. */
 export interface LogLinesIn {
@@ -35,13 +36,15 @@ export interface LogLineRow {
 export async function insertTaskLogs(sql: Sql, lines: LogLinesIn, followed: readonly string[]): Promise<void> {
   if (lines.taskIds.length === 0) return;
   const { taskIds, jobIds, attempts, levels, times, messages, fields } = lines;
-  // Times as epoch milliseconds: postgres.js sends an array of dates as text
-  // PostgreSQL cannot cast.
+  // Arrays as literals built here (see sql-literals.ts); times as epoch
+  // milliseconds (postgres.js sends an array of dates as text PostgreSQL
+  // cannot cast). Ids are checked digits: the runner's stream holds them.
   const insert = sql`
     INSERT INTO task_logs (job_id, task_id, attempt, level, logged_at, message, fields)
     SELECT l.job_id, l.task_id, l.attempt, l.level, to_timestamp(l.logged_ms / 1000), l.message, l.fields::jsonb
-    FROM unnest(${taskIds}::bigint[], ${jobIds}::bigint[], ${attempts}::int[], ${levels}::int2[],
-                ${times}::float8[], ${messages}::text[], ${fields}::text[])
+    FROM unnest(${arrayLiteral(taskIds)}::bigint[], ${arrayLiteral(jobIds)}::bigint[], ${arrayLiteral(attempts)}::int[],
+                ${arrayLiteral(levels)}::int2[], ${arrayLiteral(times)}::float8[], ${quotedArrayLiteral(messages)}::text[],
+                ${quotedArrayLiteral(fields)}::text[])
       WITH ORDINALITY AS l(task_id, job_id, attempt, level, logged_ms, message, fields, n)
     ORDER BY l.n`;
   if (followed.length === 0) await insert;
