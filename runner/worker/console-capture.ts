@@ -56,17 +56,19 @@ export function installConsoleCapture(): () => void {
 }
 
 /**
- * Runs a synchronous `fn` with the console routed to `sink` while it runs (not
- * in callbacks it leaves behind): no asynchronous context is made.
+ * Routes the console to `sink` until `leaveSyncConsole`, for a synchronous
+ * call (not callbacks it leaves behind): no asynchronous context is made.
+ * Returns what to pass to `leaveSyncConsole`.
  */
-export function withConsoleSync<T>(sink: ConsoleSink, fn: () => T): T {
+export function enterSyncConsole(sink: ConsoleSink): ConsoleSink | undefined {
   const outer = synchronous;
   synchronous = sink;
-  try {
-    return fn();
-  } finally {
-    synchronous = outer;
-  }
+  return outer;
+}
+
+/** Ends what `enterSyncConsole` began. */
+export function leaveSyncConsole(outer: ConsoleSink | undefined): void {
+  synchronous = outer;
 }
 
 /** Runs `fn` with the console routed to `sink` (for everything it starts, too). */

@@ -5,7 +5,7 @@ import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/co
 import { RunnerService, type TaskAssignment, TaskResultSchema } from "../../gen/sluice/v1/runner_service_pb.js";
 import type { StorageEvent } from "../../gen/sluice/v1/storage_pb.js";
 import { TaskContext, type TelemetryTarget } from "./context.js";
-import { installConsoleCapture, originalConsole, withConsole, withConsoleSync } from "./console-capture.js";
+import { enterSyncConsole, installConsoleCapture, leaveSyncConsole, originalConsole, withConsole } from "./console-capture.js";
 import { LogLevel, TelemetryBuffer } from "./telemetry-buffer.js";
 import { startTracing, tracing } from "../wire/tracing.js";
 import { BUILTIN_TASKS } from "../sdk/builtins.js";
@@ -227,8 +227,8 @@ export class TaskRunner {
   private readonly cache: CacheBackend;
   private readonly stopTimeoutMs: number;
   private readonly captureConsole: boolean;
-  /** Task classes whose execute is asynchronous (see executeCaptured). */
-  private readonly asyncClasses = new WeakSet<TaskClass>();
+  /** Whether each task class's execute is asynchronous (see executeCaptured). */
+  private readonly asyncClasses = new Map<TaskClass, boolean>();
   private readonly telemetry: TelemetryTarget;
 
   private readonly held = new Map<string, Held>();
@@ -524,14 +524,21 @@ export class TaskRunner {
    * something once it is in use.
    */
   private executeCaptured(cls: TaskClass, task: Task<any>, context: TaskContext): void | Promise<void> {
-    if (this.asyncClasses.has(cls)) return withConsole(context, () => task.execute(context));
-    if (task.execute.constructor.name === "AsyncFunction") {
-      this.asyncClasses.add(cls);
-      return withConsole(context, () => task.execute(context));
+    let async = this.asyncClasses.get(cls);
+    if (async === undefined) {
+      async = task.execute.constructor.name === "AsyncFunction";
+      this.asyncClasses.set(cls, async);
     }
-    const result = withConsoleSync(context, () => task.execute(context));
+    if (async) return withConsole(context, () => task.execute(context));
+    const outer = enterSyncConsole(context);
+    let result: void | Promise<void>;
+    try {
+      result = task.execute(context);
+    } finally {
+      leaveSyncConsole(outer);
+    }
     // A promise from a plain function: its callbacks were not captured this time; they will be.
-    if (result && typeof (result as Promise<void>).then === "function") this.asyncClasses.add(cls);
+    if (result && typeof (result as Promise<void>).then === "function") this.asyncClasses.set(cls, true);
     return result;
   }
 
