@@ -25,8 +25,17 @@ const DIST = join(ROOT, "dist");
 const BUILD = join(DIST, "build");
 const require = createRequire(import.meta.url);
 
+/** OpenTelemetry, loaded only when OTEL_EXPORTER_OTLP_ENDPOINT is set (runner/wire/tracing.ts). */
+const TRACING = [
+  "@opentelemetry/api",
+  "@opentelemetry/core",
+  "@opentelemetry/exporter-trace-otlp-http",
+  "@opentelemetry/resources",
+  "@opentelemetry/sdk-trace-base",
+];
+
 /** Packages the SDK loads only when a feature needs them: optional peers, not dependencies. */
-const OPTIONAL_PEERS = ["@aws-sdk/client-s3", "@aws-sdk/lib-storage", "@google-cloud/storage", "@parcel/watcher"];
+const OPTIONAL_PEERS = ["@aws-sdk/client-s3", "@aws-sdk/lib-storage", "@google-cloud/storage", "@parcel/watcher", ...TRACING];
 
 interface RootManifest {
   version: string;
@@ -152,7 +161,7 @@ export function buildPackages(): { sdk: string; server: string } {
     bin: { "sluice-server": "./server/cli.js" },
     files: ["server", "web/dist"],
     // @parcel/watcher: the SDK's folder watcher, which the server runs for folders, loads it.
-    dependencies: { sluice: root.version, ...sorted([...serverImports, "@parcel/watcher"]) },
+    dependencies: { sluice: root.version, ...sorted([...serverImports, "@parcel/watcher", ...TRACING]) },
   };
   writeFileSync(join(server, "package.json"), JSON.stringify(serverManifest, null, 2) + "\n");
   writeFileSync(

@@ -1,4 +1,5 @@
 import type { Context, Span, SpanKind, Tracer } from "@opentelemetry/api";
+import { importOptional } from "../sdk/optional.js";
 
 /**
  * OpenTelemetry traces of Sluice: spans for submit, lease, execute and
@@ -44,17 +45,26 @@ export function tracing(): Tracing | null {
  */
 export function startTracing(serviceName: string): Promise<Tracing | null> {
   if (!TRACING_CONFIGURED) return Promise.resolve(null);
-  loading ??= load(serviceName).then((t) => (loaded = t));
+  // Without the SDK's packages (optional peers of the SDK) the process runs
+  // untraced, and says so once.
+  loading ??= load(serviceName).then(
+    (t) => (loaded = t),
+    (e: Error) => {
+      console.warn(`sluice: OTEL_EXPORTER_OTLP_ENDPOINT is set, but traces are off: ${e.message}`);
+      return null;
+    },
+  );
   return loading;
 }
 
 async function load(serviceName: string): Promise<Tracing> {
+  const purpose = "tracing (OTEL_EXPORTER_OTLP_ENDPOINT)";
   const [api, core, base, exporterModule, resources] = await Promise.all([
-    import("@opentelemetry/api"),
-    import("@opentelemetry/core"),
-    import("@opentelemetry/sdk-trace-base"),
-    import("@opentelemetry/exporter-trace-otlp-http"),
-    import("@opentelemetry/resources"),
+    importOptional("@opentelemetry/api", () => import("@opentelemetry/api"), purpose),
+    importOptional("@opentelemetry/core", () => import("@opentelemetry/core"), purpose),
+    importOptional("@opentelemetry/sdk-trace-base", () => import("@opentelemetry/sdk-trace-base"), purpose),
+    importOptional("@opentelemetry/exporter-trace-otlp-http", () => import("@opentelemetry/exporter-trace-otlp-http"), purpose),
+    importOptional("@opentelemetry/resources", () => import("@opentelemetry/resources"), purpose),
   ]);
   const resource = resources
     .resourceFromAttributes({ "service.name": process.env.OTEL_SERVICE_NAME || serviceName })
