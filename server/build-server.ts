@@ -7,6 +7,7 @@ import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { ClusterService } from "../gen/sluice/v1/cluster_service_pb.js";
+import { FileService } from "../gen/sluice/v1/file_service_pb.js";
 import { JobService } from "../gen/sluice/v1/job_service_pb.js";
 import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
 import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
@@ -34,6 +35,7 @@ import { LeaseExpiry } from "./maintenance/lease-expiry.js";
 import { JobRetention } from "./maintenance/job-retention.js";
 import { Scheduler } from "./maintenance/scheduler.js";
 import { clusterService } from "./services/cluster-service.js";
+import { fileService } from "./services/file-service.js";
 import { type StorageDeps, storageService } from "./services/storage-service.js";
 import { pushHandler } from "./sources/push.js";
 import { ServerWatchers } from "./sources/watchers.js";
@@ -183,7 +185,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   } else if (!isLoopback(config.host)) {
     logger.info(`WARNING: authentication is off while listening on ${config.host}: anyone who reaches the port may do anything`);
   }
-  const apiServices: DescService[] = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService, TokenService];
+  const apiServices: DescService[] = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService, TokenService, FileService];
   const health = new HealthState(apiServices.map((s) => s.typeName));
   const reflection = new Reflection([...apiServices, Health, ReflectionV1, ReflectionV1alpha]);
   const routes = (router: ConnectRouter) => {
@@ -193,6 +195,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     router.service(StorageService, storageService(deps));
     router.service(RunnerService, runnerService(deps));
     router.service(TokenService, tokenService(deps));
+    router.service(FileService, fileService(deps));
     router.service(Health, health.service());
     router.service(ReflectionV1, reflection.v1());
     router.service(ReflectionV1alpha, reflection.v1alpha());

@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ClusterService } from "../gen/sluice/v1/cluster_service_pb.js";
+import { FileService } from "../gen/sluice/v1/file_service_pb.js";
 import { StorageType } from "../gen/sluice/v1/storage_pb.js";
 import { JobService } from "../gen/sluice/v1/job_service_pb.js";
 import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
@@ -49,13 +50,15 @@ async function call(url: string, token: string | undefined, service: DescService
   }
 }
 
-const SERVICES = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService, TokenService];
+const SERVICES = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService, TokenService, FileService];
 
 /** What each scope may call, by the method's name (the rule the server applies, written out). */
 function needed(service: DescService, method: DescMethod): TokenScopeName {
   const name = `${service.typeName}/${method.name}`;
   if (/JobService\/(Submit|Cancel|Retry)/.test(name) || name.endsWith("ReportObjectEvents")) return "submit";
   if (name.endsWith("RunnerService/Session")) return "runner";
+  if (/FileService\/(SubmitFileWorkflow|StagePaths)$/.test(name)) return "submit";
+  if (/FileService\/(ListTaskPaths|ReportPathStates)$/.test(name)) return "runner";
   if (service !== TokenService && /^(Get|List|Count)/.test(method.name)) return "read";
   return "admin";
 }

@@ -1,4 +1,6 @@
 import type { JobCache } from "./cache/cache.js";
+import type { PathStatus, TaskPaths } from "./paths.js";
+import type { QueueName } from "./queue-name.js";
 
 /** Names a kind of task: its name and its version, "vMAJOR.MINOR". */
 export interface TaskIdentifier {
@@ -76,6 +78,18 @@ export interface ExecutionContext {
   submitSubtask(task: Task<any>, options?: SubtaskOptions): SubtaskHandle;
   /** Submits several subtasks with the same options. */
   submitSubtasks(tasks: readonly Task<any>[], options?: SubtaskOptions): SubtaskHandle[];
+  /**
+   * For a task of a file workflow: its input paths without a final state yet
+   * (all of them on a first attempt; on a retry, those the earlier attempts
+   * did not report), read from the server page by page.
+   */
+  readonly paths: TaskPaths;
+  /** Every input path, with `state` set on those an earlier attempt reported. */
+  allPaths(): TaskPaths;
+  /** Where a file task reports a state per path (see FileTask). */
+  readonly status: PathStatus;
+  /** The queue the task runs on: site, cluster and function, `site.queue#function`. */
+  readonly queue: QueueName;
 }
 
 /** A class extending Task, as registered with a runner. */

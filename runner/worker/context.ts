@@ -2,11 +2,21 @@ import { create } from "@bufbuild/protobuf";
 import { type TaskSubmission, TaskSubmissionSchema } from "../../gen/sluice/v1/task_pb.js";
 import { type CacheBackend, JobCache } from "../sdk/cache/cache.js";
 import { triggerOf } from "../sdk/storage.js";
+import type { PathStatus, TaskPaths } from "../sdk/paths.js";
+import { QueueName } from "../sdk/queue-name.js";
+import { type FileAccess, PathPages, StatusReporter } from "./file-context.js";
 import { type ExecutionContext, type SubtaskHandle, type SubtaskOptions, type Task, identifierOf, serializeInput } from "../sdk/task.js";
 
 /** Where a context gets its abort signal, made only if the task asks for it. */
 export interface SignalSource {
   readonly signal: AbortSignal;
+}
+
+/** Where a runner is: what its task contexts tell tasks about their queue and how they reach the file service. */
+export interface RunnerPlace {
+  site: string;
+  cluster: string;
+  files: FileAccess | null;
 }
 
 const NONE: readonly TaskSubmission[] = Object.freeze([]);
@@ -20,6 +30,7 @@ export class TaskContext implements ExecutionContext {
   /** Made on the first submit: most tasks submit none. */
   private submitted: TaskSubmission[] | null = null;
   private cache: JobCache | null = null;
+  private reporter: StatusReporter | null = null;
 
   constructor(
     readonly jobId: string,
@@ -27,7 +38,42 @@ export class TaskContext implements ExecutionContext {
     readonly attempt: number,
     private readonly signals: SignalSource,
     private readonly cacheBackend: CacheBackend,
+    /** The runner's site, cluster and file service, shared by its contexts. */
+    private readonly place: RunnerPlace | null = null,
+    private readonly taskName = "",
   ) {}
+
+  get queue(): QueueName {
+    return new QueueName(this.place?.site ?? "", this.place?.cluster ?? "", this.taskName);
+  }
+
+  get paths(): TaskPaths {
+    return new PathPages(this.fileAccess(), this, this.status as StatusReporter, false);
+  }
+
+  allPaths(): TaskPaths {
+    return new PathPages(this.fileAccess(), this, this.status as StatusReporter, true);
+  }
+
+  get status(): PathStatus {
+    this.reporter ??= new StatusReporter(this.fileAccess(), this);
+    return this.reporter;
+  }
+
+  /** Sends the path states not sent yet: the runner awaits it before it reports the task's result. */
+  settle(): Promise<void> | undefined {
+    return this.reporter?.flush();
+  }
+
+  private fileAccess(): FileAccess {
+    const files = this.place?.files;
+    if (!files) throw new Error("this runner cannot reach the file service: make it with client.runner(...)");
+    return files;
+  }
+
+  get lease(): number {
+    return this.attempt;
+  }
 
   /** The subtasks submitted so far, in order (empty: none). */
   get subtasks(): readonly TaskSubmission[] {

@@ -4,7 +4,8 @@ import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
 import { RunnerService, type TaskAssignment, TaskResultSchema } from "../../gen/sluice/v1/runner_service_pb.js";
 import type { StorageEvent } from "../../gen/sluice/v1/storage_pb.js";
-import { TaskContext } from "./context.js";
+import type { FileService } from "../../gen/sluice/v1/file_service_pb.js";
+import { type RunnerPlace, TaskContext } from "./context.js";
 import { BUILTIN_TASKS } from "../sdk/builtins.js";
 import type { CacheBackend } from "../sdk/cache/cache.js";
 import { InMemoryCache } from "../sdk/cache/memory.js";
@@ -51,6 +52,8 @@ export interface RunnerOptions {
    * the server hands those tasks to other runners when their leases run out.
    */
   stopTimeoutMs?: number;
+  /** The runner's site (letters, digits, "_" or "-"), shown in `context.queue`. */
+  site?: string;
 }
 
 type Outcome = NonNullable<MessageInitShape<typeof TaskResultSchema>["outcome"]>;
@@ -180,6 +183,7 @@ export class TaskRunner {
   private readonly log: RunnerLogger;
   private readonly cache: CacheBackend;
   private readonly stopTimeoutMs: number;
+  private readonly place: RunnerPlace;
 
   private readonly held = new Map<string, Held>();
   private readonly queue: Held[] = [];
@@ -202,8 +206,13 @@ export class TaskRunner {
     private readonly api: ConnectClient<typeof RunnerService>,
     cluster: string,
     options: RunnerOptions,
+    files?: ConnectClient<typeof FileService>,
   ) {
     this.cluster = cluster;
+    if (options.site !== undefined && !/^[A-Za-z0-9_-]{1,100}$/.test(options.site)) {
+      throw new TypeError(`site ${JSON.stringify(options.site)} is invalid: use 1 to 100 letters, digits, "_" or "-"`);
+    }
+    this.place = { site: options.site ?? "", cluster, files: files ? { api: files, runnerId: this.id } : null };
     if (options.tasks.length === 0) throw new TypeError("a runner needs at least one task class in tasks");
     const names = new Set(options.tasks.map((t) => identifierOf(t).name));
     const builtins = options.builtins !== true ? [] : BUILTIN_TASKS.filter((t) => !names.has(identifierOf(t).name));
@@ -423,8 +432,11 @@ export class TaskRunner {
       if (!cls) throw new Error(`this runner has no task ${name} compatible with ${version}`);
       const task = new cls(deserializeInput(t.input));
       if (t.trigger && task instanceof StorageEventTask) task.trigger = triggerFromMessage(t.trigger);
-      const context = new TaskContext(t.jobId, t.id, t.lease, h, this.cache);
+      const context = new TaskContext(t.jobId, t.id, t.lease, h, this.cache, this.place, name);
       await task.execute(context);
+      // Path states not sent yet are recorded before the task's result.
+      const settling = context.settle();
+      if (settling) await settling;
       const subtasks = context.subtasks;
       outcome = subtasks.length === 0 ? COMPUTED : { case: "computed", value: { subtasks: [...subtasks] } };
     } catch (e) {

@@ -1,0 +1,93 @@
+import { describe, expect, it } from "vitest";
+import { FileTask, type PathObject, type PathStatus, type TaskPaths } from "../runner/index.js";
+import { jobInState, quiet, useSandbox } from "./support/harness.js";
+
+/** Fails paths with "bad" in their name, skips those with "skip", processes the rest. */
+class Verify extends FileTask {
+  static identifier = { name: "Verify", version: "v1.0" };
+  async processPaths(paths: TaskPaths, status: PathStatus) {
+    for await (const p of paths) {
+      if (p.path.includes("bad")) status.add("failures", p, "checksum mismatch");
+      else if (p.path.includes("skip")) status.add("skipped", p);
+      else status.add("processed", p);
+    }
+  }
+}
+
+/** Aborts paths with "abort" in their name; records the size it was given. */
+class Transcode extends FileTask<{ codec: string }> {
+  static identifier = { name: "Transcode", version: "v1.0" };
+  async processPaths(paths: TaskPaths, status: PathStatus) {
+    for await (const p of paths) {
+      if (p.path.includes("abort")) status.add("aborted", p, `not transcoded to ${this.input.codec}`);
+      else status.add("processed", p);
+    }
+  }
+}
+
+class Index extends FileTask {
+  static identifier = { name: "Index", version: "v1.0" };
+  async processPaths(paths: TaskPaths, status: PathStatus) {
+    for await (const p of paths) status.add("processed", p.path);
+  }
+}
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+const names = (ps: PathObject[]) => ps.map((p) => p.path).sort();
+
+describe("file workflows", () => {
+  const box = useSandbox();
+
+  it("passes exactly the processed and skipped paths of each task to the next, chunk by chunk", async () => {
+    const inputs: PathObject[] = [];
+    for (let i = 0; i < 40; i++) {
+      const kind = i % 10 === 3 ? "bad" : i % 10 === 5 ? "skip" : i % 10 === 7 ? "abort" : "ok";
+      inputs.push({ path: `/data/${kind}-${String(i).padStart(2, "0")}.mov`, size: 1000 + i, owner: "ops" });
+    }
+    const files = box.client.files();
+    const { job, inputTotal, chunks } = await files.submitWorkflow("ingest", [new Verify(), new Transcode({ codec: "av1" }), Index], {
+      paths: inputs,
+      chunkSize: 15,
+    });
+    expect(inputTotal).toBe(40);
+    expect(chunks).toBe(3);
+    const runner = box.client.runner("default", { tasks: [Verify, Transcode, Index], concurrency: 4, logger: quiet });
+    await runner.runAll();
+    expect((await jobInState(box.client, job.id, ["completed"])).state).toBe("completed");
+
+    const all = names(inputs);
+    const verified = all.filter((p) => !p.includes("bad"));
+    const transcoded = verified.filter((p) => !p.includes("abort"));
+    const input = async (task: string) => names(await collect(files.paths(job.id, { task, input: true })));
+    expect(await input("Verify")).toEqual(all);
+    expect(await input("Transcode")).toEqual(verified);
+    expect(await input("Index")).toEqual(transcoded);
+
+    // Reported states, per task and per state, with messages.
+    const failures = await collect(files.paths(job.id, { task: "Verify", states: ["failures"] }));
+    expect(names(failures)).toEqual(all.filter((p) => p.includes("bad")));
+    expect(failures.every((p) => p.message === "checksum mismatch")).toBe(true);
+    const aborted = await collect(files.paths(job.id, { task: "1", states: ["aborted"] }));
+    expect(names(aborted)).toEqual(verified.filter((p) => p.includes("abort")));
+
+    // The path objects travel with their size and other keys.
+    const indexed = await collect(files.paths(job.id, { task: "Index", input: true }));
+    const first = indexed.find((p) => p.path === "/data/ok-00.mov")!;
+    expect(first.size).toBe(1000);
+    expect(first.owner).toBe("ops");
+
+    // The job's summary adds the chunks up.
+    const info = await files.job(job.id);
+    expect(info.tasks).toHaveLength(9);
+    expect(info.steps.map((s) => [s.task, s.inputTotal, s.summary])).toEqual([
+      ["Verify", 40, { processed: 32, skipped: 4, aborted: 0, failures: 4, inprogress: 0 }],
+      ["Transcode", 36, { processed: 32, skipped: 0, aborted: 4, failures: 0, inprogress: 0 }],
+      ["Index", 32, { processed: 32, skipped: 0, aborted: 0, failures: 0, inprogress: 0 }],
+    ]);
+  });
+});
