@@ -90,4 +90,35 @@ describe("file workflows", () => {
       ["Index", 32, { processed: 32, skipped: 0, aborted: 0, failures: 0, inprogress: 0 }],
     ]);
   });
+
+  it("reads a task's result back in the seed's payload format", async () => {
+    const files = box.client.files();
+    const { job } = await files.submitWorkflow("seed payload", [Verify], {
+      paths: ["/mmfs1/data/my-fileset/file1", { path: "/mmfs1/data/my-fileset/bad-file2", size: 7 }],
+    });
+    await box.client.runner("default", { tasks: [Verify], logger: quiet }).runAll();
+    await jobInState(box.client, job.id, ["completed"]);
+    const payload = await files.payload(job.id, "Verify");
+    expect(payload).toEqual({
+      jobid: Number(job.id),
+      paths: [{ path: "/mmfs1/data/my-fileset/file1" }],
+      status: {
+        task: "Verify",
+        input_paths: [{ path: "/mmfs1/data/my-fileset/file1" }, { path: "/mmfs1/data/my-fileset/bad-file2", size: 7 }],
+        input_total: 2,
+        summary: { processed: 1, skipped: 0, aborted: 0, failures: 1, inprogress: 0 },
+        details: {
+          processed: [{ path: "/mmfs1/data/my-fileset/file1" }],
+          skipped: [],
+          aborted: [],
+          failures: [{ path: "/mmfs1/data/my-fileset/bad-file2", size: 7, message: ["checksum mismatch"] }],
+          inprogress: [],
+        },
+        started: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+\+00:00$/),
+      },
+    });
+    // The time is the task's start, with its offset.
+    const started = new Date(payload.status.started!).getTime();
+    expect(Math.abs(started - (await box.client.jobs().get(job.id)).tasks[0].startedAt!.getTime())).toBeLessThan(1);
+  });
 });
