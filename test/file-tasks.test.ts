@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { FileTask, type PathObject, type PathStatus, type TaskPaths } from "../runner/index.js";
-import { jobInState, quiet, useSandbox } from "./support/harness.js";
+import { join } from "node:path";
+import { ROOT, jobInState, quiet, spawnNode, useSandbox } from "./support/harness.js";
 
 /** Fails paths with "bad" in their name, skips those with "skip", processes the rest. */
 class Verify extends FileTask {
@@ -89,6 +90,13 @@ describe("file workflows", () => {
       ["Transcode", 36, { processed: 32, skipped: 0, aborted: 4, failures: 0, inprogress: 0 }],
       ["Index", 32, { processed: 32, skipped: 0, aborted: 0, failures: 0, inprogress: 0 }],
     ]);
+
+    // The CLI pages through the same paths.
+    const cli = spawnNode([join(ROOT, "bin", "sluice.js"), "jobs", "paths", job.id, "--task", "Verify", "--state", "failures"], { SLUICE_URL: box.url });
+    expect(await cli.exited, cli.stderr()).toBe(0);
+    const lines = cli.stdout().trim().split("\n").map((l) => l.split("\t"));
+    expect(lines.map((l) => l[2]).sort()).toEqual(all.filter((p) => p.includes("bad")));
+    expect(lines.every((l) => l[1] === "failures" && l[3] === "checksum mismatch")).toBe(true);
   });
 
   it("reads a task's result back in the seed's payload format", async () => {
@@ -99,6 +107,9 @@ describe("file workflows", () => {
     await box.client.runner("default", { tasks: [Verify], logger: quiet }).runAll();
     await jobInState(box.client, job.id, ["completed"]);
     const payload = await files.payload(job.id, "Verify");
+    const cli = spawnNode([join(ROOT, "bin", "sluice.js"), "jobs", "paths", job.id, "--task", "Verify", "--payload"], { SLUICE_URL: box.url });
+    expect(await cli.exited, cli.stderr()).toBe(0);
+    expect(JSON.parse(cli.stdout())).toEqual(payload);
     expect(payload).toEqual({
       jobid: Number(job.id),
       paths: [{ path: "/mmfs1/data/my-fileset/file1" }],

@@ -15,6 +15,7 @@ import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
 import { Task, type TaskClass } from "../sdk/task.js";
 import { AmazonS3Cache, type CacheBackend, GoogleStorageCache, InMemoryCache, LocalFileSystemCache } from "../sdk/cache/index.js";
 import type { TokenScopeName } from "../sdk/tokens.js";
+import { addFileCommands } from "./file-commands.js";
 
 const program = new Command("sluice")
   .description("Sluice: a workflow orchestrator for data in object storage")
@@ -172,6 +173,7 @@ function namedTask(identifier: string, inputJson: string): Task {
 }
 
 const jobs = program.command("jobs").description("submit, list, show, cancel and retry jobs");
+addFileCommands(jobs, client, () => program.opts().json === true);
 
 function jobLine(j: Job): string {
   const c = j.taskCounts;

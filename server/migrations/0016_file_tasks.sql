@@ -24,7 +24,9 @@ CREATE TABLE path_list_items (
   list_id bigint NOT NULL,
   -- 1-based position in the list: a chunk of a workflow is a range of them.
   ord     bigint NOT NULL,
-  path    text NOT NULL,
+  -- Byte order ("C"): paths are compared by their bytes, without the
+  -- database's collation, in every index lookup of a report.
+  path    text COLLATE "C" NOT NULL,
   size    bigint,
   message text,
   -- The path object's other keys.
@@ -59,7 +61,7 @@ CREATE INDEX file_tasks_by_job ON file_tasks (job_id, step, chunk);
 -- fields, so that the next task reads its input from here.
 CREATE TABLE path_states (
   task_id bigint NOT NULL,
-  path    text NOT NULL,
+  path    text COLLATE "C" NOT NULL,
   state   path_state NOT NULL,
   message text,
   size    bigint,

@@ -69,11 +69,14 @@ export interface InputPage {
  */
 export async function taskInputPage(sql: Sql, f: FileTaskRow, page: InputPage): Promise<TaskPathRow[]> {
   const pending = page.pendingOnly;
+  // A first attempt has no earlier one whose states it must skip or show
+  // (what it reported itself lies behind the page): no lookup per path.
+  const withStates = f.lease > 1 || f.state !== "running";
   if (f.list_id !== null) {
     return sql<TaskPathRow[]>`
       SELECT i.ord::text AS key, i.path, i.size::text, i.message, i.extra, s.state
       FROM path_list_items i
-      LEFT JOIN path_states s ON s.task_id = ${f.task_id}::bigint AND s.path = i.path
+      LEFT JOIN path_states s ON ${withStates}::bool AND s.task_id = ${f.task_id}::bigint AND s.path = i.path
       WHERE i.list_id = ${f.list_id}::bigint AND i.ord > ${page.after ?? String(BigInt(f.first_ord!) - 1n)}::bigint
         AND i.ord <= ${f.last_ord}::bigint
         AND (NOT ${pending}::bool OR s.state IS NULL OR s.state = 'inprogress')
@@ -83,7 +86,7 @@ export async function taskInputPage(sql: Sql, f: FileTaskRow, page: InputPage): 
   return sql<TaskPathRow[]>`
     SELECT p.path AS key, p.path, p.size::text, p.message, p.extra, s.state
     FROM path_states p
-    LEFT JOIN path_states s ON s.task_id = ${f.task_id}::bigint AND s.path = p.path
+    LEFT JOIN path_states s ON ${withStates}::bool AND s.task_id = ${f.task_id}::bigint AND s.path = p.path
     WHERE p.task_id = ${f.source_task_id}::bigint AND p.state IN ('processed', 'skipped')
       AND (${page.after === null}::bool OR p.path > ${page.after ?? ""})
       AND (NOT ${pending}::bool OR s.state IS NULL OR s.state = 'inprogress')
