@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FileTask, type PathObject, type PathStatus, type TaskPaths } from "../runner/index.js";
+import { type ExecutionContext, FileTask, type PathObject, type PathStatus, Task, type TaskPaths } from "../runner/index.js";
 import { join } from "node:path";
 import { ROOT, jobInState, quiet, spawnNode, useSandbox } from "./support/harness.js";
 
@@ -37,6 +37,22 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const x of it) out.push(x);
   return out;
+}
+
+/** Where each task ran: `context.queue` as the seed writes it. */
+const queues: string[] = [];
+class Where extends FileTask {
+  static identifier = { name: "Where", version: "v1.0" };
+  async processPaths(paths: TaskPaths, status: PathStatus, context: ExecutionContext) {
+    for await (const p of paths) status.add("processed", p, String(context.queue));
+    queues.push(`file task at ${context.queue}`);
+  }
+}
+class Plain extends Task<{ tag: string }> {
+  static identifier = { name: "Plain", version: "v1.0" };
+  execute(context: ExecutionContext) {
+    queues.push(`${this.input.tag} at ${context.queue}`);
+  }
 }
 
 const names = (ps: PathObject[]) => ps.map((p) => p.path).sort();
@@ -131,5 +147,25 @@ describe("file workflows", () => {
     // The time is the task's start, with its offset.
     const started = new Date(payload.status.started!).getTime();
     expect(Math.abs(started - (await box.client.jobs().get(job.id)).tasks[0].startedAt!.getTime())).toBeLessThan(1);
+  });
+
+  it("runs a task bound to a site only on that site's runners, and tells it its queue as site.queue#function", async () => {
+    await box.client.clusters().create("sites", "Sites");
+    const files = box.client.files();
+    const { job: workflow } = await files.submitWorkflow("at paris", [Where], { paths: ["/p/1", "/p/2"], cluster: "sites", site: "paris" });
+    const plain = await box.client.jobs().submit("at london", new Plain({ tag: "bound" }), { cluster: "sites", site: "london" });
+    const anywhere = await box.client.jobs().submit("anywhere", new Plain({ tag: "unbound" }), { cluster: "sites" });
+    const runners = ["london", "paris", undefined].map((site) => box.client.runner("sites", { tasks: [Where, Plain], site, logger: quiet }));
+    // The runner without a site starts first: it takes only the task bound to none.
+    const running = runners.reverse().map((r) => r.runForever());
+    for (const id of [workflow.id, plain.id, anywhere.id]) await jobInState(box.client, id, ["completed"]);
+    await Promise.all(runners.map((r) => r.stop()));
+    await Promise.all(running);
+    expect(queues.filter((q) => !q.startsWith("unbound")).sort()).toEqual(["bound at london.sites#Plain", "file task at paris.sites#Where"]);
+    expect(queues.filter((q) => q.startsWith("unbound"))).toEqual([expect.stringMatching(/^unbound at ((london|paris)\.)?sites#Plain$/)]);
+    const info = await files.job(workflow.id);
+    expect([info.site, info.tasks[0].task]).toEqual(["paris", "Where"]);
+    const states = await collect(files.paths(workflow.id, { task: "Where" }));
+    expect(states.map((p) => p.message)).toEqual(["paris.sites#Where", "paris.sites#Where"]);
   });
 });

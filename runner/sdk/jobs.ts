@@ -6,6 +6,7 @@ import type { JobState, Job as JobMessage } from "../../gen/sluice/v1/job_pb.js"
 import { JobService, type SubmitJobRequestSchema, type SubmitJobsResponse } from "../../gen/sluice/v1/job_service_pb.js";
 import { type Task as TaskMessage, TaskSubmissionSchema } from "../../gen/sluice/v1/task_pb.js";
 import { WriteObject } from "./builtins.js";
+import { SITE_PATTERN, siteBoundName } from "../wire/sites.js";
 import { type StorageLocation, triggerOf } from "./storage.js";
 import { SubmitChannel } from "./submit-stream.js";
 import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
@@ -71,6 +72,8 @@ export interface SubmitOptions {
    * again, with the same key, when an answer is lost).
    */
   idempotencyKey?: string;
+  /** The site whose runners must run the task (a runner's `site` option); any runner when omitted. */
+  site?: string;
 }
 
 /** An object write scheduled with `scheduleObjectWrite`. */
@@ -307,8 +310,14 @@ export class JobClient {
 
   /** Submits a job whose root task is `task`. */
   async submit(name: string, task: Task<any>, options: SubmitOptions = {}): Promise<Job> {
+    const identifier = identifierOf(task);
+    if (options.site !== undefined) {
+      if (!SITE_PATTERN.test(options.site)) throw new TypeError(`site ${JSON.stringify(options.site)} is invalid: use 1 to 100 letters, digits, "_" or "-"`);
+      identifier.name = siteBoundName(identifier.name, options.site);
+    }
     const root = create(TaskSubmissionSchema, {
-      identifier: identifierOf(task),
+      identifier,
+      display: options.site !== undefined ? identifierOf(task).name : "",
       input: serializeInput(task),
       maxRetries: options.maxRetries ?? 0,
       trigger: triggerOf(task),

@@ -4,6 +4,7 @@ import { type CacheBackend, JobCache } from "../sdk/cache/cache.js";
 import { triggerOf } from "../sdk/storage.js";
 import type { PathStatus, TaskPaths } from "../sdk/paths.js";
 import { QueueName } from "../sdk/queue-name.js";
+import { splitSiteBound } from "../wire/sites.js";
 import { type FileAccess, PathPages, StatusReporter } from "./file-context.js";
 import { type ExecutionContext, type SubtaskHandle, type SubtaskOptions, type Task, identifierOf, serializeInput } from "../sdk/task.js";
 
@@ -44,7 +45,7 @@ export class TaskContext implements ExecutionContext {
   ) {}
 
   get queue(): QueueName {
-    return new QueueName(this.place?.site ?? "", this.place?.cluster ?? "", this.taskName);
+    return new QueueName(this.place?.site ?? "", this.place?.cluster ?? "", splitSiteBound(this.taskName).name);
   }
 
   get paths(): TaskPaths {

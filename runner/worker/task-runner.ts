@@ -6,6 +6,7 @@ import { RunnerService, type TaskAssignment, TaskResultSchema } from "../../gen/
 import type { StorageEvent } from "../../gen/sluice/v1/storage_pb.js";
 import type { FileService } from "../../gen/sluice/v1/file_service_pb.js";
 import { type RunnerPlace, TaskContext } from "./context.js";
+import { SITE_PATTERN, siteBoundName, splitSiteBound } from "../wire/sites.js";
 import { BUILTIN_TASKS } from "../sdk/builtins.js";
 import type { CacheBackend } from "../sdk/cache/cache.js";
 import { InMemoryCache } from "../sdk/cache/memory.js";
@@ -209,7 +210,7 @@ export class TaskRunner {
     files?: ConnectClient<typeof FileService>,
   ) {
     this.cluster = cluster;
-    if (options.site !== undefined && !/^[A-Za-z0-9_-]{1,100}$/.test(options.site)) {
+    if (options.site !== undefined && !SITE_PATTERN.test(options.site)) {
       throw new TypeError(`site ${JSON.stringify(options.site)} is invalid: use 1 to 100 letters, digits, "_" or "-"`);
     }
     this.place = { site: options.site ?? "", cluster, files: files ? { api: files, runnerId: this.id } : null };
@@ -377,8 +378,13 @@ export class TaskRunner {
 
   /** The registered tasks as the server wants them: one entry per name and major version. */
   private registered() {
+    const site = this.place.site;
     return [...this.registry.entries()].flatMap(([name, versions]) =>
-      versions.map((v) => ({ name, version: `v${v.major}.${v.minor}` })),
+      versions.flatMap((v) => {
+        const version = `v${v.major}.${v.minor}`;
+        // At a site, also the tasks bound to it (see runner/wire/sites.ts).
+        return site === "" ? [{ name, version }] : [{ name, version }, { name: siteBoundName(name, site), version }];
+      }),
     );
   }
 
@@ -388,7 +394,9 @@ export class TaskRunner {
     const key = `${name} ${version}`;
     if (!this.resolved.has(key)) {
       const { major, minor } = parseVersion(version);
-      this.resolved.set(key, this.registry.get(name)?.find((v) => v.major === major && v.minor >= minor)?.cls);
+      const bound = splitSiteBound(name);
+      const own = bound.site === this.place.site ? bound.name : name;
+      this.resolved.set(key, this.registry.get(own)?.find((v) => v.major === major && v.minor >= minor)?.cls);
     }
     return this.resolved.get(key);
   }

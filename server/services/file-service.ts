@@ -13,8 +13,9 @@ import {
   PathSummarySchema,
   type SubmitFileWorkflowRequest,
 } from "../../gen/sluice/v1/file_service_pb.js";
-import { type TaskSubmission, TaskSubmissionSchema } from "../../gen/sluice/v1/task_pb.js";
+import { TaskIdentifierSchema, type TaskSubmission, TaskSubmissionSchema } from "../../gen/sluice/v1/task_pb.js";
 import { taskStateToProto } from "../../runner/wire/states.js";
+import { SITE_PATTERN, siteBoundName, splitSiteBound } from "../../runner/wire/sites.js";
 import { type Principal, principalKey } from "../auth/authenticator.js";
 import { compileGlob } from "../sources/glob.js";
 import { type StorageClients } from "../sources/locations.js";
@@ -48,7 +49,6 @@ export const MAX_PATHS_PER_CALL = 10_000;
 const DEFAULT_PAGE_SIZE = 1_000;
 const MAX_PATH_LENGTH = 4096;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const SITE = /^[A-Za-z0-9_-]{1,100}$/;
 
 /** The API's path states and the database's, both ways. */
 const STATE_OF: Record<number, PathStateName> = {
@@ -224,7 +224,7 @@ export function fileService({ sql, clusters, dispatcher, leaseTtlMs, storage }: 
       });
       const chunkSize = req.chunkSize === 0 ? DEFAULT_CHUNK_SIZE : req.chunkSize;
       if (chunkSize > MAX_CHUNK_SIZE) throw invalid(`chunk_size is ${chunkSize}; use 1 to ${MAX_CHUNK_SIZE}`);
-      if (req.site !== "" && !SITE.test(req.site)) throw invalid(`site ${JSON.stringify(req.site)} is invalid: use 1 to 100 letters, digits, "_" or "-"`);
+      if (req.site !== "" && !SITE_PATTERN.test(req.site)) throw invalid(`site ${JSON.stringify(req.site)} is invalid: use 1 to 100 letters, digits, "_" or "-"`);
       const cluster = req.cluster === "" ? "default" : req.cluster;
       const slugs = new Set([cluster, ...req.tasks.map((t) => t.cluster).filter((c) => c !== "")]);
       const clusterIds = await requireClusters(clusters, [...slugs]);
@@ -239,8 +239,14 @@ export function fileService({ sql, clusters, dispatcher, leaseTtlMs, storage }: 
           throw invalid(`${total} paths in chunks of ${chunkSize} through ${req.tasks.length} tasks make ${count} tasks; the limit is ${MAX_TASKS_PER_SUBMISSION}: use larger chunks`);
         }
         const submissions: TaskSubmission[] = [];
+        // Tasks bound to a site go only to runners at that site (runner/wire/sites.ts).
+        const steps = req.site === "" ? req.tasks : req.tasks.map((t) => create(TaskSubmissionSchema, {
+          ...t,
+          identifier: create(TaskIdentifierSchema, { name: siteBoundName(t.identifier!.name, req.site), version: t.identifier!.version }),
+          display: t.display || t.identifier!.name,
+        }));
         for (let c = 0; c < chunks; c++) {
-          req.tasks.forEach((t, s) => {
+          steps.forEach((t, s) => {
             submissions.push(create(TaskSubmissionSchema, { ...t, dependsOn: s === 0 ? [] : [submissions.length - 1] }));
           });
         }
@@ -343,7 +349,7 @@ export function fileService({ sql, clusters, dispatcher, leaseTtlMs, storage }: 
             : BigInt((source?.counts?.processed ?? 0) + (source?.counts?.skipped ?? 0));
         return create(FileTaskStatusSchema, {
           taskId: r.task_id,
-          task: r.name,
+          task: splitSiteBound(r.name).name,
           step: r.step,
           chunk: r.chunk,
           inputTotal,
@@ -377,9 +383,9 @@ export function fileService({ sql, clusters, dispatcher, leaseTtlMs, storage }: 
         if (!(await getJob(sql, jobId))) throw notFound(`job ${jobId} does not exist`);
         return { paths: [], nextPageToken: "" };
       }
-      const tasks = req.task === "" ? rows : rows.filter((r) => r.task_id === req.task || r.name === req.task || String(r.step) === req.task);
+      const tasks = req.task === "" ? rows : rows.filter((r) => r.task_id === req.task || splitSiteBound(r.name).name === req.task || String(r.step) === req.task);
       if (tasks.length === 0) {
-        throw notFound(`job ${jobId} has no file task ${JSON.stringify(req.task)}: name a task by id, by name (${[...new Set(rows.map((r) => r.name))].join(", ")}) or by step number`);
+        throw notFound(`job ${jobId} has no file task ${JSON.stringify(req.task)}: name a task by id, by name (${[...new Set(rows.map((r) => splitSiteBound(r.name).name))].join(", ")}) or by step number`);
       }
       if (!req.input) {
         const after =
