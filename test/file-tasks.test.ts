@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { type ExecutionContext, FileTask, type PathObject, type PathStatus, Task, type TaskPaths } from "../runner/index.js";
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, jobInState, quiet, spawnNode, useSandbox } from "./support/harness.js";
 
@@ -167,5 +169,29 @@ describe("file workflows", () => {
     expect([info.site, info.tasks[0].task]).toEqual(["paris", "Where"]);
     const states = await collect(files.paths(workflow.id, { task: "Where" }));
     expect(states.map((p) => p.message)).toEqual(["paris.sites#Where", "paris.sites#Where"]);
+  });
+
+  it("takes its input from a listing of a storage location (prefix and glob) or from a storage event", async () => {
+    const folder = await mkdtemp(join(tmpdir(), "sluice-files-"));
+    await mkdir(join(folder, "in", "deep"), { recursive: true });
+    for (const f of ["in/a.mov", "in/b.txt", "in/deep/c.mov", "out/d.mov"]) {
+      await mkdir(join(folder, f, ".."), { recursive: true });
+      await writeFile(join(folder, f), "12345");
+    }
+    const location = await box.client.recurrentTasks().registerStorageLocation({ type: "fs", location: folder, reconcileIntervalSeconds: 0 });
+    const files = box.client.files();
+    const listed = await files.submitWorkflow("listed", [Index], { listing: { location, prefix: "in/", glob: "**.mov" } });
+    expect(listed.inputTotal).toBe(2);
+    const fired = await files.submitWorkflow("fired", [Index], {
+      event: { type: "CREATED", key: "out/d.mov", location: "out/d.mov", version: "1", storage: location },
+    });
+    await box.client.runner("default", { tasks: [Index], logger: quiet }).runAll();
+    for (const j of [listed, fired]) await jobInState(box.client, j.job.id, ["completed"]);
+    const input = await collect(files.paths(listed.job.id, { input: true }));
+    expect(input.map((p) => [p.path, p.size]).sort()).toEqual([
+      [join(folder, "in/a.mov"), 5],
+      [join(folder, "in/deep/c.mov"), 5],
+    ].sort());
+    expect((await collect(files.paths(fired.job.id, { states: ["processed"] }))).map((p) => p.path)).toEqual([join(folder, "out/d.mov")]);
   });
 });
