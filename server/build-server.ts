@@ -33,6 +33,7 @@ import { correctProtocolErrors, parseErrors } from "./http/protocol-errors.js";
 import { storableText } from "./interceptors/storable-text.js";
 import { LeaseExpiry } from "./maintenance/lease-expiry.js";
 import { JobRetention } from "./maintenance/job-retention.js";
+import { StagedPathsCleanup, StagedPathsDefaults } from "./maintenance/staged-paths.js";
 import { Scheduler } from "./maintenance/scheduler.js";
 import { clusterService } from "./services/cluster-service.js";
 import { fileService } from "./services/file-service.js";
@@ -141,6 +142,8 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   await scheduler.start();
   const retention = new JobRetention(sql, config.jobRetention, onError);
   retention.start();
+  const stagedPaths = new StagedPathsCleanup(sql, StagedPathsDefaults, onError);
+  stagedPaths.start();
 
   // Folders registered as FS locations are watched by every server; a NOTIFY
   // on LOCATIONS_CHANNEL tells them all when locations change.
@@ -247,6 +250,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
         leaseExpiry.stop();
         await scheduler.stop();
         retention.stop();
+        stagedPaths.stop();
         await locations.unlisten().catch(() => {});
         await authenticator?.stop();
         await watchers.stop();

@@ -84,6 +84,10 @@ describe("bad input to file workflows", () => {
       // The holder's good report goes in.
       expect((await report(["/in/a"], [PathState.FAILURES], { messages: ["no such file"] })).recorded).toBe(1);
       expect((await counts()).states).toBe("1");
+      // A path reported again takes its new state (with the others of the batch).
+      expect((await report(["/in/b", "/in/a"], [PathState.SKIPPED, PathState.PROCESSED])).recorded).toBe(2);
+      const rows = await box.sql`SELECT path, state, message FROM path_states ORDER BY path`;
+      expect(rows.map((r) => [r.path, r.state, r.message])).toEqual([["/in/a", "processed", null], ["/in/b", "skipped", null]]);
     } finally {
       session.close();
       await session.ended;

@@ -128,6 +128,28 @@ export async function reportPathStates(
   states: readonly PathStateName[],
   messages: readonly (string | null)[],
 ): Promise<ReportOutcome> {
+  try {
+    return await writeStates(sql, taskId, lease, runnerId, paths, states, messages, false);
+  } catch (e) {
+    // A path reported before (by an earlier attempt, or earlier in this one):
+    // the statement wrote nothing; again, replacing the states. A plain insert
+    // first costs a third of an upsert, which checks each row twice.
+    const err = e as { code?: string; constraint_name?: string };
+    if (err.code !== "23505" || err.constraint_name !== "path_states_pkey") throw e;
+    return writeStates(sql, taskId, lease, runnerId, paths, states, messages, true);
+  }
+}
+
+async function writeStates(
+  sql: Sql,
+  taskId: string,
+  lease: number,
+  runnerId: string,
+  paths: readonly string[],
+  states: readonly PathStateName[],
+  messages: readonly (string | null)[],
+  replace: boolean,
+): Promise<ReportOutcome> {
   const [row] = await sql<{ held: string; unknown: string | null; recorded: string }[]>`
     WITH f AS MATERIALIZED (
       SELECT f.task_id, f.list_id, f.first_ord, f.last_ord, f.source_task_id
@@ -152,7 +174,7 @@ export async function reportPathStates(
     ), written AS (
       INSERT INTO path_states (task_id, path, state, message, size, extra)
       SELECT ${taskId}::bigint, path, state, message, size, extra FROM found WHERE NOT EXISTS (SELECT 1 FROM bad)
-      ON CONFLICT (task_id, path) DO UPDATE SET state = excluded.state, message = excluded.message
+      ${replace ? sql`ON CONFLICT (task_id, path) DO UPDATE SET state = excluded.state, message = excluded.message` : sql``}
       RETURNING 1
     )
     SELECT (SELECT count(*) FROM f) AS held, (SELECT path FROM bad) AS unknown, (SELECT count(*) FROM written) AS recorded`;
