@@ -141,7 +141,7 @@ export interface FileServiceDeps extends ServiceDeps {
   storage: StorageClients;
 }
 
-export function fileService({ sql, clusters, dispatcher, leaseTtlMs, storage }: FileServiceDeps): ServiceImpl<typeof FileService> {
+export function fileService({ sql, reads, clusters, dispatcher, leaseTtlMs, storage }: FileServiceDeps): ServiceImpl<typeof FileService> {
   /**
    * The file task a runner names, checked: it exists, is a file task, the
    * caller's token may take work from its cluster, and the runner holds it
@@ -337,9 +337,9 @@ export function fileService({ sql, clusters, dispatcher, leaseTtlMs, storage }: 
 
     async getFileJob(req) {
       const jobId = parseId(req.jobId, "job_id");
-      const job = await getJob(sql, jobId);
+      const job = await getJob(reads, jobId);
       if (!job) throw notFound(`job ${jobId} does not exist`);
-      const rows = await fileTasksOfJob(sql, jobId);
+      const rows = await fileTasksOfJob(reads, jobId);
       const byId = new Map(rows.map((r) => [r.task_id, r]));
       const tasks: FileTaskStatus[] = rows.map((r) => {
         const source = r.source_task_id === null ? undefined : byId.get(r.source_task_id);
@@ -378,9 +378,9 @@ export function fileService({ sql, clusters, dispatcher, leaseTtlMs, storage }: 
       const jobId = parseId(req.jobId, "job_id");
       const limit = pageSize(req.pageSize);
       const states = req.states.map((s, i) => stateName(s, `states[${i}]`));
-      const rows = await fileTasksOfJob(sql, jobId);
+      const rows = await fileTasksOfJob(reads, jobId);
       if (rows.length === 0) {
-        if (!(await getJob(sql, jobId))) throw notFound(`job ${jobId} does not exist`);
+        if (!(await getJob(reads, jobId))) throw notFound(`job ${jobId} does not exist`);
         return { paths: [], nextPageToken: "" };
       }
       const tasks = req.task === "" ? rows : rows.filter((r) => r.task_id === req.task || splitSiteBound(r.name).name === req.task || String(r.step) === req.task);
@@ -392,7 +392,7 @@ export function fileService({ sql, clusters, dispatcher, leaseTtlMs, storage }: 
           req.pageToken === ""
             ? null
             : token.decode(req.pageToken, (v): v is { taskId: string; path: string } => typeof v === "object" && v !== null && "taskId" in v && "path" in v);
-        const page = await reportedPaths(sql, tasks.map((t) => t.task_id).sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1)), states, after, limit);
+        const page = await reportedPaths(reads, tasks.map((t) => t.task_id).sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1)), states, after, limit);
         const last = page[page.length - 1];
         return {
           paths: page.map((r) => pathOut(r, r.task_id)),
@@ -404,7 +404,7 @@ export function fileService({ sql, clusters, dispatcher, leaseTtlMs, storage }: 
       const out: PathObject[] = [];
       while (at.task < tasks.length && out.length < limit) {
         const t = tasks[at.task];
-        const page = await taskInputPage(sql, t, { after: at.after, limit: limit - out.length, pendingOnly: false });
+        const page = await taskInputPage(reads, t, { after: at.after, limit: limit - out.length, pendingOnly: false });
         for (const r of page) out.push(pathOut({ ...r, state: null }, t.task_id));
         if (page.length === limit - (out.length - page.length) && page.length > 0) at = { task: at.task, after: page[page.length - 1].key };
         else at = { task: at.task + 1, after: null };
