@@ -86,6 +86,9 @@ describe("file workflows", () => {
     expect(await input("Verify")).toEqual(all);
     expect(await input("Transcode")).toEqual(verified);
     expect(await input("Index")).toEqual(transcoded);
+    // Small pages across the chunks' tasks give the same paths, each once.
+    expect(names(await collect(files.paths(job.id, { task: "Verify", input: true, pageSize: 4 })))).toEqual(all);
+    expect(names(await collect(files.paths(job.id, { task: "Transcode", pageSize: 3 })))).toEqual(verified);
 
     // Reported states, per task and per state, with messages.
     const failures = await collect(files.paths(job.id, { task: "Verify", states: ["failures"] }));

@@ -12,7 +12,7 @@ import {
 import { StorageEventType } from "../../gen/sluice/v1/storage_pb.js";
 import { TaskSubmissionSchema } from "../../gen/sluice/v1/task_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { pathObjectOf } from "../worker/file-context.js";
+import { pathObjectOf } from "../wire/path-objects.js";
 import { type Job, type JobClient, jobFromMessage } from "./jobs.js";
 import { PATH_STATE_NAMES, type PathObject, type PathStateName } from "./paths.js";
 import type { StorageLocation, StorageTrigger } from "./storage.js";

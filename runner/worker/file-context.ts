@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
-import { FileService, type ListTaskPathsResponse, PathState, type PathObject as PathMessage } from "../../gen/sluice/v1/file_service_pb.js";
+import { FileService, type ListTaskPathsResponse, PathState } from "../../gen/sluice/v1/file_service_pb.js";
 import { PATH_STATE_NAMES, type PathObject, type PathStateName, type PathStatus, type TaskPaths } from "../sdk/paths.js";
+import { pathObjectOf } from "../wire/path-objects.js";
 
 /** What a runner's task contexts need to reach the file service. */
 export interface FileAccess {
@@ -22,13 +23,6 @@ const REPORT_INTERVAL_MS = 1_000;
 /** Tries of a report the server could not take (Unavailable); a report is idempotent. */
 const REPORT_ATTEMPTS = 5;
 
-const STATE_OF: Record<number, PathStateName> = {
-  [PathState.PROCESSED]: "processed",
-  [PathState.SKIPPED]: "skipped",
-  [PathState.ABORTED]: "aborted",
-  [PathState.FAILURES]: "failures",
-  [PathState.INPROGRESS]: "inprogress",
-};
 const STATE_TO: Record<PathStateName, PathState> = {
   processed: PathState.PROCESSED,
   skipped: PathState.SKIPPED,
@@ -36,15 +30,6 @@ const STATE_TO: Record<PathStateName, PathState> = {
   failures: PathState.FAILURES,
   inprogress: PathState.INPROGRESS,
 };
-
-/** A path as the API sends it, as a task sees it: a plain path object. */
-export function pathObjectOf(p: PathMessage, withState: boolean): PathObject {
-  const out: PathObject = { ...(p.extra ?? {}), path: p.path };
-  if (p.size !== undefined) out.size = Number(p.size);
-  if (p.message !== "") out.message = p.message;
-  if (withState && p.state !== PathState.UNSPECIFIED) out.state = STATE_OF[p.state];
-  return out;
-}
 
 /**
  * A file task's paths, fetched page by page as the task iterates (the next

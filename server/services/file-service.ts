@@ -404,10 +404,11 @@ export function fileService({ sql, reads, clusters, dispatcher, leaseTtlMs, stor
       const out: PathObject[] = [];
       while (at.task < tasks.length && out.length < limit) {
         const t = tasks[at.task];
-        const page = await taskInputPage(reads, t, { after: at.after, limit: limit - out.length, pendingOnly: false });
+        const want = limit - out.length;
+        const page = await taskInputPage(reads, t, { after: at.after, limit: want, pendingOnly: false });
         for (const r of page) out.push(pathOut({ ...r, state: null }, t.task_id));
-        if (page.length === limit - (out.length - page.length) && page.length > 0) at = { task: at.task, after: page[page.length - 1].key };
-        else at = { task: at.task + 1, after: null };
+        // A full page may have more behind it; a short one ends the task.
+        at = page.length === want ? { task: at.task, after: page[page.length - 1].key } : { task: at.task + 1, after: null };
       }
       return { paths: out, nextPageToken: at.task < tasks.length ? token.encode(at) : "" };
     },
