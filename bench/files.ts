@@ -10,6 +10,7 @@
  *   peak RSS   of each runner process and of the server (VmHWM)
  *
  * npm run bench:files [-- --quick] [--sizes 100000,1000000] [--chunk 10000] [--runners 2] [--concurrency 2]
+ *                     [--server-node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"]
  */
 import { spawn } from "node:child_process";
 import { join } from "node:path";
@@ -37,7 +38,7 @@ await main(async (cleanup) => {
   cleanup(() => dbs.dropAll());
   for (const n of SIZES) {
     const db = await dbs.create("files");
-    const server = await startServer(db.url);
+    const server = await startServer(db.url, {}, option("server-node-args")?.split(" ") ?? []);
     const client = new Client({ url: server.url });
     try {
       const files = client.files();

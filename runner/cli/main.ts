@@ -125,13 +125,14 @@ program
   .option("--prefetch <n>", "tasks leased ahead beyond concurrency (default: concurrency)", int("--prefetch"))
   .option("--all", "exit once no work is left instead of running forever")
   .option("--builtins", "also run Sluice's built-in tasks (scheduled object writes)")
+  .option("--site <site>", "the runner's site: it also runs the tasks bound to that site")
   .option("--cache <where>", "the job cache: fs:FOLDER, s3://BUCKET/PREFIX, gcs://BUCKET/PREFIX (default: memory, this runner only)")
   .option("--s3-endpoint <url>", "an S3-compatible endpoint for an s3:// cache")
   .option("--s3-region <region>", "the region of an s3:// cache's bucket (default AWS_REGION, else us-east-1)")
   .action(
     async (
       modules: string[],
-      opts: { cluster: string; concurrency: number; prefetch?: number; all?: boolean; builtins?: boolean; cache?: string; s3Endpoint?: string; s3Region?: string },
+      opts: { cluster: string; concurrency: number; prefetch?: number; all?: boolean; builtins?: boolean; cache?: string; s3Endpoint?: string; s3Region?: string; site?: string },
     ) => {
       const cache = opts.cache === undefined ? undefined : cacheOf(opts.cache, opts);
       if (opts.cache === undefined && (opts.s3Endpoint || opts.s3Region)) throw new InvalidArgumentError("--s3-endpoint and --s3-region go with --cache s3://...");
@@ -139,7 +140,7 @@ program
       const tasks = (await Promise.all(modules.map(taskClassesOf))).flat();
       if (tasks.length === 0) throw new InvalidArgumentError(`no Task classes are exported by ${modules.join(", ")}`);
       const c = client();
-      const runner = c.runner(opts.cluster, { tasks, concurrency: opts.concurrency, prefetch: opts.prefetch, builtins: opts.builtins, cache });
+      const runner = c.runner(opts.cluster, { tasks, concurrency: opts.concurrency, prefetch: opts.prefetch, builtins: opts.builtins, cache, site: opts.site });
       onStopSignal(() => {
         console.error("stopping: finishing running tasks");
         void runner.stop();
