@@ -137,6 +137,17 @@ describe("a server that needs tokens", () => {
     expect(refused?.code).toBe(Code.PermissionDenied);
     expect(refused?.rawMessage).toMatch(/may take work from gpu, not from cluster "default"/);
 
+    // Nor may it read the paths of a file task of another cluster, or report on them.
+    const { job: fileJob } = await admin.files().submitWorkflow("files elsewhere", [Noop], { paths: ["/a"] });
+    const fileTaskId = (await admin.jobs().get(fileJob.id)).tasks[0].id;
+    const files = createClient(FileService, client.transport);
+    const held = { taskId: fileTaskId, lease: 1, runnerId: crypto.randomUUID() };
+    for (const call of [() => files.listTaskPaths(held), () => files.reportPathStates({ ...held, paths: ["/a"], states: [1] })]) {
+      const e = await call().then(() => null, (x) => ConnectError.from(x));
+      expect([e?.code, e?.rawMessage]).toEqual([Code.PermissionDenied, expect.stringMatching(/may take work from gpu, not from cluster "default"/)]);
+    }
+    expect((await admin.files().job(fileJob.id)).tasks[0].summary.processed).toBe(0);
+
     const session = openSession(api, { cluster: "gpu", tasks: [{ name: "Noop", version: "v1.0" }], concurrency: 1 });
     await session.until("started");
     await admin.tokens().revoke(runnerToken.id);

@@ -325,10 +325,18 @@ export function fileService({ sql, reads, clusters, dispatcher, leaseTtlMs, stor
         if (m !== "") checkText(m, `messages[${i}]`);
         messages[i] = m === "" ? null : m;
       }
-      const f = await heldTask(req.taskId, req.lease, req.runnerId, ctx);
+      const principal = ctx.values.get(principalKey);
+      // The statement checks the lease itself: the task is read first only
+      // for a token limited to some clusters, or to say why it was not held.
+      if (n === 0 || (principal && principal.clusters.length > 0)) await heldTask(req.taskId, req.lease, req.runnerId, ctx);
       if (n === 0) return { recorded: 0 };
-      const out = await reportPathStates(sql, f.task_id, req.lease, req.runnerId.toLowerCase(), req.paths, states, messages);
-      if (out.kind === "not-held") throw notHeld(req.taskId, req.lease, req.runnerId);
+      parseId(req.taskId, "task_id");
+      if (!UUID.test(req.runnerId)) throw invalid(`runner_id must be the runner's UUID, as in its session, got ${JSON.stringify(req.runnerId)}`);
+      const out = await reportPathStates(sql, req.taskId, req.lease, req.runnerId.toLowerCase(), req.paths, states, messages);
+      if (out.kind === "not-held") {
+        await heldTask(req.taskId, req.lease, req.runnerId, ctx);
+        throw notHeld(req.taskId, req.lease, req.runnerId);
+      }
       if (out.kind === "unknown-path") {
         throw invalid(`path ${JSON.stringify(out.path)} is not one of the input paths of task ${req.taskId}: report states only for paths the task was given`);
       }
