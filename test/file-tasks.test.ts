@@ -3,6 +3,7 @@ import { type ExecutionContext, FileTask, type PathObject, type PathStatus, Task
 import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { deleteExpiredJobs } from "../server/store/job-retention.js";
 import { ROOT, jobInState, quiet, spawnNode, useSandbox } from "./support/harness.js";
 
 /** Fails paths with "bad" in their name, skips those with "skip", processes the rest. */
@@ -196,5 +197,13 @@ describe("file workflows", () => {
       [join(folder, "in/deep/c.mov"), 5],
     ].sort());
     expect((await collect(files.paths(fired.job.id, { states: ["processed"] }))).map((p) => p.path)).toEqual([join(folder, "out/d.mov")]);
+  });
+
+  it("deletes the paths and states of a file workflow with its job (job retention)", async () => {
+    const counts = async () =>
+      (await box.sql`SELECT (SELECT count(*) FROM file_tasks) AS f, (SELECT count(*) FROM path_states) AS s, (SELECT count(*) FROM path_list_items) AS i`)[0];
+    expect(Number((await counts()).s)).toBeGreaterThan(0);
+    while ((await deleteExpiredJobs(box.sql, 0, 1_000)) > 0);
+    expect(await counts()).toEqual({ f: "0", s: "0", i: "0" });
   });
 });
