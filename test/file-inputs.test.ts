@@ -40,6 +40,7 @@ describe("bad input to file workflows", () => {
       [{ name: "w", tasks: [PROBE] }, /paths is missing/],
       [{ name: "w", tasks: [PROBE], chunkSize: 1_000_000, paths: { case: "inline", value: { paths: [{ path: "/a" }] } } }, /chunk_size is 1000000/],
       [{ name: "w", tasks: [{ ...PROBE, dependsOn: [0] }], paths: { case: "inline", value: { paths: [{ path: "/a" }] } } }, /tasks\[0\]: depends_on must be empty/],
+      [{ name: "w", tasks: [PROBE], paths: { case: "inline", value: { paths: [{ path: "/a", size: 2n ** 63n }] } } }, /inline\.paths\[0\]: size 9223372036854775808 is larger than any file/],
       [{ name: "w", tasks: [PROBE], site: "no sites with spaces", paths: { case: "inline", value: { paths: [{ path: "/a" }] } } }, /site "no sites with spaces" is invalid/],
     ];
     for (const [req, message] of cases) {
@@ -75,6 +76,9 @@ describe("bad input to file workflows", () => {
         [() => report(["/in/a"], [PathState.PROCESSED], { runnerId: crypto.randomUUID() }), Code.PermissionDenied, /is not running under lease/],
         [() => api().listTaskPaths({ ...held, runnerId: crypto.randomUUID() }), Code.PermissionDenied, /is not running under lease/],
         [() => api().listTaskPaths({ ...held, taskId: "999999" }), Code.NotFound, /task 999999 does not exist/],
+        [() => api().listTaskPaths({ ...held, pageToken: Buffer.from(JSON.stringify("x")).toString("base64url") }), Code.InvalidArgument, /page_token is not one this server gave/],
+        [() => api().listFilePaths({ jobId: job.id, pageToken: "garbage" }), Code.InvalidArgument, /page_token is not one this server gave/],
+        [() => api().listFilePaths({ jobId: job.id, task: "Nope" }), Code.NotFound, /has no file task "Nope": name a task by id, by name \(Probe\)/],
       ];
       for (const [call, code, message] of cases) {
         const e = await refusal(call());

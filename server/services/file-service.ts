@@ -8,7 +8,6 @@ import {
   FileStepStatusSchema,
   type PathObject,
   PathObjectSchema,
-  PathState,
   type PathSummary,
   PathSummarySchema,
   type SubmitFileWorkflowRequest,
@@ -23,12 +22,11 @@ import { listObjects } from "../sources/list-objects.js";
 import { fileTasksOfJob, reportedPaths } from "../store/file-reads.js";
 import { LIST_CHANGED, type WorkflowInput, submitFileWorkflow } from "../store/file-workflows.js";
 import { readyClusters } from "../store/insert-tasks.js";
-import { DuplicatePath, type PathIn, appendPaths, createPathList, dropStagedList, stagedListTotal } from "../store/path-lists.js";
+import { DuplicatePath, appendPaths, createPathList, dropStagedList, stagedListTotal } from "../store/path-lists.js";
 import { getJob } from "../store/read-jobs.js";
 import { getLocation } from "../store/storage-locations.js";
 import {
   type FileTaskRow,
-  PATH_STATES,
   type PathStateName,
   fileTaskFor,
   reportPathStates,
@@ -37,6 +35,7 @@ import {
   taskInputTotal,
 } from "../store/task-paths.js";
 import { addSubmissions, emptyPlan } from "../task-plan.js";
+import { MAX_PATHS_PER_CALL, checkPath, pageSize, pathIn, pathOut, pathsIn, stateName, token } from "./file-paths.js";
 import { MAX_TASKS_PER_SUBMISSION, checkName, checkText, failedPrecondition, invalid, notFound, parseId } from "../validation.js";
 import { jobToProto } from "./convert.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
@@ -44,98 +43,15 @@ import { resolveTriggers } from "./triggers.js";
 
 const DEFAULT_CHUNK_SIZE = 10_000;
 const MAX_CHUNK_SIZE = 100_000;
-/** Paths per StagePaths call, inline submit, report or page. */
-export const MAX_PATHS_PER_CALL = 10_000;
-const DEFAULT_PAGE_SIZE = 1_000;
-const MAX_PATH_LENGTH = 4096;
+const DIGITS = /^\d{1,18}$/;
+const BAD_TOKEN = "page_token is not one this server gave: pass next_page_token of the previous page unchanged";
+
+/** A page's start as the input pages of task `f` take it (a position for a first step, a path for later ones). */
+function inputAfter(f: FileTaskRow, after: string | null): string | null {
+  if (after !== null && f.list_id !== null && !DIGITS.test(after)) throw invalid(BAD_TOKEN);
+  return after;
+}
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** The API's path states and the database's, both ways. */
-const STATE_OF: Record<number, PathStateName> = {
-  [PathState.PROCESSED]: "processed",
-  [PathState.SKIPPED]: "skipped",
-  [PathState.ABORTED]: "aborted",
-  [PathState.FAILURES]: "failures",
-  [PathState.INPROGRESS]: "inprogress",
-};
-const STATE_TO: Record<PathStateName, PathState> = {
-  processed: PathState.PROCESSED,
-  skipped: PathState.SKIPPED,
-  aborted: PathState.ABORTED,
-  failures: PathState.FAILURES,
-  inprogress: PathState.INPROGRESS,
-};
-
-function stateName(s: PathState, where: string): PathStateName {
-  const name = STATE_OF[s];
-  if (!name) throw invalid(`${where} is ${s}, not a path state: use ${PATH_STATES.join(", ")}`);
-  return name;
-}
-
-/** A path as stored, checked; `where` names it in errors. */
-function checkPath(path: string, where: string): string {
-  if (path === "") throw invalid(`${where}: path is missing; every path object needs its path`);
-  if (path.length > MAX_PATH_LENGTH) throw invalid(`${where}: path is ${path.length} characters; the limit is ${MAX_PATH_LENGTH}`);
-  checkText(path, `${where}: path`);
-  return path;
-}
-
-/** A path object as stored, checked. */
-function pathIn(p: PathObject, where: string): PathIn {
-  checkPath(p.path, where);
-  if (p.message !== "") checkText(p.message, `${where}: message`);
-  let extra: string | null = null;
-  if (p.extra !== undefined && Object.keys(p.extra).length > 0) {
-    extra = JSON.stringify(p.extra);
-    if (extra.includes("\\u0000")) throw invalid(`${where}: extra holds a NUL character, which cannot be stored`);
-  }
-  return { path: p.path, size: p.size === undefined ? null : p.size.toString(), message: p.message === "" ? null : p.message, extra };
-}
-
-/** Paths of one request, checked: each with its path, each once. */
-function pathsIn(paths: readonly PathObject[], field: string): PathIn[] {
-  if (paths.length > MAX_PATHS_PER_CALL) {
-    throw invalid(`${field}: ${paths.length} paths in one request; send at most ${MAX_PATHS_PER_CALL} (stage more with StagePaths)`);
-  }
-  const seen = new Set<string>();
-  return paths.map((p, i) => {
-    const out = pathIn(p, `${field}[${i}]`);
-    if (seen.has(out.path)) throw invalid(`${field}[${i}]: path ${JSON.stringify(out.path)} is given twice; give each path once`);
-    seen.add(out.path);
-    return out;
-  });
-}
-
-/** A stored path as answered. */
-function pathOut(row: { path: string; size: string | null; message: string | null; extra: Record<string, unknown> | null; state: PathStateName | null }, taskId = ""): PathObject {
-  return create(PathObjectSchema, {
-    path: row.path,
-    size: row.size === null ? undefined : BigInt(row.size),
-    message: row.message ?? "",
-    // biome-ignore lint: JSON read from jsonb is a JSON object
-    extra: (row.extra ?? undefined) as any,
-    state: row.state === null ? PathState.UNSPECIFIED : STATE_TO[row.state],
-    taskId,
-  });
-}
-
-/** Page tokens: what the next page starts after, opaque to clients. */
-const token = {
-  encode: (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url"),
-  decode<T>(t: string, check: (v: unknown) => v is T): T {
-    try {
-      const v = JSON.parse(Buffer.from(t, "base64url").toString("utf8"));
-      if (check(v)) return v;
-    } catch {}
-    throw invalid("page_token is not one this server gave: pass next_page_token of the previous page unchanged");
-  },
-};
-
-function pageSize(n: number): number {
-  if (n === 0) return DEFAULT_PAGE_SIZE;
-  if (n > MAX_PATHS_PER_CALL) throw invalid(`page_size is ${n}; the limit is ${MAX_PATHS_PER_CALL}`);
-  return n;
-}
 
 export interface FileServiceDeps extends ServiceDeps {
   storage: StorageClients;
@@ -295,7 +211,7 @@ export function fileService({ sql, reads, clusters, dispatcher, leaseTtlMs, stor
       const limit = pageSize(req.pageSize);
       const f = await heldTask(req.taskId, req.lease, req.runnerId, ctx);
       const after = req.pageToken === "" ? null : token.decode(req.pageToken, (v): v is string => typeof v === "string");
-      const rows = await taskInputPage(sql, f, { after, limit, pendingOnly: !req.includeReported });
+      const rows = await taskInputPage(sql, f, { after: inputAfter(f, after), limit, pendingOnly: !req.includeReported });
       return {
         paths: rows.map((r) => pathOut(r)),
         nextPageToken: rows.length === limit ? token.encode(rows[rows.length - 1].key) : "",
@@ -399,7 +315,11 @@ export function fileService({ sql, reads, clusters, dispatcher, leaseTtlMs, stor
         const after =
           req.pageToken === ""
             ? null
-            : token.decode(req.pageToken, (v): v is { taskId: string; path: string } => typeof v === "object" && v !== null && "taskId" in v && "path" in v);
+            : token.decode(
+                req.pageToken,
+                (v): v is { taskId: string; path: string } =>
+                  typeof v === "object" && v !== null && DIGITS.test(String((v as { taskId?: unknown }).taskId)) && typeof (v as { path?: unknown }).path === "string",
+              );
         const page = await reportedPaths(reads, tasks.map((t) => t.task_id).sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1)), states, after, limit);
         const last = page[page.length - 1];
         return {
@@ -408,12 +328,17 @@ export function fileService({ sql, reads, clusters, dispatcher, leaseTtlMs, stor
         };
       }
       // Input paths, task after task.
-      let at = req.pageToken === "" ? { task: 0, after: null as string | null } : token.decode(req.pageToken, (v): v is { task: number; after: string | null } => typeof v === "object" && v !== null && "task" in v);
+      let at = req.pageToken === "" ? { task: 0, after: null as string | null } : token.decode(
+              req.pageToken,
+              (v): v is { task: number; after: string | null } =>
+                typeof v === "object" && v !== null && Number.isInteger((v as { task?: unknown }).task) && (v as { task: number }).task >= 0 &&
+                ((v as { after?: unknown }).after === null || typeof (v as { after?: unknown }).after === "string"),
+            );
       const out: PathObject[] = [];
       while (at.task < tasks.length && out.length < limit) {
         const t = tasks[at.task];
         const want = limit - out.length;
-        const page = await taskInputPage(reads, t, { after: at.after, limit: want, pendingOnly: false });
+        const page = await taskInputPage(reads, t, { after: inputAfter(t, at.after), limit: want, pendingOnly: false });
         for (const r of page) out.push(pathOut({ ...r, state: null }, t.task_id));
         // A full page may have more behind it; a short one ends the task.
         at = page.length === want ? { task: at.task, after: page[page.length - 1].key } : { task: at.task + 1, after: null };
