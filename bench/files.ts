@@ -10,7 +10,7 @@
  *   peak RSS   of each runner process and of the server (VmHWM)
  *
  * npm run bench:files [-- --quick] [--sizes 100000,1000000] [--chunk 10000] [--runners 2] [--concurrency 2]
- *                     [--server-node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"]
+ *                     [--server-node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"] [--runner-node-args "--max-old-space-size=64"]
  */
 import { spawn } from "node:child_process";
 import { join } from "node:path";
@@ -23,6 +23,7 @@ const CHUNK = Number(option("chunk") ?? 10_000);
 const RUNNERS = Number(option("runners") ?? 2);
 const CONCURRENCY = Number(option("concurrency") ?? 2);
 const MiB = 1024 * 1024;
+const RUNNER_NODE_ARGS = option("runner-node-args")?.split(" ").filter(Boolean) ?? [];
 
 function* paths(n: number) {
   for (let i = 0; i < n; i++) yield { path: `/mmfs1/data/bench/${String(i).padStart(8, "0")}.dat`, size: i };
@@ -46,7 +47,7 @@ await main(async (cleanup) => {
       const { job, chunks } = await files.submitWorkflow(`bench ${n}`, [BenchVerify, BenchTranscode, BenchIndex], { paths: paths(n), chunkSize: CHUNK });
       const submitted = performance.now();
       const runners = Array.from({ length: RUNNERS }, () =>
-        spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench", "lib-extra", "file-runner.ts"), server.url, String(CONCURRENCY)], {
+        spawn(process.execPath, [...RUNNER_NODE_ARGS, "--import", "tsx", join(ROOT, "bench", "lib-extra", "file-runner.ts"), server.url, String(CONCURRENCY)], {
           cwd: ROOT,
           stdio: ["ignore", "inherit", "inherit"],
         }),

@@ -16,8 +16,8 @@ interface Held {
 }
 
 /** Paths per page read, and states per report sent. */
-export const PAGE_SIZE = 5_000;
-export const REPORT_BATCH = 5_000;
+export const PAGE_SIZE = 10_000;
+export const REPORT_BATCH = 10_000;
 /** States wait at most this long before they are sent, however few. */
 const REPORT_INTERVAL_MS = 1_000;
 /** Tries of a report the server could not take (Unavailable); a report is idempotent. */
