@@ -133,7 +133,7 @@ export async function reportPathStates(
   } catch (e) {
     // A path reported before (by an earlier attempt, or earlier in this one):
     // the statement wrote nothing; again, replacing the states. A plain insert
-    // first costs a third of an upsert, which checks each row twice.
+    // first is cheaper than an upsert, which checks each row twice.
     const err = e as { code?: string; constraint_name?: string };
     if (err.code !== "23505" || err.constraint_name !== "path_states_pkey") throw e;
     return writeStates(sql, taskId, lease, runnerId, paths, states, messages, true);
