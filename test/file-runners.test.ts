@@ -45,7 +45,7 @@ describe("file task runners", () => {
     expect(await runner.exited).toBe(0);
     const heaps = [...runner.stdout().matchAll(/task (\d+) paths (\d+) live heap ([\d.]+) MiB/g)].map((m) => ({ paths: Number(m[2]), heap: Number(m[3]) }));
     expect(heaps.map((h) => h.paths)).toEqual([20_000, 100_000, 100_000]);
-    // Two pages of 5,000 paths at most are live at once, whatever the job's size.
+    // Two pages of 10,000 paths at most are live at once, whatever the job's size.
     const [first, ...rest] = heaps;
     for (const h of rest) expect(h.heap).toBeLessThan(first.heap + 8);
     expect(Number(rss)).toBeLessThan(200);

@@ -148,7 +148,7 @@ export class Client {
 
   /** File workflows: submits them, and reads their paths and states in the seed's payload. */
   files(): FileClient {
-    return new FileClient(createClient(FileService, this.transport), this.jobs());
+    return new FileClient(createClient(FileService, this.transport));
   }
 
   /** Creates, lists and revokes bearer tokens (needs an admin token). */

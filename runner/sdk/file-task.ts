@@ -11,7 +11,10 @@ import { type ExecutionContext, Task } from "./task.js";
  * class Verify extends FileTask {
  *   static identifier = { name: "Verify", version: "v1.0" };
  *   async processPaths(paths: TaskPaths, status: PathStatus) {
- *     for await (const p of paths) status.add(p.size ? "processed" : "failures", p, "empty file");
+ *     for await (const p of paths) {
+ *       if (p.size) status.add("processed", p);
+ *       else status.add("failures", p, "empty file");
+ *     }
  *   }
  * }
  * ```

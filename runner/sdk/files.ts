@@ -13,7 +13,7 @@ import { StorageEventType } from "../../gen/sluice/v1/storage_pb.js";
 import { TaskSubmissionSchema } from "../../gen/sluice/v1/task_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { pathObjectOf } from "../wire/path-objects.js";
-import { type Job, type JobClient, jobFromMessage } from "./jobs.js";
+import { type Job, jobFromMessage } from "./jobs.js";
 import { PATH_STATE_NAMES, type PathObject, type PathStateName } from "./paths.js";
 import type { StorageLocation, StorageTrigger } from "./storage.js";
 import { type Task, type TaskClass, identifierOf, serializeInput } from "./task.js";
@@ -161,10 +161,7 @@ const isoWithOffset = (d: Date) => d.toISOString().replace("Z", "+00:00");
  * or in the seed's payload format.
  */
 export class FileClient {
-  constructor(
-    private readonly api: ConnectClient<typeof FileService>,
-    private readonly jobs: JobClient,
-  ) {}
+  constructor(private readonly api: ConnectClient<typeof FileService>) {}
 
   /**
    * Submits a job that runs `tasks` one after the other over its paths, in
@@ -298,16 +295,5 @@ export class FileClient {
         started: started ? isoWithOffset(started) : null,
       },
     };
-  }
-
-  /** Waits until the job finished (completed, failed or cancelled) and returns it. */
-  async wait(jobId: string, timeoutMs = 600_000): Promise<Job> {
-    const deadline = Date.now() + timeoutMs;
-    for (let delay = 50; ; delay = Math.min(delay * 2, 1_000)) {
-      const job = await this.jobs.get(jobId);
-      if (job.state === "completed" || job.state === "failed" || job.state === "cancelled") return job;
-      if (Date.now() > deadline) throw new Error(`job ${jobId} did not finish within ${timeoutMs} ms (it is ${job.state})`);
-      await new Promise((r) => setTimeout(r, delay));
-    }
   }
 }
