@@ -119,6 +119,10 @@ describe("file workflows", () => {
     const lines = cli.stdout().trim().split("\n").map((l) => l.split("\t"));
     expect(lines.map((l) => l[2]).sort()).toEqual(all.filter((p) => p.includes("bad")));
     expect(lines.every((l) => l[1] === "failures" && l[3] === "checksum mismatch")).toBe(true);
+    const summary = spawnNode([join(ROOT, "bin", "sluice.js"), "jobs", "files", job.id], { SLUICE_URL: box.url });
+    expect(await summary.exited, summary.stderr()).toBe(0);
+    expect(summary.stdout()).toMatch(/0\. Verify\s+40 in: 32 processed, 4 skipped, 0 aborted, 4 failures, 0 inprogress/);
+    expect(summary.stdout()).toMatch(/2\. Index\s+32 in: 32 processed/);
   });
 
   it("reads a task's result back in the seed's payload format", async () => {
