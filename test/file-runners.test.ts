@@ -52,7 +52,7 @@ describe("file task runners", () => {
     await jobInState(box.client, big.job.id, ["completed"]);
     const info = await files.job(big.job.id);
     expect(info.steps[0].summary.processed).toBe(200_000);
-  });
+  }, 180_000);
 
   it("keep the states a killed runner reported; the retried attempt gets only the paths not reported yet", async () => {
     const files = box.client.files();
@@ -75,5 +75,5 @@ describe("file task runners", () => {
       ["attempt 1", 5_000],
       ["attempt 2", 7_000],
     ]);
-  });
+  }, 120_000);
 });
