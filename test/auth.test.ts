@@ -147,6 +147,7 @@ describe("a server that needs tokens", () => {
       expect([e?.code, e?.rawMessage]).toEqual([Code.PermissionDenied, expect.stringMatching(/may take work from gpu, not from cluster "default"/)]);
     }
     expect((await admin.files().job(fileJob.id)).tasks[0].summary.processed).toBe(0);
+    await admin.jobs().cancel(fileJob.id);
 
     const session = openSession(api, { cluster: "gpu", tasks: [{ name: "Noop", version: "v1.0" }], concurrency: 1 });
     await session.until("started");
