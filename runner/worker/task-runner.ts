@@ -12,6 +12,8 @@ import { ACCEPTED, type ResultOutcome, ResultReporter } from "./result-reporter.
 import { SessionChannel } from "./session.js";
 import { StorageEventTask, triggerFromMessage } from "../sdk/storage.js";
 import { type TaskClass, deserializeInput, identifierOf, parseVersion } from "../sdk/task.js";
+import { type JobHookAccess, type ProcessTasks, processTaskClass } from "./process-task.js";
+import { postJobHook } from "./job-hook-client.js";
 
 export interface RunnerLogger {
   info(message: string): void;
@@ -21,7 +23,13 @@ export interface RunnerLogger {
 
 export interface RunnerOptions {
   /** The task classes this runner executes. */
-  tasks: readonly TaskClass[];
+  tasks?: readonly TaskClass[];
+  /**
+   * Tasks run as child processes, any language: `"name@vMAJOR.MINOR"` to a
+   * command line, a list of words, or `{ command, cwd, env, timeoutMs,
+   * killGraceMs }` (docs/process-tasks.md).
+   */
+  processes?: ProcessTasks;
   /** How many tasks run at once (default 1). */
   concurrency?: number;
   /**
@@ -68,6 +76,8 @@ interface Assigned {
   input: Uint8Array;
   lease: number;
   trigger: StorageEvent | undefined;
+  /** For a process task: how its process reaches the job hook. */
+  hook: JobHookAccess | undefined;
 }
 
 /** The tasks of an assignment (one list per field). */
@@ -87,6 +97,7 @@ function assignedOf(c: TaskAssignment, resolve: Resolver): Assigned[] {
       input: c.inputs[i] ?? new Uint8Array(),
       lease: c.leases[i] ?? 0,
       trigger: c.triggers[i],
+      hook: c.jobHooks[i],
     };
   }
   return out;
@@ -204,10 +215,12 @@ export class TaskRunner {
     options: RunnerOptions,
   ) {
     this.cluster = cluster;
-    if (options.tasks.length === 0) throw new TypeError("a runner needs at least one task class in tasks");
-    const names = new Set(options.tasks.map((t) => identifierOf(t).name));
+    const processes = Object.entries(options.processes ?? {}).map(([key, spec]) => processTaskClass(key, spec, this.processAttempt));
+    const tasks = [...(options.tasks ?? []), ...processes];
+    if (tasks.length === 0) throw new TypeError("a runner needs at least one task: a class in tasks, or a command in processes");
+    const names = new Set(tasks.map((t) => identifierOf(t).name));
     const builtins = options.builtins !== true ? [] : BUILTIN_TASKS.filter((t) => !names.has(identifierOf(t).name));
-    for (const cls of [...options.tasks, ...builtins]) {
+    for (const cls of [...tasks, ...builtins]) {
       const id = identifierOf(cls);
       const { major, minor } = parseVersion(id.version);
       const same = this.registry.get(id.name) ?? [];
@@ -369,9 +382,24 @@ export class TaskRunner {
   /** The registered tasks as the server wants them: one entry per name and major version. */
   private registered() {
     return [...this.registry.entries()].flatMap(([name, versions]) =>
-      versions.map((v) => ({ name, version: `v${v.major}.${v.minor}` })),
+      versions.map((v) => ({ name, version: `v${v.major}.${v.minor}`, jobHook: "processSpec" in v.cls })),
     );
   }
+
+  /** What a process task needs of its attempt: the hook, the input, and where its output goes. */
+  private readonly processAttempt = (context: { taskId: string }) => {
+    const task = this.held.get(context.taskId)!.task;
+    return {
+      hook: task.hook,
+      input: task.input,
+      finished: async (stdout: string, stderr: string) => {
+        if (!task.hook || (stdout === "" && stderr === "")) return;
+        await postJobHook(task.hook, "/output", { stdout, stderr }).catch((e: Error) =>
+          this.log.warn(`sluice runner: the output of task ${task.id} was not kept: ${e.message}`),
+        );
+      },
+    };
+  };
 
   private readonly resolver: Resolver = (name, version) => this.resolve(name, version);
 
@@ -426,7 +454,9 @@ export class TaskRunner {
       const context = new TaskContext(t.jobId, t.id, t.lease, h, this.cache);
       await task.execute(context);
       const subtasks = context.subtasks;
-      outcome = subtasks.length === 0 ? COMPUTED : { case: "computed", value: { subtasks: [...subtasks] } };
+      // A process's subtasks were posted to its job hook; the server adds them.
+      if (t.hook) outcome = { case: "computed", value: { subtasks: [...subtasks], jobHookSubtasks: true } };
+      else outcome = subtasks.length === 0 ? COMPUTED : { case: "computed", value: { subtasks: [...subtasks] } };
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
       if (!h.aborted) {

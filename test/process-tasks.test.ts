@@ -1,0 +1,153 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { type Client, Task, type TaskRunner } from "../runner/index.js";
+import { splitCommand } from "../runner/worker/process-task.js";
+import { eventually, jobInState, quiet, sluice, useSandbox } from "./support/harness.js";
+
+/** A task submitted by name, version and input, as any API client would: it never runs here. */
+function named(name: string, version: string, input: object): Task {
+  return new (class extends Task {
+    static identifier = { name, version };
+    execute() {
+      throw new Error("process tasks run on the runner");
+    }
+  })(input as Record<string, unknown>);
+}
+
+const dir = mkdtempSync(join(tmpdir(), "sluice-procs-"));
+
+/** Whether a process is still running (a zombie waiting to be reaped has ended). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+const pidFile = join(dir, "pids");
+// Starts a background child of its own (which a plain kill of the shell would
+// leave running), writes both pids, and waits to be ended.
+const blockScript = join(dir, "block.sh");
+writeFileSync(blockScript, `sleep 1000 &\necho "$$ $!" > "${pidFile}"\nwait\n`);
+
+const nodeScript = join(dir, "greet.mjs");
+writeFileSync(
+  nodeScript,
+  `import { readFileSync } from "node:fs";
+const input = JSON.parse(readFileSync(process.env.JOB_INPUT, "utf8"));
+if (input.fail) { console.error("no greeting for " + input.who); process.exit(3); }
+let stdin = ""; for await (const c of process.stdin) stdin += c;
+console.log("hello " + input.who + " from " + process.env.JOB_ID + " stdin=" + stdin);
+`,
+);
+
+describe("process tasks", () => {
+  const box = useSandbox({ dataDir: dir });
+  let runner: TaskRunner;
+  let client: Client;
+
+  afterAll(async () => {
+    await runner?.stop();
+  });
+
+  it("runs shell and Node commands with the job's variables and input, and keeps their output", async () => {
+    client = box.client;
+    runner = client.runner("default", {
+      logger: quiet,
+      concurrency: 4,
+      prefetch: 0,
+      processes: {
+        "shell@v1.0": { command: ["sh", "-c", 'echo "id=$JOB_ID hook=$JOB_HOOK key=${#JOB_SECRET_KEY} input=$(cat "$JOB_INPUT")"; echo warming up >&2'] },
+        "greet@v1.2": `node ${nodeScript}`,
+        "slow@v1.0": { command: "sleep 30", timeoutMs: 500, killGraceMs: 500 },
+        "block@v1.0": { command: ["sh", blockScript], killGraceMs: 1_000 },
+      },
+    });
+    void runner.runForever();
+    const shell = await client.jobs().submit("shell", named("shell", "v1.0", { n: 1 }));
+    const greet = await client.jobs().submit("greet", named("greet", "v1.1", { who: "Ada" }));
+    await jobInState(client, shell.id, ["completed"]);
+    await jobInState(client, greet.id, ["completed"]);
+
+    const [s] = (await client.jobs().get(shell.id)).tasks;
+    expect(s.output?.stdout).toBe(`id=${s.id}.1 hook=${box.url}/job-hook key=64 input={"n":1}\n`);
+    expect(s.output?.stderr).toBe("warming up\n");
+    const [g] = (await client.jobs().get(greet.id)).tasks;
+    expect(g.output?.stdout).toBe(`hello Ada from ${g.id}.1 stdin={"who":"Ada"}\n`);
+  });
+
+  it("fails a task whose command exits with another code, with its standard error, and retries it", async () => {
+    const job = await client.jobs().submit("greet fails", named("greet", "v1.0", { who: "Bob", fail: true }), { maxRetries: 1 });
+    await jobInState(client, job.id, ["failed"]);
+    const [t] = (await client.jobs().get(job.id)).tasks;
+    expect(t.failures).toBe(2);
+    expect(t.lastError?.message).toBe("the process exited with code 3: no greeting for Bob");
+    expect(t.output?.stderr).toBe("no greeting for Bob\n");
+  });
+
+  it("fails a task that runs past its time limit", async () => {
+    const job = await client.jobs().submit("slow", named("slow", "v1.0", {}));
+    await jobInState(client, job.id, ["failed"]);
+    const [t] = (await client.jobs().get(job.id)).tasks;
+    expect(t.lastError?.message).toBe("the process timed out after 500 ms");
+  });
+
+  it("ends a cancelled job's process and everything it started", async () => {
+    const job = await client.jobs().submit("block", named("block", "v1.0", {}));
+    const pids = await eventually(() => {
+      try {
+        const text = readFileSync(pidFile, "utf8").trim().split(" ").map(Number);
+        return text.length === 2 && text.every((p) => p > 0) ? text : undefined;
+      } catch {
+        return undefined;
+      }
+    });
+    expect(pids.every(alive)).toBe(true);
+    await client.jobs().cancel(job.id);
+    await eventually(() => pids.every((p) => !alive(p)), 20_000, "the process and its child to end");
+    await eventually(() => runner.inFlight === 0, 20_000, "the runner to forget the task");
+    expect((await client.jobs().get(job.id)).state).toBe("cancelled");
+  });
+
+  it("ends what a finished process left running in the background", async () => {
+    const file = join(dir, "orphan");
+    const orphanRunner = client.runner("default", { logger: quiet, processes: { "orphan@v1.0": ["sh", "-c", `sleep 1000 & echo $! > "${file}"`] } });
+    const job = await client.jobs().submit("orphan", named("orphan", "v1.0", {}));
+    await orphanRunner.runAll();
+    await jobInState(client, job.id, ["completed"]);
+    const pid = Number(readFileSync(file, "utf8"));
+    expect(pid).toBeGreaterThan(0);
+    await eventually(() => !alive(pid), 20_000, "the background process to end");
+  });
+
+  it("takes process tasks from the command line, split as a shell would", async () => {
+    const job = await client.jobs().submit("cli", named("cli-echo", "v1.0", {}));
+    const out = join(dir, "cli out.txt");
+    const res = await sluice(
+      ["runner", "--all", "--url", box.url, "--process", `cli-echo@v1.0=sh -c 'echo "$JOB_ID" > "$0"' '${out}'`],
+    );
+    expect(res.stderr).toContain("cli-echo@v1.0");
+    expect(res.code).toBe(0);
+    await jobInState(client, job.id, ["completed"]);
+    const [t] = (await client.jobs().get(job.id)).tasks;
+    expect(readFileSync(out, "utf8")).toBe(`${t.id}.1\n`);
+
+    const bad = await sluice(["runner", "--url", box.url, "--process", "x@v1.0=cat *.txt | wc -l"]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain("needs a shell");
+  });
+
+  it("splits command lines like a shell, without one", () => {
+    expect(splitCommand(`python3 "my script.py" --name='a b' \\$HOME $X`, { X: "x" })).toEqual(["python3", "my script.py", "--name=a b", "$HOME", "x"]);
+    expect(() => splitCommand("a && b")).toThrow(/operator &&.*needs a shell/);
+    expect(() => splitCommand("  ")).toThrow(/empty/);
+  });
+});
