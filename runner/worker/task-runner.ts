@@ -476,7 +476,7 @@ export class TaskRunner {
     const t = h.task;
     h.outcome = outcome;
     try {
-      if (outcome.case === "computed" && (outcome.value.subtasks?.length ?? 0) === 0) {
+      if (outcome.case === "computed" && (outcome.value.subtasks?.length ?? 0) === 0 && !outcome.value.jobHookSubtasks) {
         this.reporter!.reportComputed(t.id, t.lease, t.jobId, this.answered, h);
       } else {
         this.reporter!.report(resultOf(t, outcome), this.answered, h);

@@ -69,10 +69,11 @@ function send(res: Response, status: number, body: unknown): void {
 class Streamed {}
 
 async function handle(o: JobHookOptions, req: Request, res: Response): Promise<unknown> {
-  const url = new URL(req.url ?? "/", "http://hook");
-  const segments = url.pathname.split("/").slice(1);
+  // The path as sent: URL parsing would resolve "..", which must be refused instead.
+  const [path, query = ""] = (req.url ?? "/").split("?", 2);
+  const segments = path.split("/").slice(1);
   const method = req.method ?? "GET";
-  if (segments[0] === JOB_FILES_PATH.slice(1)) return files(o, req, res, method, segments.slice(1), url.searchParams);
+  if (segments[0] === JOB_FILES_PATH.slice(1)) return files(o, req, res, method, segments.slice(1), new URLSearchParams(query));
   const route = segments.slice(1);
   const caller = await authenticateHookCall(o.sql, o.keys, req.headers as Record<string, string>);
   const [action, ...rest] = route;
