@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from "commander";
 import { parseProcessKey, splitCommand } from "../worker/process-task.js";
+import type { KubernetesOptions } from "../worker/kubernetes-jobs.js";
 
 /**
  * One `--process 'NAME@vX.Y=COMMAND LINE'` of `sluice runner`, added to those
@@ -16,4 +17,13 @@ export function collectProcess(raw: string, previous: Record<string, string[]> =
   } catch (e) {
     throw new InvalidArgumentError(`--process ${raw}: ${(e as Error).message}`);
   }
+}
+
+/** The `--kube-*` options of `sluice runner`, when `--kubernetes` is given. */
+export function kubernetesOf(opts: { kubernetes?: boolean; kubeNamespace?: string; kubeImage?: string; kubeServiceAccount?: string }): KubernetesOptions | undefined {
+  if (!opts.kubernetes) {
+    if (opts.kubeNamespace || opts.kubeImage || opts.kubeServiceAccount) throw new InvalidArgumentError("--kube-namespace, --kube-image and --kube-service-account go with --kubernetes");
+    return undefined;
+  }
+  return { namespace: opts.kubeNamespace, image: opts.kubeImage, serviceAccountName: opts.kubeServiceAccount };
 }

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "shell-quote";
 import { type ExecutionContext, Task, type TaskClass, parseVersion } from "../sdk/task.js";
+import type { KubernetesJobs } from "./kubernetes-jobs.js";
 
 /** A task identifier bound to a command line instead of a class (see docs/process-tasks.md). */
 export interface ProcessTaskSpec {
@@ -21,6 +22,10 @@ export interface ProcessTaskSpec {
   timeoutMs?: number;
   /** How long a process may take to exit after SIGTERM before it gets SIGKILL (default 10 s). */
   killGraceMs?: number;
+  /** As a Kubernetes Job: the container image (default: the runner's kubernetes.image). */
+  image?: string;
+  /** As a Kubernetes Job: the container's resources, e.g. `{ limits: { cpu: "2", memory: "4Gi" } }`. */
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
 }
 
 /** How a process reaches the job hook of its attempt (from the assignment). */
@@ -123,6 +128,8 @@ export interface ProcessOutcome {
   timedOut: boolean;
   /** Why it was stopped (cancellation, lease lost), if it was. */
   stopped: string | null;
+  /** What else is known of a failure (a Kubernetes Job's condition). */
+  message?: string;
 }
 
 export interface RunProcessOptions {
@@ -209,13 +216,14 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 
 /** The failure message of a process that did not exit with 0, ending with its standard error's tail. */
 export function failureMessage(o: ProcessOutcome, spec: ProcessTaskSpec, stderr: string): string {
+  if (o.message && !o.stopped && !o.timedOut) return o.message;
   const why = o.stopped
     ? `was stopped (${o.stopped})`
     : o.timedOut
       ? `timed out after ${spec.timeoutMs} ms`
       : o.signal
-        ? `was ended by ${o.signal}`
-        : `exited with code ${o.code}`;
+          ? `was ended by ${o.signal}`
+          : `exited with code ${o.code}`;
   const tail = stderr.trimEnd();
   return tail ? `the process ${why}: ${tail}` : `the process ${why}`;
 }
@@ -239,6 +247,8 @@ export interface ProcessAttempt {
   hook: JobHookAccess | undefined;
   /** The task's input as it was assigned (JSON). */
   input: Uint8Array;
+  /** Set when process tasks run as Kubernetes Jobs. */
+  kubernetes?: KubernetesJobs;
   /** Called with the output tails once the process has exited, before its result is reported. */
   finished(stdout: string, stderr: string): Promise<void>;
 }
@@ -259,6 +269,12 @@ export function processTaskClass(key: string, raw: ProcessTaskSpec | string | re
     async execute(context: ExecutionContext): Promise<void> {
       const attempt = attemptOf(context);
       const tail = new OutputTail();
+      if (attempt.kubernetes) {
+        const a = { taskId: context.taskId, jobId: context.jobId, lease: context.attempt, ...identifier, input: attempt.input, hook: attempt.hook };
+        const outcome = await attempt.kubernetes.run(a, spec, context.signal);
+        if (outcome.code !== 0 || outcome.timedOut || outcome.stopped) throw new Error(failureMessage(outcome, spec, ""));
+        return;
+      }
       const outcome = await runProcess({
         spec,
         input: attempt.input,

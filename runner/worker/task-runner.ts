@@ -14,6 +14,7 @@ import { StorageEventTask, triggerFromMessage } from "../sdk/storage.js";
 import { type TaskClass, deserializeInput, identifierOf, parseVersion } from "../sdk/task.js";
 import { type JobHookAccess, type ProcessTasks, processTaskClass } from "./process-task.js";
 import { postJobHook } from "./job-hook-client.js";
+import { KubernetesJobs, type KubernetesOptions } from "./kubernetes-jobs.js";
 
 export interface RunnerLogger {
   info(message: string): void;
@@ -30,6 +31,13 @@ export interface RunnerOptions {
    * killGraceMs }` (docs/process-tasks.md).
    */
   processes?: ProcessTasks;
+  /**
+   * Run the process tasks as Kubernetes Jobs instead of child processes. Give
+   * `runnerId` too, so that a restarted runner adopts the Jobs it started.
+   */
+  kubernetes?: KubernetesOptions;
+  /** The runner's id (a UUID), to keep across restarts (default: a new one). */
+  runnerId?: string;
   /** How many tasks run at once (default 1). */
   concurrency?: number;
   /**
@@ -180,7 +188,8 @@ const sleep = (ms: number, signal: AbortSignal) =>
  */
 export class TaskRunner {
   /** The runner's id, kept across reconnects. */
-  readonly id = randomUUID();
+  readonly id: string;
+  private readonly kubernetes: KubernetesJobs | undefined;
   readonly cluster: string;
   private readonly registry = new Map<string, Registered[]>();
   /** Task classes by "name version" as leased, resolved once. */
@@ -215,6 +224,8 @@ export class TaskRunner {
     options: RunnerOptions,
   ) {
     this.cluster = cluster;
+    this.id = options.runnerId ?? randomUUID();
+    this.kubernetes = options.kubernetes ? new KubernetesJobs(options.kubernetes, this.id) : undefined;
     const processes = Object.entries(options.processes ?? {}).map(([key, spec]) => processTaskClass(key, spec, this.processAttempt));
     const tasks = [...(options.tasks ?? []), ...processes];
     if (tasks.length === 0) throw new TypeError("a runner needs at least one task: a class in tasks, or a command in processes");
@@ -305,6 +316,17 @@ export class TaskRunner {
   private async loop(): Promise<void> {
     const lifetime = (this.lifetime = new AbortController());
     this.reporter = new ResultReporter(lifetime.signal);
+    // Jobs this runner started before a restart are held again (and so named
+    // in the session's start) and adopted, not started twice.
+    const adoptable = await this.kubernetes?.adoptable().catch((e: Error) => {
+      this.log.warn(`sluice runner ${this.id}: could not list its Kubernetes Jobs to adopt them (${e.message})`);
+      return [];
+    });
+    for (const a of adoptable ?? []) {
+      if (this.held.has(a.taskId)) continue;
+      const cls = this.resolve(a.name, a.version);
+      this.accept({ id: a.taskId, jobId: a.jobId, name: a.name, version: a.version, cls, input: a.input, lease: a.lease, trigger: undefined, hook: a.hook });
+    }
     this.scheduleExtension();
     let delay = 100;
     try {
@@ -392,6 +414,7 @@ export class TaskRunner {
     return {
       hook: task.hook,
       input: task.input,
+      kubernetes: this.kubernetes,
       finished: async (stdout: string, stderr: string) => {
         if (!task.hook || (stdout === "" && stderr === "")) return;
         await postJobHook(task.hook, "/output", { stdout, stderr }).catch((e: Error) =>
