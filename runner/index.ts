@@ -22,6 +22,8 @@ export {
 export { StorageEventTask, StorageLocation, type StorageTrigger, type StorageEventTypeName, type StorageTypeName } from "./sdk/storage.js";
 export { WriteObject } from "./sdk/builtins.js";
 export { TaskRunner, type RunnerLogger, type RunnerOptions } from "./worker/task-runner.js";
+export type { ProcessTasks, ProcessTaskSpec } from "./worker/process-task.js";
+export type { KubernetesOptions } from "./worker/kubernetes-jobs.js";
 export { Code, ConnectError } from "@connectrpc/connect";
 export {
   AmazonS3Cache,

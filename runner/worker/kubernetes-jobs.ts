@@ -1,6 +1,6 @@
 import type { BatchV1Api, KubeConfig, V1Job, Watch } from "@kubernetes/client-node";
 import { importOptional } from "../sdk/optional.js";
-import type { JobHookAccess, ProcessOutcome, ProcessTaskSpec } from "./process-task.js";
+import type { JobHookAccess, ProcessOutcome, ProcessTaskSpec } from "./process-types.js";
 
 /** Where and how a runner creates Kubernetes Jobs for its process tasks. */
 export interface KubernetesOptions {

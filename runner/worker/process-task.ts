@@ -5,38 +5,9 @@ import { join } from "node:path";
 import { parse } from "shell-quote";
 import { type ExecutionContext, Task, type TaskClass, parseVersion } from "../sdk/task.js";
 import type { KubernetesJobs } from "./kubernetes-jobs.js";
+import type { JobHookAccess, ProcessOutcome, ProcessTaskSpec } from "./process-types.js";
 
-/** A task identifier bound to a command line instead of a class (see docs/process-tasks.md). */
-export interface ProcessTaskSpec {
-  /**
-   * The program and its arguments; a string is split as a POSIX shell would
-   * (quotes, escapes, `$VAR` from the runner's environment), without running
-   * a shell: pipes, redirections and globs are refused.
-   */
-  command: string | readonly string[];
-  /** The working directory (default: the runner's). */
-  cwd?: string;
-  /** Variables added to the runner's environment for the process. */
-  env?: Readonly<Record<string, string>>;
-  /** The attempt fails once the process has run this long (default: no limit). */
-  timeoutMs?: number;
-  /** How long a process may take to exit after SIGTERM before it gets SIGKILL (default 10 s). */
-  killGraceMs?: number;
-  /** As a Kubernetes Job: the container image (default: the runner's kubernetes.image). */
-  image?: string;
-  /** As a Kubernetes Job: the container's resources, e.g. `{ limits: { cpu: "2", memory: "4Gi" } }`. */
-  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
-}
-
-/** How a process reaches the job hook of its attempt (from the assignment). */
-export interface JobHookAccess {
-  /** JOB_ID: "TASK_ID.LEASE". */
-  jobId: string;
-  /** JOB_SECRET_KEY. */
-  secretKey: string;
-  /** JOB_HOOK. */
-  url: string;
-}
+export type { JobHookAccess, ProcessOutcome, ProcessTaskSpec };
 
 /** The process tasks a runner is given: `"name@vMAJOR.MINOR"` to how to run it. */
 export type ProcessTasks = Readonly<Record<string, ProcessTaskSpec | string | readonly string[]>>;
@@ -118,18 +89,6 @@ export function parseProcessKey(key: string): { name: string; version: string } 
   if (!m) throw new TypeError(`process task ${JSON.stringify(key)}: name it "NAME@vMAJOR.MINOR", e.g. "resize@v1.0"`);
   parseVersion(m[2]);
   return { name: m[1], version: m[2] };
-}
-
-/** What came of one run of a process. */
-export interface ProcessOutcome {
-  /** The exit code, or null if a signal ended it. */
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  timedOut: boolean;
-  /** Why it was stopped (cancellation, lease lost), if it was. */
-  stopped: string | null;
-  /** What else is known of a failure (a Kubernetes Job's condition). */
-  message?: string;
 }
 
 export interface RunProcessOptions {
