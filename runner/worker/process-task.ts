@@ -104,6 +104,10 @@ export interface RunProcessOptions {
 
 const DEFAULT_KILL_GRACE_MS = 10_000;
 
+/** The folder of this process's input files (one per running process task), made on first use. */
+let inputDir: Promise<string> | undefined;
+let inputCount = 0;
+
 /**
  * Runs a process task's command once. The input is in the file named by
  * JOB_INPUT and on standard input. On abort or timeout its process group gets
@@ -111,10 +115,10 @@ const DEFAULT_KILL_GRACE_MS = 10_000;
  * its group is still running gets SIGKILL, so nothing it started outlives it.
  */
 export async function runProcess(o: RunProcessOptions): Promise<ProcessOutcome> {
-  const dir = await mkdtemp(join(tmpdir(), "sluice-task-"));
+  inputDir ??= mkdtemp(join(tmpdir(), "sluice-inputs-"));
+  const inputFile = join(await inputDir, `${o.env.SLUICE_TASK_ID ?? "task"}-${o.env.SLUICE_ATTEMPT ?? "0"}-${++inputCount}.json`);
   try {
-    const inputFile = join(dir, "input.json");
-    await writeFile(inputFile, o.input);
+    await writeFile(inputFile, o.input, { mode: 0o600 });
     const env: NodeJS.ProcessEnv = { ...process.env, ...o.spec.env, ...o.env, JOB_INPUT: inputFile };
     if (o.hook) Object.assign(env, { JOB_ID: o.hook.jobId, JOB_SECRET_KEY: o.hook.secretKey, JOB_HOOK: o.hook.url });
     const [program, ...args] = o.spec.command;
@@ -160,7 +164,7 @@ export async function runProcess(o: RunProcessOptions): Promise<ProcessOutcome> 
       await output;
     }
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await rm(inputFile, { force: true });
   }
 }
 
