@@ -83,7 +83,7 @@ export const ServerDefaults: ServerConfig = {
  * Settings from the environment: SLUICE_HOST, SLUICE_PORT, DATABASE_URL, SLUICE_DATA_DIR,
  * SLUICE_LEASE_TTL_MS, SLUICE_DB_POOL_SIZE, SLUICE_JOB_RETENTION_HOURS, SLUICE_GCS_ENDPOINT, SLUICE_AUTH,
  * SLUICE_INSECURE_NO_AUTH, SLUICE_ADMIN_TOKEN, SLUICE_REFLECTION ("token" to require one for reflection),
- * SLUICE_PUBLIC_URL, SLUICE_JOB_FILE_MAX_BYTES,
+ * SLUICE_PUBLIC_URL, SLUICE_JOB_FILES_DIR, SLUICE_JOB_FILE_MAX_BYTES,
  * and the limits of LIMIT_SETTINGS.
  */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
@@ -122,6 +122,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     tls: tlsFromEnv(env),
     fsRoots: env.SLUICE_FS_ROOTS ? env.SLUICE_FS_ROOTS.split(":").filter(Boolean) : undefined,
     publicUrl: publicUrl(env.SLUICE_PUBLIC_URL),
+    jobFilesDir: env.SLUICE_JOB_FILES_DIR || undefined,
     jobFileMaxBytes: int("SLUICE_JOB_FILE_MAX_BYTES", ServerDefaults.jobFileMaxBytes),
   };
 }

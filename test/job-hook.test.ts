@@ -97,6 +97,20 @@ describe("the job hook", () => {
     expect(shown.stdout).toMatch(/status \(.*\): \{.*"message":"half way".*\}/);
   });
 
+  it("runs the README's Python task", async () => {
+    const thumbs = box.client.runner("default", {
+      logger: quiet,
+      processes: { "thumbnail@v1.0": { command: "python3 thumbnail.py", cwd: join(FIXTURES, "tour"), env: { PYTHONPATH: join(FIXTURES, "job-hook") } } },
+    });
+    const job = await box.client.jobs().submit("thumbs", named("thumbnail", "v1.0", { image: "cat.jpg" }));
+    await thumbs.runAll();
+    await jobInState(box.client, job.id, ["completed"]);
+    const [task] = (await box.client.jobs().get(job.id)).tasks;
+    expect(task.hookStatus?.value).toEqual({ progress: 100, message: "done" });
+    const [file] = await box.sql`SELECT f.metadata, b.size FROM job_files f JOIN job_file_blobs b USING (hash) WHERE store = 'thumbnails' AND uuid = 'cat.jpg' AND property = 'small'`;
+    expect(file).toMatchObject({ metadata: { width: 128 }, size: "7" });
+  });
+
   describe("with an attempt running", () => {
     let access: Access;
     let jobId: string;
