@@ -71,11 +71,20 @@ export interface ServerLogger {
   error(message: string, error?: unknown): void;
 }
 
+/** Connections for listings and reports (ListJobs, CountJobs, the console's statistics). */
+const READ_POOL_SIZE = 4;
+
 const quietLogger: ServerLogger = { info() {}, error() {} };
 
-/** Settings of every connection of the server's pool. */
+/**
+ * Settings of the connections of the queue's pool: the statements that submit,
+ * lease, complete, extend and expire, each of which must find its rows through
+ * an index whatever the statistics say (test/statement-plans.test.ts keeps
+ * them so). Listings and reports run on a pool of their own with PostgreSQL's
+ * own settings, so that a query written for a person is planned normally.
+ */
 export const SESSION_SETTINGS = {
-  // Every statement of the server finds its rows through an index. Plans
+  // Plans
   // are kept per connection (PostgreSQL's generic plans, after five
   // executions), and one made while the tables of a new database were
   // nearly empty chose what is cheapest on an empty table: a sequential
@@ -119,6 +128,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     onnotice: () => {},
     connection: SESSION_SETTINGS,
   });
+  const reads = postgres(databaseUrl, { max: READ_POOL_SIZE, onnotice: () => {}, connection: { jit: "off" } });
   // Migrations run on a connection with PostgreSQL's own planner settings: one
   // that rewrites a whole table should be free to scan it.
   const migrations = postgres(databaseUrl, { max: 1, onnotice: () => {} });
@@ -127,6 +137,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     if (applied.length > 0) logger.info(`applied migrations: ${applied.join(", ")}`);
   } catch (e) {
     await sql.end({ timeout: 1 });
+    await reads.end({ timeout: 1 });
     await embedded?.stop();
     throw e;
   } finally {
@@ -162,6 +173,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   const jobFiles = new JobFiles(sql, attemptKeys, config.jobFilesDir ?? join(resolve(config.dataDir), "job-files"), () => publicUrl);
   const deps: StorageDeps = {
     sql,
+    reads,
     attemptKeys,
     clusters,
     dispatcher,
@@ -270,6 +282,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
         await dispatcher.stop();
         await listener.close();
         await sql.end({ timeout: 5 });
+        await reads.end({ timeout: 5 });
         await embedded?.stop();
       })()),
   };

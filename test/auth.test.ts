@@ -4,7 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { describe, expect, it } from "vitest";
+import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { type FauxqsServer, startFauxqs } from "fauxqs";
+import { afterAll, describe, expect, it } from "vitest";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ClusterService } from "../gen/sluice/v1/cluster_service_pb.js";
@@ -183,12 +185,36 @@ describe("a runner", () => {
 
   it("runs a built-in task only when it opted in: a submitted object write touches nothing on the others", async () => {
     const folder = await mkdtemp(join(tmpdir(), "sluice-builtins-"));
-    const job = await box.client.jobs().scheduleObjectWrite({ location: folder, key: "owned.txt", content: "x", at: new Date() });
+    const location = await box.client.recurrentTasks().registerStorageLocation({ type: "fs", location: folder });
+    const job = await box.client.jobs().scheduleObjectWrite({ location, key: "owned.txt", content: "x", at: new Date() });
     await box.client.runner("default", { tasks: [Noop], logger: quiet }).runAll();
     expect(existsSync(join(folder, "owned.txt"))).toBe(false);
     expect((await box.client.jobs().get(job.id)).state).toBe("queued");
     await box.client.runner("default", { tasks: [Noop], logger: quiet, builtins: true }).runAll();
     expect(await readFile(join(folder, "owned.txt"), "utf8")).toBe("x");
+  });
+
+  it("writes an object only to the folder the server registered under the id a write names, never one the submitter describes", async () => {
+    const folder = await mkdtemp(join(tmpdir(), "sluice-registered-write-"));
+    const elsewhere = await mkdtemp(join(tmpdir(), "sluice-elsewhere-"));
+    const location = await box.client.recurrentTasks().registerStorageLocation({ type: "fs", location: folder });
+    const api = createClient(JobService, box.client.transport);
+    const write = (id: string, input: object) => ({
+      identifier: { name: "sluice.WriteObject", version: "v2.0" },
+      input: new TextEncoder().encode(JSON.stringify(input)),
+      trigger: { key: "owned.txt", location: { id, type: StorageType.FS, location: elsewhere } },
+    });
+    const content = Buffer.from("written").toString("base64");
+    const refused = await api.submitJob({ name: "write", tasks: [write("424242", { content })] }).then(
+      () => undefined,
+      (e) => ConnectError.from(e),
+    );
+    expect(refused?.code).toBe(Code.NotFound);
+    const { job } = await api.submitJob({ name: "write", tasks: [write(location.id, { content })] });
+    await box.client.runner("default", { tasks: [Noop], logger: quiet, builtins: true }).runAll();
+    expect((await box.client.jobs().get(job!.id)).state).toBe("completed");
+    expect(await readFile(join(folder, "owned.txt"), "utf8")).toBe("written");
+    expect(existsSync(join(elsewhere, "owned.txt"))).toBe(false);
   });
 });
 
@@ -262,5 +288,41 @@ describe("a folder location read through the SDK", () => {
     expect(Buffer.from(await location.read("plain.txt")).toString()).toBe("inside");
     await expect(location.read("link.txt")).rejects.toThrow(/leads out of .* through a symbolic link/);
     await expect(location.read("../secret.txt")).rejects.toThrow(/is invalid/);
+  });
+});
+
+describe("the HTTP endpoints beside the API of a server that needs tokens", () => {
+  const box = useSandbox({ auth: "required", adminToken: ADMIN });
+  let fauxqs: FauxqsServer;
+  afterAll(async () => {
+    await fauxqs?.stop();
+  });
+
+  it("take webhook events only with the location's push token, never an API token; serve the console's files, which hold no data, to anyone", async () => {
+    // The server reaches the bucket with the AWS SDK's usual credential chain.
+    process.env.AWS_ACCESS_KEY_ID ??= "test";
+    process.env.AWS_SECRET_ACCESS_KEY ??= "test";
+    fauxqs = await startFauxqs({ port: 0, logger: false });
+    const s3 = new S3Client({ endpoint: `http://127.0.0.1:${fauxqs.port}`, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "x", secretAccessKey: "x" } });
+    await s3.send(new CreateBucketCommand({ Bucket: "hooked" }));
+    s3.destroy();
+    const admin = new Client({ url: box.url, token: ADMIN });
+    const location = await admin
+      .recurrentTasks()
+      .registerStorageLocation({ type: "s3", location: "hooked", endpoint: `http://127.0.0.1:${fauxqs.port}`, reconcileIntervalSeconds: 0 });
+    const event = JSON.stringify({ Records: [{ eventName: "ObjectCreated:Put", eventTime: "2026-12-04T10:00:00.000Z", s3: { bucket: { name: "hooked" }, object: { key: "a.txt", eTag: "e1" } } }] });
+    const post = (auth: Record<string, string>, query = "") => fetch(`${box.url}/events/s3/${location.id}${query}`, { method: "POST", body: event, headers: auth });
+    const statuses = {
+      none: (await post({})).status,
+      bad: (await post({}, "?token=wrong")).status,
+      apiAdmin: (await post({ authorization: `Bearer ${ADMIN}` })).status,
+      push: (await post({}, `?token=${location.pushToken}`)).status,
+    };
+    expect(statuses).toEqual({ none: 401, bad: 401, apiAdmin: 401, push: 200 });
+
+    const page = await fetch(`${box.url}/ui/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain("<html");
+    admin.close();
   });
 });

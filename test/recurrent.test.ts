@@ -260,9 +260,10 @@ describe("one-off scheduled jobs", () => {
   it("write an object to a folder at their time, through the built-in task; a cancelled write never happens", async () => {
     folder = await mkdtemp(join(tmpdir(), "sluice-writes-"));
     const jobs = box.client.jobs();
+    const location = await box.client.recurrentTasks().registerStorageLocation({ type: "fs", location: folder });
     const at = new Date(clock.now() + 60_000);
-    const write = await jobs.scheduleObjectWrite({ location: folder, key: "reports/today.txt", content: "hello at a set time", at });
-    const cancelled = await jobs.scheduleObjectWrite({ location: `file://${folder}`, key: "never.txt", content: "no", at });
+    const write = await jobs.scheduleObjectWrite({ location, key: "reports/today.txt", content: "hello at a set time", at });
+    const cancelled = await jobs.scheduleObjectWrite({ location, key: "never.txt", content: "no", at });
     await jobs.cancel(cancelled.id);
     expect(write.state).toBe("scheduled");
 
@@ -277,10 +278,10 @@ describe("one-off scheduled jobs", () => {
     await running;
     expect(await readFile(join(folder, "reports", "today.txt"), "utf8")).toBe("hello at a set time");
     expect(existsSync(join(folder, "never.txt"))).toBe(false);
-    expect((await jobs.get(write.id)).tasks[0].identifier).toEqual({ name: "sluice.WriteObject", version: "v1.0" });
+    expect((await jobs.get(write.id)).tasks[0].identifier).toEqual({ name: "sluice.WriteObject", version: "v2.0" });
 
     // A key that climbs out of the folder fails the job with a clear error, after its retries.
-    const escape = await jobs.scheduleObjectWrite({ location: folder, key: "../escape.txt", content: "x", at: new Date(), maxRetries: 0 });
+    const escape = await jobs.scheduleObjectWrite({ location, key: "../escape.txt", content: "x", at: new Date(), maxRetries: 0 });
     await box.client.runner("default", { tasks: [Tick], logger: quiet, builtins: true }).runAll();
     const failed = await jobs.get(escape.id);
     expect(failed.state).toBe("failed");

@@ -102,4 +102,25 @@ describe("statements on a large queue", () => {
     expect(expired.tuplesRead).toBeGreaterThanOrEqual(REPORTED);
     expect(expired.tuplesRead).toBeLessThanOrEqual(3 * named);
   });
+
+  it(`record ${REPORTED} mixed results (successes, failures to retry, tasks given back) by looking up those tasks`, async () => {
+    // Failures with retries left are queued again; none fails its job.
+    await sql`UPDATE tasks SET max_retries = 3 WHERE state = 'queued'`;
+    const before = await taskStates();
+    const leased = await leaseSome();
+    const results = leased.map((t, i) => ({
+      taskId: t.id,
+      lease: t.lease,
+      jobId: t.job_id,
+      ...(i % 3 === 1 ? { failure: { message: `failure ${i}`, stack: "" } } : i % 3 === 2 ? { released: true } : {}),
+    }));
+    const recorded = await counting((tx) => recordResults(tx, runner, results));
+    expect(recorded.result.refused).toEqual([]);
+    const computed = results.filter((r) => !("failure" in r) && !("released" in r)).length;
+    expect(await taskStates()).toEqual({ computed: before.computed + computed, queued: before.queued - computed });
+    const [{ failures }] = await sql<{ failures: string }[]>`SELECT count(*) AS failures FROM tasks WHERE error_message LIKE 'failure %'`;
+    expect(Number(failures)).toBe(results.filter((r) => "failure" in r).length);
+    expect(recorded.tuplesRead).toBeGreaterThanOrEqual(REPORTED);
+    expect(recorded.tuplesRead).toBeLessThanOrEqual(3 * REPORTED);
+  });
 });

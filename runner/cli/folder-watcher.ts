@@ -1,5 +1,4 @@
-import { existsSync } from "node:fs";
-import type { Stats } from "node:fs";
+import { type Stats, existsSync } from "node:fs";
 import { mkdir, readdir, stat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import type { AsyncSubscription, Event } from "@parcel/watcher";
@@ -78,7 +77,10 @@ export class FolderWatcher {
   async stop(): Promise<void> {
     if (this.snapshotTimer) clearTimeout(this.snapshotTimer);
     this.snapshotTimer = null;
-    await this.subscription?.unsubscribe();
+    // A folder deleted while watched took its watch with it: nothing to remove.
+    await this.subscription?.unsubscribe().catch((e: unknown) => {
+      if (existsSync(this.folder)) this.onError(e);
+    });
     this.subscription = null;
     // Whatever is still settling is reported now.
     if (this.settleTimer) clearTimeout(this.settleTimer);

@@ -1,21 +1,21 @@
-import { folderOf, writeFolderObject } from "./folder-objects.js";
-import { StorageLocation } from "./storage.js";
-import { Task, type TaskClass } from "./task.js";
-import type { LocationRef } from "../wire/storage-event.js";
+import { StorageEventTask } from "./storage.js";
+import type { TaskClass } from "./task.js";
 
 /**
- * Writes content to a key of a folder: the built-in task behind scheduled
- * object writes. The content goes to a temporary file first and is renamed into
- * place, so a reader (or a folder watcher) never sees half of it.
+ * Writes content to a key of a registered storage location: the built-in task
+ * behind scheduled object writes. The location and key travel as the task's
+ * trigger, which the server replaces with the location it registered under
+ * that id: a submitter names where to write, it never describes it. A folder
+ * write goes to a temporary file first and is renamed into place, so a reader
+ * (or a folder watcher) never sees half of it.
  */
-export class WriteObject extends Task<{ location: string | LocationRef; key: string; content: string }> {
-  static identifier = { name: "sluice.WriteObject", version: "v1.0" };
+export class WriteObject extends StorageEventTask<{ content: string }> {
+  static identifier = { name: "sluice.WriteObject", version: "v2.0" };
 
   async execute() {
-    const data = Buffer.from(this.input.content, "base64");
-    const { location, key } = this.input;
-    if (typeof location === "string") await writeFolderObject(folderOf(location), key, data);
-    else await StorageLocation.fromRef(location).write(key, data);
+    const trigger = this.trigger;
+    if (!trigger) throw new Error("sluice.WriteObject needs a trigger naming the storage location and key to write");
+    await trigger.storage.write(trigger.key, Buffer.from(this.input.content, "base64"));
   }
 }
 

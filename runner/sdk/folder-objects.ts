@@ -2,7 +2,6 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, realpath, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve, sep } from "node:path";
-import { fileURLToPath } from "node:url";
 
 /** Resolves `key` under `root`, refusing keys that are absolute, empty or climb out with "..". */
 export function keyPath(root: string, key: string): string {
@@ -13,13 +12,6 @@ export function keyPath(root: string, key: string): string {
   const path = resolve(root, ...segments);
   if (!path.startsWith(resolve(root) + sep)) throw new TypeError(`key ${JSON.stringify(key)} leads out of ${root}`);
   return path;
-}
-
-/** A folder location: an absolute path or a file:// URL. */
-export function folderOf(location: string): string {
-  const folder = location.startsWith("file://") ? fileURLToPath(location) : location;
-  if (!isAbsolute(folder)) throw new TypeError(`location ${JSON.stringify(location)} must be an absolute folder path or a file:// URL`);
-  return folder;
 }
 
 /** Refuses a path whose real location (symbolic links followed) is outside `folder`'s. */

@@ -6,7 +6,7 @@ import type { JobState, Job as JobMessage } from "../../gen/sluice/v1/job_pb.js"
 import { JobService, type SubmitJobRequestSchema, type SubmitJobsResponse } from "../../gen/sluice/v1/job_service_pb.js";
 import { type Task as TaskMessage, TaskSubmissionSchema } from "../../gen/sluice/v1/task_pb.js";
 import { WriteObject } from "./builtins.js";
-import { type StorageLocation, triggerOf } from "./storage.js";
+import { StorageLocation, triggerOf } from "./storage.js";
 import { SubmitChannel } from "./submit-stream.js";
 import { type Task, type TaskIdentifier, identifierOf, serializeInput } from "./task.js";
 import { JOB_STATE_NAMES, type JobStateName, type TaskStateName, jobStateFromProto, jobStateToProto, taskStateFromProto } from "../wire/states.js";
@@ -79,8 +79,8 @@ export interface SubmitOptions {
 
 /** An object write scheduled with `scheduleObjectWrite`. */
 export interface ObjectWrite {
-  /** A registered storage location, or a folder (an absolute path or a file:// URL) as the runner sees it. */
-  location: StorageLocation | string;
+  /** A registered storage location: the server hands the runner the location it registered under this id. */
+  location: StorageLocation;
   /** The object's key: a relative path with "/" between folders. */
   key: string;
   content: string | Uint8Array;
@@ -338,14 +338,13 @@ export class JobClient {
    * can run: it shows up, retries and cancels like any job.
    */
   async scheduleObjectWrite(write: ObjectWrite): Promise<Job> {
+    if (!(write.location instanceof StorageLocation) || write.location.id === "") {
+      throw new TypeError("scheduleObjectWrite: location must be a registered StorageLocation (from registerStorageLocation or storageLocations())");
+    }
     const content = typeof write.content === "string" ? new TextEncoder().encode(write.content) : write.content;
     return this.submit(
       write.name ?? `write ${write.key}`,
-      new WriteObject({
-        location: typeof write.location === "string" ? write.location : write.location.toRef(),
-        key: write.key,
-        content: Buffer.from(content).toString("base64"),
-      }),
+      new WriteObject({ content: Buffer.from(content).toString("base64") }).once(write.location, write.key),
       { cluster: write.cluster, maxRetries: write.maxRetries ?? 3, startAt: write.at },
     );
   }

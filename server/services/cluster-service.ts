@@ -15,7 +15,7 @@ const HOUR_MS = 3_600_000;
 const toProto = (r: ClusterRow) =>
   create(ClusterSchema, { slug: r.slug, displayName: r.display_name, createdAt: timestampFromDate(r.created_at) });
 
-export function clusterService({ sql, clusters }: ServiceDeps): ServiceImpl<typeof ClusterService> {
+export function clusterService({ sql, reads, clusters }: ServiceDeps): ServiceImpl<typeof ClusterService> {
   return {
     async createCluster(req) {
       const slug = checkSlug(req.slug);
@@ -29,7 +29,7 @@ export function clusterService({ sql, clusters }: ServiceDeps): ServiceImpl<type
       return { cluster: toProto(row) };
     },
     async listClusters() {
-      return { clusters: (await listClusters(sql)).map(toProto) };
+      return { clusters: (await listClusters(reads)).map(toProto) };
     },
     async deleteCluster(req) {
       if (req.slug === "default") throw failedPrecondition(`cluster "default" always exists and cannot be deleted`);
@@ -45,7 +45,7 @@ export function clusterService({ sql, clusters }: ServiceDeps): ServiceImpl<type
       const now = Date.now();
       const hourAgo = new Date(now - HOUR_MS);
       const firstMinute = Math.floor(now / MINUTE_MS) * MINUTE_MS - (minutes - 1) * MINUTE_MS;
-      const [counts, finished] = await Promise.all([queueCounts(sql), finishedJobsPerMinute(sql, hourAgo)]);
+      const [counts, finished] = await Promise.all([queueCounts(reads), finishedJobsPerMinute(reads, hourAgo)]);
       const byCluster = new Map<number, QueueStats>();
       for (const c of counts) {
         byCluster.set(

@@ -8,7 +8,10 @@ import { notFound } from "../validation.js";
 
 /** What the API services need from the server. */
 export interface ServiceDeps {
+  /** The queue's pool: submits, leases, completions and every write. */
   sql: Sql;
+  /** Listings and reports, planned by PostgreSQL's own settings. */
+  reads: Sql;
   clusters: ClusterDirectory;
   dispatcher: Dispatcher;
   leaseTtlMs: number;

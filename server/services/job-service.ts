@@ -86,7 +86,7 @@ function checkKey(key: string): string | null {
   return key;
 }
 
-export function jobService({ sql, clusters, dispatcher, leaseTtlMs, clock }: ServiceDeps): ServiceImpl<typeof JobService> {
+export function jobService({ sql, reads, clusters, dispatcher, leaseTtlMs, clock }: ServiceDeps): ServiceImpl<typeof JobService> {
   async function readJob(id: string) {
     const job = await getJob(sql, id);
     if (!job) throw notFound(`job ${id} does not exist`);
@@ -306,7 +306,7 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs, clock }: Ser
     async getJob(req) {
       const id = parseId(req.id, "job id");
       const job = await readJob(id);
-      const tasks = await getJobTasks(sql, id);
+      const tasks = await getJobTasks(reads, id);
       const slugs = new Map<number, string>();
       for (const t of tasks) if (!slugs.has(t.cluster_id)) slugs.set(t.cluster_id, await clusters.slug(t.cluster_id));
       return { job, tasks: tasks.map((t) => taskToProto(t, slugs.get(t.cluster_id)!)) };
@@ -322,7 +322,7 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs, clock }: Ser
       if (req.pageSize > MAX_PAGE_SIZE) throw invalid(`page_size is ${req.pageSize}; the limit is ${MAX_PAGE_SIZE}`);
       const limit = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : req.pageSize;
       const beforeId = req.pageToken === "" ? null : parseId(req.pageToken, "page_token");
-      const rows = await listJobs(sql, {
+      const rows = await listJobs(reads, {
         states: [...new Set<JobStateName>(states)],
         clusterId,
         name: req.name,
@@ -358,7 +358,7 @@ export function jobService({ sql, clusters, dispatcher, leaseTtlMs, clock }: Ser
     async countJobs(req) {
       checkText(req.name, "name");
       const clusterId = req.cluster === "" ? null : (await requireClusters(clusters, [req.cluster])).get(req.cluster)!;
-      return countJobs(sql, {
+      return countJobs(reads, {
         clusterId,
         name: req.name,
         createdAfter: req.createdAfter ? timestampDate(req.createdAfter) : null,

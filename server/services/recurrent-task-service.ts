@@ -60,7 +60,7 @@ function cronOf(expression: string, timeZone: string, where: string, now: Date):
   }
 }
 
-export function recurrentTaskService({ sql, clusters, clock }: ServiceDeps): ServiceImpl<typeof RecurrentTaskService> {
+export function recurrentTaskService({ sql, reads, clusters, clock }: ServiceDeps): ServiceImpl<typeof RecurrentTaskService> {
   async function find(idOrName: string): Promise<RecurrentTaskRow> {
     if (idOrName === "") throw invalid("id_or_name is empty: name a recurrent task by its id or its name");
     const row = await getRecurrentTask(sql, idOrName);
@@ -125,7 +125,7 @@ export function recurrentTaskService({ sql, clusters, clock }: ServiceDeps): Ser
     },
 
     async listRecurrentTasks() {
-      const rows = await listRecurrentTasks(sql);
+      const rows = await listRecurrentTasks(reads);
       const recurrentTasks = [];
       for (const r of rows) recurrentTasks.push(await toProto(r, clusters));
       return { recurrentTasks };

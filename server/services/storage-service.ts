@@ -43,7 +43,7 @@ export interface StorageDeps extends ServiceDeps {
   };
 }
 
-export function storageService({ sql, storage }: StorageDeps): ServiceImpl<typeof StorageService> {
+export function storageService({ sql, reads, storage }: StorageDeps): ServiceImpl<typeof StorageService> {
   async function find(id: string): Promise<LocationRow> {
     const row = await getLocation(sql, parseId(id, "id"));
     if (!row) throw notFound(`storage location ${id} does not exist`);
@@ -77,7 +77,7 @@ export function storageService({ sql, storage }: StorageDeps): ServiceImpl<typeo
     },
 
     async listStorageLocations() {
-      return { storageLocations: (await listLocations(sql)).map((l) => locationToProto(l)) };
+      return { storageLocations: (await listLocations(reads)).map((l) => locationToProto(l)) };
     },
 
     async getStorageLocation(req) {

@@ -41,7 +41,7 @@ export async function issueToken(
   return { row, secret: secretOf(row.id, part) };
 }
 
-export function tokenService({ sql }: ServiceDeps): ServiceImpl<typeof TokenService> {
+export function tokenService({ sql, reads }: ServiceDeps): ServiceImpl<typeof TokenService> {
   return {
     async createToken(req) {
       checkName(req.name, "token name");
@@ -66,7 +66,7 @@ export function tokenService({ sql }: ServiceDeps): ServiceImpl<typeof TokenServ
       if (req.pageSize > MAX_PAGE_SIZE) throw invalid(`page_size is ${req.pageSize}; the limit is ${MAX_PAGE_SIZE}`);
       const limit = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : req.pageSize;
       const beforeId = req.pageToken === "" ? null : parseId(req.pageToken, "page_token");
-      const rows = await listTokens(sql, beforeId, limit);
+      const rows = await listTokens(reads, beforeId, limit);
       return { tokens: rows.map(tokenToProto), nextPageToken: rows.length === limit ? rows[rows.length - 1].id : "" };
     },
 

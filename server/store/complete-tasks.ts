@@ -1,8 +1,7 @@
 import type { Sql, TransactionSql } from "postgres";
 import { type TaskPlan, appendPlan, emptyPlan } from "../task-plan.js";
 import { retryOnDeadlock } from "./deadlock.js";
-import { reportedRows } from "./reported-rows.js";
-import { arrayLiteral } from "./sql-literals.js";
+import { arrayLiteral, quotedArrayLiteral } from "./sql-literals.js";
 import { cancelTasksOf } from "./cancel-job.js";
 import { notifyCancelled, notifyReady, notifyReadyOf } from "./channels.js";
 import { queueReady, taskInsertCtes } from "./insert-tasks.js";
@@ -42,270 +41,159 @@ export interface RecordedResults {
 }
 
 /**
- * A statement that locks the tasks named by reported results that are still
- * running under the reported lease and yields their ids as one array (`ids`).
- *
- * Each result is one primary-key lookup in a LATERAL subquery (the reported
- * rows are always the outer side), which locks the row so that its state and
- * lease cannot change before the updates that follow find it by id. (A join
- * of the reported rows to `tasks` filtered by state once put `tasks` on the
- * outer side, through a partial index of running tasks that statistics said
- * was empty: 80 to 110 ms for a batch of 500. That index is gone, and the
- * server's connections plan for indexes only, but the transaction needs the
- * locked set anyway.)
+ * Records a batch of task results of one runner. A result counts only from the
+ * runner that holds the task under the lease it names. Every result, whatever
+ * its kind, goes through one statement (`recordStatement`); a batch with
+ * subtasks or failures adds, in the same transaction, the insert of the
+ * subtasks of the tasks whose completion counted and the cancellation of the
+ * rest of the jobs that failed. The common batch, successes without subtasks,
+ * is that one statement alone: atomic without BEGIN and COMMIT.
  */
-function lockRunning(sql: Sql | TransactionSql, runnerId: string, results: readonly TaskResultIn[]) {
-  return sql`
-    SELECT coalesce(array_agg(r.id), '{}') AS ids
-    FROM ${reportedRows(sql, results, "c")}
-    CROSS JOIN LATERAL (
-      SELECT t.id FROM tasks t
-      WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running' AND t.runner_id = ${runnerId}::uuid
-      OFFSET 0
-      FOR NO KEY UPDATE
-    ) r`;
+export async function recordResults(sql: Sql | TransactionSql, runnerId: string, results: readonly TaskResultIn[]): Promise<RecordedResults> {
+  const alone = results.every((r) => r.failure === undefined && (r.subtasks?.rows.length ?? 0) === 0);
+  if (alone) return retryOnDeadlock(() => record(sql, runnerId, results));
+  // In a caller's transaction (tests measuring what a statement reads): a savepoint of it.
+  if ("savepoint" in sql) return sql.savepoint((tx) => record(tx, runnerId, results));
+  return retryOnDeadlock(() => sql.begin((tx) => record(tx, runnerId, results)));
 }
 
-/**
- * Records a batch of task results of one runner in one transaction. A result
- * counts only from the runner that holds the task under the lease it names.
- *
- * 1. lock the jobs involved, in id order (every writer that touches a job's
- *    tasks locks the job first, so completions, cancellations and retries of a
- *    job never deadlock);
- * 2. mark succeeded tasks computed and insert their subtasks, fenced by the lease
- *    number, so a result from a runner whose lease expired changes nothing;
- * 3. re-queue or fail the tasks that threw, and re-queue those given back;
- * 4. count down the dependencies of tasks waiting on the computed ones, and
- *    put every task that became ready (retried, given back, no dependency
- *    left) into ready_tasks;
- * 5. update each job once per batch (its open-task count, completed, failed) and
- *    cancel the rest of the jobs that failed;
- * 6. NOTIFY once per cluster that got ready work and once per failed job.
- */
-export async function recordResults(sql: Sql, runnerId: string, results: readonly TaskResultIn[]): Promise<RecordedResults> {
-  if (results.every((r) => r.failure === undefined && !r.released && (r.subtasks?.rows.length ?? 0) === 0)) {
-    return retryOnDeadlock(() => recordSuccesses(sql, runnerId, results));
+interface RecordRow {
+  /** The ids recorded, when some were not (else null: all were). */
+  done: string[] | null;
+  /** `id:cluster` of the recorded successes that submitted subtasks. */
+  parents: string[] | null;
+  failed_jobs: string[] | null;
+  ready: number[] | null;
+}
+
+async function record(sql: Sql | TransactionSql, runnerId: string, results: readonly TaskResultIn[]): Promise<RecordedResults> {
+  const [row] = await sql<RecordRow[]>`${recordStatement(sql, runnerId, results)}`;
+  const readyClusters = new Set(row.ready ?? []);
+  const failedJobs = row.failed_jobs ?? [];
+  /** Clusters of subtasks inserted ready (statement 1 woke those of the tasks it queued). */
+  const subtaskClusters = new Set<number>();
+  // Subtasks and failures come only in a transaction (recordResults).
+  const tx = sql as TransactionSql;
+  if (row.parents !== null) {
+    const clusterOf = new Map(row.parents.map((p) => p.split(":") as [string, string]));
+    const plan = emptyPlan();
+    for (const r of results) {
+      const cluster = r.subtasks && r.subtasks.rows.length > 0 ? clusterOf.get(r.taskId) : undefined;
+      if (cluster === undefined) continue;
+      for (const sub of r.subtasks!.rows) {
+        sub.clusterId ??= Number(cluster);
+        if (sub.depsLeft === 0) subtaskClusters.add(sub.clusterId);
+      }
+      appendPlan(plan, r.subtasks!);
+    }
+    await tx`WITH ${taskInsertCtes(tx, plan, tx`NULL::bigint`)} SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM deps)`;
   }
-  return retryOnDeadlock(() => sql.begin((tx) => recordInTransaction(tx, runnerId, results)));
-}
-
-/**
- * The common case, successes without subtasks, as one statement (one round
- * trip, atomic without BEGIN and COMMIT) doing what the transaction below does
- * for them: lock the jobs in id order (an InitPlan of the task update, so before
- * any task row), mark the tasks computed under their lease (the update joins
- * the reported rows and rechecks state and lease on the row it locks, so it
- * needs no separate lock: one WAL record per task fewer), count down the
- * dependencies of their dependents and queue those left with none, update each
- * job once, and wake the clusters of tasks that became ready.
- */
-async function recordSuccesses(sql: Sql, runnerId: string, results: readonly TaskResultIn[]): Promise<RecordedResults> {
-  const jobIds = [...new Set(results.map((r) => r.jobId))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
-  const [row] = await sql<{ done: string[] | null; ready: number[] | null }[]>`
-    WITH locked AS MATERIALIZED (
-      SELECT id FROM jobs WHERE id = ANY(${arrayLiteral(jobIds)}::bigint[]) ORDER BY id FOR NO KEY UPDATE
-    ), done AS (
-      UPDATE tasks t
-      SET state = 'computed', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
-      FROM ${reportedRows(sql, results, "c")}
-      WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running' AND t.runner_id = ${runnerId}::uuid
-        AND (SELECT count(*) FROM locked) >= 0
-      RETURNING t.id, t.job_id, t.has_dependents
-    ), woken AS (
-      UPDATE tasks t SET deps_left = t.deps_left - d.n
-      FROM (
-        SELECT td.task_id, count(*)::int AS n
-        FROM task_dependencies td JOIN done ON done.id = td.depends_on AND done.has_dependents
-        GROUP BY td.task_id
-      ) AS d
-      WHERE t.id = d.task_id
-      RETURNING t.id, t.cluster_id, t.name, t.major, t.minor, t.deps_left, t.state
-    ), readied AS (
-      ${queueReady(sql, "woken")} WHERE deps_left = 0 AND state = 'queued'
-      RETURNING cluster_id
-    ), closed AS (
-      UPDATE jobs j
-      SET open_tasks = j.open_tasks - d.n,
-          state = (CASE WHEN j.open_tasks - d.n = 0 THEN 'completed' ELSE 'started' END)::job_state,
-          started_at = coalesce(j.started_at, now()),
-          finished_at = CASE WHEN j.open_tasks - d.n = 0 THEN now() ELSE j.finished_at END
-      FROM (SELECT job_id, count(*)::int AS n FROM done GROUP BY job_id) AS d
-      WHERE j.id = d.job_id
-      RETURNING 1
-    )
-    -- The ids recorded only when some were not (else all were: nothing to parse).
-    SELECT CASE WHEN (SELECT count(*) FROM done) = ${results.length} THEN NULL
-                ELSE coalesce((SELECT array_agg(id::text) FROM done), '{}') END AS done,
-           (SELECT array_agg(DISTINCT cluster_id) FROM woken WHERE deps_left = 0 AND state = 'queued') AS ready,
-           (SELECT count(*) FROM closed) AS closed,
-           ${notifyReadyOf(sql, "readied")} AS notified`;
+  if (failedJobs.length > 0) await cancelTasksOf(tx, failedJobs);
+  if (subtaskClusters.size > 0 || failedJobs.length > 0) {
+    await tx`${notifyReady(tx, [...subtaskClusters])} UNION ALL ${notifyCancelled(tx, failedJobs)}`;
+  }
+  for (const c of subtaskClusters) readyClusters.add(c);
   let refused: Refusal[] = [];
   if (row.done !== null) {
     const accepted = new Set(row.done);
     refused = await explainRefusals(sql, runnerId, results.filter((r) => !accepted.has(r.taskId)));
   }
-  return {
-    refused,
-    failedJobs: [],
-    readyClusters: row.ready ?? [],
-  };
+  return { refused, failedJobs, readyClusters: [...readyClusters] };
 }
 
-interface DoneRow {
-  id: string;
-  job_id: string;
-  cluster_id: number;
-  has_dependents: boolean;
-}
-
-interface FailedRow {
-  id: string;
-  job_id: string;
-  state: "queued" | "failed";
-  cluster_id: number;
-  deps_left: number;
-}
-
-async function recordInTransaction(tx: TransactionSql, runnerId: string, results: readonly TaskResultIn[]): Promise<RecordedResults> {
+/**
+ * The statement that records results, one row of outcomes:
+ *
+ * 1. lock the jobs involved, in id order (every writer that touches a job's
+ *    tasks locks the job first, so completions, cancellations and retries of a
+ *    job never deadlock): an InitPlan of the task update, so before any task row;
+ * 2. update each reported task still running under its lease and held by this
+ *    runner (the update rechecks state, lease and runner on the row it locks):
+ *    a success becomes computed; a failure is queued again while it has
+ *    retries left, else failed; a task given back is queued again;
+ * 3. count down the dependencies of the dependents of the computed tasks;
+ * 4. put every task that became ready (retried, given back, no dependency
+ *    left) into ready_tasks and wake its cluster's runners;
+ * 5. update each job once: its open tasks (less the computed, plus the
+ *    subtasks they submitted), completed when none is left, failed when a task
+ *    ran out of retries.
+ *
+ * The subtasks themselves are inserted by the caller, once it knows which
+ * parents counted; counting them here keeps a job with subtasks on their way
+ * from being completed.
+ */
+function recordStatement(sql: Sql | TransactionSql, runnerId: string, results: readonly TaskResultIn[]) {
   const jobIds = [...new Set(results.map((r) => r.jobId))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
-  await tx`SELECT id FROM jobs WHERE id = ANY(${arrayLiteral(jobIds)}::bigint[]) ORDER BY id FOR NO KEY UPDATE`;
-
-  const succeeded = results.filter((r) => r.failure === undefined && !r.released);
-  const threw = results.filter((r) => r.failure !== undefined);
-  const released = results.filter((r) => r.released);
-
-  // The reported tasks still running under their lease, locked (one statement).
-  const [{ ids }] = await tx<{ ids: string[] }[]>`${lockRunning(tx, runnerId, results)}`;
-  const running = new Set(ids);
-  const ofRunning = (rs: readonly TaskResultIn[]) => rs.filter((r) => running.has(r.taskId)).map((r) => r.taskId);
-  const doneIds = ofRunning(succeeded);
-  const threwIds = ofRunning(threw);
-  /** Every task that threw, in the order of `threw` (its messages and stacks). */
-  const threwAll = threw.map((r) => r.taskId);
-  const releasedIds = ofRunning(released);
-
-  const done: DoneRow[] =
-    doneIds.length === 0
-      ? []
-      : await tx<DoneRow[]>`
-        UPDATE tasks t
-        SET state = 'computed', finished_at = now(), runner_id = NULL, lease_expires_at = NULL
-        WHERE t.id = ANY(${arrayLiteral(doneIds)}::bigint[])
-        RETURNING t.id, t.job_id, t.cluster_id, t.has_dependents`;
-
-  const failed: FailedRow[] =
-    threwIds.length === 0
-      ? []
-      : await tx<FailedRow[]>`
-        UPDATE tasks t
-        SET state = (CASE WHEN t.failures < t.max_retries THEN 'queued' ELSE 'failed' END)::task_state,
-            failures = t.failures + 1,
-            error_message = (${threw.map((r) => r.failure!.message)}::text[])[array_position(${arrayLiteral(threwAll)}::bigint[], t.id)],
-            error_stack = (${threw.map((r) => r.failure!.stack)}::text[])[array_position(${arrayLiteral(threwAll)}::bigint[], t.id)],
-            error_attempt = t.lease,
-            runner_id = NULL, lease_expires_at = NULL,
-            finished_at = CASE WHEN t.failures < t.max_retries THEN NULL ELSE now() END
-        WHERE t.id = ANY(${arrayLiteral(threwIds)}::bigint[])
-        RETURNING t.id, t.job_id, t.state, t.cluster_id, t.deps_left`;
-
-  const requeued: { id: string; cluster_id: number; deps_left: number }[] =
-    releasedIds.length === 0
-      ? []
-      : await tx<{ id: string; cluster_id: number; deps_left: number }[]>`
-        UPDATE tasks t
-        SET state = 'queued', runner_id = NULL, lease_expires_at = NULL
-        WHERE t.id = ANY(${arrayLiteral(releasedIds)}::bigint[])
-        RETURNING t.id, t.cluster_id, t.deps_left`;
-
-  const readyClusters = new Set<string>();
-  /** Tasks queued again with no dependency left: they go back into ready_tasks. */
-  const readyIds: string[] = [];
-  for (const r of requeued) {
-    readyClusters.add(String(r.cluster_id));
-    if (r.deps_left === 0) readyIds.push(r.id);
-  }
-  const jobDelta = new Map<string, number>();
-  const bump = (job: string, n: number) => jobDelta.set(job, (jobDelta.get(job) ?? 0) + n);
-
-  // Subtasks of the tasks whose completion was accepted, in one insert.
-  const parentCluster = new Map(done.map((d) => [d.id, d.cluster_id]));
-  const plan = emptyPlan();
-  for (const r of succeeded) {
-    const cluster = parentCluster.get(r.taskId);
-    if (cluster !== undefined && r.subtasks && r.subtasks.rows.length > 0) {
-      for (const row of r.subtasks.rows) row.clusterId ??= cluster;
-      appendPlan(plan, r.subtasks);
-      bump(r.jobId, r.subtasks.rows.length);
-      for (const row of r.subtasks.rows) if (row.depsLeft === 0) readyClusters.add(String(row.clusterId));
-    }
-  }
-  if (plan.rows.length > 0) {
-    await tx`WITH ${taskInsertCtes(tx, plan, tx`NULL::bigint`)} SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM deps)`;
-  }
-
-  for (const d of done) bump(d.job_id, -1);
-
-  const withDependents = done.filter((d) => d.has_dependents).map((d) => d.id);
-  if (withDependents.length > 0) {
-    const woken = await tx<{ id: string; cluster_id: number; deps_left: number; state: string }[]>`
+  const kinds = results.map((r) => (r.failure !== undefined ? "fail" : r.released ? "release" : "ok"));
+  return sql`
+    WITH locked AS MATERIALIZED (
+      SELECT id FROM jobs WHERE id = ANY(${arrayLiteral(jobIds)}::bigint[]) ORDER BY id FOR NO KEY UPDATE
+    ), updated AS (
+      UPDATE tasks t
+      SET state = (CASE c.kind WHEN 'ok' THEN 'computed' WHEN 'release' THEN 'queued'
+                   ELSE CASE WHEN t.failures < t.max_retries THEN 'queued' ELSE 'failed' END END)::task_state,
+          failures = t.failures + (c.kind = 'fail')::int,
+          error_message = CASE WHEN c.kind = 'fail' THEN c.message ELSE t.error_message END,
+          error_stack = CASE WHEN c.kind = 'fail' THEN c.stack ELSE t.error_stack END,
+          error_attempt = CASE WHEN c.kind = 'fail' THEN t.lease ELSE t.error_attempt END,
+          finished_at = CASE WHEN c.kind = 'ok' OR (c.kind = 'fail' AND t.failures >= t.max_retries) THEN now() ELSE t.finished_at END,
+          runner_id = NULL, lease_expires_at = NULL
+      FROM ${resultRows(sql, results, kinds)}
+      WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running' AND t.runner_id = ${runnerId}::uuid
+        AND (SELECT count(*) FROM locked) >= 0
+      RETURNING t.id, t.job_id, t.cluster_id, t.name, t.major, t.minor, t.state, t.deps_left, t.has_dependents, c.subtasks
+    ), woken AS (
       UPDATE tasks t SET deps_left = t.deps_left - d.n
       FROM (
-        SELECT task_id, count(*)::int AS n FROM task_dependencies
-        WHERE depends_on = ANY(${arrayLiteral(withDependents)}::bigint[]) GROUP BY task_id
+        SELECT td.task_id, count(*)::int AS n
+        FROM task_dependencies td JOIN updated u ON u.id = td.depends_on AND u.has_dependents AND u.state = 'computed'
+        GROUP BY td.task_id
       ) AS d
       WHERE t.id = d.task_id
-      RETURNING t.id, t.cluster_id, t.deps_left, t.state`;
-    for (const w of woken) {
-      if (w.deps_left === 0 && w.state === "queued") {
-        readyClusters.add(String(w.cluster_id));
-        readyIds.push(w.id);
-      }
-    }
-  }
-
-  const failedJobs = new Set<string>();
-  for (const f of failed) {
-    if (f.state === "failed") failedJobs.add(f.job_id);
-    else if (f.deps_left === 0) {
-      readyClusters.add(String(f.cluster_id));
-      readyIds.push(f.id);
-    }
-  }
-  if (readyIds.length > 0) {
-    await tx`
-      ${queueReady(tx, "tasks")} WHERE id = ANY(${arrayLiteral(readyIds)}::bigint[])
-      ON CONFLICT DO NOTHING`;
-  }
-
-  const jobUpdates = [...new Set([...jobDelta.keys(), ...failedJobs])].map((id) => ({
-    id,
-    delta: jobDelta.get(id) ?? 0,
-    fail: failedJobs.has(id),
-  }));
-  if (jobUpdates.length > 0) {
-    await tx`
+      RETURNING t.id, t.cluster_id, t.name, t.major, t.minor, t.deps_left, t.state
+    ), became_ready AS (
+      SELECT id, cluster_id, name, major, minor FROM woken WHERE deps_left = 0 AND state = 'queued'
+      UNION ALL
+      SELECT id, cluster_id, name, major, minor FROM updated WHERE deps_left = 0 AND state = 'queued'
+    ), readied AS (
+      ${queueReady(sql, "became_ready")} ON CONFLICT DO NOTHING
+      RETURNING cluster_id
+    ), closed AS (
       UPDATE jobs j
-      SET open_tasks = j.open_tasks + c.delta,
-          state = (CASE WHEN c.fail THEN 'failed' WHEN j.open_tasks + c.delta = 0 THEN 'completed' ELSE 'started' END)::job_state,
+      SET open_tasks = j.open_tasks + d.delta,
+          state = (CASE WHEN d.fail THEN 'failed' WHEN j.open_tasks + d.delta = 0 THEN 'completed' ELSE 'started' END)::job_state,
           started_at = coalesce(j.started_at, now()),
-          finished_at = CASE WHEN c.fail OR j.open_tasks + c.delta = 0 THEN now() ELSE j.finished_at END
-      FROM json_to_recordset(${JSON.stringify(jobUpdates)}::text::json) AS c(id bigint, delta int, fail bool)
-      WHERE j.id = c.id`;
-  }
-  if (failedJobs.size > 0) {
-    await cancelTasksOf(tx, [...failedJobs]);
-  }
-  if (readyClusters.size > 0 || failedJobs.size > 0) {
-    await tx`${notifyReady(tx, [...readyClusters])} UNION ALL ${notifyCancelled(tx, [...failedJobs])}`;
-  }
+          finished_at = CASE WHEN d.fail OR j.open_tasks + d.delta = 0 THEN now() ELSE j.finished_at END
+      FROM (
+        SELECT job_id, sum(CASE WHEN state = 'computed' THEN subtasks - 1 ELSE 0 END)::int AS delta, bool_or(state = 'failed') AS fail
+        FROM updated WHERE state IN ('computed', 'failed') GROUP BY job_id
+      ) AS d
+      WHERE j.id = d.job_id
+      RETURNING j.id, j.state
+    )
+    SELECT CASE WHEN (SELECT count(*) FROM updated) = ${results.length} THEN NULL
+                ELSE coalesce((SELECT array_agg(id::text) FROM updated), '{}') END AS done,
+           (SELECT array_agg(id::text || ':' || cluster_id) FROM updated WHERE subtasks > 0 AND state = 'computed') AS parents,
+           (SELECT array_agg(id::text) FROM closed WHERE state = 'failed') AS failed_jobs,
+           (SELECT array_agg(DISTINCT cluster_id) FROM became_ready) AS ready,
+           ${notifyReadyOf(sql, "readied")} AS notified`;
+}
 
-  const acceptedIds = new Set([...parentCluster.keys(), ...failed.map((f) => f.id), ...requeued.map((r) => r.id)]);
-  return {
-    refused: await explainRefusals(tx, runnerId, results.filter((r) => !acceptedIds.has(r.taskId))),
-    failedJobs: [...failedJobs],
-    readyClusters: [...readyClusters].map(Number),
-  };
+/**
+ * The reported results as rows `c(id, lease, job_id, kind, subtasks, message,
+ * stack)`, looked up in `tasks` by primary key (see `reportedRows` for why the
+ * arrays go through a subquery).
+ */
+function resultRows(sql: Sql | TransactionSql, results: readonly TaskResultIn[], kinds: readonly string[]) {
+  const failing = kinds.includes("fail");
+  const text = (f: (r: TaskResultIn) => string | undefined) => (failing ? quotedArrayLiteral(results.map((r) => f(r) ?? null)) : "{}");
+  return sql`
+    (SELECT ${arrayLiteral(results.map((r) => r.taskId))}::bigint[] AS ids, ${arrayLiteral(results.map((r) => r.lease))}::int[] AS leases,
+            ${arrayLiteral(results.map((r) => r.jobId))}::bigint[] AS job_ids, ${arrayLiteral(kinds)}::text[] AS kinds,
+            ${arrayLiteral(results.map((r) => r.subtasks?.rows.length ?? 0))}::int[] AS subtasks,
+            ${text((r) => r.failure?.message)}::text[] AS messages, ${text((r) => r.failure?.stack)}::text[] AS stacks
+     OFFSET 0) AS a,
+    unnest(a.ids, a.leases, a.job_ids, a.kinds, a.subtasks, a.messages, a.stacks) AS c(id, lease, job_id, kind, subtasks, message, stack)`;
 }
 
 interface RefusalRow {

@@ -27,7 +27,7 @@ export async function extendLeases(
       UPDATE tasks t SET lease_expires_at = now() + ${leaseTtlMs}::int * interval '1 millisecond'
       -- One primary-key lookup per lease, locked, then the update by id = ANY:
       -- plans that stay right whatever the statistics say about running tasks
-      -- (see lockRunning in complete-tasks.ts).
+      -- (see reported-rows.ts).
       WHERE t.id = ANY((
         SELECT array_agg(r.id) FROM wanted w CROSS JOIN LATERAL (
           SELECT t2.id FROM tasks t2
