@@ -32,11 +32,20 @@ function alive(pid: number): boolean {
   }
 }
 
-const pidFile = join(dir, "pids");
-// Starts a background child of its own (which a plain kill of the shell would
-// leave running), writes both pids, and waits to be ended.
+// Each starts a child of its own (which a plain kill of the parent would
+// leave running), writes both pids to the file named by $PIDS, and waits to be ended.
 const blockScript = join(dir, "block.sh");
-writeFileSync(blockScript, `sleep 1000 &\necho "$$ $!" > "${pidFile}"\nwait\n`);
+writeFileSync(blockScript, `sleep 1000 &\necho "$$ $!" > "$PIDS"\nwait\n`);
+const blockNode = join(dir, "block.mjs");
+writeFileSync(
+  blockNode,
+  `import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+const child = spawn("sleep", ["1000"], { stdio: "ignore" });
+writeFileSync(process.env.PIDS, process.pid + " " + child.pid);
+setInterval(() => {}, 1000);
+`,
+);
 
 const nodeScript = join(dir, "greet.mjs");
 writeFileSync(
@@ -67,8 +76,11 @@ describe("process tasks", () => {
       processes: {
         "shell@v1.0": { command: ["sh", "-c", 'echo "id=$JOB_ID hook=$JOB_HOOK key=${#JOB_SECRET_KEY} input=$(cat "$JOB_INPUT")"; echo warming up >&2'] },
         "greet@v1.2": `node ${nodeScript}`,
+        "shell-fail@v1.0": ["sh", "-c", "echo working; echo 'disk full' >&2; exit 2"],
         "slow@v1.0": { command: "sleep 30", timeoutMs: 500, killGraceMs: 500 },
-        "block@v1.0": { command: ["sh", blockScript], killGraceMs: 1_000 },
+        "node-slow@v1.0": { command: ["node", "-e", "setTimeout(() => {}, 30000)"], timeoutMs: 500, killGraceMs: 500 },
+        "block@v1.0": { command: ["sh", blockScript], env: { PIDS: join(dir, "block.pids") }, killGraceMs: 1_000 },
+        "node-block@v1.0": { command: ["node", blockNode], env: { PIDS: join(dir, "node-block.pids") }, killGraceMs: 1_000 },
       },
     });
     void runner.runForever();
@@ -93,15 +105,24 @@ describe("process tasks", () => {
     expect(t.output?.stderr).toBe("no greeting for Bob\n");
   });
 
-  it("fails a task that runs past its time limit", async () => {
-    const job = await client.jobs().submit("slow", named("slow", "v1.0", {}));
+  it("fails a shell task with its standard error", async () => {
+    const job = await client.jobs().submit("shell fails", named("shell-fail", "v1.0", {}));
+    await jobInState(client, job.id, ["failed"]);
+    const [t] = (await client.jobs().get(job.id)).tasks;
+    expect(t.lastError?.message).toBe("the process exited with code 2: disk full");
+    expect(t.lastError?.stack).toBe("stdout:\nworking\n\nstderr:\ndisk full\n");
+  });
+
+  it.each(["slow", "node-slow"])("fails a task that runs past its time limit (%s)", async (name) => {
+    const job = await client.jobs().submit(name, named(name, "v1.0", {}));
     await jobInState(client, job.id, ["failed"]);
     const [t] = (await client.jobs().get(job.id)).tasks;
     expect(t.lastError?.message).toBe("the process timed out after 500 ms");
   });
 
-  it("ends a cancelled job's process and everything it started", async () => {
-    const job = await client.jobs().submit("block", named("block", "v1.0", {}));
+  it.each(["block", "node-block"])("ends a cancelled job's process and everything it started (%s)", async (name) => {
+    const pidFile = join(dir, `${name}.pids`);
+    const job = await client.jobs().submit(name, named(name, "v1.0", {}));
     const pids = await eventually(() => {
       try {
         const text = readFileSync(pidFile, "utf8").trim().split(" ").map(Number);
