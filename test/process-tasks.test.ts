@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -59,7 +59,8 @@ console.log("hello " + input.who + " from " + process.env.JOB_ID + " stdin=" + s
 );
 
 describe("process tasks", () => {
-  const box = useSandbox({ dataDir: dir });
+  // Short leases, extended every second: a lost lease is noticed soon.
+  const box = useSandbox({ dataDir: dir, leaseTtlMs: 3_000 });
   let runner: TaskRunner;
   let client: Client;
 
@@ -136,6 +137,22 @@ describe("process tasks", () => {
     await eventually(() => pids.every((p) => !alive(p)), 20_000, "the process and its child to end");
     await eventually(() => runner.inFlight === 0, 20_000, "the runner to forget the task");
     expect((await client.jobs().get(job.id)).state).toBe("cancelled");
+  });
+
+  it("ends the process of a task whose lease was lost", async () => {
+    const pidFile = join(dir, "block.pids");
+    rmSync(pidFile, { force: true });
+    const job = await client.jobs().submit("lost", named("block", "v1.0", {}));
+    const pids = await eventually(() => {
+      const p = existsSync(pidFile) ? readFileSync(pidFile, "utf8").trim().split(" ").map(Number) : [];
+      return p.length === 2 && p.every((x) => x > 0) ? p : undefined;
+    });
+    const [t] = (await client.jobs().get(job.id)).tasks;
+    // As if the lease had expired and the task had gone to another runner.
+    await box.sql`UPDATE tasks SET lease = lease + 1 WHERE id = ${t.id}`;
+    await eventually(() => pids.every((p) => !alive(p)), 20_000, "the process and its child to end");
+    await client.jobs().cancel(job.id);
+    await eventually(() => runner.inFlight === 0, 20_000, "the runner to forget the task");
   });
 
   it("ends what a finished process left running in the background", async () => {
