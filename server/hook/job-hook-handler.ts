@@ -211,6 +211,8 @@ async function readJson(req: Request): Promise<unknown> {
   }
   const text = Buffer.concat(chunks).toString("utf8");
   if (text.trim() === "") return null;
+  // PostgreSQL's jsonb cannot hold a NUL character.
+  if (text.includes("\\u0000")) throw new HookError(400, "the body holds a NUL character (\\u0000), which cannot be stored: remove it");
   try {
     return JSON.parse(text);
   } catch {
