@@ -55,7 +55,7 @@ describe("process tasks as Kubernetes Jobs", () => {
       kubernetes: { kubeConfig: kube.kubeConfig("work"), image: "python:3.12-slim", serviceAccountName: "sluice-tasks", ttlSecondsAfterFinished: 600 },
       processes: {
         "status@v1.0": { command: ["python3", "-c", statusScript], resources: { limits: { cpu: "1" } } },
-        "fail@v1.0": ["sh", "-c", "exit 4"],
+        "fail@v1.0": ["sh", "-c", "echo 'no space left on device' >&2; exit 4"],
         "sleep@v1.0": ["sh", "-c", `echo $$ > "${join(dir, "sleep.pid")}"; exec sleep 1000`],
       },
     });
@@ -90,7 +90,11 @@ describe("process tasks as Kubernetes Jobs", () => {
     const job = await box.client.jobs().submit("fail", named("fail", "v1.0", {}));
     await jobInState(box.client, job.id, ["failed"]);
     const [task] = (await box.client.jobs().get(job.id)).tasks;
-    expect(task.lastError?.message).toBe(`Kubernetes Job sluice-task-${task.id}-1 failed (BackoffLimitExceeded: Job has reached the specified backoff limit)`);
+    // With the end of its pod's log.
+    expect(task.lastError?.message).toBe(
+      `Kubernetes Job sluice-task-${task.id}-1 failed (BackoffLimitExceeded: Job has reached the specified backoff limit): no space left on device`,
+    );
+    expect(task.output?.stdout).toBe("no space left on device\n");
   });
 
   it("deletes the Job when its job is cancelled", async () => {

@@ -1,4 +1,4 @@
-import type { BatchV1Api, KubeConfig, V1Job, Watch } from "@kubernetes/client-node";
+import type { BatchV1Api, CoreV1Api, KubeConfig, V1Job, Watch } from "@kubernetes/client-node";
 import { importOptional } from "../sdk/optional.js";
 import type { JobHookAccess, ProcessOutcome, ProcessTaskSpec } from "./process-types.js";
 
@@ -50,6 +50,7 @@ export function jobNameOf(taskId: string, lease: number): string {
 
 interface Api {
   batch: BatchV1Api;
+  core: CoreV1Api;
   watch: Watch;
   namespace: string;
 }
@@ -100,7 +101,12 @@ export class KubernetesJobs {
         kc.loadFromDefault();
       }
       const context = kc.getContextObject(kc.getCurrentContext());
-      return { batch: kc.makeApiClient(k8s.BatchV1Api), watch: new k8s.Watch(kc), namespace: this.options.namespace ?? context?.namespace ?? "default" };
+      return {
+        batch: kc.makeApiClient(k8s.BatchV1Api),
+        core: kc.makeApiClient(k8s.CoreV1Api),
+        watch: new k8s.Watch(kc),
+        namespace: this.options.namespace ?? context?.namespace ?? "default",
+      };
     });
     return this.api;
   }
@@ -159,7 +165,7 @@ export class KubernetesJobs {
    * Runs an attempt's Job to its end. A Job of that name already there (the
    * runner restarted while it ran) is adopted: watched, not created again.
    */
-  async run(a: KubernetesAttempt, spec: ProcessTaskSpec & { command: readonly string[] }, signal: AbortSignal): Promise<ProcessOutcome> {
+  async run(a: KubernetesAttempt, spec: ProcessTaskSpec & { command: readonly string[] }, signal: AbortSignal): Promise<ProcessOutcome & { log: string }> {
     const { batch, namespace } = await this.connect();
     const name = jobNameOf(a.taskId, a.lease);
     try {
@@ -175,17 +181,22 @@ export class KubernetesJobs {
         if (stop.aborted) {
           await this.delete(name);
           const stopped = signal.aborted ? String((signal.reason as Error | undefined)?.message ?? "stopped") : null;
-          return { code: null, signal: null, timedOut: !signal.aborted, stopped };
+          return { code: null, signal: null, timedOut: !signal.aborted, stopped, log: "" };
         }
         let job: V1Job;
         try {
           job = await batch.readNamespacedJob({ name, namespace });
         } catch (e) {
-          if (statusOf(e) === 404) return { code: null, signal: null, timedOut: false, stopped: null, message: `Kubernetes Job ${name} was deleted before it ended` };
+          if (statusOf(e) === 404) return { code: null, signal: null, timedOut: false, stopped: null, message: `Kubernetes Job ${name} was deleted before it ended`, log: "" };
           throw e;
         }
         const end = endOf(job);
-        if (end) return { code: end.succeeded ? 0 : 1, signal: null, timedOut: false, stopped: null, message: end.succeeded ? undefined : `Kubernetes Job ${name} failed (${end.message})` };
+        if (end) {
+          const log = await this.logTail(name);
+          const tail = log.trimEnd().split("\n").slice(-5).join("\n");
+          const message = end.succeeded ? undefined : `Kubernetes Job ${name} failed (${end.message})${tail ? `: ${tail}` : ""}`;
+          return { code: end.succeeded ? 0 : 1, signal: null, timedOut: false, stopped: null, message, log };
+        }
         await this.watchChange(name, job.metadata?.resourceVersion, stop);
       }
     } finally {
@@ -222,6 +233,21 @@ export class KubernetesJobs {
     });
     // A watch that broke is opened again, not at once.
     if (failed) await sleep(1_000, signal);
+  }
+
+  /** The end of the log of the Job's (last) pod: its standard output and error together; "" when it cannot be read. */
+  private async logTail(job: string): Promise<string> {
+    const { core, namespace } = await this.connect();
+    try {
+      const pods = await core.listNamespacedPod({ namespace, labelSelector: `job-name=${job}` });
+      const pod = pods.items.at(-1)?.metadata?.name;
+      if (!pod) return "";
+      const log = await core.readNamespacedPodLog({ name: pod, namespace, container: "task", tailLines: 200 });
+      return typeof log === "string" ? log.slice(-8 * 1024) : "";
+    } catch {
+      // Logs are a courtesy: the pod may be gone, or the runner's account may not read logs.
+      return "";
+    }
   }
 
   private async delete(name: string): Promise<void> {

@@ -235,7 +235,9 @@ export function processTaskClass(key: string, raw: ProcessTaskSpec | string | re
       if (attempt.kubernetes) {
         const a = { taskId: context.taskId, jobId: context.jobId, lease: context.attempt, ...identifier, input: attempt.input, hook: attempt.hook };
         const outcome = await attempt.kubernetes.run(a, spec, context.signal);
-        if (outcome.code !== 0 || outcome.timedOut || outcome.stopped) throw new Error(failureMessage(outcome, spec, ""));
+        // A pod's log holds its standard output and error together.
+        await attempt.finished(outcome.log, "");
+        if (outcome.code !== 0 || outcome.timedOut || outcome.stopped) throw new ProcessFailure(failureMessage(outcome, spec, ""), outcome.log, "");
         return;
       }
       const outcome = await runProcess({

@@ -15,12 +15,15 @@ interface Watcher {
 interface Stored {
   job: V1Job;
   process?: ChildProcess;
+  /** The Job's pod: its name, labels and log (standard output and error together). */
+  pod: { name: string; labels: Record<string, string>; log: string };
 }
 
 /**
  * A Kubernetes API server for batch/v1 Jobs, as much of the REST protocol as
  * the runner uses: create, get, list (label and field selectors), watch
- * (newline-delimited events) and delete, with Status errors. Each Job's
+ * (newline-delimited events) and delete, with Status errors, and the pods'
+ * list and log that the runner reads when a Job ends. Each Job's
  * container command runs as a local process with the container's environment,
  * so that its job hook calls reach the Sluice server for real; its exit sets
  * the Job's status as the Job controller would.
@@ -88,6 +91,8 @@ export class KubeTestServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.headers.authorization !== "Bearer test-token") return this.status(res, 401, "Unauthorized", "Unauthorized");
     const url = new URL(req.url ?? "/", this.url);
+    const pods = /^\/api\/v1\/namespaces\/([a-z0-9-]+)\/pods(?:\/([a-z0-9.-]+)\/log)?$/.exec(url.pathname);
+    if (pods && req.method === "GET") return this.pods(res, pods[1], pods[2], url.searchParams);
     const m = /^\/apis\/batch\/v1\/namespaces\/([a-z0-9-]+)\/jobs(?:\/([a-z0-9.-]+))?$/.exec(url.pathname);
     if (!m) return this.status(res, 404, "NotFound", `the server could not find the requested resource ${url.pathname}`);
     const [, namespace, name] = m;
@@ -130,7 +135,8 @@ export class KubeTestServer {
     this.creates.push({ name, status: 201 });
     job.metadata = { ...job.metadata, namespace, uid: randomUUID(), resourceVersion: String(++this.version), creationTimestamp: new Date() };
     job.status = { active: 1, startTime: new Date() };
-    const stored: Stored = { job };
+    const podLabels = { ...job.spec?.template.metadata?.labels, "job-name": name, "batch.kubernetes.io/job-name": name };
+    const stored: Stored = { job, pod: { name: `${name}-${randomUUID().slice(0, 5)}`, labels: podLabels, log: "" } };
     this.jobs.set(`${namespace}/${name}`, stored);
     this.emit("ADDED", job);
     this.run(stored);
@@ -143,8 +149,10 @@ export class KubeTestServer {
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
     for (const e of c.env ?? []) env[e.name] = e.value ?? "";
     const [program, ...args] = c.command ?? [];
-    const child = spawn(program, args, { env, cwd: c.workingDir, detached: true, stdio: "ignore" });
+    const child = spawn(program, args, { env, cwd: c.workingDir, detached: true, stdio: ["ignore", "pipe", "pipe"] });
     s.process = child;
+    child.stdout!.on("data", (d: Buffer) => (s.pod.log += d));
+    child.stderr!.on("data", (d: Buffer) => (s.pod.log += d));
     const finish = (ok: boolean, message: string) => {
       if (s.process !== child) return;
       s.process = undefined;
@@ -156,7 +164,8 @@ export class KubeTestServer {
       this.emit("MODIFIED", s.job);
     };
     child.once("error", (e) => finish(false, e.message));
-    child.once("exit", (code) => finish(code === 0, "Job has reached the specified backoff limit"));
+    // "close": after its output was read, so that the log is whole when the status says it ended.
+    child.once("close", (code) => finish(code === 0, "Job has reached the specified backoff limit"));
   }
 
   private kill(s: Stored): void {
@@ -168,6 +177,24 @@ export class KubeTestServer {
     } catch {
       // Gone already.
     }
+  }
+
+  private pods(res: ServerResponse, namespace: string, logOf: string | undefined, query: URLSearchParams): void {
+    const all = [...this.jobs.values()].filter((s) => s.job.metadata!.namespace === namespace);
+    if (logOf) {
+      const s = all.find((x) => x.pod.name === logOf);
+      if (!s) return this.status(res, 404, "NotFound", `pods "${logOf}" not found`);
+      const lines = s.pod.log.split(/(?<=\n)/);
+      const tail = Number(query.get("tailLines") ?? lines.length);
+      const text = lines.slice(-tail).join("");
+      res.writeHead(200, { "content-type": "text/plain", "content-length": Buffer.byteLength(text) });
+      return void res.end(text);
+    }
+    const labels = (query.get("labelSelector") ?? "").split(",").filter(Boolean).map((p) => p.split("=") as [string, string]);
+    const items = all
+      .filter((s) => labels.every(([k, v]) => s.pod.labels[k] === v))
+      .map((s) => ({ apiVersion: "v1", kind: "Pod", metadata: { name: s.pod.name, namespace, labels: s.pod.labels }, spec: { containers: [{ name: "task", image: "x" }] } }));
+    json(res, 200, { apiVersion: "v1", kind: "PodList", metadata: { resourceVersion: String(this.version) }, items });
   }
 
   private watch(w: Watcher, since: number): void {
