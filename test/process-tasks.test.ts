@@ -168,15 +168,29 @@ describe("process tasks", () => {
 
   it("takes process tasks from the command line, split as a shell would", async () => {
     const job = await client.jobs().submit("cli", named("cli-echo", "v1.0", {}));
+    const slow = await client.jobs().submit("cli slow", named("cli-slow", "v1.0", {}));
     const out = join(dir, "cli out.txt");
-    const res = await sluice(
-      ["runner", "--all", "--url", box.url, "--process", `cli-echo@v1.0=sh -c 'echo "$JOB_ID" > "$0"' '${out}'`],
-    );
+    const res = await sluice([
+      "runner",
+      "--all",
+      "--url",
+      box.url,
+      "--concurrency",
+      "2",
+      "--process",
+      `cli-echo@v1.0=sh -c 'echo "$JOB_ID" > "$0"' '${out}'`,
+      "--process",
+      "cli-slow@v1.0=sleep 60",
+      "--process-timeout",
+      "1",
+    ]);
     expect(res.stderr).toContain("cli-echo@v1.0");
     expect(res.code).toBe(0);
     await jobInState(client, job.id, ["completed"]);
     const [t] = (await client.jobs().get(job.id)).tasks;
     expect(readFileSync(out, "utf8")).toBe(`${t.id}.1\n`);
+    await jobInState(client, slow.id, ["failed"]);
+    expect((await client.jobs().get(slow.id)).tasks[0].lastError?.message).toBe("the process timed out after 1000 ms");
 
     const bad = await sluice(["runner", "--url", box.url, "--process", "x@v1.0=cat *.txt | wc -l"]);
     expect(bad.code).not.toBe(0);

@@ -15,7 +15,7 @@ import { StorageService } from "../../gen/sluice/v1/storage_service_pb.js";
 import { Task, type TaskClass } from "../sdk/task.js";
 import { AmazonS3Cache, type CacheBackend, GoogleStorageCache, InMemoryCache, LocalFileSystemCache } from "../sdk/cache/index.js";
 import type { TokenScopeName } from "../sdk/tokens.js";
-import { collectProcess, kubernetesOf } from "./process-option.js";
+import { collectProcess, kubernetesOf, processesOf } from "./process-option.js";
 
 const program = new Command("sluice")
   .description("Sluice: a workflow orchestrator for data in object storage")
@@ -121,6 +121,7 @@ program
   .description("run the tasks exported by the given modules, and commands as process tasks")
   .argument("[modules...]", "JavaScript files exporting Task classes (TypeScript with tsx installed, or on Node 22.18 and later)")
   .option("--process <NAME@vX.Y=COMMAND>", "run a task as this command line, in any language (repeatable; docs/process-tasks.md)", collectProcess)
+  .option("--process-timeout <seconds>", "fail a --process task that runs longer", int("--process-timeout"))
   .option("--kubernetes", "run the --process tasks as Kubernetes Jobs (kubeconfig or in-cluster account)")
   .option("--kube-namespace <ns>", "the namespace of the Jobs (default: the kubeconfig context's)")
   .option("--kube-image <image>", "the container image of the Jobs")
@@ -137,14 +138,14 @@ program
   .action(
     async (
       modules: string[],
-      opts: { cluster: string; concurrency: number; prefetch?: number; all?: boolean; builtins?: boolean; cache?: string; s3Endpoint?: string; s3Region?: string; process?: Record<string, string[]>; runnerId?: string } & Parameters<typeof kubernetesOf>[0],
+      opts: { cluster: string; concurrency: number; prefetch?: number; all?: boolean; builtins?: boolean; cache?: string; s3Endpoint?: string; s3Region?: string; process?: Record<string, string[]>; processTimeout?: number; runnerId?: string } & Parameters<typeof kubernetesOf>[0],
     ) => {
       const cache = opts.cache === undefined ? undefined : cacheOf(opts.cache, opts);
       if (opts.cache === undefined && (opts.s3Endpoint || opts.s3Region)) throw new InvalidArgumentError("--s3-endpoint and --s3-region go with --cache s3://...");
       await loadTypeScript(modules);
       const tasks = (await Promise.all(modules.map(taskClassesOf))).flat();
       if (modules.length > 0 && tasks.length === 0) throw new InvalidArgumentError(`no Task classes are exported by ${modules.join(", ")}`);
-      const processes = opts.process ?? {};
+      const processes = processesOf(opts);
       if (tasks.length === 0 && Object.keys(processes).length === 0) throw new InvalidArgumentError("give modules exporting Task classes, or --process NAME@vX.Y=COMMAND");
       const c = client();
       const runner = c.runner(opts.cluster, { tasks, processes, kubernetes: kubernetesOf(opts), runnerId: opts.runnerId, concurrency: opts.concurrency, prefetch: opts.prefetch, builtins: opts.builtins, cache });

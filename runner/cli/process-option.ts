@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from "commander";
 import { parseProcessKey, splitCommand } from "../worker/process-task.js";
 import type { KubernetesOptions } from "../worker/kubernetes-jobs.js";
+import type { ProcessTasks } from "../worker/process-task.js";
 
 /**
  * One `--process 'NAME@vX.Y=COMMAND LINE'` of `sluice runner`, added to those
@@ -26,4 +27,11 @@ export function kubernetesOf(opts: { kubernetes?: boolean; kubeNamespace?: strin
     return undefined;
   }
   return { namespace: opts.kubeNamespace, image: opts.kubeImage, serviceAccountName: opts.kubeServiceAccount };
+}
+
+/** The process tasks of `sluice runner`: its `--process` options, each with `--process-timeout`. */
+export function processesOf(opts: { process?: Record<string, string[]>; processTimeout?: number }): ProcessTasks {
+  const timeoutMs = opts.processTimeout === undefined ? undefined : opts.processTimeout * 1000;
+  if (timeoutMs !== undefined && (timeoutMs <= 0 || !opts.process)) throw new InvalidArgumentError("--process-timeout takes seconds above 0, and goes with --process");
+  return Object.fromEntries(Object.entries(opts.process ?? {}).map(([key, command]) => [key, { command, timeoutMs }]));
 }
