@@ -48,6 +48,7 @@ import { runnerService } from "./services/runner-service.js";
 import { ClusterDirectory } from "./store/clusters.js";
 import { AttemptKeys } from "./hook/attempt-keys.js";
 import { JobFiles } from "./hook/job-files.js";
+import { FolderBlobStore, S3BlobStore } from "./hook/blob-store.js";
 import { JOB_HOOK_PATH, isJobHookPath, jobHookHandler } from "./hook/job-hook-handler.js";
 import { loadJobHookKey } from "./store/job-hook-key.js";
 
@@ -170,7 +171,9 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
 
   const attemptKeys = new AttemptKeys(await loadJobHookKey(sql));
   let publicUrl = config.publicUrl ?? "";
-  const jobFiles = new JobFiles(sql, attemptKeys, config.jobFilesDir ?? join(resolve(config.dataDir), "job-files"), () => publicUrl);
+  const jobFilesDir = config.jobFilesDir ?? join(resolve(config.dataDir), "job-files");
+  const blobs = config.jobFilesLocation ? new S3BlobStore(sql, config.jobFilesLocation) : new FolderBlobStore(jobFilesDir, attemptKeys, () => publicUrl);
+  const jobFiles = new JobFiles(sql, jobFilesDir, blobs, () => publicUrl);
   const deps: StorageDeps = {
     sql,
     reads,

@@ -56,6 +56,8 @@ export interface ServerConfig {
   publicUrl?: string;
   /** Where content uploaded through job hooks is kept (default: DATA_DIR/job-files). */
   jobFilesDir?: string;
+  /** Keep that content in this S3 storage location (its id) instead (SLUICE_JOB_FILES_LOCATION). */
+  jobFilesLocation?: string;
   /** The largest file a process may upload through its job hook, in bytes (SLUICE_JOB_FILE_MAX_BYTES). */
   jobFileMaxBytes: number;
 }
@@ -83,7 +85,7 @@ export const ServerDefaults: ServerConfig = {
  * Settings from the environment: SLUICE_HOST, SLUICE_PORT, DATABASE_URL, SLUICE_DATA_DIR,
  * SLUICE_LEASE_TTL_MS, SLUICE_DB_POOL_SIZE, SLUICE_JOB_RETENTION_HOURS, SLUICE_GCS_ENDPOINT, SLUICE_AUTH,
  * SLUICE_INSECURE_NO_AUTH, SLUICE_ADMIN_TOKEN, SLUICE_REFLECTION ("token" to require one for reflection),
- * SLUICE_PUBLIC_URL, SLUICE_JOB_FILES_DIR, SLUICE_JOB_FILE_MAX_BYTES,
+ * SLUICE_PUBLIC_URL, SLUICE_JOB_FILES_DIR, SLUICE_JOB_FILES_LOCATION, SLUICE_JOB_FILE_MAX_BYTES,
  * and the limits of LIMIT_SETTINGS.
  */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
@@ -123,6 +125,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     fsRoots: env.SLUICE_FS_ROOTS ? env.SLUICE_FS_ROOTS.split(":").filter(Boolean) : undefined,
     publicUrl: publicUrl(env.SLUICE_PUBLIC_URL),
     jobFilesDir: env.SLUICE_JOB_FILES_DIR || undefined,
+    jobFilesLocation: env.SLUICE_JOB_FILES_LOCATION || undefined,
     jobFileMaxBytes: int("SLUICE_JOB_FILE_MAX_BYTES", ServerDefaults.jobFileMaxBytes),
   };
 }

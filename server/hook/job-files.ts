@@ -1,46 +1,40 @@
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Transform } from "node:stream";
 import type { Sql } from "postgres";
 import { sameSecret } from "../auth/secrets.js";
 import { addJobFile, readAttempt, takePendingUpload } from "../store/job-hook.js";
-import type { AttemptKeys } from "./attempt-keys.js";
+import { type BlobStore, FolderBlobStore } from "./blob-store.js";
 import { HookError } from "./job-hook-auth.js";
 
-/** How long a download URL works. */
-export const DOWNLOAD_URL_TTL_MS = 15 * 60_000;
 /** How long an upload URL works. */
 export const UPLOAD_URL_TTL_MS = 60 * 60_000;
 
 /**
- * Content uploaded through job hooks, one file per MD5 in a folder of the
- * server (`SLUICE_DATA_DIR/job-files`), handed out by URLs that carry their
- * own proof: an upload id made for one announced upload, or a signature of
- * the server key with an expiry for a download.
+ * Content uploaded through job hooks, checked on its way in and kept once
+ * per MD5 in a blob store (the server's folder, or an S3 location), and the
+ * URLs the hook hands out for it: an upload URL carries an id made for one
+ * announced upload; a folder's download URL a signature with an expiry.
  */
 export class JobFiles {
   constructor(
     private readonly sql: Sql,
-    private readonly keys: AttemptKeys,
+    /** The folder for files being received, and for content when `blobs` is that folder. */
     readonly dir: string,
+    readonly blobs: BlobStore,
     /** The base the URLs are made from (SLUICE_PUBLIC_URL or the server's address). */
     private readonly baseUrl: () => string,
   ) {}
-
-  blobPath(hash: string): string {
-    return join(this.dir, "blobs", hash.slice(0, 2), hash);
-  }
 
   uploadUrl(id: string): string {
     return `${this.baseUrl()}/job-files/uploads/${id}`;
   }
 
-  downloadUrl(hash: string, now = Date.now()): string {
-    const expires = now + DOWNLOAD_URL_TTL_MS;
-    return `${this.baseUrl()}/job-files/blobs/${hash}?expires=${expires}&signature=${this.keys.sign(`${hash} ${expires}`)}`;
+  downloadUrl(hash: string): Promise<string> {
+    return this.blobs.downloadUrl(hash);
   }
 
   /**
@@ -73,10 +67,7 @@ export class JobFiles {
       if (md5.digest("hex") !== upload.hash || challenge.digest("hex") !== upload.challenge) {
         throw new HookError(400, "the bytes do not match the hash and challenge announced: nothing was kept; announce the upload again");
       }
-      const path = this.blobPath(upload.hash);
-      await mkdir(join(path, ".."), { recursive: true });
-      // Same hash, same bytes: a file already there from a concurrent upload is as good.
-      await rename(tmp, path);
+      await this.blobs.put(upload.hash, tmp, size);
       const index = await addJobFile(this.sql, upload, upload.hash, upload.metadata, upload, size);
       return { index };
     } finally {
@@ -84,17 +75,19 @@ export class JobFiles {
     }
   }
 
-  /** Opens the content a download URL names, once its signature and expiry are checked. */
+  /** Opens the content a download URL of the folder store names, once its signature and expiry are checked. */
   async open(hash: string, query: URLSearchParams, now = Date.now()): Promise<{ size: number; stream: NodeJS.ReadableStream }> {
+    const folder = this.blobs instanceof FolderBlobStore ? this.blobs : null;
     const expires = query.get("expires") ?? "";
     const signature = query.get("signature") ?? "";
-    if (!/^[0-9a-f]{32}$/.test(hash) || !/^\d{1,16}$/.test(expires) || !sameSecret(signature, this.keys.sign(`${hash} ${expires}`))) {
+    if (!folder || !/^[0-9a-f]{32}$/.test(hash) || !/^\d{1,16}$/.test(expires) || !sameSecret(signature, folder.signature(hash, expires))) {
       throw new HookError(403, "this download URL is not one the server made: ask the job hook for a new one (GET {JOB_HOOK}/download/...)");
     }
     if (Number(expires) < now) throw new HookError(403, "this download URL has expired: ask the job hook for a new one");
-    const path = this.blobPath(hash);
+    const path = folder.path(hash);
     const info = await stat(path).catch(() => null);
     if (!info) throw new HookError(404, `content ${hash} is not stored on this server`);
     return { size: info.size, stream: createReadStream(path) };
   }
+
 }

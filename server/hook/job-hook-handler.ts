@@ -104,7 +104,7 @@ async function handle(o: JobHookOptions, req: Request, res: Response): Promise<u
     if (!file) throw new HookError(404, `no file ${name.store}/${name.uuid}/${name.property}/${index}: upload it first (PUT {JOB_HOOK}/upload/...)`);
     return {
       Map: { hash: file.hash, size: file.size, metadata: file.metadata, ...name, index: Number(index), createdAt: file.createdAt.toISOString() },
-      Location: o.files.downloadUrl(file.hash),
+      Location: await o.files.downloadUrl(file.hash),
     };
   }
   if (action === "subtasks" && rest.length === 0) {
