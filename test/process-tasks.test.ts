@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { type Client, Task, type TaskRunner } from "../runner/index.js";
 import { splitCommand } from "../runner/worker/process-task.js";
-import { eventually, jobInState, quiet, sluice, useSandbox } from "./support/harness.js";
+import { FIXTURES, eventually, jobInState, quiet, sluice, spawnNode, useSandbox } from "./support/harness.js";
 
 /** A task submitted by name, version and input, as any API client would: it never runs here. */
 function named(name: string, version: string, input: object): Task {
@@ -164,6 +164,17 @@ describe("process tasks", () => {
     const pid = Number(readFileSync(file, "utf8"));
     expect(pid).toBeGreaterThan(0);
     await eventually(() => !alive(pid), 20_000, "the background process to end");
+  });
+
+  it("ends the processes of its tasks when the runner's own process exits", async () => {
+    const pidFile = join(dir, "exiting.pids");
+    const job = await client.jobs().submit("exiting", named("exiting", "v1.0", {}));
+    const child = spawnNode([join(FIXTURES, "exiting-process-runner.ts")], { SLUICE_URL: box.url, PIDS: pidFile });
+    expect(await child.exited).toBe(0);
+    const pids = readFileSync(pidFile, "utf8").trim().split(" ").map(Number);
+    expect(pids.length).toBe(2);
+    await eventually(() => pids.every((p) => !alive(p)), 20_000, "the process and its child to end");
+    await client.jobs().cancel(job.id);
   });
 
   it("takes process tasks from the command line, split as a shell would", async () => {

@@ -272,7 +272,8 @@ export class KubernetesJobs {
       const [name, version] = (job.metadata?.annotations?.[ANNOTATION_IDENTIFIER] ?? "").split("@");
       const env = new Map((job.spec?.template.spec?.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? ""]));
       const lease = Number(labels[LABELS.attempt]);
-      if (!name || !version || !labels[LABELS.task] || !Number.isInteger(lease)) continue;
+      // A Job whose labels or annotation were edited into another shape is not adopted.
+      if (!name || !/^v\d+\.\d+$/.test(version ?? "") || !/^[1-9]\d*$/.test(labels[LABELS.task] ?? "") || !Number.isInteger(lease)) continue;
       const hook = env.has("JOB_SECRET_KEY") ? { jobId: env.get("JOB_ID")!, secretKey: env.get("JOB_SECRET_KEY")!, url: env.get("JOB_HOOK")! } : undefined;
       out.push({ taskId: labels[LABELS.task], jobId: labels[LABELS.job], lease, name, version, input: new TextEncoder().encode(env.get("JOB_INPUT_JSON") ?? "{}"), hook });
     }

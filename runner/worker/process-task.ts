@@ -104,6 +104,27 @@ export interface RunProcessOptions {
 
 const DEFAULT_KILL_GRACE_MS = 10_000;
 
+/** Process groups of process tasks running now: ended when the runner's own process exits. */
+const running = new Set<number>();
+let exitHook = false;
+
+function track(pid: number): void {
+  running.add(pid);
+  if (exitHook) return;
+  exitHook = true;
+  // Detached children would outlive a runner that exits (process.exit, a
+  // second Ctrl-C): "exit" handlers run synchronously, and so does kill.
+  process.on("exit", () => {
+    for (const p of running) {
+      try {
+        process.kill(-p, "SIGKILL");
+      } catch {
+        // Gone already.
+      }
+    }
+  });
+}
+
 /** The folder of this process's input files (one per running process task), made on first use. */
 let inputDir: Promise<string> | undefined;
 let inputCount = 0;
@@ -123,6 +144,7 @@ export async function runProcess(o: RunProcessOptions): Promise<ProcessOutcome> 
     if (o.hook) Object.assign(env, { JOB_ID: o.hook.jobId, JOB_SECRET_KEY: o.hook.secretKey, JOB_HOOK: o.hook.url });
     const [program, ...args] = o.spec.command;
     const child = spawn(program, args, { cwd: o.spec.cwd, env, detached: true, stdio: ["pipe", "pipe", "pipe"] });
+    if (child.pid !== undefined) track(child.pid);
     const output = captureOutput(child, o.output);
     // A process that does not read its input closes the pipe: not an error.
     child.stdin!.on("error", () => {});
@@ -161,6 +183,7 @@ export async function runProcess(o: RunProcessOptions): Promise<ProcessOutcome> 
       clearTimeout(killTimer);
       // What the process left running in its group (a background child) ends with it.
       signalGroup(child, "SIGKILL");
+      if (child.pid !== undefined) running.delete(child.pid);
       await output;
     }
   } finally {
