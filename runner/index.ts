@@ -36,6 +36,8 @@ export {
   type ReportedPath,
 } from "./sdk/files.js";
 export { TaskRunner, type RunnerLogger, type RunnerOptions } from "./worker/task-runner.js";
+export type { ProcessTasks, ProcessTaskSpec } from "./worker/process-task.js";
+export type { KubernetesOptions } from "./worker/kubernetes-jobs.js";
 export { Code, ConnectError } from "@connectrpc/connect";
 export {
   AmazonS3Cache,

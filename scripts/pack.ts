@@ -26,7 +26,7 @@ const BUILD = join(DIST, "build");
 const require = createRequire(import.meta.url);
 
 /** Packages the SDK loads only when a feature needs them: optional peers, not dependencies. */
-const OPTIONAL_PEERS = ["@aws-sdk/client-s3", "@aws-sdk/lib-storage", "@google-cloud/storage", "@parcel/watcher"];
+const OPTIONAL_PEERS = ["@aws-sdk/client-s3", "@aws-sdk/lib-storage", "@google-cloud/storage", "@kubernetes/client-node", "@parcel/watcher"];
 
 interface RootManifest {
   version: string;

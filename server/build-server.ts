@@ -49,6 +49,11 @@ import { Reflection } from "./services/reflection-service.js";
 import { recurrentTaskService } from "./services/recurrent-task-service.js";
 import { runnerService } from "./services/runner-service.js";
 import { ClusterDirectory } from "./store/clusters.js";
+import { AttemptKeys } from "./hook/attempt-keys.js";
+import { JobFiles } from "./hook/job-files.js";
+import { FolderBlobStore, S3BlobStore } from "./hook/blob-store.js";
+import { JOB_HOOK_PATH, isJobHookPath, jobHookHandler } from "./hook/job-hook-handler.js";
+import { loadJobHookKey } from "./store/job-hook-key.js";
 
 export interface SluiceServer {
   /** Base URL of the API, e.g. http://127.0.0.1:8080. */
@@ -169,9 +174,15 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   };
   const locations = await sql.listen(LOCATIONS_CHANNEL, locationsChanged, locationsChanged);
 
+  const attemptKeys = new AttemptKeys(await loadJobHookKey(sql));
+  let publicUrl = config.publicUrl ?? "";
+  const jobFilesDir = config.jobFilesDir ?? join(resolve(config.dataDir), "job-files");
+  const blobs = config.jobFilesLocation ? new S3BlobStore(sql, config.jobFilesLocation) : new FolderBlobStore(jobFilesDir, attemptKeys, () => publicUrl);
+  const jobFiles = new JobFiles(sql, jobFilesDir, blobs, () => publicUrl);
   const deps: StorageDeps = {
     sql,
     reads,
+    attemptKeys,
     clusters,
     dispatcher,
     leaseTtlMs: config.leaseTtlMs,
@@ -238,13 +249,22 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   });
   const push = pushHandler(sql, onError, config.snsConfirmUrls);
   const ui = consoleHandler(config.consoleDir);
+  const hook = jobHookHandler({ sql, keys: attemptKeys, files: jobFiles, maxFileBytes: config.jobFileMaxBytes, onError });
   const handler: typeof api = (req, res) =>
-    req.url?.startsWith("/events/") ? void push(req, res as ServerResponse) : isConsolePath(req.url) ? ui(req, res as ServerResponse) : api(req, res);
+    req.url?.startsWith("/events/")
+      ? void push(req, res as ServerResponse)
+      : isJobHookPath(req.url)
+        ? hook(req, res as ServerResponse)
+        : isConsolePath(req.url)
+          ? ui(req, res as ServerResponse)
+          : api(req, res);
   const listener: Listener = config.tls
     ? await listenTls(handler, config.host, config.port, config.connections, config.tls)
     : await listen(handler, config.host, config.port, config.connections);
   const host = listener.host.includes(":") ? `[${listener.host}]` : listener.host;
   const url = `${config.tls ? "https" : "http"}://${host}:${listener.port}`;
+  publicUrl ||= url;
+  attemptKeys.hookUrl = `${publicUrl}${JOB_HOOK_PATH}`;
   await watchers.sync();
   await pollers.sync();
   reconciler.start();

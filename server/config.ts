@@ -49,6 +49,17 @@ export interface ServerConfig {
   clock: Clock;
   /** The built web console served at /ui/; web/dist of the repository when unset. */
   consoleDir?: string;
+  /**
+   * The URL processes reach the server at, for JOB_HOOK and the file URLs of
+   * the job hook (SLUICE_PUBLIC_URL); the server's own address when unset.
+   */
+  publicUrl?: string;
+  /** Where content uploaded through job hooks is kept (default: DATA_DIR/job-files). */
+  jobFilesDir?: string;
+  /** Keep that content in this S3 storage location (its id) instead (SLUICE_JOB_FILES_LOCATION). */
+  jobFilesLocation?: string;
+  /** The largest file a process may upload through its job hook, in bytes (SLUICE_JOB_FILE_MAX_BYTES). */
+  jobFileMaxBytes: number;
 }
 
 export const ServerDefaults: ServerConfig = {
@@ -67,12 +78,14 @@ export const ServerDefaults: ServerConfig = {
   openReflection: true,
   snsConfirmUrls: [],
   clock: systemClock,
+  jobFileMaxBytes: 10 * 1024 ** 3,
 };
 
 /**
  * Settings from the environment: SLUICE_HOST, SLUICE_PORT, DATABASE_URL, SLUICE_DATA_DIR,
  * SLUICE_LEASE_TTL_MS, SLUICE_DB_POOL_SIZE, SLUICE_JOB_RETENTION_HOURS, SLUICE_GCS_ENDPOINT, SLUICE_AUTH,
  * SLUICE_INSECURE_NO_AUTH, SLUICE_ADMIN_TOKEN, SLUICE_REFLECTION ("token" to require one for reflection),
+ * SLUICE_PUBLIC_URL, SLUICE_JOB_FILES_DIR, SLUICE_JOB_FILES_LOCATION, SLUICE_JOB_FILE_MAX_BYTES,
  * and the limits of LIMIT_SETTINGS.
  */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
@@ -110,7 +123,23 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     snsConfirmUrls: (env.SLUICE_SNS_CONFIRM_URLS ?? "").split(",").map((u) => u.trim()).filter(Boolean),
     tls: tlsFromEnv(env),
     fsRoots: env.SLUICE_FS_ROOTS ? env.SLUICE_FS_ROOTS.split(":").filter(Boolean) : undefined,
+    publicUrl: publicUrl(env.SLUICE_PUBLIC_URL),
+    jobFilesDir: env.SLUICE_JOB_FILES_DIR || undefined,
+    jobFilesLocation: env.SLUICE_JOB_FILES_LOCATION || undefined,
+    jobFileMaxBytes: int("SLUICE_JOB_FILE_MAX_BYTES", ServerDefaults.jobFileMaxBytes),
   };
+}
+
+function publicUrl(raw: string | undefined): string | undefined {
+  if (!raw) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error(`SLUICE_PUBLIC_URL must be a URL such as https://sluice.example.com, got "${raw}"`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error(`SLUICE_PUBLIC_URL must be http or https, got "${raw}"`);
+  return raw.replace(/\/+$/, "");
 }
 
 function authMode(raw: string | undefined): ServerConfig["auth"] {

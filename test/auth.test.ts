@@ -75,6 +75,12 @@ const grants: Record<TokenScopeName, TokenScopeName[]> = {
 describe("a server that needs tokens", () => {
   const box = useSandbox({ auth: "required", adminToken: ADMIN });
 
+  it("lets the job hook take only an attempt's own credentials, never a bearer token", async () => {
+    const res = await fetch(`${box.url}/job-hook/status`, { method: "POST", headers: { authorization: `Bearer ${ADMIN}` }, body: "{}" });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: string }).error).toMatch(/X-Job-Id, X-Job-Time and X-Job-Hash are required/);
+  });
+
   it("answers every RPC Unauthenticated without a token, with a bad one and with a revoked one, and checks each scope", async () => {
     const admin = new Client({ url: box.url, token: ADMIN }).tokens();
     const scoped = {} as Record<TokenScopeName, string>;

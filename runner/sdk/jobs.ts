@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { type MessageInitShape, create } from "@bufbuild/protobuf";
-import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { type MessageInitShape, create, toJson } from "@bufbuild/protobuf";
+import { ValueSchema, timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
 import type { JobState, Job as JobMessage } from "../../gen/sluice/v1/job_pb.js";
 import { JobService, type SubmitJobRequestSchema, type SubmitJobsResponse } from "../../gen/sluice/v1/job_service_pb.js";
@@ -50,6 +50,10 @@ export interface TaskInfo {
   createdAt: Date;
   startedAt?: Date;
   finishedAt?: Date;
+  /** The latest status a process task posted to its job hook, and when. */
+  hookStatus?: { value: unknown; at: Date };
+  /** The tails of a process task's standard output and error, from its latest attempt that had any. */
+  output?: { stdout: string; stderr: string };
 }
 
 export interface JobDetails extends Job {
@@ -161,6 +165,8 @@ function taskFromMessage(m: TaskMessage): TaskInfo {
     createdAt: date(m.createdAt)!,
     startedAt: date(m.startedAt),
     finishedAt: date(m.finishedAt),
+    hookStatus: m.hookStatusAt ? { value: m.hookStatus ? toJson(ValueSchema, m.hookStatus) : null, at: date(m.hookStatusAt)! } : undefined,
+    output: m.stdoutTail || m.stderrTail ? { stdout: m.stdoutTail, stderr: m.stderrTail } : undefined,
   };
 }
 

@@ -14,6 +14,9 @@ import { ACCEPTED, type ResultOutcome, ResultReporter } from "./result-reporter.
 import { SessionChannel } from "./session.js";
 import { StorageEventTask, triggerFromMessage } from "../sdk/storage.js";
 import { type TaskClass, deserializeInput, identifierOf, parseVersion } from "../sdk/task.js";
+import { type JobHookAccess, type ProcessTasks, processTaskClass } from "./process-task.js";
+import { postJobHook } from "./job-hook-client.js";
+import { KubernetesJobs, type KubernetesOptions } from "./kubernetes-jobs.js";
 
 export interface RunnerLogger {
   info(message: string): void;
@@ -23,7 +26,20 @@ export interface RunnerLogger {
 
 export interface RunnerOptions {
   /** The task classes this runner executes. */
-  tasks: readonly TaskClass[];
+  tasks?: readonly TaskClass[];
+  /**
+   * Tasks run as child processes, any language: `"name@vMAJOR.MINOR"` to a
+   * command line, a list of words, or `{ command, cwd, env, timeoutMs,
+   * killGraceMs }` (docs/process-tasks.md).
+   */
+  processes?: ProcessTasks;
+  /**
+   * Run the process tasks as Kubernetes Jobs instead of child processes. Give
+   * `runnerId` too, so that a restarted runner adopts the Jobs it started.
+   */
+  kubernetes?: KubernetesOptions;
+  /** The runner's id (a UUID), to keep across restarts (default: a new one). */
+  runnerId?: string;
   /** How many tasks run at once (default 1). */
   concurrency?: number;
   /**
@@ -72,6 +88,8 @@ interface Assigned {
   input: Uint8Array;
   lease: number;
   trigger: StorageEvent | undefined;
+  /** For a process task: how its process reaches the job hook. */
+  hook: JobHookAccess | undefined;
 }
 
 /** The tasks of an assignment (one list per field). */
@@ -91,6 +109,7 @@ function assignedOf(c: TaskAssignment, resolve: Resolver): Assigned[] {
       input: c.inputs[i] ?? new Uint8Array(),
       lease: c.leases[i] ?? 0,
       trigger: c.triggers[i],
+      hook: c.jobHooks[i],
     };
   }
   return out;
@@ -173,7 +192,8 @@ const sleep = (ms: number, signal: AbortSignal) =>
  */
 export class TaskRunner {
   /** The runner's id, kept across reconnects. */
-  readonly id = randomUUID();
+  readonly id: string;
+  private readonly kubernetes: KubernetesJobs | undefined;
   readonly cluster: string;
   private readonly registry = new Map<string, Registered[]>();
   /** Task classes by "name version" as leased, resolved once. */
@@ -210,14 +230,18 @@ export class TaskRunner {
     files?: ConnectClient<typeof FileService>,
   ) {
     this.cluster = cluster;
+    this.id = options.runnerId ?? randomUUID();
     if (options.site !== undefined && !SITE_PATTERN.test(options.site)) {
       throw new TypeError(`site ${JSON.stringify(options.site)} is invalid: use 1 to 100 letters, digits, "_" or "-"`);
     }
     this.place = { site: options.site ?? "", cluster, files: files ? { api: files, runnerId: this.id } : null };
-    if (options.tasks.length === 0) throw new TypeError("a runner needs at least one task class in tasks");
-    const names = new Set(options.tasks.map((t) => identifierOf(t).name));
+    this.kubernetes = options.kubernetes ? new KubernetesJobs(options.kubernetes, this.id) : undefined;
+    const processes = Object.entries(options.processes ?? {}).map(([key, spec]) => processTaskClass(key, spec, this.processAttempt));
+    const tasks = [...(options.tasks ?? []), ...processes];
+    if (tasks.length === 0) throw new TypeError("a runner needs at least one task: a class in tasks, or a command in processes");
+    const names = new Set(tasks.map((t) => identifierOf(t).name));
     const builtins = options.builtins !== true ? [] : BUILTIN_TASKS.filter((t) => !names.has(identifierOf(t).name));
-    for (const cls of [...options.tasks, ...builtins]) {
+    for (const cls of [...tasks, ...builtins]) {
       const id = identifierOf(cls);
       const { major, minor } = parseVersion(id.version);
       const same = this.registry.get(id.name) ?? [];
@@ -302,6 +326,17 @@ export class TaskRunner {
   private async loop(): Promise<void> {
     const lifetime = (this.lifetime = new AbortController());
     this.reporter = new ResultReporter(lifetime.signal);
+    // Jobs this runner started before a restart are held again (and so named
+    // in the session's start) and adopted, not started twice.
+    const adoptable = await this.kubernetes?.adoptable().catch((e: Error) => {
+      this.log.warn(`sluice runner ${this.id}: could not list its Kubernetes Jobs to adopt them (${e.message})`);
+      return [];
+    });
+    for (const a of adoptable ?? []) {
+      if (this.held.has(a.taskId)) continue;
+      const cls = this.resolve(a.name, a.version);
+      this.accept({ id: a.taskId, jobId: a.jobId, name: a.name, version: a.version, cls, input: a.input, lease: a.lease, trigger: undefined, hook: a.hook });
+    }
     this.scheduleExtension();
     let delay = 100;
     try {
@@ -381,12 +416,28 @@ export class TaskRunner {
     const site = this.place.site;
     return [...this.registry.entries()].flatMap(([name, versions]) =>
       versions.flatMap((v) => {
-        const version = `v${v.major}.${v.minor}`;
+        const own = { name, version: `v${v.major}.${v.minor}`, jobHook: "processSpec" in v.cls };
         // At a site, also the tasks bound to it (see runner/wire/sites.ts).
-        return site === "" ? [{ name, version }] : [{ name, version }, { name: siteBoundName(name, site), version }];
+        return site === "" ? [own] : [own, { ...own, name: siteBoundName(name, site) }];
       }),
     );
   }
+
+  /** What a process task needs of its attempt: the hook, the input, and where its output goes. */
+  private readonly processAttempt = (context: { taskId: string }) => {
+    const task = this.held.get(context.taskId)!.task;
+    return {
+      hook: task.hook,
+      input: task.input,
+      kubernetes: this.kubernetes,
+      finished: async (stdout: string, stderr: string) => {
+        if (!task.hook || (stdout === "" && stderr === "")) return;
+        await postJobHook(task.hook, "/output", { stdout, stderr }).catch((e: Error) =>
+          this.log.warn(`sluice runner: the output of task ${task.id} was not kept: ${e.message}`),
+        );
+      },
+    };
+  };
 
   private readonly resolver: Resolver = (name, version) => this.resolve(name, version);
 
@@ -446,7 +497,9 @@ export class TaskRunner {
       const settling = context.settle();
       if (settling) await settling;
       const subtasks = context.subtasks;
-      outcome = subtasks.length === 0 ? COMPUTED : { case: "computed", value: { subtasks: [...subtasks] } };
+      // A process's subtasks were posted to its job hook; the server adds them.
+      if (t.hook) outcome = { case: "computed", value: { subtasks: [...subtasks], jobHookSubtasks: true } };
+      else outcome = subtasks.length === 0 ? COMPUTED : { case: "computed", value: { subtasks: [...subtasks] } };
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
       if (!h.aborted) {
@@ -466,7 +519,7 @@ export class TaskRunner {
     const t = h.task;
     h.outcome = outcome;
     try {
-      if (outcome.case === "computed" && (outcome.value.subtasks?.length ?? 0) === 0) {
+      if (outcome.case === "computed" && (outcome.value.subtasks?.length ?? 0) === 0 && !outcome.value.jobHookSubtasks) {
         this.reporter!.reportComputed(t.id, t.lease, t.jobId, this.answered, h);
       } else {
         this.reporter!.report(resultOf(t, outcome), this.answered, h);

@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Sql } from "postgres";
 import { type SessionResponse, SessionResponseSchema, type TaskLease, TaskLeaseSchema } from "../../gen/sluice/v1/runner_service_pb.js";
@@ -8,6 +8,8 @@ import { triggerToProto } from "../../runner/wire/storage-event.js";
 import { formatVersion } from "../validation.js";
 import { type Capability, type LeasedTasks, leaseTasks } from "../store/lease-tasks.js";
 import { EventQueue } from "./event-queue.js";
+import type { AttemptKeys } from "../hook/attempt-keys.js";
+import type { JobHookAccessSchema } from "../../gen/sluice/v1/runner_service_pb.js";
 
 /** The most tasks leased by one statement for one stream. */
 export const LEASE_BATCH_MAX = 500;
@@ -27,6 +29,8 @@ export interface RunnerStreamOptions {
   /** The runner is stopping: nothing is leased to it. */
   draining?: boolean;
   leaseTtlMs: number;
+  /** Derives the job hook secrets of process tasks' attempts. */
+  attemptKeys?: AttemptKeys;
 }
 
 export interface HeldTask {
@@ -240,6 +244,7 @@ export class RunnerStream {
     for (let i = 0; i < t.ids.length; i++) this.held.set(t.ids[i], { jobId: t.jobIds[i], lease: t.leases[i] });
     const triggers: { [task: number]: StorageEvent } = {};
     for (const [i, trigger] of t.triggers) triggers[i] = triggerToProto(trigger);
+    const jobHooks = this.jobHooksOf(t);
     this.events.push(
       create(SessionResponseSchema, {
         event: {
@@ -256,10 +261,24 @@ export class RunnerStream {
             failures: t.failures,
             maxRetries: t.maxRetries,
             triggers,
+            jobHooks,
           },
         },
       }),
     );
+  }
+
+  /** The job hook of each leased task that the runner runs as a process. */
+  private jobHooksOf(t: LeasedTasks): { [task: number]: MessageInitShape<typeof JobHookAccessSchema> } {
+    const keys = this.options.attemptKeys;
+    const out: { [task: number]: MessageInitShape<typeof JobHookAccessSchema> } = {};
+    const caps = this.options.capabilities;
+    if (!keys || !caps.some((c) => c.jobHook)) return out;
+    const hooked = t.identifiers.map((k) => caps.some((c) => c.jobHook && c.name === k.name && c.major === k.major && c.minor >= k.minor));
+    for (let i = 0; i < t.ids.length; i++) {
+      if (hooked[t.identifierIndexes[i]]) out[i] = keys.access({ taskId: t.ids[i], lease: t.leases[i] });
+    }
+    return out;
   }
 
   private async leaseLoop(): Promise<void> {

@@ -30,6 +30,7 @@ import { toConnectError } from "../interceptors/errors.js";
 import { type Principal, principalKey } from "../auth/authenticator.js";
 import { type ServiceDeps, requireClusters } from "./deps.js";
 import { resolveTriggers } from "./triggers.js";
+import { addJobHookSubtasks } from "../hook/hook-subtasks.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_RESULTS_PER_MESSAGE = 5_000;
@@ -53,7 +54,7 @@ const REFUSAL_CODES: Record<Refusal["kind"], Code> = {
   "not-recorded": Code.FailedPrecondition,
 };
 
-export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: ServiceDeps): ServiceImpl<typeof RunnerService> {
+export function runnerService({ sql, clusters, dispatcher, leaseTtlMs, attemptKeys }: ServiceDeps): ServiceImpl<typeof RunnerService> {
   /**
    * Checks a runner's first message, reconciles what it holds with what the
    * database says is leased to it, and attaches its stream to the dispatcher.
@@ -61,7 +62,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
   async function attach(start: SessionStart, principal: Principal | null): Promise<RunnerStream> {
     const runnerId = checkRunnerId(start.runnerId);
     if (start.tasks.length === 0) throw invalid("tasks is empty: a runner must register at least one task it can execute");
-    const capabilities: Capability[] = start.tasks.map((t, i) => parseIdentifier(t.name, t.version, `tasks[${i}]`));
+    const capabilities: Capability[] = start.tasks.map((t, i) => ({ ...parseIdentifier(t.name, t.version, `tasks[${i}]`), jobHook: t.jobHook }));
     if (start.concurrency < 1 || start.concurrency > MAX_CONCURRENCY) {
       throw invalid(`concurrency must be between 1 and ${MAX_CONCURRENCY}, got ${start.concurrency}`);
     }
@@ -82,6 +83,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       held: await dispatcher.reconcile(runnerId, held),
       draining: start.draining,
       leaseTtlMs,
+      attemptKeys,
     });
   }
 
@@ -121,6 +123,7 @@ export function runnerService({ sql, clusters, dispatcher, leaseTtlMs }: Service
       seen.add(c.taskId);
     }
 
+    await addJobHookSubtasks(sql, req.results);
     // Subtasks are validated per result: a bad subtask list refuses that
     // result (InvalidArgument) and records nothing for it, not the batch.
     const slugs = req.results.flatMap((r) => (r.outcome.case === "computed" ? clusterSlugsOf(r.outcome.value.subtasks) : []));

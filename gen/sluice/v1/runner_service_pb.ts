@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/runner_service.proto.
  */
 export const file_sluice_v1_runner_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zbHVpY2UvdjEvcnVubmVyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSIvCg5SZWdpc3RlcmVkVGFzaxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkixwEKDFNlc3Npb25TdGFydBIRCglydW5uZXJfaWQYASABKAkSDwoHY2x1c3RlchgCIAEoCRIoCgV0YXNrcxgDIAMoCzIZLnNsdWljZS52MS5SZWdpc3RlcmVkVGFzaxITCgtjb25jdXJyZW5jeRgEIAEoDRIQCghwcmVmZXRjaBgFIAEoDRIMCgRuYW1lGAYgASgJEiIKBGhlbGQYByADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEhAKCGRyYWluaW5nGAggASgIIg4KDFNlc3Npb25EcmFpbiIMCgpTZXNzaW9uRW5kIu0BCg5TZXNzaW9uUmVxdWVzdBIoCgVzdGFydBgBIAEoCzIXLnNsdWljZS52MS5TZXNzaW9uU3RhcnRIABIpCgdyZXN1bHRzGAIgASgLMhYuc2x1aWNlLnYxLlRhc2tSZXN1bHRzSAASKwoGZXh0ZW5kGAMgASgLMhkuc2x1aWNlLnYxLkxlYXNlRXh0ZW5zaW9uSAASKAoFZHJhaW4YBCABKAsyFy5zbHVpY2UudjEuU2Vzc2lvbkRyYWluSAASJAoDZW5kGAUgASgLMhUuc2x1aWNlLnYxLlNlc3Npb25FbmRIAEIJCgdtZXNzYWdlIrICCg9TZXNzaW9uUmVzcG9uc2USLAoHc3RhcnRlZBgBIAEoCzIZLnNsdWljZS52MS5TZXNzaW9uU3RhcnRlZEgAEi8KCmFzc2lnbm1lbnQYAiABKAsyGS5zbHVpY2UudjEuVGFza0Fzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAyABKAsyGy5zbHVpY2UudjEuVGFza0NhbmNlbGxhdGlvbkgAEiMKBGlkbGUYBCABKAsyEy5zbHVpY2UudjEuV29ya0lkbGVIABIuCghyZWNvcmRlZBgFIAEoCzIaLnNsdWljZS52MS5SZXN1bHRzUmVjb3JkZWRIABItCghleHRlbmRlZBgGIAEoCzIZLnNsdWljZS52MS5MZWFzZXNFeHRlbmRlZEgAQgcKBWV2ZW50IiYKDlNlc3Npb25TdGFydGVkEhQKDGxlYXNlX3R0bF9tcxgBIAEoDSKNAwoOVGFza0Fzc2lnbm1lbnQSNAoQbGVhc2VfZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY2x1c3RlchgCIAEoCRILCgNpZHMYAyADKAkSDwoHam9iX2lkcxgEIAMoCRIuCgtpZGVudGlmaWVycxgFIAMoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchIaChJpZGVudGlmaWVyX2luZGV4ZXMYBiADKA0SDgoGaW5wdXRzGAcgAygMEg4KBmxlYXNlcxgIIAMoDRIQCghmYWlsdXJlcxgJIAMoDRITCgttYXhfcmV0cmllcxgKIAMoDRI5Cgh0cmlnZ2VycxgLIAMoCzInLnNsdWljZS52MS5UYXNrQXNzaWdubWVudC5UcmlnZ2Vyc0VudHJ5GkgKDVRyaWdnZXJzRW50cnkSCwoDa2V5GAEgASgNEiYKBXZhbHVlGAIgASgLMhcuc2x1aWNlLnYxLlN0b3JhZ2VFdmVudDoCOAEiRwoQVGFza0NhbmNlbGxhdGlvbhIjCgV0YXNrcxgBIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2USDgoGcmVhc29uGAIgASgJIgoKCFdvcmtJZGxlIisKCVRhc2tMZWFzZRIPCgd0YXNrX2lkGAEgASgJEg0KBWxlYXNlGAIgASgNIs0BCgpUYXNrUmVzdWx0EiIKBHRhc2sYASABKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEg4KBmpvYl9pZBgCIAEoCRIqCghjb21wdXRlZBgDIAEoCzIWLnNsdWljZS52MS5UYXNrU3VjY2Vzc0gAEigKBmZhaWxlZBgEIAEoCzIWLnNsdWljZS52MS5UYXNrRmFpbHVyZUgAEioKCHJlbGVhc2VkGAUgASgLMhYuc2x1aWNlLnYxLlRhc2tSZWxlYXNlSABCCQoHb3V0Y29tZSINCgtUYXNrUmVsZWFzZSI6CgtUYXNrU3VjY2VzcxIrCghzdWJ0YXNrcxgBIAMoCzIZLnNsdWljZS52MS5UYXNrU3VibWlzc2lvbiItCgtUYXNrRmFpbHVyZRIPCgdtZXNzYWdlGAEgASgJEg0KBXN0YWNrGAIgASgJImEKC1Rhc2tSZXN1bHRzEiYKB3Jlc3VsdHMYASADKAsyFS5zbHVpY2UudjEuVGFza1Jlc3VsdBIqCghjb21wdXRlZBgCIAEoCzIYLnNsdWljZS52MS5Db21wdXRlZFRhc2tzIkIKDUNvbXB1dGVkVGFza3MSEAoIdGFza19pZHMYASADKAkSDgoGbGVhc2VzGAIgAygNEg8KB2pvYl9pZHMYAyADKAkiPwoNUmVmdXNlZFJlc3VsdBIPCgd0YXNrX2lkGAEgASgJEgwKBGNvZGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSI8Cg9SZXN1bHRzUmVjb3JkZWQSKQoHcmVmdXNlZBgBIAMoCzIYLnNsdWljZS52MS5SZWZ1c2VkUmVzdWx0IjYKDkxlYXNlRXh0ZW5zaW9uEiQKBmxlYXNlcxgBIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2UiagoOTGVhc2VzRXh0ZW5kZWQSNAoQbGVhc2VfZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoEbG9zdBgCIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2UyVQoNUnVubmVyU2VydmljZRJECgdTZXNzaW9uEhkuc2x1aWNlLnYxLlNlc3Npb25SZXF1ZXN0Ghouc2x1aWNlLnYxLlNlc3Npb25SZXNwb25zZSgBMAFiBnByb3RvMw", [file_google_protobuf_timestamp, file_sluice_v1_storage, file_sluice_v1_task]);
+  fileDesc("Ch5zbHVpY2UvdjEvcnVubmVyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSJBCg5SZWdpc3RlcmVkVGFzaxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSEAoIam9iX2hvb2sYZCABKAgixwEKDFNlc3Npb25TdGFydBIRCglydW5uZXJfaWQYASABKAkSDwoHY2x1c3RlchgCIAEoCRIoCgV0YXNrcxgDIAMoCzIZLnNsdWljZS52MS5SZWdpc3RlcmVkVGFzaxITCgtjb25jdXJyZW5jeRgEIAEoDRIQCghwcmVmZXRjaBgFIAEoDRIMCgRuYW1lGAYgASgJEiIKBGhlbGQYByADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEhAKCGRyYWluaW5nGAggASgIIg4KDFNlc3Npb25EcmFpbiIMCgpTZXNzaW9uRW5kIu0BCg5TZXNzaW9uUmVxdWVzdBIoCgVzdGFydBgBIAEoCzIXLnNsdWljZS52MS5TZXNzaW9uU3RhcnRIABIpCgdyZXN1bHRzGAIgASgLMhYuc2x1aWNlLnYxLlRhc2tSZXN1bHRzSAASKwoGZXh0ZW5kGAMgASgLMhkuc2x1aWNlLnYxLkxlYXNlRXh0ZW5zaW9uSAASKAoFZHJhaW4YBCABKAsyFy5zbHVpY2UudjEuU2Vzc2lvbkRyYWluSAASJAoDZW5kGAUgASgLMhUuc2x1aWNlLnYxLlNlc3Npb25FbmRIAEIJCgdtZXNzYWdlIrICCg9TZXNzaW9uUmVzcG9uc2USLAoHc3RhcnRlZBgBIAEoCzIZLnNsdWljZS52MS5TZXNzaW9uU3RhcnRlZEgAEi8KCmFzc2lnbm1lbnQYAiABKAsyGS5zbHVpY2UudjEuVGFza0Fzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAyABKAsyGy5zbHVpY2UudjEuVGFza0NhbmNlbGxhdGlvbkgAEiMKBGlkbGUYBCABKAsyEy5zbHVpY2UudjEuV29ya0lkbGVIABIuCghyZWNvcmRlZBgFIAEoCzIaLnNsdWljZS52MS5SZXN1bHRzUmVjb3JkZWRIABItCghleHRlbmRlZBgGIAEoCzIZLnNsdWljZS52MS5MZWFzZXNFeHRlbmRlZEgAQgcKBWV2ZW50IiYKDlNlc3Npb25TdGFydGVkEhQKDGxlYXNlX3R0bF9tcxgBIAEoDSKUBAoOVGFza0Fzc2lnbm1lbnQSNAoQbGVhc2VfZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY2x1c3RlchgCIAEoCRILCgNpZHMYAyADKAkSDwoHam9iX2lkcxgEIAMoCRIuCgtpZGVudGlmaWVycxgFIAMoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchIaChJpZGVudGlmaWVyX2luZGV4ZXMYBiADKA0SDgoGaW5wdXRzGAcgAygMEg4KBmxlYXNlcxgIIAMoDRIQCghmYWlsdXJlcxgJIAMoDRITCgttYXhfcmV0cmllcxgKIAMoDRI5Cgh0cmlnZ2VycxgLIAMoCzInLnNsdWljZS52MS5UYXNrQXNzaWdubWVudC5UcmlnZ2Vyc0VudHJ5EjoKCWpvYl9ob29rcxhkIAMoCzInLnNsdWljZS52MS5UYXNrQXNzaWdubWVudC5Kb2JIb29rc0VudHJ5GkgKDVRyaWdnZXJzRW50cnkSCwoDa2V5GAEgASgNEiYKBXZhbHVlGAIgASgLMhcuc2x1aWNlLnYxLlN0b3JhZ2VFdmVudDoCOAEaSQoNSm9iSG9va3NFbnRyeRILCgNrZXkYASABKA0SJwoFdmFsdWUYAiABKAsyGC5zbHVpY2UudjEuSm9iSG9va0FjY2VzczoCOAEiQAoNSm9iSG9va0FjY2VzcxIOCgZqb2JfaWQYASABKAkSEgoKc2VjcmV0X2tleRgCIAEoCRILCgN1cmwYAyABKAkiRwoQVGFza0NhbmNlbGxhdGlvbhIjCgV0YXNrcxgBIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2USDgoGcmVhc29uGAIgASgJIgoKCFdvcmtJZGxlIisKCVRhc2tMZWFzZRIPCgd0YXNrX2lkGAEgASgJEg0KBWxlYXNlGAIgASgNIs0BCgpUYXNrUmVzdWx0EiIKBHRhc2sYASABKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEg4KBmpvYl9pZBgCIAEoCRIqCghjb21wdXRlZBgDIAEoCzIWLnNsdWljZS52MS5UYXNrU3VjY2Vzc0gAEigKBmZhaWxlZBgEIAEoCzIWLnNsdWljZS52MS5UYXNrRmFpbHVyZUgAEioKCHJlbGVhc2VkGAUgASgLMhYuc2x1aWNlLnYxLlRhc2tSZWxlYXNlSABCCQoHb3V0Y29tZSINCgtUYXNrUmVsZWFzZSJVCgtUYXNrU3VjY2VzcxIrCghzdWJ0YXNrcxgBIAMoCzIZLnNsdWljZS52MS5UYXNrU3VibWlzc2lvbhIZChFqb2JfaG9va19zdWJ0YXNrcxhkIAEoCCItCgtUYXNrRmFpbHVyZRIPCgdtZXNzYWdlGAEgASgJEg0KBXN0YWNrGAIgASgJImEKC1Rhc2tSZXN1bHRzEiYKB3Jlc3VsdHMYASADKAsyFS5zbHVpY2UudjEuVGFza1Jlc3VsdBIqCghjb21wdXRlZBgCIAEoCzIYLnNsdWljZS52MS5Db21wdXRlZFRhc2tzIkIKDUNvbXB1dGVkVGFza3MSEAoIdGFza19pZHMYASADKAkSDgoGbGVhc2VzGAIgAygNEg8KB2pvYl9pZHMYAyADKAkiPwoNUmVmdXNlZFJlc3VsdBIPCgd0YXNrX2lkGAEgASgJEgwKBGNvZGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSI8Cg9SZXN1bHRzUmVjb3JkZWQSKQoHcmVmdXNlZBgBIAMoCzIYLnNsdWljZS52MS5SZWZ1c2VkUmVzdWx0IjYKDkxlYXNlRXh0ZW5zaW9uEiQKBmxlYXNlcxgBIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2UiagoOTGVhc2VzRXh0ZW5kZWQSNAoQbGVhc2VfZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoEbG9zdBgCIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2UyVQoNUnVubmVyU2VydmljZRJECgdTZXNzaW9uEhkuc2x1aWNlLnYxLlNlc3Npb25SZXF1ZXN0Ghouc2x1aWNlLnYxLlNlc3Npb25SZXNwb25zZSgBMAFiBnByb3RvMw", [file_google_protobuf_timestamp, file_sluice_v1_storage, file_sluice_v1_task]);
 
 /**
  * A task identifier a runner can execute. A task with the same name and major
@@ -38,6 +38,14 @@ export type RegisteredTask = Message<"sluice.v1.RegisteredTask"> & {
    * @generated from field: string version = 2;
    */
   version: string;
+
+  /**
+   * The task is a process (any language): send the job hook's address and a
+   * secret with each of its assignments (TaskAssignment.job_hooks).
+   *
+   * @generated from field: bool job_hook = 100;
+   */
+  jobHook: boolean;
 };
 
 /**
@@ -383,6 +391,14 @@ export type TaskAssignment = Message<"sluice.v1.TaskAssignment"> & {
    * @generated from field: map<uint32, sluice.v1.StorageEvent> triggers = 11;
    */
   triggers: { [key: number]: StorageEvent };
+
+  /**
+   * The job hook of each task whose identifier the runner registered with
+   * `job_hook`, by task index.
+   *
+   * @generated from field: map<uint32, sluice.v1.JobHookAccess> job_hooks = 100;
+   */
+  jobHooks: { [key: number]: JobHookAccess };
 };
 
 /**
@@ -391,6 +407,41 @@ export type TaskAssignment = Message<"sluice.v1.TaskAssignment"> & {
  */
 export const TaskAssignmentSchema: GenMessage<TaskAssignment> = /*@__PURE__*/
   messageDesc(file_sluice_v1_runner_service, 7);
+
+/**
+ * How the process of one task attempt reaches the job hook (docs/process-tasks.md).
+ *
+ * @generated from message sluice.v1.JobHookAccess
+ */
+export type JobHookAccess = Message<"sluice.v1.JobHookAccess"> & {
+  /**
+   * JOB_ID: the attempt, "TASK_ID.LEASE".
+   *
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * JOB_SECRET_KEY: the key of the attempt's X-Job-Hash (HMAC-SHA256 of X-Job-Time).
+   *
+   * @generated from field: string secret_key = 2;
+   */
+  secretKey: string;
+
+  /**
+   * JOB_HOOK: the URL the process calls (`/status`, `/upload/...`, ...).
+   *
+   * @generated from field: string url = 3;
+   */
+  url: string;
+};
+
+/**
+ * Describes the message sluice.v1.JobHookAccess.
+ * Use `create(JobHookAccessSchema)` to create a new message.
+ */
+export const JobHookAccessSchema: GenMessage<JobHookAccess> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_runner_service, 8);
 
 /**
  * @generated from message sluice.v1.TaskCancellation
@@ -416,7 +467,7 @@ export type TaskCancellation = Message<"sluice.v1.TaskCancellation"> & {
  * Use `create(TaskCancellationSchema)` to create a new message.
  */
 export const TaskCancellationSchema: GenMessage<TaskCancellation> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 8);
+  messageDesc(file_sluice_v1_runner_service, 9);
 
 /**
  * @generated from message sluice.v1.WorkIdle
@@ -429,7 +480,7 @@ export type WorkIdle = Message<"sluice.v1.WorkIdle"> & {
  * Use `create(WorkIdleSchema)` to create a new message.
  */
 export const WorkIdleSchema: GenMessage<WorkIdle> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 9);
+  messageDesc(file_sluice_v1_runner_service, 10);
 
 /**
  * A task and the lease under which a runner holds it.
@@ -457,7 +508,7 @@ export type TaskLease = Message<"sluice.v1.TaskLease"> & {
  * Use `create(TaskLeaseSchema)` to create a new message.
  */
 export const TaskLeaseSchema: GenMessage<TaskLease> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 10);
+  messageDesc(file_sluice_v1_runner_service, 11);
 
 /**
  * The result of executing one task.
@@ -515,7 +566,7 @@ export type TaskResult = Message<"sluice.v1.TaskResult"> & {
  * Use `create(TaskResultSchema)` to create a new message.
  */
 export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 11);
+  messageDesc(file_sluice_v1_runner_service, 12);
 
 /**
  * @generated from message sluice.v1.TaskRelease
@@ -528,7 +579,7 @@ export type TaskRelease = Message<"sluice.v1.TaskRelease"> & {
  * Use `create(TaskReleaseSchema)` to create a new message.
  */
 export const TaskReleaseSchema: GenMessage<TaskRelease> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 12);
+  messageDesc(file_sluice_v1_runner_service, 13);
 
 /**
  * @generated from message sluice.v1.TaskSuccess
@@ -541,6 +592,14 @@ export type TaskSuccess = Message<"sluice.v1.TaskSuccess"> & {
    * @generated from field: repeated sluice.v1.TaskSubmission subtasks = 1;
    */
   subtasks: TaskSubmission[];
+
+  /**
+   * Also create the subtasks the attempt posted to its job hook
+   * (`POST {JOB_HOOK}/subtasks`), after those of `subtasks`.
+   *
+   * @generated from field: bool job_hook_subtasks = 100;
+   */
+  jobHookSubtasks: boolean;
 };
 
 /**
@@ -548,7 +607,7 @@ export type TaskSuccess = Message<"sluice.v1.TaskSuccess"> & {
  * Use `create(TaskSuccessSchema)` to create a new message.
  */
 export const TaskSuccessSchema: GenMessage<TaskSuccess> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 13);
+  messageDesc(file_sluice_v1_runner_service, 14);
 
 /**
  * @generated from message sluice.v1.TaskFailure
@@ -574,7 +633,7 @@ export type TaskFailure = Message<"sluice.v1.TaskFailure"> & {
  * Use `create(TaskFailureSchema)` to create a new message.
  */
 export const TaskFailureSchema: GenMessage<TaskFailure> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 14);
+  messageDesc(file_sluice_v1_runner_service, 15);
 
 /**
  * Results of tasks the runner holds, at most 5000 per message (`results` and
@@ -604,7 +663,7 @@ export type TaskResults = Message<"sluice.v1.TaskResults"> & {
  * Use `create(TaskResultsSchema)` to create a new message.
  */
 export const TaskResultsSchema: GenMessage<TaskResults> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 15);
+  messageDesc(file_sluice_v1_runner_service, 16);
 
 /**
  * Successes without subtasks, field by field: task i is element i of every list.
@@ -639,7 +698,7 @@ export type ComputedTasks = Message<"sluice.v1.ComputedTasks"> & {
  * Use `create(ComputedTasksSchema)` to create a new message.
  */
 export const ComputedTasksSchema: GenMessage<ComputedTasks> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 16);
+  messageDesc(file_sluice_v1_runner_service, 17);
 
 /**
  * A result that was not recorded, and why.
@@ -674,7 +733,7 @@ export type RefusedResult = Message<"sluice.v1.RefusedResult"> & {
  * Use `create(RefusedResultSchema)` to create a new message.
  */
 export const RefusedResultSchema: GenMessage<RefusedResult> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 17);
+  messageDesc(file_sluice_v1_runner_service, 18);
 
 /**
  * @generated from message sluice.v1.ResultsRecorded
@@ -694,7 +753,7 @@ export type ResultsRecorded = Message<"sluice.v1.ResultsRecorded"> & {
  * Use `create(ResultsRecordedSchema)` to create a new message.
  */
 export const ResultsRecordedSchema: GenMessage<ResultsRecorded> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 18);
+  messageDesc(file_sluice_v1_runner_service, 19);
 
 /**
  * @generated from message sluice.v1.LeaseExtension
@@ -713,7 +772,7 @@ export type LeaseExtension = Message<"sluice.v1.LeaseExtension"> & {
  * Use `create(LeaseExtensionSchema)` to create a new message.
  */
 export const LeaseExtensionSchema: GenMessage<LeaseExtension> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 19);
+  messageDesc(file_sluice_v1_runner_service, 20);
 
 /**
  * @generated from message sluice.v1.LeasesExtended
@@ -740,7 +799,7 @@ export type LeasesExtended = Message<"sluice.v1.LeasesExtended"> & {
  * Use `create(LeasesExtendedSchema)` to create a new message.
  */
 export const LeasesExtendedSchema: GenMessage<LeasesExtended> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 20);
+  messageDesc(file_sluice_v1_runner_service, 21);
 
 /**
  * The service task runners talk to: one bidirectional stream per runner.

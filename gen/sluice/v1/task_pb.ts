@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/task.proto.
  */
 export const file_sluice_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChRzbHVpY2UvdjEvdGFzay5wcm90bxIJc2x1aWNlLnYxIi8KDlRhc2tJZGVudGlmaWVyEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCSLvAQoOVGFza1N1Ym1pc3Npb24SLQoKaWRlbnRpZmllchgBIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchINCgVpbnB1dBgCIAEoDBISCgpkZXBlbmRzX29uGAMgAygNEhMKC21heF9yZXRyaWVzGAQgASgNEg8KB2NsdXN0ZXIYBSABKAkSDwoHZGlzcGxheRgGIAEoCRIoCgd0cmlnZ2VyGAcgASgLMhcuc2x1aWNlLnYxLlN0b3JhZ2VFdmVudBIqCgppbnB1dF9qc29uGBQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjwKCVRhc2tFcnJvchIPCgdtZXNzYWdlGAEgASgJEg0KBXN0YWNrGAIgASgJEg8KB2F0dGVtcHQYAyABKA0imAQKBFRhc2sSCgoCaWQYASABKAkSDgoGam9iX2lkGAIgASgJEhEKCXBhcmVudF9pZBgDIAEoCRItCgppZGVudGlmaWVyGAQgASgLMhkuc2x1aWNlLnYxLlRhc2tJZGVudGlmaWVyEiMKBXN0YXRlGAUgASgOMhQuc2x1aWNlLnYxLlRhc2tTdGF0ZRINCgVpbnB1dBgGIAEoDBISCgpkZXBlbmRzX29uGAcgAygJEhMKC21heF9yZXRyaWVzGAggASgNEhAKCGZhaWx1cmVzGAkgASgNEhAKCGF0dGVtcHRzGAogASgNEg8KB2NsdXN0ZXIYCyABKAkSKAoKbGFzdF9lcnJvchgMIAEoCzIULnNsdWljZS52MS5UYXNrRXJyb3ISDwoHZGlzcGxheRgNIAEoCRIuCgpjcmVhdGVkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoHdHJpZ2dlchgRIAEoCzIXLnNsdWljZS52MS5TdG9yYWdlRXZlbnQSKgoKaW5wdXRfanNvbhgUIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSqgAQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFUQVNLX1NUQVRFX1FVRVVFRBABEhYKElRBU0tfU1RBVEVfUlVOTklORxACEhcKE1RBU0tfU1RBVEVfQ09NUFVURUQQAxIVChFUQVNLX1NUQVRFX0ZBSUxFRBAEEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_sluice_v1_storage]);
+  fileDesc("ChRzbHVpY2UvdjEvdGFzay5wcm90bxIJc2x1aWNlLnYxIi8KDlRhc2tJZGVudGlmaWVyEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCSLvAQoOVGFza1N1Ym1pc3Npb24SLQoKaWRlbnRpZmllchgBIAEoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchINCgVpbnB1dBgCIAEoDBISCgpkZXBlbmRzX29uGAMgAygNEhMKC21heF9yZXRyaWVzGAQgASgNEg8KB2NsdXN0ZXIYBSABKAkSDwoHZGlzcGxheRgGIAEoCRIoCgd0cmlnZ2VyGAcgASgLMhcuc2x1aWNlLnYxLlN0b3JhZ2VFdmVudBIqCgppbnB1dF9qc29uGBQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjwKCVRhc2tFcnJvchIPCgdtZXNzYWdlGAEgASgJEg0KBXN0YWNrGAIgASgJEg8KB2F0dGVtcHQYAyABKA0iowUKBFRhc2sSCgoCaWQYASABKAkSDgoGam9iX2lkGAIgASgJEhEKCXBhcmVudF9pZBgDIAEoCRItCgppZGVudGlmaWVyGAQgASgLMhkuc2x1aWNlLnYxLlRhc2tJZGVudGlmaWVyEiMKBXN0YXRlGAUgASgOMhQuc2x1aWNlLnYxLlRhc2tTdGF0ZRINCgVpbnB1dBgGIAEoDBISCgpkZXBlbmRzX29uGAcgAygJEhMKC21heF9yZXRyaWVzGAggASgNEhAKCGZhaWx1cmVzGAkgASgNEhAKCGF0dGVtcHRzGAogASgNEg8KB2NsdXN0ZXIYCyABKAkSKAoKbGFzdF9lcnJvchgMIAEoCzIULnNsdWljZS52MS5UYXNrRXJyb3ISDwoHZGlzcGxheRgNIAEoCRIuCgpjcmVhdGVkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoHdHJpZ2dlchgRIAEoCzIXLnNsdWljZS52MS5TdG9yYWdlRXZlbnQSKgoKaW5wdXRfanNvbhgUIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIrCgtob29rX3N0YXR1cxhkIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIyCg5ob29rX3N0YXR1c19hdBhlIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLc3Rkb3V0X3RhaWwYZiABKAkSEwoLc3RkZXJyX3RhaWwYZyABKAkqoAEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19TVEFURV9RVUVVRUQQARIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAhIXChNUQVNLX1NUQVRFX0NPTVBVVEVEEAMSFQoRVEFTS19TVEFURV9GQUlMRUQQBBIYChRUQVNLX1NUQVRFX0NBTkNFTExFRBAFYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_sluice_v1_storage]);
 
 /**
  * Names a kind of task: what a runner registers and what a submission asks for.
@@ -291,6 +291,35 @@ export type Task = Message<"sluice.v1.Task"> & {
    * @generated from field: google.protobuf.Value input_json = 20;
    */
   inputJson?: Value | undefined;
+
+  /**
+   * The latest status a process task posted to its job hook (any JSON), unset
+   * if it posted none.
+   *
+   * @generated from field: google.protobuf.Value hook_status = 100;
+   */
+  hookStatus?: Value | undefined;
+
+  /**
+   * When that status was posted.
+   *
+   * @generated from field: google.protobuf.Timestamp hook_status_at = 101;
+   */
+  hookStatusAt?: Timestamp | undefined;
+
+  /**
+   * The tail of a process task's standard output, from its latest attempt.
+   *
+   * @generated from field: string stdout_tail = 102;
+   */
+  stdoutTail: string;
+
+  /**
+   * The tail of a process task's standard error, from its latest attempt.
+   *
+   * @generated from field: string stderr_tail = 103;
+   */
+  stderrTail: string;
 };
 
 /**
