@@ -10,6 +10,7 @@ import { parseIdentifier } from "../validation.js";
 import type { AttemptKeys } from "./attempt-keys.js";
 import { UPLOAD_URL_TTL_MS, type JobFiles } from "./job-files.js";
 import { type HookCaller, HookError, authenticateHookCall } from "./job-hook-auth.js";
+import { hookPaths, hookStates } from "./hook-paths.js";
 
 type Request = IncomingMessage | Http2ServerRequest;
 type Response = ServerResponse | Http2ServerResponse;
@@ -107,11 +108,19 @@ async function handle(o: JobHookOptions, req: Request, res: Response): Promise<u
       Location: await o.files.downloadUrl(file.hash),
     };
   }
+  if (action === "paths" && rest.length === 0) {
+    expect(method, "GET", "paths");
+    return hookPaths(o.sql, caller, new URLSearchParams(query));
+  }
+  if (action === "states" && rest.length === 0) {
+    expect(method, "POST", "states");
+    return hookStates(o.sql, caller, await readJson(req));
+  }
   if (action === "subtasks" && rest.length === 0) {
     expect(method, "POST", "subtasks");
     return postSubtasks(o, caller, await readJson(req));
   }
-  throw new HookError(404, `no job hook call ${method} /${route.join("/")}: use POST /status, PUT /upload/STORE/UUID/PROPERTY, GET /download/STORE/UUID/PROPERTY/INDEX or POST /subtasks`);
+  throw new HookError(404, `no job hook call ${method} /${route.join("/")}: use POST /status, PUT /upload/STORE/UUID/PROPERTY, GET /download/STORE/UUID/PROPERTY/INDEX, POST /subtasks, GET /paths or POST /states`);
 }
 
 async function files(o: JobHookOptions, req: Request, res: Response, method: string, path: string[], query: URLSearchParams): Promise<unknown> {

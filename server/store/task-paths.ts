@@ -25,10 +25,10 @@ export interface FileTaskRow {
 }
 
 /** A file task and whether `runnerId` holds it under `lease`; undefined when the task is not a file task (or missing). */
-export async function fileTaskFor(sql: Sql, taskId: string, lease: number, runnerId: string): Promise<FileTaskRow | undefined> {
+export async function fileTaskFor(sql: Sql, taskId: string, lease: number, runnerId: string | null): Promise<FileTaskRow | undefined> {
   const [row] = await sql<FileTaskRow[]>`
     SELECT f.task_id, f.job_id, t.cluster_id, f.step, f.chunk, f.list_id, f.first_ord, f.last_ord, f.source_task_id, f.site,
-           (t.state = 'running' AND t.lease = ${lease} AND t.runner_id = ${runnerId}::uuid) AS held,
+           (t.state = 'running' AND t.lease = ${lease} AND (${runnerId}::uuid IS NULL OR t.runner_id = ${runnerId}::uuid)) AS held,
            t.state, t.lease, t.runner_id::text
     FROM file_tasks f JOIN tasks t ON t.id = f.task_id
     WHERE f.task_id = ${taskId}::bigint`;
@@ -123,7 +123,8 @@ export async function reportPathStates(
   sql: Sql,
   taskId: string,
   lease: number,
-  runnerId: string,
+  /** Null for the job hook of a process task, whose attempt key stands for its runner. */
+  runnerId: string | null,
   paths: readonly string[],
   states: readonly PathStateName[],
   messages: readonly (string | null)[],
@@ -144,7 +145,7 @@ async function writeStates(
   sql: Sql,
   taskId: string,
   lease: number,
-  runnerId: string,
+  runnerId: string | null,
   paths: readonly string[],
   states: readonly PathStateName[],
   messages: readonly (string | null)[],
@@ -154,7 +155,8 @@ async function writeStates(
     WITH f AS MATERIALIZED (
       SELECT f.task_id, f.list_id, f.first_ord, f.last_ord, f.source_task_id
       FROM file_tasks f JOIN tasks t ON t.id = f.task_id
-      WHERE f.task_id = ${taskId}::bigint AND t.state = 'running' AND t.lease = ${lease} AND t.runner_id = ${runnerId}::uuid
+      WHERE f.task_id = ${taskId}::bigint AND t.state = 'running' AND t.lease = ${lease}
+        AND (${runnerId}::uuid IS NULL OR t.runner_id = ${runnerId}::uuid)
     ), r AS MATERIALIZED (
       SELECT r.*
       FROM (SELECT ${quotedArrayLiteral(paths)}::text[] AS p, ${quotedArrayLiteral(states)}::path_state[] AS s,
