@@ -40,6 +40,7 @@ describe("file tasks as processes", () => {
     const out = details.tasks[0].output?.stdout ?? "";
     expect(out).toContain("seen 23");
     expect(out).toMatch(/refused 400 path "\/elsewhere" is not one of the input paths/);
+    expect(out).toMatch(/refused 400 states\[0\]: state "done" is unknown: use processed, skipped, aborted, failures, inprogress/);
     const failures = [];
     for await (const p of files.paths(job.id, { task: "PyVerify", states: ["failures"] })) failures.push([p.path, p.message]);
     expect(failures).toEqual(paths.filter((p) => p.includes("bad")).map((p) => [p, "no such file"]));
