@@ -68,28 +68,31 @@ export interface InputPage {
  * each path joined to its state by primary key.
  */
 export async function taskInputPage(sql: Sql, f: FileTaskRow, page: InputPage): Promise<TaskPathRow[]> {
-  const pending = page.pendingOnly;
   // A first attempt has no earlier one whose states it must skip or show
-  // (what it reported itself lies behind the page): no lookup per path.
+  // (what it reported itself lies behind the page): no lookup per path. The
+  // variants are separate statements: a join under a false parameter still
+  // looked every path up, and an "after or none" test kept the page's start
+  // out of the index condition.
   const withStates = f.lease > 1 || f.state !== "running";
+  const pending = page.pendingOnly && withStates;
+  const state = withStates ? sql`s.state` : sql`NULL::path_state AS state`;
+  const pendingOnly = pending ? sql`AND (s.state IS NULL OR s.state = 'inprogress')` : sql``;
   if (f.list_id !== null) {
+    const states = withStates ? sql`LEFT JOIN path_states s ON s.task_id = ${f.task_id}::bigint AND s.path = i.path` : sql``;
     return sql<TaskPathRow[]>`
-      SELECT i.ord::text AS key, i.path, i.size::text, i.message, i.extra, s.state
-      FROM path_list_items i
-      LEFT JOIN path_states s ON ${withStates}::bool AND s.task_id = ${f.task_id}::bigint AND s.path = i.path
+      SELECT i.ord::text AS key, i.path, i.size::text, i.message, i.extra, ${state}
+      FROM path_list_items i ${states}
       WHERE i.list_id = ${f.list_id}::bigint AND i.ord > ${page.after ?? String(BigInt(f.first_ord!) - 1n)}::bigint
-        AND i.ord <= ${f.last_ord}::bigint
-        AND (NOT ${pending}::bool OR s.state IS NULL OR s.state = 'inprogress')
+        AND i.ord <= ${f.last_ord}::bigint ${pendingOnly}
       ORDER BY i.ord
       LIMIT ${page.limit}`;
   }
+  const states = withStates ? sql`LEFT JOIN path_states s ON s.task_id = ${f.task_id}::bigint AND s.path = p.path` : sql``;
+  const after = page.after === null ? sql`` : sql`AND p.path > ${page.after}`;
   return sql<TaskPathRow[]>`
-    SELECT p.path AS key, p.path, p.size::text, p.message, p.extra, s.state
-    FROM path_states p
-    LEFT JOIN path_states s ON ${withStates}::bool AND s.task_id = ${f.task_id}::bigint AND s.path = p.path
-    WHERE p.task_id = ${f.source_task_id}::bigint AND p.state IN ('processed', 'skipped')
-      AND (${page.after === null}::bool OR p.path > ${page.after ?? ""})
-      AND (NOT ${pending}::bool OR s.state IS NULL OR s.state = 'inprogress')
+    SELECT p.path AS key, p.path, p.size::text, p.message, p.extra, ${state}
+    FROM path_states p ${states}
+    WHERE p.task_id = ${f.source_task_id}::bigint AND p.state IN ('processed', 'skipped') ${after} ${pendingOnly}
     ORDER BY p.path
     LIMIT ${page.limit}`;
 }
