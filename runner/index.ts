@@ -34,6 +34,22 @@ export {
 } from "./sdk/recurrent.js";
 export { StorageEventTask, StorageLocation, type StorageTrigger, type StorageEventTypeName, type StorageTypeName } from "./sdk/storage.js";
 export { WriteObject } from "./sdk/builtins.js";
+export { FileTask } from "./sdk/file-task.js";
+export { PATH_STATE_NAMES, type PathObject, type PathStateName, type PathStatus, type TaskPaths } from "./sdk/paths.js";
+export { QueueName, formatQueueName, parseQueueName } from "./sdk/queue-name.js";
+export {
+  FileClient,
+  type FileJob,
+  type FilePayload,
+  type FileStepInfo,
+  type FileTaskInfo,
+  type FileWorkflowJob,
+  type FileWorkflowOptions,
+  type PathQuery,
+  type ReportedPath,
+} from "./sdk/files.js";
+export type { ProcessTasks, ProcessTaskSpec } from "./worker/process-task.js";
+export type { KubernetesOptions } from "./worker/kubernetes-jobs.js";
 export { TaskRunner, TaskTimeoutError, type RunnerLogger, type RunnerOptions } from "./worker/task-runner.js";
 export { shutdownTracing } from "./wire/tracing.js";
 export { Code, ConnectError } from "@connectrpc/connect";

@@ -35,7 +35,14 @@ const TRACING = [
 ];
 
 /** Packages the SDK loads only when a feature needs them: optional peers, not dependencies. */
-const OPTIONAL_PEERS = ["@aws-sdk/client-s3", "@aws-sdk/lib-storage", "@google-cloud/storage", "@parcel/watcher", ...TRACING];
+const OPTIONAL_PEERS = [
+  "@aws-sdk/client-s3",
+  "@aws-sdk/lib-storage",
+  "@google-cloud/storage",
+  "@kubernetes/client-node",
+  "@parcel/watcher",
+  ...TRACING,
+];
 
 interface RootManifest {
   version: string;

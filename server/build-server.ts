@@ -7,6 +7,7 @@ import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { ClusterService } from "../gen/sluice/v1/cluster_service_pb.js";
+import { FileService } from "../gen/sluice/v1/file_service_pb.js";
 import { JobService } from "../gen/sluice/v1/job_service_pb.js";
 import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
 import { RunnerService } from "../gen/sluice/v1/runner_service_pb.js";
@@ -32,8 +33,10 @@ import { correctProtocolErrors, parseErrors } from "./http/protocol-errors.js";
 import { storableText } from "./interceptors/storable-text.js";
 import { LeaseExpiry } from "./maintenance/lease-expiry.js";
 import { JobRetention } from "./maintenance/job-retention.js";
+import { StagedPathsCleanup, StagedPathsDefaults } from "./maintenance/staged-paths.js";
 import { Scheduler } from "./maintenance/scheduler.js";
 import { clusterService } from "./services/cluster-service.js";
+import { fileService } from "./services/file-service.js";
 import { type StorageDeps, storageService } from "./services/storage-service.js";
 import { pushHandler } from "./sources/push.js";
 import { ServerWatchers } from "./sources/watchers.js";
@@ -55,6 +58,11 @@ import { SessionObserver } from "./observe/session-observer.js";
 import { metricsHandler } from "./http/metrics.js";
 import { startTracing } from "../runner/wire/tracing.js";
 import { RetryScheduler, RetrySchedulerDefaults } from "./maintenance/retry-scheduler.js";
+import { AttemptKeys } from "./hook/attempt-keys.js";
+import { JobFiles } from "./hook/job-files.js";
+import { FolderBlobStore, S3BlobStore } from "./hook/blob-store.js";
+import { JOB_HOOK_PATH, isJobHookPath, jobHookHandler } from "./hook/job-hook-handler.js";
+import { loadJobHookKey } from "./store/job-hook-key.js";
 
 export interface SluiceServer {
   /** Base URL of the API, e.g. http://127.0.0.1:8080. */
@@ -171,6 +179,8 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   const metrics = new ServerMetrics(reads, () => runnerRegistry.connected, config.poolSize, freshnessMs(registryConfig));
   const observer = new SessionObserver(sql, followers, runnerRegistry, metrics, config.observability, onError);
   leaseExpiry.onExpired = (n) => metrics.leaseExpiries.inc(n);
+  const stagedPaths = new StagedPathsCleanup(sql, StagedPathsDefaults, onError);
+  stagedPaths.start();
 
   // Folders registered as FS locations are watched by every server; a NOTIFY
   // on LOCATIONS_CHANNEL tells them all when locations change.
@@ -185,9 +195,15 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   };
   const locations = await sql.listen(LOCATIONS_CHANNEL, locationsChanged, locationsChanged);
 
+  const attemptKeys = new AttemptKeys(await loadJobHookKey(sql));
+  let publicUrl = config.publicUrl ?? "";
+  const jobFilesDir = config.jobFilesDir ?? join(resolve(config.dataDir), "job-files");
+  const blobs = config.jobFilesLocation ? new S3BlobStore(sql, config.jobFilesLocation) : new FolderBlobStore(jobFilesDir, attemptKeys, () => publicUrl);
+  const jobFiles = new JobFiles(sql, jobFilesDir, blobs, () => publicUrl);
   const deps: StorageDeps = {
     sql,
     reads,
+    attemptKeys,
     clusters,
     dispatcher,
     leaseTtlMs: config.leaseTtlMs,
@@ -216,7 +232,16 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   } else if (!isLoopback(config.host)) {
     logger.info(`WARNING: authentication is off while listening on ${config.host}: anyone who reaches the port may do anything`);
   }
-  const apiServices: DescService[] = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService, TokenService, ObservabilityService];
+  const apiServices: DescService[] = [
+    JobService,
+    ClusterService,
+    RecurrentTaskService,
+    StorageService,
+    RunnerService,
+    TokenService,
+    FileService,
+    ObservabilityService,
+  ];
   const health = new HealthState(apiServices.map((s) => s.typeName));
   const reflection = new Reflection([...apiServices, Health, ReflectionV1, ReflectionV1alpha]);
   const routes = (router: ConnectRouter) => {
@@ -227,6 +252,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     router.service(RunnerService, runnerService({ ...deps, observer, retries }));
     router.service(ObservabilityService, observabilityService({ ...deps, followers, runnerFreshMs: freshnessMs(registryConfig) }));
     router.service(TokenService, tokenService(deps));
+    router.service(FileService, fileService(deps));
     router.service(Health, health.service());
     router.service(ReflectionV1, reflection.v1());
     router.service(ReflectionV1alpha, reflection.v1alpha());
@@ -255,19 +281,24 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   const push = pushHandler(sql, onError, config.snsConfirmUrls);
   const ui = consoleHandler(config.consoleDir);
   const serveMetrics = metricsHandler(metrics, authOn && config.observability.metrics === "token" ? authenticator : undefined);
+  const hook = jobHookHandler({ sql, keys: attemptKeys, files: jobFiles, maxFileBytes: config.jobFileMaxBytes, onError });
   const handler: typeof api = (req, res) =>
     req.url?.startsWith("/events/")
       ? void push(req, res as ServerResponse)
-      : isConsolePath(req.url)
-        ? ui(req, res as ServerResponse)
-        : req.url === "/metrics"
-          ? void serveMetrics(req, res as ServerResponse)
-          : api(req, res);
+      : isJobHookPath(req.url)
+        ? hook(req, res as ServerResponse)
+        : isConsolePath(req.url)
+          ? ui(req, res as ServerResponse)
+          : req.url === "/metrics"
+            ? void serveMetrics(req, res as ServerResponse)
+            : api(req, res);
   const listener: Listener = config.tls
     ? await listenTls(handler, config.host, config.port, config.connections, config.tls)
     : await listen(handler, config.host, config.port, config.connections);
   const host = listener.host.includes(":") ? `[${listener.host}]` : listener.host;
   const url = `${config.tls ? "https" : "http"}://${host}:${listener.port}`;
+  publicUrl ||= url;
+  attemptKeys.hookUrl = `${publicUrl}${JOB_HOOK_PATH}`;
   await watchers.sync();
   await pollers.sync();
   reconciler.start();
@@ -288,6 +319,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
         runnerRegistry.stop();
         retries.stop();
         await followers.stop();
+        stagedPaths.stop();
         await locations.unlisten().catch(() => {});
         await authenticator?.stop();
         await watchers.stop();

@@ -52,6 +52,17 @@ export interface ServerConfig {
   consoleDir?: string;
   /** Task logs, the runner registry and /metrics. */
   observability: ObservabilityConfig;
+  /**
+   * The URL processes reach the server at, for JOB_HOOK and the file URLs of
+   * the job hook (SLUICE_PUBLIC_URL); the server's own address when unset.
+   */
+  publicUrl?: string;
+  /** Where content uploaded through job hooks is kept (default: DATA_DIR/job-files). */
+  jobFilesDir?: string;
+  /** Keep that content in this S3 storage location (its id) instead (SLUICE_JOB_FILES_LOCATION). */
+  jobFilesLocation?: string;
+  /** The largest file a process may upload through its job hook, in bytes (SLUICE_JOB_FILE_MAX_BYTES). */
+  jobFileMaxBytes: number;
 }
 
 export const ServerDefaults: ServerConfig = {
@@ -71,6 +82,7 @@ export const ServerDefaults: ServerConfig = {
   snsConfirmUrls: [],
   clock: systemClock,
   observability: ObservabilityDefaults,
+  jobFileMaxBytes: 10 * 1024 ** 3,
 };
 
 /**
@@ -79,6 +91,8 @@ export const ServerDefaults: ServerConfig = {
  * SLUICE_INSECURE_NO_AUTH, SLUICE_ADMIN_TOKEN, SLUICE_REFLECTION ("token" to require one for reflection),
  * SLUICE_TASK_LOG_CHARS, SLUICE_METRICS ("open" to serve /metrics without a token), and the limits of
  * LIMIT_SETTINGS.
+ * SLUICE_PUBLIC_URL, SLUICE_JOB_FILES_DIR, SLUICE_JOB_FILES_LOCATION, SLUICE_JOB_FILE_MAX_BYTES,
+ * and the limits of LIMIT_SETTINGS.
  */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const int = (name: string, fallback: number) => {
@@ -120,7 +134,23 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
       taskLogChars: int("SLUICE_TASK_LOG_CHARS", ObservabilityDefaults.taskLogChars),
       metrics: metricsMode(env.SLUICE_METRICS),
     },
+    publicUrl: publicUrl(env.SLUICE_PUBLIC_URL),
+    jobFilesDir: env.SLUICE_JOB_FILES_DIR || undefined,
+    jobFilesLocation: env.SLUICE_JOB_FILES_LOCATION || undefined,
+    jobFileMaxBytes: int("SLUICE_JOB_FILE_MAX_BYTES", ServerDefaults.jobFileMaxBytes),
   };
+}
+
+function publicUrl(raw: string | undefined): string | undefined {
+  if (!raw) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error(`SLUICE_PUBLIC_URL must be a URL such as https://sluice.example.com, got "${raw}"`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error(`SLUICE_PUBLIC_URL must be http or https, got "${raw}"`);
+  return raw.replace(/\/+$/, "");
 }
 
 function authMode(raw: string | undefined): ServerConfig["auth"] {

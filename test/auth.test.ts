@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ClusterService } from "../gen/sluice/v1/cluster_service_pb.js";
+import { FileService } from "../gen/sluice/v1/file_service_pb.js";
 import { StorageType } from "../gen/sluice/v1/storage_pb.js";
 import { JobService } from "../gen/sluice/v1/job_service_pb.js";
 import { RecurrentTaskService } from "../gen/sluice/v1/recurrent_task_service_pb.js";
@@ -52,7 +53,7 @@ async function call(url: string, token: string | undefined, service: DescService
   }
 }
 
-const SERVICES = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService, TokenService, ObservabilityService];
+const SERVICES = [JobService, ClusterService, RecurrentTaskService, StorageService, RunnerService, TokenService, FileService, ObservabilityService];
 
 /** What each scope may call, by the method's name (the rule the server applies, written out). */
 function needed(service: DescService, method: DescMethod): TokenScopeName {
@@ -60,6 +61,8 @@ function needed(service: DescService, method: DescMethod): TokenScopeName {
   if (/JobService\/(Submit|Cancel|Retry)/.test(name) || name.endsWith("ReportObjectEvents")) return "submit";
   if (name.endsWith("RunnerService/Session")) return "runner";
   if (name.endsWith("ObservabilityService/TailJobLogs")) return "read";
+  if (/FileService\/(SubmitFileWorkflow|StagePaths)$/.test(name)) return "submit";
+  if (/FileService\/(ListTaskPaths|ReportPathStates)$/.test(name)) return "runner";
   if (service !== TokenService && /^(Get|List|Count)/.test(method.name)) return "read";
   return "admin";
 }
@@ -73,6 +76,12 @@ const grants: Record<TokenScopeName, TokenScopeName[]> = {
 
 describe("a server that needs tokens", () => {
   const box = useSandbox({ auth: "required", adminToken: ADMIN });
+
+  it("lets the job hook take only an attempt's own credentials, never a bearer token", async () => {
+    const res = await fetch(`${box.url}/job-hook/status`, { method: "POST", headers: { authorization: `Bearer ${ADMIN}` }, body: "{}" });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: string }).error).toMatch(/X-Job-Id, X-Job-Time and X-Job-Hash are required/);
+  });
 
   it("answers every RPC Unauthenticated without a token, with a bad one and with a revoked one, and checks each scope", async () => {
     const admin = new Client({ url: box.url, token: ADMIN }).tokens();
@@ -135,6 +144,18 @@ describe("a server that needs tokens", () => {
     const refused = await elsewhere.ended;
     expect(refused?.code).toBe(Code.PermissionDenied);
     expect(refused?.rawMessage).toMatch(/may take work from gpu, not from cluster "default"/);
+
+    // Nor may it read the paths of a file task of another cluster, or report on them.
+    const { job: fileJob } = await admin.files().submitWorkflow("files elsewhere", [Noop], { paths: ["/a"] });
+    const fileTaskId = (await admin.jobs().get(fileJob.id)).tasks[0].id;
+    const files = createClient(FileService, client.transport);
+    const held = { taskId: fileTaskId, lease: 1, runnerId: crypto.randomUUID() };
+    for (const call of [() => files.listTaskPaths(held), () => files.reportPathStates({ ...held, paths: ["/a"], states: [1] })]) {
+      const e = await call().then(() => null, (x) => ConnectError.from(x));
+      expect([e?.code, e?.rawMessage]).toEqual([Code.PermissionDenied, expect.stringMatching(/may take work from gpu, not from cluster "default"/)]);
+    }
+    expect((await admin.files().job(fileJob.id)).tasks[0].summary.processed).toBe(0);
+    await admin.jobs().cancel(fileJob.id);
 
     const session = openSession(api, { cluster: "gpu", tasks: [{ name: "Noop", version: "v1.0" }], concurrency: 1 });
     await session.until("started");

@@ -97,8 +97,8 @@ describe("the sluice and sluice-server packages, installed from their tarballs",
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  it("the SDK alone installs four packages beside itself: no server, embedded PostgreSQL, watcher, TypeScript runtime or cloud SDK", async () => {
-    expect(installedBySdk.sort()).toEqual(["@bufbuild/protobuf", "@connectrpc/connect", "@connectrpc/connect-node", "commander", "sluice"]);
+  it("the SDK alone installs five packages beside itself: no server, embedded PostgreSQL, watcher, TypeScript runtime, cloud or Kubernetes SDK", async () => {
+    expect(installedBySdk.sort()).toEqual(["@bufbuild/protobuf", "@connectrpc/connect", "@connectrpc/connect-node", "commander", "shell-quote", "sluice"]);
     const shipped = await readdir(join(sdkOnly, "node_modules", "sluice"));
     expect(shipped.sort()).toEqual(["README.md", "gen", "package.json", "runner"]);
 

@@ -18,6 +18,8 @@ import type { TokenScopeName } from "../sdk/tokens.js";
 import { addObservabilityCommands, progressText, unrunnableWarning, waitForJob } from "./observe.js";
 import { identifierOf } from "../sdk/task.js";
 import { shutdownTracing } from "../wire/tracing.js";
+import { addFileCommands } from "./file-commands.js";
+import { collectProcess, kubernetesOf, processesOf } from "./process-option.js";
 
 const program = new Command("sluice")
   .description("Sluice: a workflow orchestrator for data in object storage")
@@ -120,33 +122,43 @@ function cacheOf(spec: string, opts: { s3Endpoint?: string; s3Region?: string })
 
 program
   .command("runner")
-  .description("run the tasks exported by the given modules")
-  .argument("<modules...>", "JavaScript files exporting Task classes (TypeScript with tsx installed, or on Node 22.18 and later)")
+  .description("run the tasks exported by the given modules, and commands as process tasks")
+  .argument("[modules...]", "JavaScript files exporting Task classes (TypeScript with tsx installed, or on Node 22.18 and later)")
+  .option("--process <NAME@vX.Y=COMMAND>", "run a task as this command line, in any language (repeatable; docs/process-tasks.md)", collectProcess)
+  .option("--process-timeout <seconds>", "fail a --process task that runs longer", int("--process-timeout"))
+  .option("--kubernetes", "run the --process tasks as Kubernetes Jobs (kubeconfig or in-cluster account)")
+  .option("--kube-namespace <ns>", "the namespace of the Jobs (default: the kubeconfig context's)")
+  .option("--kube-image <image>", "the container image of the Jobs")
+  .option("--kube-service-account <name>", "the service account of the Jobs' pods")
+  .option("--runner-id <uuid>", "keep this id across restarts (with --kubernetes: adopt the Jobs it started)")
   .option("--cluster <slug>", "the cluster to take work from", "default")
   .option("--concurrency <n>", "tasks run at once", int("--concurrency"), 1)
   .option("--prefetch <n>", "tasks leased ahead beyond concurrency (default: concurrency)", int("--prefetch"))
   .option("--all", "exit once no work is left instead of running forever")
   .option("--builtins", "also run Sluice's built-in tasks (scheduled object writes)")
+  .option("--site <site>", "the runner's site: it also runs the tasks bound to that site")
   .option("--cache <where>", "the job cache: fs:FOLDER, s3://BUCKET/PREFIX, gcs://BUCKET/PREFIX (default: memory, this runner only)")
   .option("--s3-endpoint <url>", "an S3-compatible endpoint for an s3:// cache")
   .option("--s3-region <region>", "the region of an s3:// cache's bucket (default AWS_REGION, else us-east-1)")
   .action(
     async (
       modules: string[],
-      opts: { cluster: string; concurrency: number; prefetch?: number; all?: boolean; builtins?: boolean; cache?: string; s3Endpoint?: string; s3Region?: string },
+      opts: { cluster: string; concurrency: number; prefetch?: number; all?: boolean; builtins?: boolean; cache?: string; s3Endpoint?: string; s3Region?: string; process?: Record<string, string[]>; processTimeout?: number; runnerId?: string; site?: string } & Parameters<typeof kubernetesOf>[0],
     ) => {
       const cache = opts.cache === undefined ? undefined : cacheOf(opts.cache, opts);
       if (opts.cache === undefined && (opts.s3Endpoint || opts.s3Region)) throw new InvalidArgumentError("--s3-endpoint and --s3-region go with --cache s3://...");
       await loadTypeScript(modules);
       const tasks = (await Promise.all(modules.map(taskClassesOf))).flat();
-      if (tasks.length === 0) throw new InvalidArgumentError(`no Task classes are exported by ${modules.join(", ")}`);
+      if (modules.length > 0 && tasks.length === 0) throw new InvalidArgumentError(`no Task classes are exported by ${modules.join(", ")}`);
+      const processes = processesOf(opts);
+      if (tasks.length === 0 && Object.keys(processes).length === 0) throw new InvalidArgumentError("give modules exporting Task classes, or --process NAME@vX.Y=COMMAND");
       const c = client();
-      const runner = c.runner(opts.cluster, { tasks, concurrency: opts.concurrency, prefetch: opts.prefetch, builtins: opts.builtins, cache });
+      const runner = c.runner(opts.cluster, { tasks, processes, kubernetes: kubernetesOf(opts), runnerId: opts.runnerId, concurrency: opts.concurrency, prefetch: opts.prefetch, builtins: opts.builtins, cache, site: opts.site });
       onStopSignal(() => {
         console.error("stopping: finishing running tasks");
         void runner.stop();
       });
-      console.error(`runner ${runner.id} on cluster ${opts.cluster} at ${c.url}: ${tasks.map((t) => t.name).join(", ")}${opts.cache ? ` (cache ${opts.cache})` : ""}`);
+      console.error(`runner ${runner.id} on cluster ${opts.cluster} at ${c.url}: ${[...tasks.map((t) => t.name), ...Object.keys(processes)].join(", ")}${opts.cache ? ` (cache ${opts.cache})` : ""}`);
       await (opts.all ? runner.runAll() : runner.runForever());
     },
   );
@@ -187,6 +199,7 @@ interface SubmitCommandOptions {
 }
 
 const jobs = program.command("jobs").description("submit, list, show, cancel and retry jobs");
+addFileCommands(jobs, client, () => program.opts().json === true);
 
 function jobLine(j: Job): string {
   const c = j.taskCounts;
@@ -211,10 +224,12 @@ function jobText(j: JobDetails): string {
     lines.push(
       `  task ${t.id}  ${t.state.padEnd(9)}  ${t.display ?? t.identifier.name} ${t.identifier.version}  attempts ${t.attempts}, failures ${t.failures}, max retries ${t.maxRetries}${deps}`,
     );
+    if (t.hookStatus) lines.push(`    status (${time(t.hookStatus.at)}): ${JSON.stringify(t.hookStatus.value)}`);
     if (t.lastError) {
       lines.push(`    error (attempt ${t.lastError.attempt}): ${t.lastError.message}`);
       for (const s of t.lastError.stack.split("\n").slice(1)) lines.push(`      ${s.trim()}`);
     }
+    if (t.output?.stderr && t.state !== "failed") lines.push(`    stderr: ${t.output.stderr.trimEnd().split("\n").slice(-5).join("\n      ")}`);
   }
   return lines.join("\n");
 }

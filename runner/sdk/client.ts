@@ -3,6 +3,7 @@ import { connect } from "node:net";
 import { type Transport, createClient } from "@connectrpc/connect";
 import { Http2SessionManager, compressionGzip, createConnectTransport } from "@connectrpc/connect-node";
 import { ClusterService } from "../../gen/sluice/v1/cluster_service_pb.js";
+import { FileService } from "../../gen/sluice/v1/file_service_pb.js";
 import { JobService } from "../../gen/sluice/v1/job_service_pb.js";
 import { RecurrentTaskService } from "../../gen/sluice/v1/recurrent_task_service_pb.js";
 import { RunnerService } from "../../gen/sluice/v1/runner_service_pb.js";
@@ -13,6 +14,7 @@ import { ObservabilityService } from "../../gen/sluice/v1/observability_service_
 import { ObservabilityClient } from "./observability.js";
 import { ClusterClient } from "./clusters.js";
 import { JobClient } from "./jobs.js";
+import { FileClient } from "./files.js";
 import { RecurrentTaskClient } from "./recurrent.js";
 import { retryReads } from "./retry.js";
 import type { Interceptor } from "@connectrpc/connect";
@@ -146,6 +148,11 @@ export class Client {
     return new RecurrentTaskClient(createClient(RecurrentTaskService, this.transport), createClient(StorageService, this.transport));
   }
 
+  /** File workflows: submits them, and reads their paths and states in the seed's payload. */
+  files(): FileClient {
+    return new FileClient(createClient(FileService, this.transport));
+  }
+
   /** Creates, lists and revokes bearer tokens (needs an admin token). */
   tokens(): TokenClient {
     return new TokenClient(createClient(TokenService, this.transport));
@@ -158,7 +165,7 @@ export class Client {
 
   /** A task runner that executes the given tasks for a cluster ("default" when empty). */
   runner(cluster: string, options: RunnerOptions): TaskRunner {
-    return new TaskRunner(createClient(RunnerService, this.transport), cluster || "default", options);
+    return new TaskRunner(createClient(RunnerService, this.transport), cluster || "default", options, createClient(FileService, this.transport));
   }
 
   /** Closes the connection; calls still in flight fail. */

@@ -1,12 +1,13 @@
 import { randomUUID } from "node:crypto";
-import { type MessageInitShape, create } from "@bufbuild/protobuf";
-import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { type MessageInitShape, create, toJson } from "@bufbuild/protobuf";
+import { ValueSchema, timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
 import type { JobState, Job as JobMessage } from "../../gen/sluice/v1/job_pb.js";
 import { JobService, type SubmitJobRequestSchema, type SubmitJobsResponse } from "../../gen/sluice/v1/job_service_pb.js";
 import { type Task as TaskMessage, type TaskSubmission, TaskSubmissionSchema } from "../../gen/sluice/v1/task_pb.js";
 import { TRACING_CONFIGURED, startTracing } from "../wire/tracing.js";
 import { WriteObject } from "./builtins.js";
+import { SITE_PATTERN, siteBoundName } from "../wire/sites.js";
 import { StorageLocation, triggerOf } from "./storage.js";
 import { SubmitChannel } from "./submit-stream.js";
 import { type RetryBackoff, type Task, type TaskIdentifier, identifierOf, policyFields, serializeInput } from "./task.js";
@@ -50,6 +51,10 @@ export interface TaskInfo {
   createdAt: Date;
   startedAt?: Date;
   finishedAt?: Date;
+  /** The latest status a process task posted to its job hook, and when. */
+  hookStatus?: { value: unknown; at: Date };
+  /** The tails of a process task's standard output and error, from its latest attempt that had any. */
+  output?: { stdout: string; stderr: string };
 }
 
 export interface JobDetails extends Job {
@@ -76,6 +81,8 @@ export interface SubmitOptions {
   retryBackoff?: RetryBackoff;
   /** The longest an attempt of the root task may run, in ms: its signal is aborted then and it fails (default: no limit). */
   timeoutMs?: number;
+  /** The site whose runners must run the task (a runner's `site` option); any runner when omitted. */
+  site?: string;
 }
 
 /** An object write scheduled with `scheduleObjectWrite`. */
@@ -163,6 +170,8 @@ function taskFromMessage(m: TaskMessage): TaskInfo {
     createdAt: date(m.createdAt)!,
     startedAt: date(m.startedAt),
     finishedAt: date(m.finishedAt),
+    hookStatus: m.hookStatusAt ? { value: m.hookStatus ? toJson(ValueSchema, m.hookStatus) : null, at: date(m.hookStatusAt)! } : undefined,
+    output: m.stdoutTail || m.stderrTail ? { stdout: m.stdoutTail, stderr: m.stderrTail } : undefined,
   };
 }
 
@@ -312,8 +321,14 @@ export class JobClient {
 
   /** Submits a job whose root task is `task`. */
   async submit(name: string, task: Task<any>, options: SubmitOptions = {}): Promise<Job> {
+    const identifier = identifierOf(task);
+    if (options.site !== undefined) {
+      if (!SITE_PATTERN.test(options.site)) throw new TypeError(`site ${JSON.stringify(options.site)} is invalid: use 1 to 100 letters, digits, "_" or "-"`);
+      identifier.name = siteBoundName(identifier.name, options.site);
+    }
     const root = create(TaskSubmissionSchema, {
-      identifier: identifierOf(task),
+      identifier,
+      display: options.site !== undefined ? identifierOf(task).name : "",
       input: serializeInput(task),
       maxRetries: options.maxRetries ?? 0,
       trigger: triggerOf(task),

@@ -1,4 +1,6 @@
 import type { JobCache } from "./cache/cache.js";
+import type { PathStatus, TaskPaths } from "./paths.js";
+import type { QueueName } from "./queue-name.js";
 
 /** Names a kind of task: its name and its version, "vMAJOR.MINOR". */
 export interface TaskIdentifier {
@@ -136,6 +138,18 @@ export interface ExecutionContext {
    * label); `total` adds that much to the work to do, as `addTotal` does.
    */
   progress(label: string, total?: number): ProgressTracker;
+  /**
+   * For a task of a file workflow: its input paths without a final state yet
+   * (all of them on a first attempt; on a retry, those the earlier attempts
+   * did not report), read from the server page by page.
+   */
+  readonly paths: TaskPaths;
+  /** Every input path, with `state` set on those an earlier attempt reported. */
+  allPaths(): TaskPaths;
+  /** Where a file task reports a state per path (see FileTask). */
+  readonly status: PathStatus;
+  /** The queue the task runs on: site, cluster and function, `site.queue#function`. */
+  readonly queue: QueueName;
 }
 
 /** A class extending Task, as registered with a runner. */

@@ -2,6 +2,10 @@ import { create } from "@bufbuild/protobuf";
 import { type TaskSubmission, TaskSubmissionSchema } from "../../gen/sluice/v1/task_pb.js";
 import { type CacheBackend, JobCache } from "../sdk/cache/cache.js";
 import { triggerOf } from "../sdk/storage.js";
+import type { PathStatus, TaskPaths } from "../sdk/paths.js";
+import { QueueName } from "../sdk/queue-name.js";
+import { splitSiteBound } from "../wire/sites.js";
+import { type FileAccess, PathPages, StatusReporter } from "./file-context.js";
 import {
   type ExecutionContext,
   type ProgressTracker,
@@ -30,6 +34,13 @@ export interface SignalSource {
   readonly signal: AbortSignal;
 }
 
+/** Where a runner is: what its task contexts tell tasks about their queue and how they reach the file service. */
+export interface RunnerPlace {
+  site: string;
+  cluster: string;
+  files: FileAccess | null;
+}
+
 const NONE: readonly TaskSubmission[] = Object.freeze([]);
 
 /**
@@ -46,6 +57,7 @@ export class TaskContext implements ExecutionContext, LogSource, ConsoleSink {
   logDropped = 0;
   /** The trace context of the span executing the task, passed to its subtasks ("" when untraced). */
   traceparent = "";
+  private reporter: StatusReporter | null = null;
 
   constructor(
     readonly jobId: string,
@@ -53,11 +65,16 @@ export class TaskContext implements ExecutionContext, LogSource, ConsoleSink {
     readonly attempt: number,
     private readonly signals: SignalSource,
     private readonly cacheBackend: CacheBackend,
-    private readonly telemetry: TelemetryTarget,
+    /** The runner's site, cluster and file service, shared by its contexts. */
+    private readonly place: RunnerPlace | null = null,
+    private readonly taskName = "",
+    /** Where its log lines and progress go (none: a context outside a runner). */
+    private readonly telemetry: TelemetryTarget | null = null,
   ) {}
 
   /** A line of this attempt's log (from the logger or the console). */
   write(level: LogLevel, message: string, fields?: Record<string, unknown>): void {
+    if (!this.telemetry) return;
     this.telemetry.buffer.line(this, level, message, fields);
     if (this.telemetry.echo) {
       const extra = fields && Object.keys(fields).length > 0 ? ` ${safeJson(fields)}` : "";
@@ -79,21 +96,53 @@ export class TaskContext implements ExecutionContext, LogSource, ConsoleSink {
     if (typeof label !== "string" || label.length === 0 || label.length > MAX_LABEL_CHARS) {
       throw new RangeError(`a progress label is 1 to ${MAX_LABEL_CHARS} characters, got ${JSON.stringify(label)}`);
     }
-    const buffer = this.telemetry.buffer;
+    const buffer = this.telemetry?.buffer;
     const jobId = this.jobId;
     const count = (n: number, what: string) => {
       if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`progress ${what} takes a non-negative integer, got ${n}`);
       return n;
     };
-    if (total !== undefined && count(total, "total") > 0) buffer.addProgress(jobId, label, 0, total);
+    if (total !== undefined && count(total, "total") > 0) buffer?.addProgress(jobId, label, 0, total);
     return {
       add: (n = 1) => {
-        if (count(n, "add") > 0) buffer.addProgress(jobId, label, n, 0);
+        if (count(n, "add") > 0) buffer?.addProgress(jobId, label, n, 0);
       },
       addTotal: (n) => {
-        if (count(n, "addTotal") > 0) buffer.addProgress(jobId, label, 0, n);
+        if (count(n, "addTotal") > 0) buffer?.addProgress(jobId, label, 0, n);
       },
     };
+  }
+
+  get queue(): QueueName {
+    return new QueueName(this.place?.site ?? "", this.place?.cluster ?? "", splitSiteBound(this.taskName).name);
+  }
+
+  get paths(): TaskPaths {
+    return new PathPages(this.fileAccess(), this, this.status as StatusReporter, false);
+  }
+
+  allPaths(): TaskPaths {
+    return new PathPages(this.fileAccess(), this, this.status as StatusReporter, true);
+  }
+
+  get status(): PathStatus {
+    this.reporter ??= new StatusReporter(this.fileAccess(), this);
+    return this.reporter;
+  }
+
+  /** Sends the path states not sent yet: the runner awaits it before it reports the task's result. */
+  settle(): Promise<void> | undefined {
+    return this.reporter?.flush();
+  }
+
+  private fileAccess(): FileAccess {
+    const files = this.place?.files;
+    if (!files) throw new Error("this runner cannot reach the file service: make it with client.runner(...)");
+    return files;
+  }
+
+  get lease(): number {
+    return this.attempt;
   }
 
   /** The subtasks submitted so far, in order (empty: none). */

@@ -4,7 +4,9 @@ import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client as ConnectClient } from "@connectrpc/connect";
 import { RunnerService, type TaskAssignment, TaskResultSchema } from "../../gen/sluice/v1/runner_service_pb.js";
 import type { StorageEvent } from "../../gen/sluice/v1/storage_pb.js";
-import { TaskContext, type TelemetryTarget } from "./context.js";
+import type { FileService } from "../../gen/sluice/v1/file_service_pb.js";
+import { SITE_PATTERN, siteBoundName, splitSiteBound } from "../wire/sites.js";
+import { type RunnerPlace, TaskContext, type TelemetryTarget } from "./context.js";
 import { enterSyncConsole, installConsoleCapture, leaveSyncConsole, originalConsole, withConsole } from "./console-capture.js";
 import { LogLevel, TelemetryBuffer } from "./telemetry-buffer.js";
 import { startTracing, tracing } from "../wire/tracing.js";
@@ -15,6 +17,9 @@ import { ACCEPTED, type ResultOutcome, ResultReporter } from "./result-reporter.
 import { SessionChannel } from "./session.js";
 import { StorageEventTask, triggerFromMessage } from "../sdk/storage.js";
 import { type Task, type TaskClass, deserializeInput, identifierOf, parseVersion } from "../sdk/task.js";
+import { type JobHookAccess, type ProcessTasks, processTaskClass } from "./process-task.js";
+import { postJobHook } from "./job-hook-client.js";
+import { KubernetesJobs, type KubernetesOptions } from "./kubernetes-jobs.js";
 
 export interface RunnerLogger {
   info(message: string): void;
@@ -24,7 +29,20 @@ export interface RunnerLogger {
 
 export interface RunnerOptions {
   /** The task classes this runner executes. */
-  tasks: readonly TaskClass[];
+  tasks?: readonly TaskClass[];
+  /**
+   * Tasks run as child processes, any language: `"name@vMAJOR.MINOR"` to a
+   * command line, a list of words, or `{ command, cwd, env, timeoutMs,
+   * killGraceMs }` (docs/process-tasks.md).
+   */
+  processes?: ProcessTasks;
+  /**
+   * Run the process tasks as Kubernetes Jobs instead of child processes. Give
+   * `runnerId` too, so that a restarted runner adopts the Jobs it started.
+   */
+  kubernetes?: KubernetesOptions;
+  /** The runner's id (a UUID), to keep across restarts (default: a new one). */
+  runnerId?: string;
   /** How many tasks run at once (default 1). */
   concurrency?: number;
   /**
@@ -66,6 +84,8 @@ export interface RunnerOptions {
   echoTaskLogs?: boolean;
   /** Characters of log lines sent per task attempt (default 1 MiB); later lines are dropped. */
   taskLogChars?: number;
+  /** The runner's site (letters, digits, "_" or "-"), shown in `context.queue`. */
+  site?: string;
 }
 
 type Outcome = NonNullable<MessageInitShape<typeof TaskResultSchema>["outcome"]>;
@@ -87,6 +107,8 @@ interface Assigned {
   traceparent: string | undefined;
   /** Its time limit in milliseconds, if it has one. */
   timeoutMs: number | undefined;
+  /** For a process task: how its process reaches the job hook. */
+  hook: JobHookAccess | undefined;
 }
 
 /** The tasks of an assignment (one list per field). */
@@ -108,6 +130,7 @@ function assignedOf(c: TaskAssignment, resolve: Resolver): Assigned[] {
       trigger: c.triggers[i],
       traceparent: c.traceparents[i],
       timeoutMs: c.timeoutsMs[i],
+      hook: c.jobHooks[i],
     };
   }
   return out;
@@ -215,7 +238,8 @@ const sleep = (ms: number, signal: AbortSignal) =>
  */
 export class TaskRunner {
   /** The runner's id, kept across reconnects. */
-  readonly id = randomUUID();
+  readonly id: string;
+  private readonly kubernetes: KubernetesJobs | undefined;
   readonly cluster: string;
   private readonly registry = new Map<string, Registered[]>();
   /** Task classes by "name version" as leased, resolved once. */
@@ -230,6 +254,7 @@ export class TaskRunner {
   /** Whether each task class's execute is asynchronous (see executeCaptured). */
   private readonly asyncClasses = new Map<TaskClass, boolean>();
   private readonly telemetry: TelemetryTarget;
+  private readonly place: RunnerPlace;
 
   private readonly held = new Map<string, Held>();
   private readonly queue: Held[] = [];
@@ -252,12 +277,21 @@ export class TaskRunner {
     private readonly api: ConnectClient<typeof RunnerService>,
     cluster: string,
     options: RunnerOptions,
+    files?: ConnectClient<typeof FileService>,
   ) {
     this.cluster = cluster;
-    if (options.tasks.length === 0) throw new TypeError("a runner needs at least one task class in tasks");
-    const names = new Set(options.tasks.map((t) => identifierOf(t).name));
+    this.id = options.runnerId ?? randomUUID();
+    if (options.site !== undefined && !SITE_PATTERN.test(options.site)) {
+      throw new TypeError(`site ${JSON.stringify(options.site)} is invalid: use 1 to 100 letters, digits, "_" or "-"`);
+    }
+    this.place = { site: options.site ?? "", cluster, files: files ? { api: files, runnerId: this.id } : null };
+    this.kubernetes = options.kubernetes ? new KubernetesJobs(options.kubernetes, this.id) : undefined;
+    const processes = Object.entries(options.processes ?? {}).map(([key, spec]) => processTaskClass(key, spec, this.processAttempt));
+    const tasks = [...(options.tasks ?? []), ...processes];
+    if (tasks.length === 0) throw new TypeError("a runner needs at least one task: a class in tasks, or a command in processes");
+    const names = new Set(tasks.map((t) => identifierOf(t).name));
     const builtins = options.builtins !== true ? [] : BUILTIN_TASKS.filter((t) => !names.has(identifierOf(t).name));
-    for (const cls of [...options.tasks, ...builtins]) {
+    for (const cls of [...tasks, ...builtins]) {
       const id = identifierOf(cls);
       const { major, minor } = parseVersion(id.version);
       const same = this.registry.get(id.name) ?? [];
@@ -353,6 +387,17 @@ export class TaskRunner {
     this.reporter = new ResultReporter(lifetime.signal, buffer);
     buffer.sender = (t) => this.channel?.telemetry(t) ?? false;
     const restoreConsole = this.captureConsole ? installConsoleCapture() : null;
+    // Jobs this runner started before a restart are held again (and so named
+    // in the session's start) and adopted, not started twice.
+    const adoptable = await this.kubernetes?.adoptable().catch((e: Error) => {
+      this.log.warn(`sluice runner ${this.id}: could not list its Kubernetes Jobs to adopt them (${e.message})`);
+      return [];
+    });
+    for (const a of adoptable ?? []) {
+      if (this.held.has(a.taskId)) continue;
+      const cls = this.resolve(a.name, a.version);
+      this.accept({ id: a.taskId, jobId: a.jobId, name: a.name, version: a.version, cls, input: a.input, lease: a.lease, trigger: undefined, hook: a.hook, traceparent: undefined, timeoutMs: undefined });
+    }
     this.scheduleExtension();
     let delay = 100;
     try {
@@ -433,10 +478,31 @@ export class TaskRunner {
 
   /** The registered tasks as the server wants them: one entry per name and major version. */
   private registered() {
+    const site = this.place.site;
     return [...this.registry.entries()].flatMap(([name, versions]) =>
-      versions.map((v) => ({ name, version: `v${v.major}.${v.minor}` })),
+      versions.flatMap((v) => {
+        const own = { name, version: `v${v.major}.${v.minor}`, jobHook: "processSpec" in v.cls };
+        // At a site, also the tasks bound to it (see runner/wire/sites.ts).
+        return site === "" ? [own] : [own, { ...own, name: siteBoundName(name, site) }];
+      }),
     );
   }
+
+  /** What a process task needs of its attempt: the hook, the input, and where its output goes. */
+  private readonly processAttempt = (context: { taskId: string }) => {
+    const task = this.held.get(context.taskId)!.task;
+    return {
+      hook: task.hook,
+      input: task.input,
+      kubernetes: this.kubernetes,
+      finished: async (stdout: string, stderr: string) => {
+        if (!task.hook || (stdout === "" && stderr === "")) return;
+        await postJobHook(task.hook, "/output", { stdout, stderr }).catch((e: Error) =>
+          this.log.warn(`sluice runner: the output of task ${task.id} was not kept: ${e.message}`),
+        );
+      },
+    };
+  };
 
   private readonly resolver: Resolver = (name, version) => this.resolve(name, version);
 
@@ -444,7 +510,9 @@ export class TaskRunner {
     const key = `${name} ${version}`;
     if (!this.resolved.has(key)) {
       const { major, minor } = parseVersion(version);
-      this.resolved.set(key, this.registry.get(name)?.find((v) => v.major === major && v.minor >= minor)?.cls);
+      const bound = splitSiteBound(name);
+      const own = bound.site === this.place.site ? bound.name : name;
+      this.resolved.set(key, this.registry.get(own)?.find((v) => v.major === major && v.minor >= minor)?.cls);
     }
     return this.resolved.get(key);
   }
@@ -494,12 +562,17 @@ export class TaskRunner {
       if (!cls) throw new Error(`this runner has no task ${name} compatible with ${version}`);
       const task = new cls(deserializeInput(t.input));
       if (t.trigger && task instanceof StorageEventTask) task.trigger = triggerFromMessage(t.trigger);
-      const context = new TaskContext(t.jobId, t.id, t.lease, h, this.cache, this.telemetry);
+      const context = new TaskContext(t.jobId, t.id, t.lease, h, this.cache, this.place, name, this.telemetry);
       context.traceparent = h.traceparent;
       const running = this.captureConsole ? this.executeCaptured(cls, task, context) : task.execute(context);
       await (t.timeoutMs === undefined ? running : withTimeout(running, t.timeoutMs, h));
+      // Path states not sent yet are recorded before the task's result.
+      const settling = context.settle();
+      if (settling) await settling;
       const subtasks = context.subtasks;
-      outcome = subtasks.length === 0 ? COMPUTED : { case: "computed", value: { subtasks: [...subtasks] } };
+      // A process's subtasks were posted to its job hook; the server adds them.
+      if (t.hook) outcome = { case: "computed", value: { subtasks: [...subtasks], jobHookSubtasks: true } };
+      else outcome = subtasks.length === 0 ? COMPUTED : { case: "computed", value: { subtasks: [...subtasks] } };
       span?.end();
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
@@ -547,7 +620,7 @@ export class TaskRunner {
     const t = h.task;
     h.outcome = outcome;
     try {
-      if (outcome.case === "computed" && (outcome.value.subtasks?.length ?? 0) === 0) {
+      if (outcome.case === "computed" && (outcome.value.subtasks?.length ?? 0) === 0 && !outcome.value.jobHookSubtasks) {
         this.reporter!.reportComputed(t.id, t.lease, t.jobId, this.answered, h, h.traceparent);
       } else {
         this.reporter!.report(resultOf(h, outcome), this.answered, h);

@@ -24,6 +24,11 @@ const SCOPES: Record<string, ScopeName> = {
   "sluice.v1.StorageService/ReportObjectEvents": "submit",
   "sluice.v1.RunnerService/Session": "runner",
   "sluice.v1.ObservabilityService/TailJobLogs": "read",
+  "sluice.v1.FileService/SubmitFileWorkflow": "submit",
+  "sluice.v1.FileService/StagePaths": "submit",
+  // The runner holding a file task's lease reads its paths and reports their states.
+  "sluice.v1.FileService/ListTaskPaths": "runner",
+  "sluice.v1.FileService/ReportPathStates": "runner",
 };
 
 /** Services anyone may call: health checks and (unless configured otherwise) reflection. */

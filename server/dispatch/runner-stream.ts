@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Sql } from "postgres";
 import { type SessionResponse, SessionResponseSchema, type TaskLease, TaskLeaseSchema } from "../../gen/sluice/v1/runner_service_pb.js";
@@ -10,6 +10,8 @@ import { type Capability, type LeasedTasks, leaseTasks } from "../store/lease-ta
 import { EventQueue } from "./event-queue.js";
 import type { ClusterCounters } from "../observe/metrics.js";
 import { leaseSpans } from "../observe/trace-spans.js";
+import type { AttemptKeys } from "../hook/attempt-keys.js";
+import type { JobHookAccessSchema } from "../../gen/sluice/v1/runner_service_pb.js";
 
 /** The most tasks leased by one statement for one stream. */
 export const LEASE_BATCH_MAX = 500;
@@ -31,6 +33,8 @@ export interface RunnerStreamOptions {
   leaseTtlMs: number;
   /** The metrics this stream adds to (per batch: leased tasks, arrived results). */
   counters?: ClusterCounters;
+  /** Derives the job hook secrets of process tasks' attempts. */
+  attemptKeys?: AttemptKeys;
 }
 
 export interface HeldTask {
@@ -294,6 +298,7 @@ export class RunnerStream {
     const triggers: { [task: number]: StorageEvent } = {};
     for (const [i, trigger] of t.triggers) triggers[i] = triggerToProto(trigger);
     const traceparents = t.traceparents.size === 0 ? {} : leaseSpans(t, this.options.clusterSlug);
+    const jobHooks = this.jobHooksOf(t);
     this.events.push(
       create(SessionResponseSchema, {
         event: {
@@ -312,10 +317,24 @@ export class RunnerStream {
             triggers,
             traceparents,
             timeoutsMs: Object.fromEntries(t.timeouts),
+            jobHooks,
           },
         },
       }),
     );
+  }
+
+  /** The job hook of each leased task that the runner runs as a process. */
+  private jobHooksOf(t: LeasedTasks): { [task: number]: MessageInitShape<typeof JobHookAccessSchema> } {
+    const keys = this.options.attemptKeys;
+    const out: { [task: number]: MessageInitShape<typeof JobHookAccessSchema> } = {};
+    const caps = this.options.capabilities;
+    if (!keys || !caps.some((c) => c.jobHook)) return out;
+    const hooked = t.identifiers.map((k) => caps.some((c) => c.jobHook && c.name === k.name && c.major === k.major && c.minor >= k.minor));
+    for (let i = 0; i < t.ids.length; i++) {
+      if (hooked[t.identifierIndexes[i]]) out[i] = keys.access({ taskId: t.ids[i], lease: t.leases[i] });
+    }
+    return out;
   }
 
   private async leaseLoop(): Promise<void> {

@@ -55,6 +55,10 @@ export function taskToProto(row: TaskRowOut, clusterSlug: string): Task {
     createdAt: ts(row.created_at),
     startedAt: ts(row.started_at),
     finishedAt: ts(row.finished_at),
+    hookStatus: row.hook_status_at ? fromJson(ValueSchema, row.hook_status as never) : undefined,
+    hookStatusAt: ts(row.hook_status_at ?? null),
+    stdoutTail: row.stdout_tail ?? "",
+    stderrTail: row.stderr_tail ?? "",
   });
 }
 

@@ -3,6 +3,7 @@ import type { Sql } from "postgres";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
 import type { Clock } from "../maintenance/clock.js";
 import type { ClusterDirectory } from "../store/clusters.js";
+import type { AttemptKeys } from "../hook/attempt-keys.js";
 import { notFound } from "../validation.js";
 
 /** What the API services need from the server. */
@@ -16,6 +17,8 @@ export interface ServiceDeps {
   leaseTtlMs: number;
   /** The scheduler's clock: cron ticks are computed from it. */
   clock: Clock;
+  /** The job hook's secrets, for the assignments of process tasks. */
+  attemptKeys?: AttemptKeys;
 }
 
 /** Resolves cluster slugs to ids, failing with NotFound for the first unknown one. */

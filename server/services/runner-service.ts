@@ -33,6 +33,7 @@ import { resolveTriggers } from "./triggers.js";
 import type { SessionObserver } from "../observe/session-observer.js";
 import { completeSpans } from "../observe/trace-spans.js";
 import type { RetryScheduler } from "../maintenance/retry-scheduler.js";
+import { addJobHookSubtasks } from "../hook/hook-subtasks.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_RESULTS_PER_MESSAGE = 5_000;
@@ -61,6 +62,7 @@ export function runnerService({
   clusters,
   dispatcher,
   leaseTtlMs,
+  attemptKeys,
   observer,
   retries,
 }: ServiceDeps & { observer: SessionObserver; retries: RetryScheduler }): ServiceImpl<typeof RunnerService> {
@@ -71,7 +73,7 @@ export function runnerService({
   async function attach(start: SessionStart, principal: Principal | null): Promise<RunnerStream> {
     const runnerId = checkRunnerId(start.runnerId);
     if (start.tasks.length === 0) throw invalid("tasks is empty: a runner must register at least one task it can execute");
-    const capabilities: Capability[] = start.tasks.map((t, i) => parseIdentifier(t.name, t.version, `tasks[${i}]`));
+    const capabilities: Capability[] = start.tasks.map((t, i) => ({ ...parseIdentifier(t.name, t.version, `tasks[${i}]`), jobHook: t.jobHook }));
     if (start.concurrency < 1 || start.concurrency > MAX_CONCURRENCY) {
       throw invalid(`concurrency must be between 1 and ${MAX_CONCURRENCY}, got ${start.concurrency}`);
     }
@@ -93,6 +95,7 @@ export function runnerService({
       draining: start.draining,
       leaseTtlMs,
       counters: observer.metrics.cluster(slug),
+      attemptKeys,
     });
     await observer.started(stream, start, capabilities);
     return stream;
@@ -137,6 +140,7 @@ export function runnerService({
       seen.add(c.taskId);
     }
 
+    await addJobHookSubtasks(sql, req.results);
     // Subtasks are validated per result: a bad subtask list refuses that
     // result (InvalidArgument) and records nothing for it, not the batch.
     const slugs = req.results.flatMap((r) => (r.outcome.case === "computed" ? clusterSlugsOf(r.outcome.value.subtasks) : []));

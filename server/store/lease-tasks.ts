@@ -6,6 +6,8 @@ export interface Capability {
   name: string;
   major: number;
   minor: number;
+  /** The runner runs it as a process: its assignments carry a job hook. */
+  jobHook?: boolean;
 }
 
 /** Leased tasks, one list per field: task i is element i of each. */

@@ -48,6 +48,11 @@ export interface TaskRowOut {
   started_at: Date | null;
   finished_at: Date | null;
   depends_on: string[];
+  /** What a process task posted to its job hook (task_hook_status), if anything. */
+  hook_status?: unknown;
+  hook_status_at?: Date | null;
+  stdout_tail?: string | null;
+  stderr_tail?: string | null;
   trigger: TriggerJson | null;
 }
 
@@ -95,8 +100,10 @@ export async function getJobTasks(sql: Sql, jobId: string): Promise<TaskRowOut[]
     SELECT t.id, t.job_id, t.parent_id, t.cluster_id, t.name, t.major, t.minor, t.display, t.state, t.input,
            t.max_retries, t.failures, t.lease, t.error_message, t.error_stack, t.error_attempt,
            t.created_at, t.started_at, t.finished_at, t.trigger,
-           coalesce((SELECT array_agg(d.depends_on::text ORDER BY d.depends_on) FROM task_dependencies d WHERE d.task_id = t.id), '{}') AS depends_on
-    FROM tasks t WHERE t.job_id = ${jobId} ORDER BY t.id`;
+           coalesce((SELECT array_agg(d.depends_on::text ORDER BY d.depends_on) FROM task_dependencies d WHERE d.task_id = t.id), '{}') AS depends_on,
+           h.status AS hook_status, h.status_at AS hook_status_at, h.stdout_tail, h.stderr_tail
+    FROM tasks t LEFT JOIN task_hook_status h ON h.task_id = t.id
+    WHERE t.job_id = ${jobId} ORDER BY t.id`;
 }
 
 export interface JobFilter {

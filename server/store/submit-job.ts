@@ -1,4 +1,4 @@
-import type { Sql } from "postgres";
+import type { Sql, TransactionSql } from "postgres";
 import type { TaskPlan } from "../task-plan.js";
 import { taskInsertCtes } from "./insert-tasks.js";
 import type { JobRow } from "./read-jobs.js";
@@ -38,7 +38,7 @@ export interface SubmittedJob extends JobRow {
  * that got ready work (`readyClusters`) once it returns, committed
  * (`Dispatcher.handOver`, `Dispatcher.workReady`).
  */
-export async function submitJobs(sql: Sql, jobs: readonly NewJob[], leaseTtlMs: number): Promise<SubmittedJob[] | typeof KEY_USED> {
+export async function submitJobs(sql: Sql | TransactionSql, jobs: readonly NewJob[], leaseTtlMs: number): Promise<SubmittedJob[] | typeof KEY_USED> {
   // One plan for all: the jobs' rows are renumbered in place (they are not
   // used for anything else afterwards).
   const plan: TaskPlan = jobs.length === 1 ? jobs[0].plan : { rows: [], depFrom: [], depTo: [] };

@@ -6,7 +6,7 @@ import { BaseSequencer, type TestSpecification } from "vitest/node";
  * fresh checkout (CI) does not have, and by size otherwise, which put the
  * fault suite, short in lines and long in time, last.
  */
-const LONGEST_FIRST = ["faults/faults", "packages", "recurrent", "console", "job-cache", "storage-events", "cli", "auth", "connections"];
+const LONGEST_FIRST = ["faults/faults", "packages", "recurrent", "console", "job-cache", "storage-events", "cli", "auth", "connections", "file-runners"];
 
 export default class LongestFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {

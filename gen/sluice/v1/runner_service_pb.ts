@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/runner_service.proto.
  */
 export const file_sluice_v1_runner_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zbHVpY2UvdjEvcnVubmVyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSIvCg5SZWdpc3RlcmVkVGFzaxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAki1gEKDFNlc3Npb25TdGFydBIRCglydW5uZXJfaWQYASABKAkSDwoHY2x1c3RlchgCIAEoCRIoCgV0YXNrcxgDIAMoCzIZLnNsdWljZS52MS5SZWdpc3RlcmVkVGFzaxITCgtjb25jdXJyZW5jeRgEIAEoDRIQCghwcmVmZXRjaBgFIAEoDRIMCgRuYW1lGAYgASgJEiIKBGhlbGQYByADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEhAKCGRyYWluaW5nGAggASgIEg0KBGhvc3QYjAEgASgJIg4KDFNlc3Npb25EcmFpbiIMCgpTZXNzaW9uRW5kIp0CCg5TZXNzaW9uUmVxdWVzdBIoCgVzdGFydBgBIAEoCzIXLnNsdWljZS52MS5TZXNzaW9uU3RhcnRIABIpCgdyZXN1bHRzGAIgASgLMhYuc2x1aWNlLnYxLlRhc2tSZXN1bHRzSAASKwoGZXh0ZW5kGAMgASgLMhkuc2x1aWNlLnYxLkxlYXNlRXh0ZW5zaW9uSAASKAoFZHJhaW4YBCABKAsyFy5zbHVpY2UudjEuU2Vzc2lvbkRyYWluSAASJAoDZW5kGAUgASgLMhUuc2x1aWNlLnYxLlNlc3Npb25FbmRIABIuCgl0ZWxlbWV0cnkYjAEgASgLMhguc2x1aWNlLnYxLlRhc2tUZWxlbWV0cnlIAEIJCgdtZXNzYWdlIrICCg9TZXNzaW9uUmVzcG9uc2USLAoHc3RhcnRlZBgBIAEoCzIZLnNsdWljZS52MS5TZXNzaW9uU3RhcnRlZEgAEi8KCmFzc2lnbm1lbnQYAiABKAsyGS5zbHVpY2UudjEuVGFza0Fzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAyABKAsyGy5zbHVpY2UudjEuVGFza0NhbmNlbGxhdGlvbkgAEiMKBGlkbGUYBCABKAsyEy5zbHVpY2UudjEuV29ya0lkbGVIABIuCghyZWNvcmRlZBgFIAEoCzIaLnNsdWljZS52MS5SZXN1bHRzUmVjb3JkZWRIABItCghleHRlbmRlZBgGIAEoCzIZLnNsdWljZS52MS5MZWFzZXNFeHRlbmRlZEgAQgcKBWV2ZW50IiYKDlNlc3Npb25TdGFydGVkEhQKDGxlYXNlX3R0bF9tcxgBIAEoDSL6BAoOVGFza0Fzc2lnbm1lbnQSNAoQbGVhc2VfZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY2x1c3RlchgCIAEoCRILCgNpZHMYAyADKAkSDwoHam9iX2lkcxgEIAMoCRIuCgtpZGVudGlmaWVycxgFIAMoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchIaChJpZGVudGlmaWVyX2luZGV4ZXMYBiADKA0SDgoGaW5wdXRzGAcgAygMEg4KBmxlYXNlcxgIIAMoDRIQCghmYWlsdXJlcxgJIAMoDRITCgttYXhfcmV0cmllcxgKIAMoDRI5Cgh0cmlnZ2VycxgLIAMoCzInLnNsdWljZS52MS5UYXNrQXNzaWdubWVudC5UcmlnZ2Vyc0VudHJ5EkIKDHRyYWNlcGFyZW50cxiMASADKAsyKy5zbHVpY2UudjEuVGFza0Fzc2lnbm1lbnQuVHJhY2VwYXJlbnRzRW50cnkSPwoLdGltZW91dHNfbXMYjQEgAygLMikuc2x1aWNlLnYxLlRhc2tBc3NpZ25tZW50LlRpbWVvdXRzTXNFbnRyeRpICg1UcmlnZ2Vyc0VudHJ5EgsKA2tleRgBIAEoDRImCgV2YWx1ZRgCIAEoCzIXLnNsdWljZS52MS5TdG9yYWdlRXZlbnQ6AjgBGjMKEVRyYWNlcGFyZW50c0VudHJ5EgsKA2tleRgBIAEoDRINCgV2YWx1ZRgCIAEoCToCOAEaMQoPVGltZW91dHNNc0VudHJ5EgsKA2tleRgBIAEoDRINCgV2YWx1ZRgCIAEoDToCOAEiRwoQVGFza0NhbmNlbGxhdGlvbhIjCgV0YXNrcxgBIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2USDgoGcmVhc29uGAIgASgJIgoKCFdvcmtJZGxlIisKCVRhc2tMZWFzZRIPCgd0YXNrX2lkGAEgASgJEg0KBWxlYXNlGAIgASgNIuMBCgpUYXNrUmVzdWx0EiIKBHRhc2sYASABKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEg4KBmpvYl9pZBgCIAEoCRIqCghjb21wdXRlZBgDIAEoCzIWLnNsdWljZS52MS5UYXNrU3VjY2Vzc0gAEigKBmZhaWxlZBgEIAEoCzIWLnNsdWljZS52MS5UYXNrRmFpbHVyZUgAEioKCHJlbGVhc2VkGAUgASgLMhYuc2x1aWNlLnYxLlRhc2tSZWxlYXNlSAASFAoLdHJhY2VwYXJlbnQYjAEgASgJQgkKB291dGNvbWUiDQoLVGFza1JlbGVhc2UiOgoLVGFza1N1Y2Nlc3MSKwoIc3VidGFza3MYASADKAsyGS5zbHVpY2UudjEuVGFza1N1Ym1pc3Npb24iLQoLVGFza0ZhaWx1cmUSDwoHbWVzc2FnZRgBIAEoCRINCgVzdGFjaxgCIAEoCSKPAQoLVGFza1Jlc3VsdHMSJgoHcmVzdWx0cxgBIAMoCzIVLnNsdWljZS52MS5UYXNrUmVzdWx0EioKCGNvbXB1dGVkGAIgASgLMhguc2x1aWNlLnYxLkNvbXB1dGVkVGFza3MSLAoJdGVsZW1ldHJ5GIwBIAEoCzIYLnNsdWljZS52MS5UYXNrVGVsZW1ldHJ5IroBCg1Db21wdXRlZFRhc2tzEhAKCHRhc2tfaWRzGAEgAygJEg4KBmxlYXNlcxgCIAMoDRIPCgdqb2JfaWRzGAMgAygJEkEKDHRyYWNlcGFyZW50cxiMASADKAsyKi5zbHVpY2UudjEuQ29tcHV0ZWRUYXNrcy5UcmFjZXBhcmVudHNFbnRyeRozChFUcmFjZXBhcmVudHNFbnRyeRILCgNrZXkYASABKA0SDQoFdmFsdWUYAiABKAk6AjgBIj8KDVJlZnVzZWRSZXN1bHQSDwoHdGFza19pZBgBIAEoCRIMCgRjb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiPAoPUmVzdWx0c1JlY29yZGVkEikKB3JlZnVzZWQYASADKAsyGC5zbHVpY2UudjEuUmVmdXNlZFJlc3VsdCI2Cg5MZWFzZUV4dGVuc2lvbhIkCgZsZWFzZXMYASADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlImoKDkxlYXNlc0V4dGVuZGVkEjQKEGxlYXNlX2V4cGlyZXNfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiIKBGxvc3QYAiADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlMlUKDVJ1bm5lclNlcnZpY2USRAoHU2Vzc2lvbhIZLnNsdWljZS52MS5TZXNzaW9uUmVxdWVzdBoaLnNsdWljZS52MS5TZXNzaW9uUmVzcG9uc2UoATABYgZwcm90bzM", [file_google_protobuf_timestamp, file_sluice_v1_observability, file_sluice_v1_storage, file_sluice_v1_task]);
+  fileDesc("Ch5zbHVpY2UvdjEvcnVubmVyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSJBCg5SZWdpc3RlcmVkVGFzaxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSEAoIam9iX2hvb2sYZCABKAgi1gEKDFNlc3Npb25TdGFydBIRCglydW5uZXJfaWQYASABKAkSDwoHY2x1c3RlchgCIAEoCRIoCgV0YXNrcxgDIAMoCzIZLnNsdWljZS52MS5SZWdpc3RlcmVkVGFzaxITCgtjb25jdXJyZW5jeRgEIAEoDRIQCghwcmVmZXRjaBgFIAEoDRIMCgRuYW1lGAYgASgJEiIKBGhlbGQYByADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEhAKCGRyYWluaW5nGAggASgIEg0KBGhvc3QYjAEgASgJIg4KDFNlc3Npb25EcmFpbiIMCgpTZXNzaW9uRW5kIp0CCg5TZXNzaW9uUmVxdWVzdBIoCgVzdGFydBgBIAEoCzIXLnNsdWljZS52MS5TZXNzaW9uU3RhcnRIABIpCgdyZXN1bHRzGAIgASgLMhYuc2x1aWNlLnYxLlRhc2tSZXN1bHRzSAASKwoGZXh0ZW5kGAMgASgLMhkuc2x1aWNlLnYxLkxlYXNlRXh0ZW5zaW9uSAASKAoFZHJhaW4YBCABKAsyFy5zbHVpY2UudjEuU2Vzc2lvbkRyYWluSAASJAoDZW5kGAUgASgLMhUuc2x1aWNlLnYxLlNlc3Npb25FbmRIABIuCgl0ZWxlbWV0cnkYjAEgASgLMhguc2x1aWNlLnYxLlRhc2tUZWxlbWV0cnlIAEIJCgdtZXNzYWdlIrICCg9TZXNzaW9uUmVzcG9uc2USLAoHc3RhcnRlZBgBIAEoCzIZLnNsdWljZS52MS5TZXNzaW9uU3RhcnRlZEgAEi8KCmFzc2lnbm1lbnQYAiABKAsyGS5zbHVpY2UudjEuVGFza0Fzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAyABKAsyGy5zbHVpY2UudjEuVGFza0NhbmNlbGxhdGlvbkgAEiMKBGlkbGUYBCABKAsyEy5zbHVpY2UudjEuV29ya0lkbGVIABIuCghyZWNvcmRlZBgFIAEoCzIaLnNsdWljZS52MS5SZXN1bHRzUmVjb3JkZWRIABItCghleHRlbmRlZBgGIAEoCzIZLnNsdWljZS52MS5MZWFzZXNFeHRlbmRlZEgAQgcKBWV2ZW50IiYKDlNlc3Npb25TdGFydGVkEhQKDGxlYXNlX3R0bF9tcxgBIAEoDSKBBgoOVGFza0Fzc2lnbm1lbnQSNAoQbGVhc2VfZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY2x1c3RlchgCIAEoCRILCgNpZHMYAyADKAkSDwoHam9iX2lkcxgEIAMoCRIuCgtpZGVudGlmaWVycxgFIAMoCzIZLnNsdWljZS52MS5UYXNrSWRlbnRpZmllchIaChJpZGVudGlmaWVyX2luZGV4ZXMYBiADKA0SDgoGaW5wdXRzGAcgAygMEg4KBmxlYXNlcxgIIAMoDRIQCghmYWlsdXJlcxgJIAMoDRITCgttYXhfcmV0cmllcxgKIAMoDRI5Cgh0cmlnZ2VycxgLIAMoCzInLnNsdWljZS52MS5UYXNrQXNzaWdubWVudC5UcmlnZ2Vyc0VudHJ5EkIKDHRyYWNlcGFyZW50cxiMASADKAsyKy5zbHVpY2UudjEuVGFza0Fzc2lnbm1lbnQuVHJhY2VwYXJlbnRzRW50cnkSPwoLdGltZW91dHNfbXMYjQEgAygLMikuc2x1aWNlLnYxLlRhc2tBc3NpZ25tZW50LlRpbWVvdXRzTXNFbnRyeRI6Cglqb2JfaG9va3MYZCADKAsyJy5zbHVpY2UudjEuVGFza0Fzc2lnbm1lbnQuSm9iSG9va3NFbnRyeRpICg1UcmlnZ2Vyc0VudHJ5EgsKA2tleRgBIAEoDRImCgV2YWx1ZRgCIAEoCzIXLnNsdWljZS52MS5TdG9yYWdlRXZlbnQ6AjgBGjMKEVRyYWNlcGFyZW50c0VudHJ5EgsKA2tleRgBIAEoDRINCgV2YWx1ZRgCIAEoCToCOAEaMQoPVGltZW91dHNNc0VudHJ5EgsKA2tleRgBIAEoDRINCgV2YWx1ZRgCIAEoDToCOAEaSQoNSm9iSG9va3NFbnRyeRILCgNrZXkYASABKA0SJwoFdmFsdWUYAiABKAsyGC5zbHVpY2UudjEuSm9iSG9va0FjY2VzczoCOAEiQAoNSm9iSG9va0FjY2VzcxIOCgZqb2JfaWQYASABKAkSEgoKc2VjcmV0X2tleRgCIAEoCRILCgN1cmwYAyABKAkiRwoQVGFza0NhbmNlbGxhdGlvbhIjCgV0YXNrcxgBIAMoCzIULnNsdWljZS52MS5UYXNrTGVhc2USDgoGcmVhc29uGAIgASgJIgoKCFdvcmtJZGxlIisKCVRhc2tMZWFzZRIPCgd0YXNrX2lkGAEgASgJEg0KBWxlYXNlGAIgASgNIuMBCgpUYXNrUmVzdWx0EiIKBHRhc2sYASABKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlEg4KBmpvYl9pZBgCIAEoCRIqCghjb21wdXRlZBgDIAEoCzIWLnNsdWljZS52MS5UYXNrU3VjY2Vzc0gAEigKBmZhaWxlZBgEIAEoCzIWLnNsdWljZS52MS5UYXNrRmFpbHVyZUgAEioKCHJlbGVhc2VkGAUgASgLMhYuc2x1aWNlLnYxLlRhc2tSZWxlYXNlSAASFAoLdHJhY2VwYXJlbnQYjAEgASgJQgkKB291dGNvbWUiDQoLVGFza1JlbGVhc2UiVQoLVGFza1N1Y2Nlc3MSKwoIc3VidGFza3MYASADKAsyGS5zbHVpY2UudjEuVGFza1N1Ym1pc3Npb24SGQoRam9iX2hvb2tfc3VidGFza3MYZCABKAgiLQoLVGFza0ZhaWx1cmUSDwoHbWVzc2FnZRgBIAEoCRINCgVzdGFjaxgCIAEoCSKPAQoLVGFza1Jlc3VsdHMSJgoHcmVzdWx0cxgBIAMoCzIVLnNsdWljZS52MS5UYXNrUmVzdWx0EioKCGNvbXB1dGVkGAIgASgLMhguc2x1aWNlLnYxLkNvbXB1dGVkVGFza3MSLAoJdGVsZW1ldHJ5GIwBIAEoCzIYLnNsdWljZS52MS5UYXNrVGVsZW1ldHJ5IroBCg1Db21wdXRlZFRhc2tzEhAKCHRhc2tfaWRzGAEgAygJEg4KBmxlYXNlcxgCIAMoDRIPCgdqb2JfaWRzGAMgAygJEkEKDHRyYWNlcGFyZW50cxiMASADKAsyKi5zbHVpY2UudjEuQ29tcHV0ZWRUYXNrcy5UcmFjZXBhcmVudHNFbnRyeRozChFUcmFjZXBhcmVudHNFbnRyeRILCgNrZXkYASABKA0SDQoFdmFsdWUYAiABKAk6AjgBIj8KDVJlZnVzZWRSZXN1bHQSDwoHdGFza19pZBgBIAEoCRIMCgRjb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiPAoPUmVzdWx0c1JlY29yZGVkEikKB3JlZnVzZWQYASADKAsyGC5zbHVpY2UudjEuUmVmdXNlZFJlc3VsdCI2Cg5MZWFzZUV4dGVuc2lvbhIkCgZsZWFzZXMYASADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlImoKDkxlYXNlc0V4dGVuZGVkEjQKEGxlYXNlX2V4cGlyZXNfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiIKBGxvc3QYAiADKAsyFC5zbHVpY2UudjEuVGFza0xlYXNlMlUKDVJ1bm5lclNlcnZpY2USRAoHU2Vzc2lvbhIZLnNsdWljZS52MS5TZXNzaW9uUmVxdWVzdBoaLnNsdWljZS52MS5TZXNzaW9uUmVzcG9uc2UoATABYgZwcm90bzM", [file_google_protobuf_timestamp, file_sluice_v1_observability, file_sluice_v1_storage, file_sluice_v1_task]);
 
 /**
  * A task identifier a runner can execute. A task with the same name and major
@@ -40,6 +40,14 @@ export type RegisteredTask = Message<"sluice.v1.RegisteredTask"> & {
    * @generated from field: string version = 2;
    */
   version: string;
+
+  /**
+   * The task is a process (any language): send the job hook's address and a
+   * secret with each of its assignments (TaskAssignment.job_hooks).
+   *
+   * @generated from field: bool job_hook = 100;
+   */
+  jobHook: boolean;
 };
 
 /**
@@ -417,6 +425,14 @@ export type TaskAssignment = Message<"sluice.v1.TaskAssignment"> & {
    * @generated from field: map<uint32, uint32> timeouts_ms = 141;
    */
   timeoutsMs: { [key: number]: number };
+
+  /**
+   * The job hook of each task whose identifier the runner registered with
+   * `job_hook`, by task index.
+   *
+   * @generated from field: map<uint32, sluice.v1.JobHookAccess> job_hooks = 100;
+   */
+  jobHooks: { [key: number]: JobHookAccess };
 };
 
 /**
@@ -425,6 +441,41 @@ export type TaskAssignment = Message<"sluice.v1.TaskAssignment"> & {
  */
 export const TaskAssignmentSchema: GenMessage<TaskAssignment> = /*@__PURE__*/
   messageDesc(file_sluice_v1_runner_service, 7);
+
+/**
+ * How the process of one task attempt reaches the job hook (docs/process-tasks.md).
+ *
+ * @generated from message sluice.v1.JobHookAccess
+ */
+export type JobHookAccess = Message<"sluice.v1.JobHookAccess"> & {
+  /**
+   * JOB_ID: the attempt, "TASK_ID.LEASE".
+   *
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * JOB_SECRET_KEY: the key of the attempt's X-Job-Hash (HMAC-SHA256 of X-Job-Time).
+   *
+   * @generated from field: string secret_key = 2;
+   */
+  secretKey: string;
+
+  /**
+   * JOB_HOOK: the URL the process calls (`/status`, `/upload/...`, ...).
+   *
+   * @generated from field: string url = 3;
+   */
+  url: string;
+};
+
+/**
+ * Describes the message sluice.v1.JobHookAccess.
+ * Use `create(JobHookAccessSchema)` to create a new message.
+ */
+export const JobHookAccessSchema: GenMessage<JobHookAccess> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_runner_service, 8);
 
 /**
  * @generated from message sluice.v1.TaskCancellation
@@ -450,7 +501,7 @@ export type TaskCancellation = Message<"sluice.v1.TaskCancellation"> & {
  * Use `create(TaskCancellationSchema)` to create a new message.
  */
 export const TaskCancellationSchema: GenMessage<TaskCancellation> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 8);
+  messageDesc(file_sluice_v1_runner_service, 9);
 
 /**
  * @generated from message sluice.v1.WorkIdle
@@ -463,7 +514,7 @@ export type WorkIdle = Message<"sluice.v1.WorkIdle"> & {
  * Use `create(WorkIdleSchema)` to create a new message.
  */
 export const WorkIdleSchema: GenMessage<WorkIdle> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 9);
+  messageDesc(file_sluice_v1_runner_service, 10);
 
 /**
  * A task and the lease under which a runner holds it.
@@ -491,7 +542,7 @@ export type TaskLease = Message<"sluice.v1.TaskLease"> & {
  * Use `create(TaskLeaseSchema)` to create a new message.
  */
 export const TaskLeaseSchema: GenMessage<TaskLease> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 10);
+  messageDesc(file_sluice_v1_runner_service, 11);
 
 /**
  * The result of executing one task.
@@ -556,7 +607,7 @@ export type TaskResult = Message<"sluice.v1.TaskResult"> & {
  * Use `create(TaskResultSchema)` to create a new message.
  */
 export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 11);
+  messageDesc(file_sluice_v1_runner_service, 12);
 
 /**
  * @generated from message sluice.v1.TaskRelease
@@ -569,7 +620,7 @@ export type TaskRelease = Message<"sluice.v1.TaskRelease"> & {
  * Use `create(TaskReleaseSchema)` to create a new message.
  */
 export const TaskReleaseSchema: GenMessage<TaskRelease> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 12);
+  messageDesc(file_sluice_v1_runner_service, 13);
 
 /**
  * @generated from message sluice.v1.TaskSuccess
@@ -582,6 +633,14 @@ export type TaskSuccess = Message<"sluice.v1.TaskSuccess"> & {
    * @generated from field: repeated sluice.v1.TaskSubmission subtasks = 1;
    */
   subtasks: TaskSubmission[];
+
+  /**
+   * Also create the subtasks the attempt posted to its job hook
+   * (`POST {JOB_HOOK}/subtasks`), after those of `subtasks`.
+   *
+   * @generated from field: bool job_hook_subtasks = 100;
+   */
+  jobHookSubtasks: boolean;
 };
 
 /**
@@ -589,7 +648,7 @@ export type TaskSuccess = Message<"sluice.v1.TaskSuccess"> & {
  * Use `create(TaskSuccessSchema)` to create a new message.
  */
 export const TaskSuccessSchema: GenMessage<TaskSuccess> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 13);
+  messageDesc(file_sluice_v1_runner_service, 14);
 
 /**
  * @generated from message sluice.v1.TaskFailure
@@ -615,7 +674,7 @@ export type TaskFailure = Message<"sluice.v1.TaskFailure"> & {
  * Use `create(TaskFailureSchema)` to create a new message.
  */
 export const TaskFailureSchema: GenMessage<TaskFailure> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 14);
+  messageDesc(file_sluice_v1_runner_service, 15);
 
 /**
  * Results of tasks the runner holds, at most 5000 per message (`results` and
@@ -652,7 +711,7 @@ export type TaskResults = Message<"sluice.v1.TaskResults"> & {
  * Use `create(TaskResultsSchema)` to create a new message.
  */
 export const TaskResultsSchema: GenMessage<TaskResults> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 15);
+  messageDesc(file_sluice_v1_runner_service, 16);
 
 /**
  * Successes without subtasks, field by field: task i is element i of every list.
@@ -694,7 +753,7 @@ export type ComputedTasks = Message<"sluice.v1.ComputedTasks"> & {
  * Use `create(ComputedTasksSchema)` to create a new message.
  */
 export const ComputedTasksSchema: GenMessage<ComputedTasks> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 16);
+  messageDesc(file_sluice_v1_runner_service, 17);
 
 /**
  * A result that was not recorded, and why.
@@ -729,7 +788,7 @@ export type RefusedResult = Message<"sluice.v1.RefusedResult"> & {
  * Use `create(RefusedResultSchema)` to create a new message.
  */
 export const RefusedResultSchema: GenMessage<RefusedResult> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 17);
+  messageDesc(file_sluice_v1_runner_service, 18);
 
 /**
  * @generated from message sluice.v1.ResultsRecorded
@@ -749,7 +808,7 @@ export type ResultsRecorded = Message<"sluice.v1.ResultsRecorded"> & {
  * Use `create(ResultsRecordedSchema)` to create a new message.
  */
 export const ResultsRecordedSchema: GenMessage<ResultsRecorded> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 18);
+  messageDesc(file_sluice_v1_runner_service, 19);
 
 /**
  * @generated from message sluice.v1.LeaseExtension
@@ -768,7 +827,7 @@ export type LeaseExtension = Message<"sluice.v1.LeaseExtension"> & {
  * Use `create(LeaseExtensionSchema)` to create a new message.
  */
 export const LeaseExtensionSchema: GenMessage<LeaseExtension> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 19);
+  messageDesc(file_sluice_v1_runner_service, 20);
 
 /**
  * @generated from message sluice.v1.LeasesExtended
@@ -795,7 +854,7 @@ export type LeasesExtended = Message<"sluice.v1.LeasesExtended"> & {
  * Use `create(LeasesExtendedSchema)` to create a new message.
  */
 export const LeasesExtendedSchema: GenMessage<LeasesExtended> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_runner_service, 20);
+  messageDesc(file_sluice_v1_runner_service, 21);
 
 /**
  * The service task runners talk to: one bidirectional stream per runner.
