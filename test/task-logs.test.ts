@@ -64,6 +64,14 @@ class Flood extends Task {
 
 const tasks = [Chatty, Crowd, Gated, Flood];
 
+/** A task of a given identifier with an empty input, as submitted for a process task. */
+function namedTask(name: string, version: string): Task {
+  return new (class extends Task {
+    static identifier = { name, version };
+    execute() {}
+  })({});
+}
+
 describe("task logs", () => {
   const box = useSandbox();
 
@@ -150,6 +158,27 @@ describe("task logs", () => {
       expect(seen).toEqual(["before the gate", "after the gate"]);
       expect(states.at(-1)).toBe("completed");
       expect(lastProgress).toEqual([{ label: "tiles", done: 10, total: 10 }]);
+    } finally {
+      await runner.stop();
+      await running;
+    }
+  });
+});
+
+describe("process task output", () => {
+  const box = useSandbox();
+
+  it("becomes the attempt's log lines: stdout at info, stderr at error, in order per stream", async () => {
+    const script = "console.log('out 1'); console.error('err 1'); console.log('out 2\\nout 3'); process.stdout.write('no newline at the end')";
+    const runner = box.client.runner("default", { processes: { "Shout@v1.0": [process.execPath, "-e", script] }, echoTaskLogs: false });
+    const running = runner.runForever();
+    try {
+      const job = await box.client.jobs().submit("shout", namedTask("Shout", "v1.0"));
+      await jobInState(box.client, job.id, ["completed"]);
+      const lines = await box.client.observability().logs(job.id);
+      const of = (level: string) => lines.filter((l) => l.level === level).map((l) => l.message);
+      expect(of("info")).toEqual(["out 1", "out 2", "out 3", "no newline at the end"]);
+      expect(of("error")).toEqual(["err 1"]);
     } finally {
       await runner.stop();
       await running;

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { parse } from "shell-quote";
 import { type ExecutionContext, Task, type TaskClass, parseVersion } from "../sdk/task.js";
 import type { KubernetesJobs } from "./kubernetes-jobs.js";
+import { OutputLines } from "./process-log.js";
 import type { JobHookAccess, ProcessOutcome, ProcessTaskSpec } from "./process-types.js";
 
 export type { JobHookAccess, ProcessOutcome, ProcessTaskSpec };
@@ -12,7 +13,7 @@ export type { JobHookAccess, ProcessOutcome, ProcessTaskSpec };
 /** The process tasks a runner is given: `"name@vMAJOR.MINOR"` to how to run it. */
 export type ProcessTasks = Readonly<Record<string, ProcessTaskSpec | string | readonly string[]>>;
 
-/** Where a process's standard output and error go as they come (the tail of each, for now). */
+/** Where a process's standard output and error go as they come (its log lines, and the tail of each for its error). */
 export interface OutputSink {
   write(stream: "stdout" | "stderr", chunk: Buffer): void;
 }
@@ -255,9 +256,12 @@ export function processTaskClass(key: string, raw: ProcessTaskSpec | string | re
     async execute(context: ExecutionContext): Promise<void> {
       const attempt = attemptOf(context);
       const tail = new OutputTail();
+      // Every line of output is also a log line of the attempt.
+      const lines = new OutputLines(context.logger);
       if (attempt.kubernetes) {
         const a = { taskId: context.taskId, jobId: context.jobId, lease: context.attempt, ...identifier, input: attempt.input, hook: attempt.hook };
         const outcome = await attempt.kubernetes.run(a, spec, context.signal);
+        lines.all(outcome.log);
         // A pod's log holds its standard output and error together.
         await attempt.finished(outcome.log, "");
         if (outcome.code !== 0 || outcome.timedOut || outcome.stopped) throw new ProcessFailure(failureMessage(outcome, spec, ""), outcome.log, "");
@@ -269,8 +273,14 @@ export function processTaskClass(key: string, raw: ProcessTaskSpec | string | re
         hook: attempt.hook,
         env: { SLUICE_JOB_ID: context.jobId, SLUICE_TASK_ID: context.taskId, SLUICE_ATTEMPT: String(context.attempt) },
         signal: context.signal,
-        output: tail,
+        output: {
+          write(stream, chunk) {
+            tail.write(stream, chunk);
+            lines.write(stream, chunk);
+          },
+        },
       });
+      lines.end();
       const stdout = tail.text("stdout");
       const stderr = tail.text("stderr");
       await attempt.finished(stdout, stderr);
