@@ -3,7 +3,9 @@ import { describe, expect, it } from "vitest";
 import { type ExecutionContext, Task } from "../runner/index.js";
 import { deleteExpiredJobs } from "../server/store/job-retention.js";
 import { ObservabilityDefaults } from "../server/observe/config.js";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { eventually, jobInState, useSandbox } from "./support/harness.js";
+import { openSession } from "./support/session.js";
 
 /** Writes `lines` lines through the console and the logger, yielding between them so that tasks interleave. */
 class Chatty extends Task<{ who: string; lines: number }> {
@@ -162,6 +164,48 @@ describe("task logs", () => {
       await runner.stop();
       await running;
     }
+  });
+});
+
+describe("who may write and read task logs", () => {
+  const box = useSandbox();
+
+  it("takes lines only for tasks the sending runner holds, and refuses bad reads saying what to fix", async () => {
+    const job = await box.client.jobs().submit("held", new Flood());
+    const start = { cluster: "default", tasks: [{ name: "Flood", version: "v1.0" }], concurrency: 1 };
+    const holder = openSession(box.api.runner, start);
+    const assigned = await holder.until("assignment");
+    const [taskId] = assigned.ids;
+    const other = openSession(box.api.runner, { ...start, tasks: [{ name: "Other", version: "v1.0" }] });
+    const line = (message: string) => ({
+      taskIds: [taskId],
+      jobIds: [job.id],
+      attempts: [1],
+      levels: [2],
+      timeOffsetsMs: [0],
+      messages: [message],
+      fieldsJson: [""],
+      baseTimeMs: BigInt(Date.now()),
+    });
+    await other.record({ results: [], telemetry: { lines: line("forged by another runner"), progress: [{ jobId: job.id, label: "forged", done: 5n }] } });
+    await holder.record({ results: [], telemetry: { lines: line("from the holder"), progress: [] } });
+    const lines = await box.client.observability().logs(job.id);
+    expect(lines.map((l) => l.message)).toEqual(["from the holder"]);
+    expect((await box.client.observability().progress(job.id)).progress).toEqual([]);
+    holder.close();
+    other.close();
+
+    const refused = async (req: object) =>
+      box.api.observability.getTaskLogs(req).then(
+        () => undefined,
+        (e) => ConnectError.from(e),
+      );
+    const badId = await refused({ jobId: "x" });
+    expect(badId?.code).toBe(Code.InvalidArgument);
+    expect(badId?.rawMessage).toMatch(/job_id must be a positive decimal number/);
+    expect((await refused({ jobId: "999999" }))?.code).toBe(Code.NotFound);
+    expect((await refused({ jobId: job.id, pageSize: 6000 }))?.rawMessage).toMatch(/page_size is 6000; the limit is 5000/);
+    expect((await refused({ jobId: job.id, after: "-1" }))?.rawMessage).toMatch(/after must be a positive decimal number/);
   });
 });
 
