@@ -127,19 +127,20 @@ async function record(sql: Sql | TransactionSql, runnerId: string, results: read
  */
 function recordStatement(sql: Sql | TransactionSql, runnerId: string, results: readonly TaskResultIn[]) {
   const jobIds = [...new Set(results.map((r) => r.jobId))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
-  const kinds = results.map((r) => (r.failure !== undefined ? "fail" : r.released ? "release" : "ok"));
+  // 0: succeeded, 1: threw, 2: given back.
+  const kinds = results.map((r) => (r.failure !== undefined ? 1 : r.released ? 2 : 0));
   return sql`
     WITH locked AS MATERIALIZED (
       SELECT id FROM jobs WHERE id = ANY(${arrayLiteral(jobIds)}::bigint[]) ORDER BY id FOR NO KEY UPDATE
     ), updated AS (
       UPDATE tasks t
-      SET state = (CASE c.kind WHEN 'ok' THEN 'computed' WHEN 'release' THEN 'queued'
+      SET state = (CASE c.kind WHEN 0 THEN 'computed' WHEN 2 THEN 'queued'
                    ELSE CASE WHEN t.failures < t.max_retries THEN 'queued' ELSE 'failed' END END)::task_state,
-          failures = t.failures + (c.kind = 'fail')::int,
-          error_message = CASE WHEN c.kind = 'fail' THEN c.message ELSE t.error_message END,
-          error_stack = CASE WHEN c.kind = 'fail' THEN c.stack ELSE t.error_stack END,
-          error_attempt = CASE WHEN c.kind = 'fail' THEN t.lease ELSE t.error_attempt END,
-          finished_at = CASE WHEN c.kind = 'ok' OR (c.kind = 'fail' AND t.failures >= t.max_retries) THEN now() ELSE t.finished_at END,
+          failures = t.failures + (c.kind = 1)::int,
+          error_message = CASE WHEN c.kind = 1 THEN c.message ELSE t.error_message END,
+          error_stack = CASE WHEN c.kind = 1 THEN c.stack ELSE t.error_stack END,
+          error_attempt = CASE WHEN c.kind = 1 THEN t.lease ELSE t.error_attempt END,
+          finished_at = CASE WHEN c.kind = 0 OR (c.kind = 1 AND t.failures >= t.max_retries) THEN now() ELSE t.finished_at END,
           runner_id = NULL, lease_expires_at = NULL
       FROM ${resultRows(sql, results, kinds)}
       WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running' AND t.runner_id = ${runnerId}::uuid
@@ -147,7 +148,7 @@ function recordStatement(sql: Sql | TransactionSql, runnerId: string, results: r
       RETURNING t.id, t.job_id, t.cluster_id, t.name, t.major, t.minor, t.state, t.deps_left, t.has_dependents, c.subtasks,
         -- A failure to retry with backoff waits in task_retries: the delay
         -- before retry n (failures is n now) with jitter, half to all of it.
-        CASE WHEN c.kind = 'fail' AND t.state = 'queued' AND t.retry_delay_ms IS NOT NULL
+        CASE WHEN c.kind = 1 AND t.state = 'queued' AND t.retry_delay_ms IS NOT NULL
              THEN now() + least(t.retry_max_ms, t.retry_delay_ms * power(t.retry_factor, t.failures - 1)) * (0.5 + random() * 0.5)
                           * interval '1 millisecond' END AS retry_at
     ), delayed AS (
@@ -197,12 +198,12 @@ function recordStatement(sql: Sql | TransactionSql, runnerId: string, results: r
  * stack)`, looked up in `tasks` by primary key (see `reportedRows` for why the
  * arrays go through a subquery).
  */
-function resultRows(sql: Sql | TransactionSql, results: readonly TaskResultIn[], kinds: readonly string[]) {
-  const failing = kinds.includes("fail");
+function resultRows(sql: Sql | TransactionSql, results: readonly TaskResultIn[], kinds: readonly number[]) {
+  const failing = kinds.includes(1);
   const text = (f: (r: TaskResultIn) => string | undefined) => (failing ? quotedArrayLiteral(results.map((r) => f(r) ?? null)) : "{}");
   return sql`
     (SELECT ${arrayLiteral(results.map((r) => r.taskId))}::bigint[] AS ids, ${arrayLiteral(results.map((r) => r.lease))}::int[] AS leases,
-            ${arrayLiteral(results.map((r) => r.jobId))}::bigint[] AS job_ids, ${arrayLiteral(kinds)}::text[] AS kinds,
+            ${arrayLiteral(results.map((r) => r.jobId))}::bigint[] AS job_ids, ${arrayLiteral(kinds)}::int[] AS kinds,
             ${arrayLiteral(results.map((r) => r.subtasks?.rows.length ?? 0))}::int[] AS subtasks,
             ${text((r) => r.failure?.message)}::text[] AS messages, ${text((r) => r.failure?.stack)}::text[] AS stacks
      OFFSET 0) AS a,
