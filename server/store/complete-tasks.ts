@@ -129,32 +129,48 @@ function recordStatement(sql: Sql | TransactionSql, runnerId: string, results: r
   const jobIds = [...new Set(results.map((r) => r.jobId))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
   // 0: succeeded, 1: threw, 2: given back.
   const kinds = results.map((r) => (r.failure !== undefined ? 1 : r.released ? 2 : 0));
+  // A batch of successes alone (the common one) leaves out what only the
+  // other kinds need: the same rules, less for PostgreSQL to do per row.
+  const successes = kinds.every((k) => k === 0);
+  const withSubtasks = results.some((r) => (r.subtasks?.rows.length ?? 0) > 0);
   return sql`
     WITH locked AS MATERIALIZED (
       SELECT id FROM jobs WHERE id = ANY(${arrayLiteral(jobIds)}::bigint[]) ORDER BY id FOR NO KEY UPDATE
     ), updated AS (
       UPDATE tasks t
-      SET state = (CASE c.kind WHEN 0 THEN 'computed' WHEN 2 THEN 'queued'
+      ${
+        successes
+          ? sql`SET state = 'computed', finished_at = now(), runner_id = NULL, lease_expires_at = NULL`
+          : sql`SET state = (CASE c.kind WHEN 0 THEN 'computed' WHEN 2 THEN 'queued'
                    ELSE CASE WHEN t.failures < t.max_retries THEN 'queued' ELSE 'failed' END END)::task_state,
           failures = t.failures + (c.kind = 1)::int,
           error_message = CASE WHEN c.kind = 1 THEN c.message ELSE t.error_message END,
           error_stack = CASE WHEN c.kind = 1 THEN c.stack ELSE t.error_stack END,
           error_attempt = CASE WHEN c.kind = 1 THEN t.lease ELSE t.error_attempt END,
           finished_at = CASE WHEN c.kind = 0 OR (c.kind = 1 AND t.failures >= t.max_retries) THEN now() ELSE t.finished_at END,
-          runner_id = NULL, lease_expires_at = NULL
-      FROM ${resultRows(sql, results, kinds)}
+          runner_id = NULL, lease_expires_at = NULL`
+      }
+      FROM ${resultRows(sql, results, kinds, successes)}
       WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running' AND t.runner_id = ${runnerId}::uuid
         AND (SELECT count(*) FROM locked) >= 0
       RETURNING t.id, t.job_id, t.cluster_id, t.name, t.major, t.minor, t.state, t.deps_left, t.has_dependents, c.subtasks,
-        -- A failure to retry with backoff waits in task_retries: the delay
-        -- before retry n (failures is n now) with jitter, half to all of it.
-        CASE WHEN c.kind = 1 AND t.state = 'queued' AND t.retry_delay_ms IS NOT NULL
+        ${
+          successes
+            ? sql`NULL::timestamptz AS retry_at`
+            : // A failure to retry with backoff waits in task_retries: the delay
+              // before retry n (failures is n now) with jitter, half to all of it.
+              sql`CASE WHEN c.kind = 1 AND t.state = 'queued' AND t.retry_delay_ms IS NOT NULL
              THEN now() + least(t.retry_max_ms, t.retry_delay_ms * power(t.retry_factor, t.failures - 1)) * (0.5 + random() * 0.5)
-                          * interval '1 millisecond' END AS retry_at
-    ), delayed AS (
+                          * interval '1 millisecond' END AS retry_at`
+        }
+    ), delayed AS (${
+      successes
+        ? sql`SELECT NULL::timestamptz AS retry_at WHERE false`
+        : sql`
       INSERT INTO task_retries (task_id, retry_at) SELECT id, retry_at FROM updated WHERE retry_at IS NOT NULL
       ON CONFLICT (task_id) DO UPDATE SET retry_at = excluded.retry_at
-      RETURNING retry_at
+      RETURNING retry_at`
+    }
     ), woken AS (
       UPDATE tasks t SET deps_left = t.deps_left - d.n
       FROM (
@@ -166,10 +182,14 @@ function recordStatement(sql: Sql | TransactionSql, runnerId: string, results: r
       RETURNING t.id, t.cluster_id, t.name, t.major, t.minor, t.deps_left, t.state
     ), became_ready AS (
       SELECT id, cluster_id, name, major, minor FROM woken WHERE deps_left = 0 AND state = 'queued'
-      UNION ALL
-      SELECT id, cluster_id, name, major, minor FROM updated WHERE deps_left = 0 AND state = 'queued' AND retry_at IS NULL
+      ${
+        successes
+          ? sql``
+          : sql`UNION ALL
+      SELECT id, cluster_id, name, major, minor FROM updated WHERE deps_left = 0 AND state = 'queued' AND retry_at IS NULL`
+      }
     ), readied AS (
-      ${queueReady(sql, "became_ready")} ON CONFLICT DO NOTHING
+      ${queueReady(sql, "became_ready")} ${successes ? sql`` : sql`ON CONFLICT DO NOTHING`}
       RETURNING cluster_id
     ), closed AS (
       UPDATE jobs j
@@ -177,17 +197,24 @@ function recordStatement(sql: Sql | TransactionSql, runnerId: string, results: r
           state = (CASE WHEN d.fail THEN 'failed' WHEN j.open_tasks + d.delta = 0 THEN 'completed' ELSE 'started' END)::job_state,
           started_at = coalesce(j.started_at, now()),
           finished_at = CASE WHEN d.fail OR j.open_tasks + d.delta = 0 THEN now() ELSE j.finished_at END
-      FROM (
+      FROM (${
+        successes
+          ? sql`SELECT job_id, sum(subtasks - 1)::int AS delta, false AS fail FROM updated GROUP BY job_id`
+          : sql`
         SELECT job_id, sum(CASE WHEN state = 'computed' THEN subtasks - 1 ELSE 0 END)::int AS delta, bool_or(state = 'failed') AS fail
-        FROM updated WHERE state IN ('computed', 'failed') GROUP BY job_id
-      ) AS d
+        FROM updated WHERE state IN ('computed', 'failed') GROUP BY job_id`
+      }) AS d
       WHERE j.id = d.job_id
       RETURNING j.id, j.state
     )
     SELECT CASE WHEN (SELECT count(*) FROM updated) = ${results.length} THEN NULL
                 ELSE coalesce((SELECT array_agg(id::text) FROM updated), '{}') END AS done,
-           (SELECT array_agg(id::text || ':' || cluster_id) FROM updated WHERE subtasks > 0 AND state = 'computed') AS parents,
-           (SELECT array_agg(id::text) FROM closed WHERE state = 'failed') AS failed_jobs,
+           ${
+             withSubtasks
+               ? sql`(SELECT array_agg(id::text || ':' || cluster_id) FROM updated WHERE subtasks > 0 AND state = 'computed')`
+               : sql`NULL::text[]`
+           } AS parents,
+           ${successes ? sql`NULL::text[]` : sql`(SELECT array_agg(id::text) FROM closed WHERE state = 'failed')`} AS failed_jobs,
            (SELECT array_agg(DISTINCT cluster_id) FROM became_ready) AS ready,
            (SELECT min(retry_at) FROM delayed) AS next_retry,
            ${notifyReadyOf(sql, "readied")} AS notified`;
@@ -195,10 +222,18 @@ function recordStatement(sql: Sql | TransactionSql, runnerId: string, results: r
 
 /**
  * The reported results as rows `c(id, lease, job_id, kind, subtasks, message,
- * stack)`, looked up in `tasks` by primary key (see `reportedRows` for why the
+ * stack)` (of a batch of successes alone: `c(id, lease, job_id, subtasks)`), looked up in `tasks` by primary key (see `reportedRows` for why the
  * arrays go through a subquery).
  */
-function resultRows(sql: Sql | TransactionSql, results: readonly TaskResultIn[], kinds: readonly number[]) {
+function resultRows(sql: Sql | TransactionSql, results: readonly TaskResultIn[], kinds: readonly number[], successes: boolean) {
+  if (successes) {
+    return sql`
+    (SELECT ${arrayLiteral(results.map((r) => r.taskId))}::bigint[] AS ids, ${arrayLiteral(results.map((r) => r.lease))}::int[] AS leases,
+            ${arrayLiteral(results.map((r) => r.jobId))}::bigint[] AS job_ids,
+            ${arrayLiteral(results.map((r) => r.subtasks?.rows.length ?? 0))}::int[] AS subtasks
+     OFFSET 0) AS a,
+    unnest(a.ids, a.leases, a.job_ids, a.subtasks) AS c(id, lease, job_id, subtasks)`;
+  }
   const failing = kinds.includes(1);
   const text = (f: (r: TaskResultIn) => string | undefined) => (failing ? quotedArrayLiteral(results.map((r) => f(r) ?? null)) : "{}");
   return sql`
