@@ -288,7 +288,9 @@ jobs
   .description("show a job, its tasks and their errors")
   .argument("<id>", "the job's id")
   .action(async (id: string) => {
-    const [job, progress] = await Promise.all([client().jobs().get(id), client().observability().progress(id)]);
+    // One after the other: a job that does not exist is reported by the first, always the same way.
+    const job = await client().jobs().get(id);
+    const progress = await client().observability().progress(id);
     print({ ...job, progress: progress.progress, unrunnable: progress.unrunnable }, () => jobText(job) + progressText(progress));
   });
 
