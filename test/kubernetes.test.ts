@@ -3,29 +3,12 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Task, type TaskRunner } from "../runner/index.js";
+import type { TaskRunner } from "../runner/index.js";
 import { FIXTURES, ROOT, eventually, jobInState, quiet, spawnNode, useSandbox } from "./support/harness.js";
 import { KubeTestServer } from "./support/kube-server.js";
-
-function named(name: string, version: string, input: object): Task {
-  return new (class extends Task {
-    static identifier = { name, version };
-    execute() {
-      throw new Error("process tasks run on the runner");
-    }
-  })(input as Record<string, unknown>);
-}
+import { alive, named } from "./support/process-tasks.js";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-kube-"));
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
 
 // A process task calling the job hook with the seed's client, from the Job's pod.
 const statusScript = `import json, os, sys

@@ -2,35 +2,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Client, Task, type TaskRunner } from "../runner/index.js";
+import type { Client, TaskRunner } from "../runner/index.js";
 import { splitCommand } from "../runner/worker/process-task.js";
 import { FIXTURES, eventually, jobInState, quiet, sluice, spawnNode, useSandbox } from "./support/harness.js";
-
-/** A task submitted by name, version and input, as any API client would: it never runs here. */
-function named(name: string, version: string, input: object): Task {
-  return new (class extends Task {
-    static identifier = { name, version };
-    execute() {
-      throw new Error("process tasks run on the runner");
-    }
-  })(input as Record<string, unknown>);
-}
+import { alive, named } from "./support/process-tasks.js";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-procs-"));
-
-/** Whether a process is still running (a zombie waiting to be reaped has ended). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
 
 // Each starts a child of its own (which a plain kill of the parent would
 // leave running), writes both pids to the file named by $PIDS, and waits to be ended.
