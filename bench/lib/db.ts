@@ -59,3 +59,25 @@ export async function waitUntil(check: () => Promise<boolean>, what: string, tim
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/**
+ * Waits for the emulated fan-out's counter row `id` (bench_fanout, used by the
+ * peers without dependencies between jobs) to be stamped finished, and returns
+ * its duration in milliseconds from the database's own timestamps.
+ */
+export async function fanoutCounterTime(sql: Sql, id: number, timeoutMs: number): Promise<number> {
+  let ms = NaN;
+  await waitUntil(
+    async () => {
+      const [row] = await sql<{ ms: number | null }[]>`
+        SELECT (extract(epoch FROM finished_at - created_at) * 1000)::float8 AS ms FROM bench_fanout WHERE id = ${id}`;
+      if (row.ms === null) return false;
+      ms = row.ms;
+      return true;
+    },
+    "the fan-out final job to run",
+    timeoutMs,
+    20,
+  );
+  return ms;
+}

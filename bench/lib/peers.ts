@@ -3,7 +3,7 @@ import { Job, Queue } from "bullmq";
 import PgBoss from "pg-boss";
 import postgres, { type Sql } from "postgres";
 import { Child, ROOT, track } from "./child.js";
-import { type Databases, waitUntil } from "./db.js";
+import { type Databases, fanoutCounterTime, waitUntil } from "./db.js";
 import { BULLMQ, PGBOSS } from "./peer-settings.js";
 import type { Redis } from "ioredis";
 import { adminRedis, bullmqConnection, deleteKeys, makeDurable, redisPid, redisUrl } from "./redis.js";
@@ -237,20 +237,7 @@ export class PgBossSystem implements System {
     const id = 1;
     await this.sql`INSERT INTO bench_fanout (id, remaining, created_at) VALUES (${id}, ${n}, now())`;
     await this.boss.send("fanout_root", { run: id, n });
-    let ms = NaN;
-    await waitUntil(
-      async () => {
-        const [row] = await this.sql<{ ms: number | null }[]>`
-          SELECT (extract(epoch FROM finished_at - created_at) * 1000)::float8 AS ms FROM bench_fanout WHERE id = ${id}`;
-        if (row.ms === null) return false;
-        ms = row.ms;
-        return true;
-      },
-      "the fan-out final job to run",
-      timeoutMs,
-      20,
-    );
-    return ms;
+    return fanoutCounterTime(this.sql, id, timeoutMs);
   }
 
   async stop(): Promise<void> {

@@ -5,7 +5,7 @@ import postgres, { type Sql } from "postgres";
 import { JobService } from "../../gen/sluice/v1/job_service_pb.js";
 import { Client } from "../../runner/index.js";
 import { Child, ROOT, track } from "./child.js";
-import { type Databases, waitUntil } from "./db.js";
+import { type Databases, fanoutCounterTime, waitUntil } from "./db.js";
 import { now } from "./util.js";
 
 export interface RunnerSpec {
@@ -309,20 +309,7 @@ export class GraphileSystem implements System {
     await this.sql`
       WITH counter AS (INSERT INTO bench_fanout (id, remaining, created_at) VALUES (${id}, ${n}, now()))
       SELECT graphile_worker.add_job('fanout_root', json_build_object('run', ${id}::int, 'n', ${n}::int)) IS NOT NULL`;
-    let ms = NaN;
-    await waitUntil(
-      async () => {
-        const [row] = await this.sql<{ ms: number | null }[]>`
-          SELECT (extract(epoch FROM finished_at - created_at) * 1000)::float8 AS ms FROM bench_fanout WHERE id = ${id}`;
-        if (row.ms === null) return false;
-        ms = row.ms;
-        return true;
-      },
-      "the fan-out final job to run",
-      timeoutMs,
-      20,
-    );
-    return ms;
+    return fanoutCounterTime(this.sql, id, timeoutMs);
   }
 
   async stop(): Promise<void> {
