@@ -90,6 +90,19 @@ const READ_POOL_SIZE = 4;
 const quietLogger: ServerLogger = { info() {}, error() {} };
 
 /**
+ * What every pool of the server shares. A connection that closes on an error
+ * is opened again after `backoff(n)` seconds, `n` counting the pool's error
+ * closes since a connection last opened; postgres.js's default grows as 3^n
+ * up to 20 s, so a burst of dropped connections (a failover, a restart of a
+ * connection pooler) left the pool waiting up to 20 s with the database long
+ * back. Here the wait doubles from 20 ms up to half a second.
+ */
+export const POOL_OPTIONS = {
+  onnotice: () => {},
+  backoff: (n: number) => Math.min(0.02 * 2 ** n, 0.5),
+};
+
+/**
  * Settings of the connections of the queue's pool: the statements that submit,
  * lease, complete, extend and expire, each of which must find its rows through
  * an index whatever the statistics say (test/statement-plans.test.ts keeps
@@ -136,15 +149,11 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
     logger.info(`started embedded PostgreSQL with its data in ${embedded.databaseDir}`);
     databaseUrl = embedded.url;
   }
-  const sql = postgres(databaseUrl, {
-    max: config.poolSize,
-    onnotice: () => {},
-    connection: SESSION_SETTINGS,
-  });
-  const reads = postgres(databaseUrl, { max: READ_POOL_SIZE, onnotice: () => {}, connection: { jit: "off" } });
+  const sql = postgres(databaseUrl, { ...POOL_OPTIONS, max: config.poolSize, connection: SESSION_SETTINGS });
+  const reads = postgres(databaseUrl, { ...POOL_OPTIONS, max: READ_POOL_SIZE, connection: { jit: "off" } });
   // Migrations run on a connection with PostgreSQL's own planner settings: one
   // that rewrites a whole table should be free to scan it.
-  const migrations = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  const migrations = postgres(databaseUrl, { ...POOL_OPTIONS, max: 1 });
   try {
     const applied = await migrate(migrations);
     if (applied.length > 0) logger.info(`applied migrations: ${applied.join(", ")}`);
