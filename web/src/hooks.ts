@@ -35,8 +35,12 @@ export function usePolled<T>(load: () => Promise<T>, key: string, everyMs: numbe
 
   useEffect(() => {
     setState((s) => (s.key === key ? s : {}));
-    // A new token may let calls through that were refused: load again at once.
-    const reload = () => void run();
+    // A new token may let calls through that were refused: load again at
+    // once, and drop the refusal meanwhile (it comes back if the load fails).
+    const reload = () => {
+      setState((s) => (s.error === undefined ? s : { ...s, error: undefined }));
+      void run();
+    };
     window.addEventListener(TOKEN_CHANGED, reload);
     // The next load is timed from the end of the last one, so that slow
     // answers never pile up; the period is read each time, so that changing
