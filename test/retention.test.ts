@@ -41,6 +41,25 @@ describe("job retention", () => {
           WHERE task_id = ANY(${fanTasks}::bigint[]) OR depends_on = ANY(${fanTasks}::bigint[])`
       )[0].n;
     expect(await edges()).toBe(2);
+    // What the job hook and file workflows keep of a job and its tasks,
+    // written as they write it: it goes with the job.
+    const [list] = await box.sql<{ id: string }[]>`INSERT INTO path_lists (job_id, total) VALUES (${fan.id}, 1) RETURNING id`;
+    await box.sql`INSERT INTO path_list_items (list_id, ord, path) VALUES (${list.id}, 1, 'a.txt')`;
+    await box.sql`INSERT INTO file_tasks (task_id, job_id, step, chunk, list_id, first_ord, last_ord) VALUES (${fanTasks[0]}, ${fan.id}, 0, 0, ${list.id}, 1, 1)`;
+    await box.sql`INSERT INTO path_states (task_id, path, state) VALUES (${fanTasks[0]}, 'a.txt', 'processed')`;
+    await box.sql`INSERT INTO task_hook_status (task_id, lease, status) VALUES (${fanTasks[1]}, 1, '{"step": 1}')`;
+    await box.sql`INSERT INTO task_hook_subtasks (task_id, lease, position, submission) VALUES (${fanTasks[1]}, 1, 0, '{}')`;
+    const leftOf = async () =>
+      (
+        await box.sql<{ n: number }[]>`SELECT n::int FROM (
+          SELECT (SELECT count(*) FROM path_lists WHERE job_id = ${fan.id})
+               + (SELECT count(*) FROM path_list_items WHERE list_id = ${list.id})
+               + (SELECT count(*) FROM file_tasks WHERE job_id = ${fan.id})
+               + (SELECT count(*) FROM path_states WHERE task_id = ANY(${fanTasks}::bigint[]))
+               + (SELECT count(*) FROM task_hook_status WHERE task_id = ANY(${fanTasks}::bigint[]))
+               + (SELECT count(*) FROM task_hook_subtasks WHERE task_id = ANY(${fanTasks}::bigint[])) AS n) AS left_over`
+      )[0].n;
+    expect(await leftOf()).toBe(6);
 
     await eventually(async () => {
       // The fan-out job finished last, so it goes last.
@@ -49,6 +68,7 @@ describe("job retention", () => {
     }, 20_000, "the finished jobs to be deleted");
     for (const j of [...done, fan]) await expect(jobs.get(j.id)).rejects.toThrow(/does not exist/);
     expect(await edges()).toBe(0);
+    expect(await leftOf()).toBe(0);
     const tasksOf = async (ids: string[]) =>
       (await box.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM tasks WHERE job_id = ANY(${ids}::bigint[])`)[0].n;
     expect(await tasksOf([...done, fan].map((j) => j.id))).toBe(0);

@@ -3,9 +3,10 @@ import type { Sql } from "postgres";
 /**
  * Deletes up to `limit` completed, failed or cancelled jobs that finished more
  * than `retentionMs` ago, found through the `jobs_finished` index, with their
- * tasks and the dependency edges between those tasks (no foreign keys:
- * migrations 0007 and 0009), their tasks' log lines and their progress, in one
- * statement. SKIP LOCKED leaves jobs another
+ * tasks and every row that names them: dependency edges, job hook statuses
+ * and subtasks, file tasks and their path lists, log lines and progress
+ * (nothing references tasks or jobs by a foreign key: migrations 0007, 0009
+ * and 0018), in one statement. SKIP LOCKED leaves jobs another
  * server is deleting to it. Returns how many jobs were deleted.
  */
 export async function deleteExpiredJobs(sql: Sql, retentionMs: number, limit: number): Promise<number> {
@@ -21,8 +22,18 @@ export async function deleteExpiredJobs(sql: Sql, retentionMs: number, limit: nu
       DELETE FROM task_dependencies d USING tasks t, expired e
       WHERE t.job_id = e.id AND d.task_id = t.id
       RETURNING 1
+    ), hook_status_gone AS (
+      DELETE FROM task_hook_status h USING tasks t, expired e WHERE t.job_id = e.id AND h.task_id = t.id RETURNING 1
+    ), hook_subtasks_gone AS (
+      DELETE FROM task_hook_subtasks h USING tasks t, expired e WHERE t.job_id = e.id AND h.task_id = t.id RETURNING 1
     ), tasks_gone AS (
       DELETE FROM tasks t USING expired e WHERE t.job_id = e.id RETURNING 1
+    ), file_tasks_gone AS (
+      -- Their path states go with them (a trigger of file_tasks).
+      DELETE FROM file_tasks f USING expired e WHERE f.job_id = e.id RETURNING 1
+    ), path_lists_gone AS (
+      -- Their paths go with them (a trigger of path_lists).
+      DELETE FROM path_lists p USING expired e WHERE p.job_id = e.id RETURNING 1
     ), logs_gone AS (
       DELETE FROM task_logs l USING expired e WHERE l.job_id = e.id RETURNING 1
     ), progress_gone AS (
@@ -34,6 +45,8 @@ export async function deleteExpiredJobs(sql: Sql, retentionMs: number, limit: nu
     )
     SELECT (SELECT count(*) FROM gone)::int AS deleted, (SELECT count(*) FROM edges) AS edges, (SELECT count(*) FROM tasks_gone) AS tasks,
            (SELECT count(*) FROM logs_gone) AS logs,
-           (SELECT count(*) FROM progress_gone) AS progress`;
+           (SELECT count(*) FROM progress_gone) AS progress,
+           (SELECT count(*) FROM hook_status_gone) + (SELECT count(*) FROM hook_subtasks_gone) AS hook_rows,
+           (SELECT count(*) FROM file_tasks_gone) + (SELECT count(*) FROM path_lists_gone) AS file_rows`;
   return deleted;
 }
