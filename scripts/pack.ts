@@ -104,6 +104,11 @@ function rewriteToSdk(serverDir: string, packageRoot: string): void {
   }
 }
 
+/** The exact version of a package in this repository's node_modules. */
+function installedVersion(name: string): string {
+  return (JSON.parse(readFileSync(join(ROOT, "node_modules", name, "package.json"), "utf8")) as { version: string }).version;
+}
+
 const commonFields = {
   version: root.version,
   license: root.license,
@@ -156,6 +161,10 @@ export function buildPackages(): { sdk: string; server: string } {
   const consoleDir = join(ROOT, "web", "dist");
   if (!existsSync(join(consoleDir, "index.html"))) throw new Error("web/dist is missing: the console was not built");
   cpSync(consoleDir, join(server, "web", "dist"), { recursive: true });
+  // postgres.js goes inside the package as this repository patches it
+  // (patches/, docs/reliability.md): a dependency from the registry would
+  // come without the patch, and npm runs no install script of a dependency.
+  cpSync(join(ROOT, "node_modules", "postgres"), join(server, "node_modules", "postgres"), { recursive: true });
   const serverManifest = {
     name: "sluice-server",
     description: "Sluice server: the API, scheduler, event sources, migrations, embedded PostgreSQL and the console",
@@ -168,7 +177,8 @@ export function buildPackages(): { sdk: string; server: string } {
     bin: { "sluice-server": "./server/cli.js" },
     files: ["server", "web/dist"],
     // @parcel/watcher: the SDK's folder watcher, which the server runs for folders, loads it.
-    dependencies: { sluice: root.version, ...sorted([...serverImports, "@parcel/watcher", ...TRACING]) },
+    dependencies: { sluice: root.version, ...sorted([...serverImports, "@parcel/watcher", ...TRACING]), postgres: installedVersion("postgres") },
+    bundleDependencies: ["postgres"],
   };
   writeFileSync(join(server, "package.json"), JSON.stringify(serverManifest, null, 2) + "\n");
   writeFileSync(

@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -163,6 +163,12 @@ new Resize({ key: "a.png", width: "wide" });
     const env = { SLUICE_URL: server.url };
     const consolePage = await fetch(new URL("/ui/", server.url));
     expect(await consolePage.text()).toContain("<title>Sluice</title>");
+    // The server's database client is the patched postgres.js it ships with
+    // (docs/reliability.md), whatever else the project installs.
+    const where = await cmd(join(app, "node_modules", "sluice-server"), process.execPath, ["-p", "require.resolve('postgres')"]);
+    expect(where.stdout.trim()).toBe(join(app, "node_modules", "sluice-server", "node_modules", "postgres", "cjs", "src", "index.js"));
+    const client = await readFile(join(app, "node_modules", "sluice-server", "node_modules", "postgres", "src", "connection.js"), "utf8");
+    expect(client).toContain("Every query written to the closed socket fails");
 
     await writeFile(
       join(app, "tasks.mjs"),
