@@ -1,6 +1,6 @@
 import type { Sql } from "postgres";
 import { expireLeases, nextLeaseExpiry } from "../store/leases.js";
-import { SleepLoop } from "./sleep-loop.js";
+import { SleepLoop, passOverDueRows } from "./sleep-loop.js";
 
 export interface LeaseExpiryConfig {
   /** The longest it sleeps between checks when no lease is due sooner. */
@@ -50,12 +50,15 @@ export class LeaseExpiry {
   }
 
   /** Returns due leases to the queue; sleeps until the next lease is due (at most maxIntervalMs). */
-  private async pass(): Promise<number> {
+  private pass(): Promise<number> {
     const { batchSize, maxIntervalMs, minIntervalMs } = this.config;
-    while ((await expireLeases(this.sql, batchSize, this.onExpired)) === batchSize && !this.loop.isStopped);
-    const next = await nextLeaseExpiry(this.sql);
-    // A few milliseconds late, so the lease has surely passed in the database's clock too.
-    const due = next ? next.getTime() - Date.now() + 5 : maxIntervalMs;
-    return Math.max(minIntervalMs, Math.min(maxIntervalMs, due));
+    const rows = {
+      handle: (limit: number) => expireLeases(this.sql, limit, this.onExpired),
+      next: () => nextLeaseExpiry(this.sql),
+      batchSize,
+      minMs: minIntervalMs,
+      maxMs: maxIntervalMs,
+    };
+    return passOverDueRows(rows, () => this.loop.isStopped);
   }
 }

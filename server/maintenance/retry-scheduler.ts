@@ -1,6 +1,6 @@
 import type { Sql } from "postgres";
 import { nextRetryAt, queueDueRetries } from "../store/task-retries.js";
-import { SleepLoop } from "./sleep-loop.js";
+import { SleepLoop, passOverDueRows } from "./sleep-loop.js";
 
 export interface RetrySchedulerConfig {
   /** Retries queued per statement. */
@@ -47,12 +47,9 @@ export class RetryScheduler {
     this.loop.wake(at.getTime() - Date.now());
   }
 
-  private async pass(): Promise<number> {
+  private pass(): Promise<number> {
     const { batchSize, maxIntervalMs } = this.config;
-    while ((await queueDueRetries(this.sql, batchSize)) === batchSize && !this.loop.isStopped);
-    const next = await nextRetryAt(this.sql);
-    // A few milliseconds late, so that it is due in the database's clock too.
-    const due = next ? next.getTime() - Date.now() + 5 : maxIntervalMs;
-    return Math.max(5, Math.min(maxIntervalMs, due));
+    const rows = { handle: (limit: number) => queueDueRetries(this.sql, limit), next: () => nextRetryAt(this.sql), batchSize, minMs: 5, maxMs: maxIntervalMs };
+    return passOverDueRows(rows, () => this.loop.isStopped);
   }
 }

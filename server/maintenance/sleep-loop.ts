@@ -90,3 +90,28 @@ export class SleepLoop {
     this.wake(Math.min(sleep, this.pendingAt - this.clock.now()));
   }
 }
+
+/** Rows that come due at a time (expired leases, retries whose backoff is over). */
+export interface DueRows {
+  /** Handles up to `limit` rows that are due; returns how many it handled. */
+  handle(limit: number): Promise<number>;
+  /** When the next row comes due; null when none is waiting. */
+  next(): Promise<Date | null>;
+  batchSize: number;
+  /** The shortest and longest sleep after a pass. */
+  minMs: number;
+  maxMs: number;
+}
+
+/**
+ * A pass over due rows: handles them in batches until one comes back short
+ * (or the loop stopped), then returns how long to sleep: until the next row is
+ * due, a few milliseconds late so that it is due in the database's clock too,
+ * within `minMs` and `maxMs`.
+ */
+export async function passOverDueRows(rows: DueRows, stopped: () => boolean): Promise<number> {
+  while ((await rows.handle(rows.batchSize)) === rows.batchSize && !stopped());
+  const next = await rows.next();
+  const due = next ? next.getTime() - Date.now() + 5 : rows.maxMs;
+  return Math.max(rows.minMs, Math.min(rows.maxMs, due));
+}
