@@ -172,8 +172,6 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   const clusters = new ClusterDirectory(sql);
   const dispatcher = new Dispatcher(sql, onError);
   await dispatcher.start();
-  const leaseExpiry = new LeaseExpiry(sql, config.leaseExpiry, onError);
-  leaseExpiry.start();
   const scheduler = new Scheduler(sql, config.scheduler, onError, config.clock);
   await scheduler.start();
   const retention = new JobRetention(sql, config.jobRetention, onError);
@@ -187,7 +185,8 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   runnerRegistry.start();
   const metrics = new ServerMetrics(reads, () => runnerRegistry.connected, config.poolSize, freshnessMs(registryConfig));
   const observer = new SessionObserver(sql, followers, runnerRegistry, metrics, config.observability, onError);
-  leaseExpiry.onExpired = (n) => metrics.leaseExpiries.inc(n);
+  const leaseExpiry = new LeaseExpiry(sql, config.leaseExpiry, onError, (n) => metrics.leaseExpiries.inc(n));
+  leaseExpiry.start();
   const stagedPaths = new StagedPathsCleanup(sql, StagedPathsDefaults, onError);
   stagedPaths.start();
 

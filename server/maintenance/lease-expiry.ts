@@ -1,6 +1,6 @@
 import type { Sql } from "postgres";
 import { expireLeases, nextLeaseExpiry } from "../store/leases.js";
-import { SleepLoop, passOverDueRows } from "./sleep-loop.js";
+import { DueRowsLoop } from "./sleep-loop.js";
 
 export interface LeaseExpiryConfig {
   /** The longest it sleeps between checks when no lease is due sooner. */
@@ -28,37 +28,23 @@ export const LeaseExpiryDefaults: LeaseExpiryConfig = {
  * queries per lease period, not a scan per lease. Every server
  * runs one; SKIP LOCKED makes them share the work without conflict.
  */
-export class LeaseExpiry {
-  private readonly loop: SleepLoop;
-  /** Told how many tasks' leases ran out, per statement (the metrics count them). */
-  onExpired: ((tasks: number) => void) | undefined;
-
+export class LeaseExpiry extends DueRowsLoop {
   constructor(
-    private readonly sql: Sql,
-    private readonly config: LeaseExpiryConfig,
+    sql: Sql,
+    config: LeaseExpiryConfig,
     onError: (error: unknown) => void,
+    /** Told how many tasks' leases ran out, per statement (the metrics count them). */
+    onExpired?: (tasks: number) => void,
   ) {
-    this.loop = new SleepLoop(() => this.pass(), onError, config.maxIntervalMs);
-  }
-
-  start(): void {
-    this.loop.start();
-  }
-
-  stop(): void {
-    this.loop.stop();
-  }
-
-  /** Returns due leases to the queue; sleeps until the next lease is due (at most maxIntervalMs). */
-  private pass(): Promise<number> {
-    const { batchSize, maxIntervalMs, minIntervalMs } = this.config;
-    const rows = {
-      handle: (limit: number) => expireLeases(this.sql, limit, this.onExpired),
-      next: () => nextLeaseExpiry(this.sql),
-      batchSize,
-      minMs: minIntervalMs,
-      maxMs: maxIntervalMs,
-    };
-    return passOverDueRows(rows, () => this.loop.isStopped);
+    super(
+      {
+        handle: (limit) => expireLeases(sql, limit, onExpired),
+        next: () => nextLeaseExpiry(sql),
+        batchSize: config.batchSize,
+        minMs: config.minIntervalMs,
+        maxMs: config.maxIntervalMs,
+      },
+      onError,
+    );
   }
 }

@@ -104,14 +104,39 @@ export interface DueRows {
 }
 
 /**
- * A pass over due rows: handles them in batches until one comes back short
- * (or the loop stopped), then returns how long to sleep: until the next row is
- * due, a few milliseconds late so that it is due in the database's clock too,
- * within `minMs` and `maxMs`.
+ * A loop over rows that come due: each pass handles them in batches until one
+ * comes back short, then sleeps until the next row is due (a few milliseconds
+ * late, so that it is due in the database's clock too), within `minMs` and
+ * `maxMs`. `wakeAt` brings a pass forward for a row the caller just wrote.
  */
-export async function passOverDueRows(rows: DueRows, stopped: () => boolean): Promise<number> {
-  while ((await rows.handle(rows.batchSize)) === rows.batchSize && !stopped());
-  const next = await rows.next();
-  const due = next ? next.getTime() - Date.now() + 5 : rows.maxMs;
-  return Math.max(rows.minMs, Math.min(rows.maxMs, due));
+export class DueRowsLoop {
+  private readonly loop: SleepLoop;
+
+  constructor(
+    private readonly rows: DueRows,
+    onError: (error: unknown) => void,
+  ) {
+    this.loop = new SleepLoop(() => this.pass(), onError, rows.maxMs);
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): void {
+    this.loop.stop();
+  }
+
+  /** A row comes due at `at`: pass then at the latest. */
+  wakeAt(at: Date): void {
+    this.loop.wake(at.getTime() - Date.now());
+  }
+
+  private async pass(): Promise<number> {
+    const { batchSize, minMs, maxMs } = this.rows;
+    while ((await this.rows.handle(batchSize)) === batchSize && !this.loop.isStopped);
+    const next = await this.rows.next();
+    const due = next ? next.getTime() - Date.now() + 5 : maxMs;
+    return Math.max(minMs, Math.min(maxMs, due));
+  }
 }
