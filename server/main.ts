@@ -1,6 +1,5 @@
 import { type ServerConfig, configFromEnv } from "./config.js";
 import { buildServer } from "./build-server.js";
-import { isDatabaseUnavailable } from "./store/unavailable.js";
 import { onStopSignal } from "./signals.js";
 
 /**
@@ -12,14 +11,6 @@ export async function runServer(overrides: Partial<ServerConfig> = {}): Promise<
   // Every query's failure is handled where it is awaited; one that is not is a
   // bug, logged here rather than ending the process with every request in it.
   process.on("unhandledRejection", (e) => {
-    // postgres.js reads the array types on every new connection and leaves
-    // that query's rejection unhandled when the database terminates the
-    // connection meanwhile: the pool opens another.
-    const query = typeof e === "object" && e !== null && "query" in e ? String((e as { query: unknown }).query) : "";
-    if (isDatabaseUnavailable(e) && /^\s*select b\.oid, b\.typarray/.test(query)) {
-      console.error(`a database connection was dropped (${(e as Error).message}); the pool replaces it`);
-      return;
-    }
     console.error("unhandled rejection (a bug: please report it)", e);
   });
   const server = await buildServer(config, {
