@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -8,6 +9,7 @@ import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { JobService } from "../gen/sluice/v1/job_service_pb.js";
 import { Client, Task } from "../runner/index.js";
 import { type SluiceServer, buildServer } from "../server/build-server.js";
+import { listen } from "../server/http/listen.js";
 import { type Child, createDatabase, serverProcess } from "./support/harness.js";
 
 class Noop extends Task<{ i: number }> {
@@ -225,4 +227,33 @@ describe("many concurrent submitters", () => {
       await sql.end();
     }
   }, 120_000);
+});
+
+describe("a listener closing", () => {
+  it("closes idle keep-alive HTTP/1.1 and HTTP/2 connections at once, without waiting out the grace period", async () => {
+    const listener = await listen((_req, res) => res.end("ok"), "127.0.0.1", 0);
+    const url = `http://127.0.0.1:${listener.port}`;
+    // A client that keeps its HTTP/1.1 connection open between requests, as browsers and scrapers do.
+    const agent = new http.Agent({ keepAlive: true });
+    const body = await new Promise<string>((resolve, reject) => {
+      http.get(`${url}/`, { agent }, (res) => {
+        let text = "";
+        res.on("data", (d) => (text += d));
+        res.on("end", () => resolve(text));
+      }).on("error", reject);
+    });
+    expect(body).toBe("ok");
+    const [kept] = Object.values(agent.freeSockets).flat();
+    expect(kept).toBeDefined();
+    const h1Closed = eventWithin(kept!, "close", 30_000, "the idle HTTP/1.1 connection to be closed");
+    const h2 = http2.connect(url);
+    h2.on("error", () => {});
+    await new Promise<void>((resolve) => h2.request({ ":path": "/" }).on("end", resolve).resume());
+    const h2Closed = eventWithin(h2, "close", 30_000, "the idle HTTP/2 connection to be closed");
+
+    // A grace period longer than the test may take: only closing the idle connections lets this finish.
+    await listener.close(10 * 60_000);
+    await Promise.all([h1Closed, h2Closed]);
+    agent.destroy();
+  });
 });

@@ -78,7 +78,8 @@ describe("the sluice and sluice-server packages, installed from their tarballs",
     await npmInstall(sdkOnly, ["@types/node@20", "tsx"]);
     await npmInstall(app, [sdkTgz, serverTgz]);
 
-    db = await createDatabase();
+    // Empty: the installed server applies the migrations it ships.
+    db = await createDatabase({ empty: true });
     server = Object.assign(start(app, "npx", ["sluice-server", "--port", "0"], { DATABASE_URL: db.url }), { url: "" });
     [, server.url] = await server.waitFor(/listening on (http:\/\/\S+)/, 60_000);
   }, 300_000);

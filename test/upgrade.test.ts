@@ -16,7 +16,7 @@ class Step extends Task<{ name: string }> {
 
 describe("upgrading a database", () => {
   it("keeps the work an older server left queued, waiting and leased, and runs all of it", async () => {
-    const db = await createDatabase();
+    const db = await createDatabase({ empty: true });
     const old = postgres(db.url, { max: 1, onnotice: () => {} });
     let jobId: string;
     try {

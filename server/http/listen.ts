@@ -29,6 +29,11 @@ const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 export function listen(handler: Handler, host: string, port: number, limits: ConnectionLimits = ConnectionLimitsDefaults): Promise<Listener> {
   const h1 = http.createServer(handler as http.RequestListener);
   h1.keepAliveTimeout = limits.idleTimeoutMs;
+  // h1 never listens itself (it is handed sockets), and Node starts tracking
+  // an HTTP server's connections on "listening": without that list,
+  // closeIdleConnections finds nothing and an idle keep-alive client (a
+  // browser, a metrics scraper) held every shutdown for the whole grace period.
+  h1.emit("listening");
   const h2 = http2.createServer(
     { settings: { maxConcurrentStreams: limits.maxStreamsPerConnection } },
     handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
@@ -70,8 +75,9 @@ export function listen(handler: Handler, host: string, port: number, limits: Con
   server.maxConnections = limits.maxConnections;
 
   return startListening(server, host, port, sockets, sessions, () => {
-    // HTTP/1.1: close keep-alive connections that carry no request.
-    h1.closeIdleConnections();
+    // HTTP/1.1: close keep-alive connections that carry no request, and stop
+    // the timer that checks requests' timeouts.
+    h1.close(() => {});
     // Connections that never sent a request.
     for (const s of undecided) s.destroy();
   });

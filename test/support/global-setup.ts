@@ -4,6 +4,7 @@ import { join } from "node:path";
 import postgres from "postgres";
 import type { TestProject } from "vitest/node";
 import { startEmbeddedDatabase } from "../../server/database/embedded.js";
+import { migrate } from "../../server/database/migrate.js";
 import { buildConsoleIfStale } from "./browser.js";
 
 declare module "vitest" {
@@ -12,6 +13,8 @@ declare module "vitest" {
     adminUrl: string;
     /** Prefix of the databases this run creates, so they can be dropped at the end. */
     dbPrefix: string;
+    /** A database of that prefix with every migration applied, which test databases are copied from. */
+    templateDb: string;
   }
 }
 
@@ -36,8 +39,26 @@ export default async function setup(project: TestProject) {
   // and two builds at once would write over each other.
   await buildConsoleIfStale();
   const dbPrefix = `sluice_t${process.pid}_`;
+  // Migrated once: a test database is a copy of it, which is quicker than
+  // running every migration again in each.
+  const templateDb = `${dbPrefix}template`;
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`CREATE DATABASE "${templateDb}"`);
+  } finally {
+    await admin.end();
+  }
+  const template = new URL(adminUrl);
+  template.pathname = `/${templateDb}`;
+  const sql = postgres(template.toString(), { max: 1, onnotice: () => {} });
+  try {
+    await migrate(sql);
+  } finally {
+    await sql.end();
+  }
   project.provide("adminUrl", adminUrl);
   project.provide("dbPrefix", dbPrefix);
+  project.provide("templateDb", templateDb);
 
   return async () => {
     const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });

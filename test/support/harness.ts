@@ -19,13 +19,17 @@ import type { TaskRow } from "../../server/task-plan.js";
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const FIXTURES = join(ROOT, "test", "fixtures");
 
-/** Creates an empty database on the test PostgreSQL server. */
-export async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+/**
+ * Creates a database on the test PostgreSQL server: a copy of the run's
+ * migrated template (see global-setup.ts), or an empty one for tests of
+ * migrating itself.
+ */
+export async function createDatabase({ empty = false }: { empty?: boolean } = {}): Promise<{ url: string; drop(): Promise<void> }> {
   const adminUrl = inject("adminUrl");
   const name = `${inject("dbPrefix")}${randomBytes(5).toString("hex")}`;
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
   try {
-    await admin.unsafe(`CREATE DATABASE "${name}"`);
+    await admin.unsafe(empty ? `CREATE DATABASE "${name}"` : `CREATE DATABASE "${name}" TEMPLATE "${inject("templateDb")}"`);
   } finally {
     await admin.end();
   }
