@@ -1,12 +1,12 @@
 import { BaseSequencer, type TestSpecification } from "vitest/node";
 
 /**
- * The files that take longest, started first so that the two workers finish
+ * The files that take longest, started first so that the workers finish
  * together: vitest orders files by the durations of an earlier run, which a
  * fresh checkout (CI) does not have, and by size otherwise, which put the
  * fault suite, short in lines and long in time, last.
  */
-const LONGEST_FIRST = ["faults/faults", "packages", "recurrent", "console", "job-cache", "storage-events", "cli", "auth", "connections", "file-runners"];
+const LONGEST_FIRST = ["faults/faults", "packages", "job-cache", "storage-events", "console", "file-runners", "cli", "connections", "leases", "recurrent"];
 
 export default class LongestFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
