@@ -153,15 +153,19 @@ function recordStatement(sql: Sql | TransactionSql, runnerId: string, results: r
       FROM ${resultRows(sql, results, kinds, successes)}
       WHERE t.id = c.id AND t.lease = c.lease AND t.job_id = c.job_id AND t.state = 'running' AND t.runner_id = ${runnerId}::uuid
         AND (SELECT count(*) FROM locked) >= 0
-      RETURNING t.id, t.job_id, t.cluster_id, t.name, t.major, t.minor, t.state, t.deps_left, t.has_dependents, c.subtasks,
+      -- Of a batch of successes alone, only what the CTEs below read for it:
+      -- every column returned is carried per row through the statement.
+      RETURNING t.id, t.job_id, t.has_dependents,
         ${
           successes
-            ? sql`NULL::timestamptz AS retry_at`
+            ? withSubtasks
+              ? sql`'computed'::task_state AS state, c.subtasks, t.cluster_id`
+              : sql`'computed'::task_state AS state`
             : // A failure to retry with backoff waits in task_retries: the delay
               // before retry n (failures is n now) with jitter, half to all of it.
               sql`CASE WHEN c.kind = 1 AND t.state = 'queued' AND t.retry_delay_ms IS NOT NULL
              THEN now() + least(t.retry_max_ms, t.retry_delay_ms * power(t.retry_factor, t.failures - 1)) * (0.5 + random() * 0.5)
-                          * interval '1 millisecond' END AS retry_at`
+                          * interval '1 millisecond' END AS retry_at, c.subtasks, t.state, t.cluster_id, t.name, t.major, t.minor, t.deps_left`
         }
     ), delayed AS (${
       successes
@@ -199,13 +203,13 @@ function recordStatement(sql: Sql | TransactionSql, runnerId: string, results: r
           finished_at = CASE WHEN d.fail OR j.open_tasks + d.delta = 0 THEN now() ELSE j.finished_at END
       FROM (${
         successes
-          ? sql`SELECT job_id, sum(subtasks - 1)::int AS delta, false AS fail FROM updated GROUP BY job_id`
+          ? sql`SELECT job_id, ${withSubtasks ? sql`sum(subtasks - 1)::int` : sql`-count(*)::int`} AS delta, false AS fail FROM updated GROUP BY job_id`
           : sql`
         SELECT job_id, sum(CASE WHEN state = 'computed' THEN subtasks - 1 ELSE 0 END)::int AS delta, bool_or(state = 'failed') AS fail
         FROM updated WHERE state IN ('computed', 'failed') GROUP BY job_id`
       }) AS d
       WHERE j.id = d.job_id
-      RETURNING j.id, j.state
+      RETURNING ${successes ? sql`1` : sql`j.id, j.state`}
     )
     SELECT CASE WHEN (SELECT count(*) FROM updated) = ${results.length} THEN NULL
                 ELSE coalesce((SELECT array_agg(id::text) FROM updated), '{}') END AS done,
