@@ -1,5 +1,7 @@
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import * as http2 from "node:http2";
+import * as https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -9,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, Task } from "../runner/index.js";
 import { type SluiceServer, buildServer } from "../server/build-server.js";
 import type { ServerConfig } from "../server/config.js";
+import { listenTls } from "../server/http/listen-tls.js";
+import { ConnectionLimitsDefaults } from "../server/limits.js";
 import { ROOT, createDatabase, quiet } from "./support/harness.js";
 
 const run = promisify(execFile);
@@ -34,6 +38,13 @@ async function makeCertificates(dir: string) {
 
 type Certificates = Awaited<ReturnType<typeof makeCertificates>>;
 
+let made: Promise<Certificates> | undefined;
+/** The file's certificates, made once. */
+function certificates(): Promise<Certificates> {
+  made ??= mkdtemp(join(tmpdir(), "sluice-tls-")).then(makeCertificates);
+  return made;
+}
+
 /**
  * A server on a database of its own, with certificates made for it; the
  * returned object is filled in before the file's tests run.
@@ -42,7 +53,7 @@ function useTlsServer(config: (certs: Certificates) => Partial<ServerConfig>) {
   const box = {} as { certs: Certificates; server: SluiceServer };
   let drop: (() => Promise<void>) | undefined;
   beforeAll(async () => {
-    box.certs = await makeCertificates(await mkdtemp(join(tmpdir(), "sluice-tls-")));
+    box.certs = await certificates();
     const db = await createDatabase();
     drop = db.drop;
     box.server = await buildServer({ host: "127.0.0.1", port: 0, databaseUrl: db.url, ...config(box.certs) });
@@ -114,5 +125,38 @@ describe("a server that asks for client certificates", () => {
     const without = new Client({ url: box.server.url, ca });
     await expect(without.clusters().list()).rejects.toThrow();
     without.close();
+  });
+});
+
+describe("a TLS listener closing", () => {
+  it("closes idle keep-alive HTTP/1.1 and HTTP/2 connections at once, without waiting out the grace period", async () => {
+    const certs = await certificates();
+    const listener = await listenTls((_req, res) => res.end("ok"), "127.0.0.1", 0, ConnectionLimitsDefaults, { certFile: certs.cert, keyFile: certs.key });
+    const url = `https://127.0.0.1:${listener.port}`;
+    const ca = await readFile(certs.ca);
+    // A client that keeps its HTTP/1.1 connection open between requests, as browsers do.
+    const agent = new https.Agent({ keepAlive: true, ca });
+    const body = await new Promise<string>((resolve, reject) => {
+      https
+        .get(`${url}/`, { agent }, (res) => {
+          let text = "";
+          res.on("data", (d) => (text += d));
+          res.on("end", () => resolve(text));
+        })
+        .on("error", reject);
+    });
+    expect(body).toBe("ok");
+    const [kept] = Object.values(agent.freeSockets).flat();
+    expect(kept).toBeDefined();
+    const h1Closed = new Promise((resolve) => kept!.once("close", resolve));
+    const h2 = http2.connect(url, { ca });
+    h2.on("error", () => {});
+    await new Promise<void>((resolve) => h2.request({ ":path": "/" }).on("end", resolve).resume());
+    const h2Closed = new Promise((resolve) => h2.once("close", resolve));
+
+    // A grace period longer than the test may take: only closing the idle connections lets this finish.
+    await listener.close(10 * 60_000);
+    await Promise.all([h1Closed, h2Closed]);
+    agent.destroy();
   });
 });
