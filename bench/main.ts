@@ -22,6 +22,7 @@ import { Databases, waitUntil } from "./lib/db.js";
 import { GraphileSystem, type RunnerSpec, type Settings, SluiceSystem, type System } from "./lib/systems.js";
 import { BULLMQ_PREFIX, BullMQSystem, PgBossSystem, closeQueues } from "./lib/peers.js";
 import { describePeerSettings } from "./lib/peer-settings.js";
+import { buildServerPackage } from "./lib/server-package.js";
 import { adminRedis, canMakeDurable, deleteKeys, describeRedis, pendingRestores, pingRedis, redisUrl } from "./lib/redis.js";
 import { type Noise, NoiseProbe } from "./lib/noise.js";
 import { CpuMeter, type LatencySummary, fmt, median, now, peakRss, sleep, summarize } from "./lib/util.js";
@@ -54,6 +55,8 @@ interface Config {
   memoryWindowMs: number;
   concurrency: number;
   prefetch: number;
+  /** Run the server as the sluice-server package runs it (compiled), or from the TypeScript sources through tsx. */
+  server: "package" | "source";
   /** ANALYZE after queuing, before the runners start. */
   analyze: boolean;
   profileDir?: string;
@@ -95,6 +98,9 @@ const HELP = `usage: npm run bench -- [options]
                       writing .cpuprofile files to directory D (open them in Chrome DevTools)
   --no-analyze        do not ANALYZE the database between queuing and draining (by default it does,
                       for both systems, so that runs do not depend on when autovacuum gets to it)
+  --server WHAT       how Sluice servers run: package (default), the compiled JavaScript the
+                      sluice-server package ships, built first with scripts/pack.ts, as
+                      \`npx sluice-server\` runs it; or source, the TypeScript through tsx
   --verbose           show the output of the child processes
   --systems LIST      run only these systems: sluice, graphile, bullmq, bullmq-fsync, pgboss (default all;
                       bullmq needs a Redis at REDIS_URL or 127.0.0.1:6379, bullmq-fsync one that allows
@@ -127,6 +133,7 @@ function parseArgs(argv: string[]): Config {
     prefetch: 24,
     analyze: true,
     systems: [...SYSTEM_KEYS],
+    server: "package",
   };
   let prefetchSet = false;
   const int = (flag: string, raw: string | undefined, min = 1) => {
@@ -188,6 +195,12 @@ function parseArgs(argv: string[]): Config {
       case "--verbose":
         c.verbose = true;
         break;
+      case "--server": {
+        const v = value();
+        if (v !== "package" && v !== "source") throw new Error(`--server: use package or source, got ${v}`);
+        c.server = v;
+        break;
+      }
       case "--systems": {
         const list = (value() ?? "").split(",").filter(Boolean);
         for (const x of list) {
@@ -256,7 +269,12 @@ let dbs: Databases;
 // BENCH_NODE_ARGS: extra node flags for every Sluice server, runner, worker
 // and submitter process (e.g. "--trace-gc"); --profile adds its own.
 const extraNodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
-const settings: Settings = { verbose: config.verbose, serverNodeArgs: [...extraNodeArgs], runnerNodeArgs: [...extraNodeArgs] };
+const settings: Settings = {
+  verbose: config.verbose,
+  serverNodeArgs: [...extraNodeArgs],
+  runnerNodeArgs: [...extraNodeArgs],
+  serverCommand: [join(ROOT, "bin", "sluice.js"), "server"],
+};
 
 type Factory = () => Promise<System>;
 const sluice =
@@ -900,6 +918,7 @@ async function header(): Promise<void> {
       `${config.quick ? "" : `${config.memoryTasks} queued then drains of ${config.agedTasks}, `}` +
       `concurrency ${config.concurrency}, Sluice prefetch ${config.prefetch}, ${config.analyze ? "ANALYZE" : "no ANALYZE"} after queuing; graphile-worker batched = localQueue.size 500, completeJobBatchDelay 0, pool concurrency+1`,
   );
+  log(`server:      ${config.server === "package" ? "the sluice-server package's compiled JavaScript, with node" : "the TypeScript sources, through tsx"} (--server)`);
   if (peers.length > 0) log(`peers:       ${describePeerSettings()}`);
 }
 
@@ -959,6 +978,7 @@ async function main(): Promise<void> {
     embedded = { stop: db.stop, dir };
   }
   dbs = new Databases(adminUrl);
+  if (config.server === "package" && config.systems.includes("sluice")) settings.serverCommand = buildServerPackage();
   if (config.profileDir) {
     settings.serverNodeArgs = [...extraNodeArgs, "--cpu-prof", "--cpu-prof-interval=200", `--cpu-prof-dir=${config.profileDir}`];
     settings.runnerNodeArgs = settings.serverNodeArgs;

@@ -26,6 +26,8 @@ export interface Settings {
   serverNodeArgs: string[];
   /** Extra node flags for runner and worker processes. */
   runnerNodeArgs: string[];
+  /** The script and arguments of a Sluice server process (the package's compiled server, or bin/sluice.js server). */
+  serverCommand: string[];
 }
 
 /** The systems the benchmark knows, as they are named in its output. */
@@ -78,7 +80,7 @@ export class SluiceSystem implements System {
     private readonly settings: Settings,
   ) {}
 
-  /** A fresh database and `servers` server processes (`node bin/sluice.js server`) on it. */
+  /** A fresh database and `servers` server processes (`settings.serverCommand`) on it. */
   static async start(dbs: Databases, settings: Settings, servers = 1): Promise<SluiceSystem> {
     const db = await dbs.create("sluice");
     const sys = new SluiceSystem(dbs, db, settings);
@@ -87,7 +89,7 @@ export class SluiceSystem implements System {
         const child = track(
           new Child(
             `sluice-server-${i + 1}`,
-            [join(ROOT, "bin", "sluice.js"), "server"],
+            settings.serverCommand,
             { DATABASE_URL: db.url, SLUICE_PORT: "0", SLUICE_HOST: "127.0.0.1" },
             { echo: settings.verbose, nodeArgs: settings.serverNodeArgs },
           ),
