@@ -50,15 +50,30 @@ interface LeasedGroupRow {
   /** Null when no task of the group has one. */
   triggers: (TriggerJson | null)[] | null;
   last_id: string;
-  /** Milliseconds from creation of the tasks on their first lease; null when none is. */
-  first_waits: string | null;
-  /** Comma-separated, empty for untraced tasks; null when no task of the group is traced. */
+  /**
+   * The creation times of the tasks leased for the first time, in
+   * PostgreSQL's binary form (8 bytes each: microseconds since 2000); null
+   * when none is.
+   */
+  first_created: Buffer | null;
+  /** This lease's time, in the same form. */
+  leased_at: Buffer;
+  /** `id traceparent` of the traced tasks, comma-separated; null when none is. */
   traceparents: string | null;
-  /** Comma-separated, empty for tasks without a limit; null when none has one. */
+  /** `id milliseconds` of the tasks with a time limit, comma-separated; null when none has one. */
   timeouts: string | null;
 }
 
 const numbers = (list: string) => list.split(",").map(Number);
+
+/** `id value` items of a comma-separated list, as [id, value]. */
+function pairs(list: string | null): [string, string][] {
+  if (list === null) return [];
+  return list.split(",").map((item) => {
+    const space = item.indexOf(" ");
+    return [item.slice(0, space), item.slice(space + 1)];
+  });
+}
 
 /**
  * Leases up to `limit` ready tasks of a cluster that the runner can execute, in
@@ -137,9 +152,13 @@ export async function leaseTasks(
            string_agg(g.input, ''::bytea) AS inputs, string_agg(length(g.input)::text, ',') AS input_lengths,
            CASE WHEN bool_or(g.trigger IS NOT NULL) THEN json_agg(g.trigger) END AS triggers,
            max(g.id)::text AS last_id,
-           string_agg(CASE WHEN g.lease = 1 THEN (extract(epoch FROM now() - g.created_at) * 1000)::bigint::text END, ',') AS first_waits,
-           CASE WHEN bool_or(g.traceparent IS NOT NULL) THEN string_agg(coalesce(g.traceparent, ''), ',') END AS traceparents,
-           CASE WHEN bool_or(g.timeout_ms IS NOT NULL) THEN string_agg(coalesce(g.timeout_ms::text, ''), ',') END AS timeouts
+           -- Times in their binary form (a copy of 8 bytes), not as text or
+           -- numeric epochs, which cost a conversion per task; and only the
+           -- tasks that have a trace context or a time limit name theirs.
+           string_agg(CASE WHEN g.lease = 1 THEN timestamptz_send(g.created_at) END, ''::bytea) AS first_created,
+           timestamptz_send(now()) AS leased_at,
+           string_agg(CASE WHEN g.traceparent IS NOT NULL THEN g.id::text || ' ' || g.traceparent END, ',') AS traceparents,
+           string_agg(CASE WHEN g.timeout_ms IS NOT NULL THEN g.id::text || ' ' || g.timeout_ms END, ',') AS timeouts
     FROM (SELECT * FROM leased ORDER BY id) AS g, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
     GROUP BY g.name, g.major, g.minor`;
   return columnsOf(groups);
@@ -184,9 +203,16 @@ function columnsOf(groups: readonly LeasedGroupRow[]): LeasedTasks {
       out.inputs.push(g.inputs.subarray(start, end));
     }
     g.triggers?.forEach((t, i) => t && out.triggers.set(first + i, t));
-    if (g.first_waits) for (const ms of g.first_waits.split(",")) out.firstWaits.push(Number(ms) / 1000);
-    g.traceparents?.split(",").forEach((t, i) => t && out.traceparents.set(first + i, t));
-    g.timeouts?.split(",").forEach((t, i) => t && out.timeouts.set(first + i, Number(t)));
+    if (g.first_created) {
+      // Microseconds since 2000: below 2^53 for millennia, exact as numbers.
+      const leasedAt = Number(g.leased_at.readBigInt64BE(0));
+      for (let o = 0; o < g.first_created.length; o += 8) out.firstWaits.push((leasedAt - Number(g.first_created.readBigInt64BE(o))) / 1e6);
+    }
+    if (g.traceparents !== null || g.timeouts !== null) {
+      const index = new Map(ids.map((id, i) => [id, first + i]));
+      for (const [id, value] of pairs(g.traceparents)) out.traceparents.set(index.get(id)!, value);
+      for (const [id, value] of pairs(g.timeouts)) out.timeouts.set(index.get(id)!, Number(value));
+    }
     if (g.last_id.length > out.lastId.length || (g.last_id.length === out.lastId.length && g.last_id > out.lastId)) out.lastId = g.last_id;
   }
   return out;
