@@ -3,6 +3,7 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres, { type Sql } from "postgres";
+import { createDatabaseOn } from "../support/databases.js";
 import { RunnerProcess, ServerProcess, freePort } from "./processes.js";
 
 export interface FleetOptions {
@@ -40,30 +41,6 @@ export interface Counts {
   writtenUnacknowledged: number;
 }
 
-/** Creates a database for one scenario and drops it afterwards. */
-async function createDatabase(adminUrl: string, prefix: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `${prefix}${randomBytes(5).toString("hex")}`;
-  const admin = () => postgres(adminUrl, { max: 1, onnotice: () => {} });
-  const a = admin();
-  try {
-    await a.unsafe(`CREATE DATABASE "${name}"`);
-  } finally {
-    await a.end();
-  }
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const d = admin();
-      try {
-        await d.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-      } finally {
-        await d.end();
-      }
-    },
-  };
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -91,7 +68,7 @@ export class Fleet {
   ) {}
 
   static async create(options: FleetOptions): Promise<Fleet> {
-    const db = await createDatabase(options.adminUrl, options.dbPrefix);
+    const db = await createDatabaseOn(options.adminUrl, `${options.dbPrefix}${randomBytes(5).toString("hex")}`);
     const dir = await mkdtemp(join(tmpdir(), "sluice-faults-"));
     const sql = postgres(db.url, { max: 1, onnotice: () => {} });
     return new Fleet(options, db.url, db.drop, dir, sql);

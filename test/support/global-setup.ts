@@ -6,6 +6,7 @@ import type { TestProject } from "vitest/node";
 import { startEmbeddedDatabase } from "../../server/database/embedded.js";
 import { migrate } from "../../server/database/migrate.js";
 import { buildConsoleIfStale } from "./browser.js";
+import { createDatabaseOn } from "./databases.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -42,15 +43,8 @@ export default async function setup(project: TestProject) {
   // Migrated once: a test database is a copy of it, which is quicker than
   // running every migration again in each.
   const templateDb = `${dbPrefix}template`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  try {
-    await admin.unsafe(`CREATE DATABASE "${templateDb}"`);
-  } finally {
-    await admin.end();
-  }
-  const template = new URL(adminUrl);
-  template.pathname = `/${templateDb}`;
-  const sql = postgres(template.toString(), { max: 1, onnotice: () => {} });
+  const template = await createDatabaseOn(adminUrl, templateDb);
+  const sql = postgres(template.url, { max: 1, onnotice: () => {} });
   try {
     await migrate(sql);
   } finally {

@@ -14,6 +14,7 @@ import { Client, type Job, type JobStateName } from "../../runner/index.js";
 import { SESSION_SETTINGS, type SluiceServer, buildServer } from "../../server/build-server.js";
 import type { ServerConfig } from "../../server/config.js";
 import { migrate } from "../../server/database/migrate.js";
+import { type TestDatabase, createDatabaseOn } from "./databases.js";
 import type { TaskRow } from "../../server/task-plan.js";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -24,28 +25,9 @@ export const FIXTURES = join(ROOT, "test", "fixtures");
  * migrated template (see global-setup.ts), or an empty one for tests of
  * migrating itself.
  */
-export async function createDatabase({ empty = false }: { empty?: boolean } = {}): Promise<{ url: string; drop(): Promise<void> }> {
-  const adminUrl = inject("adminUrl");
+export function createDatabase({ empty = false }: { empty?: boolean } = {}): Promise<TestDatabase> {
   const name = `${inject("dbPrefix")}${randomBytes(5).toString("hex")}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  try {
-    await admin.unsafe(empty ? `CREATE DATABASE "${name}"` : `CREATE DATABASE "${name}" TEMPLATE "${inject("templateDb")}"`);
-  } finally {
-    await admin.end();
-  }
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const a = postgres(adminUrl, { max: 1, onnotice: () => {} });
-      try {
-        await a.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-      } finally {
-        await a.end();
-      }
-    },
-  };
+  return createDatabaseOn(inject("adminUrl"), name, empty ? undefined : inject("templateDb"));
 }
 
 /**
