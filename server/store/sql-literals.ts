@@ -11,17 +11,22 @@ export function arrayLiteral(values: readonly (string | number)[]): string {
 
 /**
  * An array parameter as PostgreSQL's array literal for any text: each element
- * double-quoted, its `"` and `\` escaped; null as NULL.
+ * double-quoted, its `"` and `\` escaped; null as NULL. Built by one join
+ * where it can, not a string per element joined into a rope: large submits
+ * build such a literal per text column.
  */
 export function quotedArrayLiteral(values: readonly (string | null)[]): string {
-  let out = "{";
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (i > 0) out += ",";
-    out += v === null ? "NULL" : NEEDS_ESCAPE.test(v) ? `"${v.replace(ESCAPED, "\\$&")}"` : `"${v}"`;
+  let nulls = 0;
+  let plain = true;
+  for (const v of values) {
+    if (v === null) nulls++;
+    else if (plain && (v.includes('"') || v.includes("\\"))) plain = false;
   }
-  return `${out}}`;
+  if (values.length === 0) return "{}";
+  if (nulls === values.length) return `{${"NULL,".repeat(values.length - 1)}NULL}`;
+  if (nulls === 0 && plain) return `{"${values.join('","')}"}`;
+  const parts = values.map((v) => (v === null ? "NULL" : `"${v.replace(ESCAPED, "\\$&")}"`));
+  return `{${parts.join(",")}}`;
 }
 
-const NEEDS_ESCAPE = /["\\]/;
 const ESCAPED = /["\\]/g;
