@@ -122,6 +122,11 @@ export function jobService({ sql, reads, clusters, dispatcher, leaseTtlMs, clock
       defaultClusterId: clusterId,
       clusterIds: ids,
     });
+    // The plan holds all that is left to do with the tasks. Dropping the
+    // decoded submissions lets the collector take them while the insert runs:
+    // a job of thousands of tasks kept them alive into the old generation,
+    // whose size between collections grows with what is alive.
+    req.tasks = [];
     const startAt = req.startAt ? timestampDate(req.startAt) : null;
     if (startAt && Number.isNaN(startAt.getTime())) throw invalid("start_at is not a valid time");
     return {
