@@ -87,6 +87,9 @@ export interface ServerLogger {
 /** Connections for listings and reports (ListJobs, CountJobs, the console's statistics). */
 const READ_POOL_SIZE = 4;
 
+/** Connections for the runner streams' lease statements (LEASE_SETTINGS). */
+const LEASE_POOL_SIZE = 4;
+
 const quietLogger: ServerLogger = { info() {}, error() {} };
 
 /**
@@ -129,6 +132,17 @@ export const SESSION_SETTINGS = {
 };
 
 /**
+ * The connections that lease tasks: the session settings, and one plan for
+ * the lease statement whatever its parameters. PostgreSQL keeps a prepared
+ * statement's generic plan only while it looks no dearer than the custom
+ * plans of its first executions; the lease's LIMIT is a parameter, which a
+ * generic plan costs as a tenth of the table, so every lease was planned
+ * again. Other statements keep PostgreSQL's choice: for some, such as the
+ * path lists of file tasks, a generic plan is far worse.
+ */
+export const LEASE_SETTINGS = { ...SESSION_SETTINGS, plan_cache_mode: "force_generic_plan" };
+
+/**
  * Builds and starts a server: database (embedded unless a URL is given),
  * migrations, the dispatcher, background duties and the HTTP listener. Tests
  * start it on port 0; `sluice server` starts it from the command line.
@@ -151,6 +165,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   }
   const sql = postgres(databaseUrl, { ...POOL_OPTIONS, max: config.poolSize, connection: SESSION_SETTINGS });
   const reads = postgres(databaseUrl, { ...POOL_OPTIONS, max: READ_POOL_SIZE, connection: { jit: "off" } });
+  const leases = postgres(databaseUrl, { ...POOL_OPTIONS, max: LEASE_POOL_SIZE, connection: LEASE_SETTINGS });
   // Migrations run on a connection with PostgreSQL's own planner settings: one
   // that rewrites a whole table should be free to scan it.
   const migrations = postgres(databaseUrl, { ...POOL_OPTIONS, max: 1 });
@@ -160,6 +175,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   } catch (e) {
     await sql.end({ timeout: 1 });
     await reads.end({ timeout: 1 });
+    await leases.end({ timeout: 1 });
     await embedded?.stop();
     throw e;
   } finally {
@@ -170,7 +186,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
   // Loads the OpenTelemetry SDK only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
   const tracing = await startTracing("sluice-server");
   const clusters = new ClusterDirectory(sql);
-  const dispatcher = new Dispatcher(sql, onError);
+  const dispatcher = new Dispatcher(sql, onError, leases);
   await dispatcher.start();
   const scheduler = new Scheduler(sql, config.scheduler, onError, config.clock);
   await scheduler.start();
@@ -339,6 +355,7 @@ export async function buildServer(overrides: Partial<ServerConfig> = {}, logger:
         await tracing?.shutdown().catch(onError);
         await sql.end({ timeout: 5 });
         await reads.end({ timeout: 5 });
+        await leases.end({ timeout: 5 });
         await embedded?.stop();
       })()),
   };

@@ -5,6 +5,8 @@ import { recordResults } from "../server/store/complete-tasks.js";
 import { leaseTasks } from "../server/store/lease-tasks.js";
 import { expireLeases, extendLeases } from "../server/store/leases.js";
 import { submitJobs } from "../server/store/submit-job.js";
+import postgres from "postgres";
+import { LEASE_SETTINGS } from "../server/build-server.js";
 import { noopRows, storeDatabase } from "./support/harness.js";
 
 /**
@@ -122,5 +124,33 @@ describe("statements on a large queue", () => {
     expect(Number(failures)).toBe(results.filter((r) => "failure" in r).length);
     expect(recorded.tuplesRead).toBeGreaterThanOrEqual(REPORTED);
     expect(recorded.tuplesRead).toBeLessThanOrEqual(3 * REPORTED);
+  });
+});
+
+describe("the lease statement on the server's lease connections", () => {
+  it("is planned once per connection, not at every lease", async () => {
+    const store = await storeDatabase();
+    const leases = postgres(store.url, { max: 1, onnotice: () => {}, connection: LEASE_SETTINGS });
+    try {
+      await submitJobs(store.sql, [{ name: "queue", clusterId: 1, plan: { rows: noopRows(5_000), depFrom: [], depTo: [] } }], 30_000);
+      await store.sql`ANALYZE`;
+      const noop = [{ name: "Noop", major: 1, minor: 0 }];
+      const runner = randomUUID();
+      let after = "0";
+      let leased = 0;
+      // Different sizes and floors, as work streams lease.
+      for (let i = 1; i <= 12; i++) {
+        const batch = await leaseTasks(leases, 1, noop, i, runner, 30_000, after);
+        leased += batch.ids.length;
+        after = i % 4 === 0 ? "0" : batch.lastId;
+      }
+      expect(leased).toBe(78);
+      const [plans] = await leases<{ generic_plans: string; custom_plans: string }[]>`
+        SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%FROM ready_tasks r%'`;
+      expect({ generic: Number(plans.generic_plans) > 0, custom: Number(plans.custom_plans) }).toEqual({ generic: true, custom: 0 });
+    } finally {
+      await leases.end();
+      await store.close();
+    }
   });
 });

@@ -37,6 +37,8 @@ export class Dispatcher {
   constructor(
     private readonly sql: Sql,
     private readonly onError: (error: unknown) => void,
+    /** The pool the streams lease on (the server's is set up for it: LEASE_SETTINGS). */
+    private readonly leases: Sql = sql,
   ) {}
 
   async start(): Promise<void> {
@@ -89,7 +91,7 @@ export class Dispatcher {
   /** Attaches a runner's stream; a stream of the same runner id is replaced. */
   attach(options: RunnerStreamOptions): RunnerStream {
     this.streams.get(options.runnerId)?.close();
-    const stream = new RunnerStream(this.sql, options);
+    const stream = new RunnerStream(this.leases, options);
     this.streams.set(options.runnerId, stream);
     let set = this.byCluster.get(options.clusterId);
     if (!set) this.byCluster.set(options.clusterId, (set = new Set()));
