@@ -132,6 +132,18 @@ describe("what a task is submitted with", () => {
     }
   });
 
+  it("keeps each task's optional fields to that task, set on one task or on none", async () => {
+    const plain = { identifier: { name: "Noop", version: "v1.0" }, input: json({}) };
+    const dressed = { ...plain, display: "the middle one", maxRetries: 3, timeout: { seconds: 60n, nanos: 0 } };
+    for (const tasks of [[plain, dressed, plain], [plain, plain]]) {
+      const { job } = await box.api.jobs.submitJob({ name: "optional fields", tasks });
+      const got = await box.api.jobs.getJob({ id: job!.id });
+      expect(got.tasks.map((t) => [t.display, t.maxRetries])).toEqual(tasks.map((t) => ["display" in t ? t.display : "", "maxRetries" in t ? t.maxRetries : 0]));
+      const limits = await box.sql<{ timeout_ms: number | null }[]>`SELECT timeout_ms FROM tasks WHERE job_id = ${job!.id} ORDER BY id`;
+      expect(limits.map((l) => l.timeout_ms)).toEqual(tasks.map((t) => ("timeout" in t ? 60_000 : null)));
+    }
+  });
+
   it("is stored byte for byte by the insert, an input whose base64 is NULL included", async () => {
     // The API takes only JSON input; the insert itself keeps any bytes, and
     // "NULL" (the word for a missing element of an array) is base64 too.

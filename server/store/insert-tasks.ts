@@ -92,8 +92,16 @@ function columnsOf(plan: TaskPlan) {
     if (!clusterIds.includes(r.clusterId)) clusterIds.push(r.clusterId);
   }
   // Numbers, ids (validated digits) and booleans go as they are, a missing one as NULL; text is quoted.
-  const plain = (f: (r: TaskRow) => number | string | null | undefined) => arrayLiteral(rows.map((r) => f(r) ?? "NULL"));
-  const quoted = (f: (r: TaskRow) => string | null) => quotedArrayLiteral(rows.map(f));
+  // A column no row has a value in goes as an empty array, which unnest pads
+  // with NULLs: most columns of most submits, parsed for nothing otherwise.
+  const plain = (f: (r: TaskRow) => number | string | null | undefined) => {
+    const values = rows.map(f);
+    return values.every((v) => v == null) ? "{}" : arrayLiteral(values.map((v) => v ?? "NULL"));
+  };
+  const quoted = (f: (r: TaskRow) => string | null) => {
+    const values = rows.map(f);
+    return values.every((v) => v === null) ? "{}" : quotedArrayLiteral(values);
+  };
   return {
     clusterIds,
     ord: plain((r) => r.ord),
