@@ -94,14 +94,12 @@ function columnsOf(plan: TaskPlan) {
   // Numbers, ids (validated digits) and booleans go as they are, a missing one as NULL; text is quoted.
   // A column no row has a value in goes as an empty array, which unnest pads
   // with NULLs: most columns of most submits, parsed for nothing otherwise.
-  const plain = (f: (r: TaskRow) => number | string | null | undefined) => {
+  const column = <V>(f: (r: TaskRow) => V, literal: (values: V[]) => string) => {
     const values = rows.map(f);
-    return values.every((v) => v == null) ? "{}" : arrayLiteral(values.map((v) => v ?? "NULL"));
+    return values.every((v) => v == null) ? "{}" : literal(values);
   };
-  const quoted = (f: (r: TaskRow) => string | null) => {
-    const values = rows.map(f);
-    return values.every((v) => v === null) ? "{}" : quotedArrayLiteral(values);
-  };
+  const plain = (f: (r: TaskRow) => number | string | null | undefined) => column(f, (values) => arrayLiteral(values.map((v) => v ?? "NULL")));
+  const quoted = (f: (r: TaskRow) => string | null) => column(f, quotedArrayLiteral);
   return {
     clusterIds,
     ord: plain((r) => r.ord),
