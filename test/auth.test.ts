@@ -1,6 +1,8 @@
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { join } from "node:path";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -184,6 +186,54 @@ describe("a server that needs tokens", () => {
     await eventually(async () => (await admin.jobs().get(job.id)).state === "completed", 5_000, "the job to complete");
     holder.close();
     thief.close();
+    admin.close();
+  });
+});
+
+describe("a long stream of a token's holder", () => {
+  const box = useSandbox({ auth: "required", adminToken: ADMIN });
+
+  class Large extends Task<{ blob: string }> {
+    static identifier = { name: "Large", version: "v1.0" };
+    execute() {}
+  }
+
+  // The server watches each stream for its token's revocation. Its memory
+  // must not grow with what the stream has sent: a runner's session lives for
+  // days and carries every task input the runner ever receives.
+  it("keeps nothing of what an open runner session was sent", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const heap = () => {
+      gc();
+      gc();
+      const m = process.memoryUsage();
+      return m.heapUsed + m.arrayBuffers;
+    };
+    const admin = new Client({ url: box.url, token: ADMIN });
+    const runnerToken = await admin.tokens().create("a long session", ["runner"]);
+    const client = new Client({ url: box.url, token: runnerToken.secret });
+    const session = openSession(createClient(RunnerService, client.transport), { tasks: [{ name: "Large", version: "v1.0" }], concurrency: 20 });
+    await session.until("started");
+
+    /** Submits `n` tasks of 100 kB each and runs them on the session; returns when all are recorded. */
+    const runBatch = async (n: number) => {
+      const jobs = admin.jobs();
+      await Promise.all(Array.from({ length: n }, (_, i) => jobs.submit(`large ${i}`, new Large({ blob: String(i % 10).repeat(100_000) }))));
+      for (let done = 0; done < n; ) {
+        const a = await session.until("assignment");
+        expect((await session.record({ computed: { taskIds: a.ids, leases: a.leases, jobIds: a.jobIds } })).refused).toEqual([]);
+        done += a.ids.length;
+      }
+    };
+    await runBatch(20);
+    const before = heap();
+    await runBatch(300);
+    const grown = heap() - before;
+    // 300 inputs of 100 kB went down the session: 30 MB held if it kept them.
+    expect(grown).toBeLessThan(10_000_000);
+    session.close();
+    client.close();
     admin.close();
   });
 });

@@ -27,14 +27,26 @@ export function authInterceptor(auth: Authenticator, openReflection: boolean): I
     return {
       ...res,
       message: (async function* () {
-        let revoke!: (e: ConnectError) => void;
-        const revoked = new Promise<never>((_, reject) => (revoke = reject));
-        revoked.catch(() => {});
-        const unwatch = auth.watch(principal.tokenId, () => revoke(new ConnectError(`token ${principal.tokenId} was revoked`, Code.Unauthenticated)));
+        let revoked: ConnectError | undefined;
+        /** Fails the wait for the next message, if one is waited for. */
+        let interrupt: ((e: ConnectError) => void) | undefined;
+        const unwatch = auth.watch(principal.tokenId, () => {
+          revoked = new ConnectError(`token ${principal.tokenId} was revoked`, Code.Unauthenticated);
+          interrupt?.(revoked);
+        });
         const it = messages[Symbol.asyncIterator]();
         try {
           for (;;) {
-            const r = await Promise.race([it.next(), revoked]);
+            if (revoked) throw revoked;
+            // One promise per message, settled by the message or by the
+            // revocation. Racing each message against one promise of the
+            // whole stream (Promise.race) would leave a reaction on it per
+            // message, each holding its message until the stream ends.
+            const r = await new Promise<Awaited<ReturnType<typeof it.next>>>((resolve, reject) => {
+              interrupt = reject;
+              it.next().then(resolve, reject);
+            });
+            interrupt = undefined;
             if (r.done) return;
             yield r.value;
           }

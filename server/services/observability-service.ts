@@ -92,16 +92,17 @@ export function observabilityService(deps: ObservabilityDeps): ServiceImpl<typeo
         woken = true;
         wake?.();
       });
-      const aborted = new Promise<void>((resolve) => {
-        if (ctx.signal.aborted) resolve();
-        ctx.signal.addEventListener("abort", () => resolve(), { once: true });
-      });
+      // The end of the call wakes the loop as a NOTIFY does (not a promise
+      // raced at every wait: each race would leave a reaction on it until
+      // the call ends).
+      const onAbort = () => wake?.();
+      ctx.signal.addEventListener("abort", onAbort, { once: true });
       try {
         let state: JobState | undefined;
         let progress = "";
         while (!ctx.signal.aborted) {
           if (!woken) {
-            await Promise.race([new Promise<void>((resolve) => (wake = resolve)), aborted]);
+            await new Promise<void>((resolve) => (wake = resolve));
             wake = null;
             continue;
           }
@@ -128,6 +129,7 @@ export function observabilityService(deps: ObservabilityDeps): ServiceImpl<typeo
           if (!current || FINISHED.has(current.state)) return;
         }
       } finally {
+        ctx.signal.removeEventListener("abort", onAbort);
         await unfollow();
       }
     },
