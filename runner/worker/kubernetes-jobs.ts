@@ -1,3 +1,4 @@
+import { setTimeout as wait } from "node:timers/promises";
 import type { BatchV1Api, CoreV1Api, KubeConfig, V1Job, Watch } from "@kubernetes/client-node";
 import { importOptional } from "../sdk/optional.js";
 import type { JobHookAccess, ProcessOutcome, ProcessTaskSpec } from "./process-types.js";
@@ -74,11 +75,6 @@ function endOf(job: V1Job): { succeeded: boolean; message: string } | null {
   return null;
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
-  });
 
 /**
  * Runs process tasks as Kubernetes Jobs (batch/v1), one per attempt: creates
@@ -232,7 +228,7 @@ export class KubernetesJobs {
         }, done);
     });
     // A watch that broke is opened again, not at once.
-    if (failed) await sleep(1_000, signal);
+    if (failed) await wait(1_000, undefined, { signal }).catch(() => {});
   }
 
   /** The end of the log of the Job's (last) pod: its standard output and error together; "" when it cannot be read. */

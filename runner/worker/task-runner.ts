@@ -1,3 +1,4 @@
+import { setTimeout as wait } from "node:timers/promises";
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { type MessageInitShape, create } from "@bufbuild/protobuf";
@@ -218,16 +219,8 @@ const PERMANENT = new Set([
   Code.Unauthenticated,
 ]);
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
+/** Waits `ms`, or less when `signal` aborts. */
+const sleep = (ms: number, signal: AbortSignal) => wait(ms, undefined, { signal }).catch(() => {});
 
 /**
  * Executes tasks of one cluster. It keeps a session open with the server,
