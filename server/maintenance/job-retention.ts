@@ -1,5 +1,6 @@
 import type { Sql } from "postgres";
 import { deleteExpiredJobs } from "../store/job-retention.js";
+import { deleteOldFinishCounts } from "../store/queue-stats.js";
 import { SleepLoop } from "./sleep-loop.js";
 
 export interface JobRetentionConfig {
@@ -20,9 +21,10 @@ export const JobRetentionDefaults: JobRetentionConfig = {
 /**
  * Deletes completed, failed and cancelled jobs (their tasks and dependencies
  * go with them) once they finished longer ago than the retention, in small
- * batches found through the `jobs_finished` index, so that the task table
- * does not grow without bound. Every server runs it; SKIP LOCKED keeps them
- * out of each other's way.
+ * batches, so that the task table does not grow without bound; and, whether
+ * or not jobs are kept forever, the counts of finished jobs older than the
+ * console shows. Every server runs it; SKIP LOCKED keeps them out of each
+ * other's way.
  */
 export class JobRetention {
   private readonly loop: SleepLoop;
@@ -39,7 +41,7 @@ export class JobRetention {
   }
 
   start(): void {
-    if (this.config.retentionMs > 0) this.loop.start();
+    this.loop.start();
   }
 
   stop(): void {
@@ -49,7 +51,9 @@ export class JobRetention {
   /** Deletes what has expired now; returns how many jobs. */
   async prune(): Promise<number> {
     const { retentionMs, batchSize } = this.config;
+    await deleteOldFinishCounts(this.sql);
     let total = 0;
+    if (retentionMs <= 0) return total;
     for (;;) {
       const deleted = await deleteExpiredJobs(this.sql, retentionMs, batchSize);
       total += deleted;

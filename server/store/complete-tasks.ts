@@ -5,6 +5,7 @@ import { arrayLiteral, quotedArrayLiteral } from "./sql-literals.js";
 import { cancelTasksOf } from "./cancel-job.js";
 import { notifyCancelled, notifyReady, notifyReadyOf } from "./channels.js";
 import { queueReady, taskInsertCtes } from "./insert-tasks.js";
+import { countFinished } from "./queue-stats.js";
 
 /** A runner's report on one task it held. */
 export interface TaskResultIn {
@@ -119,7 +120,7 @@ async function record(sql: Sql | TransactionSql, runnerId: string, results: read
  *    left) into ready_tasks and wake its cluster's runners;
  * 5. update each job once: its open tasks (less the computed, plus the
  *    subtasks they submitted), completed when none is left, failed when a task
- *    ran out of retries.
+ *    ran out of retries; and count the jobs it finished (`countFinished`).
  *
  * The subtasks themselves are inserted by the caller, once it knows which
  * parents counted; counting them here keeps a job with subtasks on their way
@@ -209,7 +210,9 @@ function recordStatement(sql: Sql | TransactionSql, runnerId: string, results: r
         FROM updated WHERE state IN ('computed', 'failed') GROUP BY job_id`
       }) AS d
       WHERE j.id = d.job_id
-      RETURNING ${successes ? sql`1` : sql`j.id, j.state`}
+      RETURNING ${successes ? sql`j.cluster_id, j.state` : sql`j.id, j.cluster_id, j.state`}
+    ), counted AS (
+      ${countFinished(sql, "closed")}
     )
     SELECT CASE WHEN (SELECT count(*) FROM updated) = ${results.length} THEN NULL
                 ELSE coalesce((SELECT array_agg(id::text) FROM updated), '{}') END AS done,

@@ -2,7 +2,9 @@ import type { Sql } from "postgres";
 
 /**
  * Deletes up to `limit` completed, failed or cancelled jobs that finished more
- * than `retentionMs` ago, found through the `jobs_finished` index, with their
+ * than `retentionMs` ago, oldest first by creation (a job that finished before
+ * a time was created before it, so `jobs_by_created` finds them; no index
+ * names finished_at, which completing a job sets), with their
  * tasks and every row that names them: dependency edges, job hook statuses
  * and subtasks, file tasks and their path lists, log lines and progress
  * (nothing references tasks or jobs by a foreign key: migrations 0007, 0009
@@ -13,9 +15,10 @@ export async function deleteExpiredJobs(sql: Sql, retentionMs: number, limit: nu
   const [{ deleted }] = await sql<{ deleted: number }[]>`
     WITH expired AS MATERIALIZED (
       SELECT id FROM jobs
-      WHERE finished_at < now() - ${retentionMs}::bigint * interval '1 millisecond'
+      WHERE created_at < now() - ${retentionMs}::bigint * interval '1 millisecond'
+        AND finished_at < now() - ${retentionMs}::bigint * interval '1 millisecond'
         AND state IN ('completed', 'failed', 'cancelled')
-      ORDER BY finished_at
+      ORDER BY created_at
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED
     ), edges AS (

@@ -1,4 +1,4 @@
-import type { Sql } from "postgres";
+import type { Sql, TransactionSql } from "postgres";
 
 export interface QueueCountsRow {
   cluster_id: number;
@@ -36,15 +36,38 @@ export interface FinishedJobsRow {
   failed: number;
 }
 
-/** Jobs completed and failed per cluster and minute since `since` (through jobs_finished). */
+/**
+ * Jobs completed and failed per cluster and minute, from the minute of `since`
+ * on, as the completions that finished them counted them (`countFinished`).
+ */
 export async function finishedJobsPerMinute(sql: Sql, since: Date): Promise<FinishedJobsRow[]> {
   return sql<FinishedJobsRow[]>`
-    SELECT cluster_id, date_trunc('minute', finished_at) AS minute,
-           count(*) FILTER (WHERE state = 'completed')::int AS completed,
-           count(*) FILTER (WHERE state = 'failed')::int AS failed
-    FROM jobs
-    WHERE finished_at IS NOT NULL AND finished_at >= ${since}
+    SELECT cluster_id, minute, sum(completed)::int AS completed, sum(failed)::int AS failed
+    FROM job_finish_counts
+    WHERE minute >= date_trunc('minute', ${since}::timestamptz)
     GROUP BY 1, 2`;
+}
+
+/**
+ * The statement part that counts the jobs a completion finished, per cluster,
+ * in the current minute: `rows` is a CTE of the updated jobs' `cluster_id` and
+ * `state`. Each connection adds to rows of its own (by backend), so that
+ * completions on different connections never wait for each other's counts.
+ */
+export function countFinished(sql: Sql | TransactionSql, rows: string) {
+  return sql`
+    INSERT INTO job_finish_counts AS f (minute, cluster_id, backend, completed, failed)
+    SELECT date_trunc('minute', now()), cluster_id, pg_backend_pid(),
+           count(*) FILTER (WHERE state = 'completed'), count(*) FILTER (WHERE state = 'failed')
+    FROM ${sql(rows)} WHERE state IN ('completed', 'failed')
+    GROUP BY cluster_id
+    ON CONFLICT (minute, cluster_id, backend)
+    DO UPDATE SET completed = f.completed + excluded.completed, failed = f.failed + excluded.failed`;
+}
+
+/** Forgets the counts of finished jobs older than the console ever shows (an hour), with a margin. */
+export async function deleteOldFinishCounts(sql: Sql): Promise<void> {
+  await sql`DELETE FROM job_finish_counts WHERE minute < now() - interval '2 hours'`;
 }
 
 export interface QueueGaugesRow {
