@@ -13,9 +13,10 @@ import { noopRows, storeDatabase } from "./support/harness.js";
  * another page, with an entry in every index of the table). And a VACUUM of a
  * table full of finished tasks must not make new tasks land a few per old
  * page all over it (every such page is one more page to read, dirty and write
- * in full to the WAL after a checkpoint).
+ * in full to the WAL after a checkpoint). The same holds for a job's row and
+ * the completion that finishes the job.
  */
-describe("the pages of the tasks table", () => {
+describe("the pages of the tasks and jobs tables", () => {
   const noop = [{ name: "Noop", major: 1, minor: 0 }];
   let store: Awaited<ReturnType<typeof storeDatabase>>;
   let sql: Sql;

@@ -75,7 +75,6 @@ function endOf(job: V1Job): { succeeded: boolean; message: string } | null {
   return null;
 }
 
-
 /**
  * Runs process tasks as Kubernetes Jobs (batch/v1), one per attempt: creates
  * it, watches it until it ends, and deletes it when the attempt is stopped.
